@@ -1,0 +1,121 @@
+/* ackrpc/client.h: the client: blocking calls that need no event loop, and
+ * asynchronous calls on a caller's libevent loop.
+ *
+ * Each call opens one connection, writes one request frame, half-closes and
+ * reads the reply frame. A client object holds only immutable configuration,
+ * so one client may be used from any number of threads at once.
+ */
+#ifndef ACKRPC_CLIENT_H
+#define ACKRPC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ackrpc/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct event_base;
+struct ProtobufCMessage;
+
+typedef struct ackrpc_client ackrpc_client;
+
+/* Client options; zero means "the default" for every field. */
+typedef struct ackrpc_client_options {
+  /* "/path/to.sock" or "@abstract-name". Required. Copied. */
+  const char *address;
+  /* Deadline of a call whose options give none. Default 30000 ms. */
+  uint32_t timeout_ms;
+  /* Largest reply frame accepted (head + body); a larger one gives
+   * E_BAD_REPLY. Default 4 MiB. */
+  size_t max_reply_size;
+} ackrpc_client_options;
+
+/* Per-call options; pass NULL for all defaults. */
+typedef struct ackrpc_call_options {
+  /* Deadline of this call, from its start to the reply. 0: the client's. */
+  uint32_t timeout_ms;
+  /* Call id, 1 to 64 bytes (ACKRPC_MAX_CALL_ID). NULL: the client makes a
+   * unique 16-byte id (64 random bits fixed per client object, then a
+   * 64-bit counter). Pass the same id again to retry a call idempotently. */
+  const uint8_t *call_id;
+  size_t call_id_len;
+  /* Metadata entries sent with the request (ACKRPC_MAX_METADATA at most). */
+  const ackrpc_metadata *metadata;
+  size_t metadata_count;
+} ackrpc_call_options;
+
+/* What a call returns besides its status. Zero-initialise it before the
+ * call; after the call, release it with ackrpc_result_clear(). */
+typedef struct ackrpc_result {
+  ackrpc_status status;
+  /* For local failures, the errno behind it (0 if none). */
+  int sys_errno;
+  /* The server's message for a non-OK status, or a local explanation;
+   * NUL-terminated, malloc'd, owned by the result; may be NULL. */
+  char *message;
+  /* The decoded reply (the ack) when the server sent one that decoded with
+   * the method's reply descriptor; owned by the result. To keep it, take the
+   * pointer and set the field to NULL, then free it later with
+   * protobuf_c_message_free_unpacked(reply, NULL). */
+  struct ProtobufCMessage *reply;
+  /* The call id that was sent (so a caller may retry with it). */
+  uint8_t call_id[ACKRPC_MAX_CALL_ID];
+  size_t call_id_len;
+} ackrpc_result;
+
+/* Frees what a result owns and zeroes it. NULL is ignored. */
+ACKRPC_EXPORT void ackrpc_result_clear(ackrpc_result *result);
+
+/* Creates a client. The address is checked (not connected to) here.
+ * On success *ret_client is the caller's, to free with ackrpc_client_free().
+ * Errors: E_INVAL (NULL argument, no address), E_ADDRESS, E_NOMEM; on error
+ * *ret_client is untouched. */
+ACKRPC_EXPORT ackrpc_status
+ackrpc_client_new(const ackrpc_client_options *options,
+                  ackrpc_client **ret_client);
+
+/* Frees a client. Asynchronous calls already started are not affected (they
+ * keep what they need). NULL is ignored. Returns NULL. */
+ACKRPC_EXPORT ackrpc_client *ackrpc_client_free(ackrpc_client *client);
+
+/* Makes a blocking call: connects, sends `request` (a message of
+ * method->request's type, not modified), half-closes and waits for the reply
+ * until the deadline, using poll() on a non-blocking socket; signals (EINTR)
+ * do not shorten or break it. Returns the call's status, also stored in
+ * ret_result->status if ret_result is not NULL (then the caller clears it
+ * with ackrpc_result_clear()). With a NULL ret_result, the reply is freed.
+ * Statuses: a canonical code (the server's answer); E_CONNECT, E_BUSY,
+ * E_SEND, E_SEND_TIMEOUT (not delivered); E_NO_ACK, E_ACK_TIMEOUT,
+ * E_BAD_REPLY (outcome unknown); E_INVAL, E_NOMEM, E_SYSTEM (nothing sent).
+ * Safe to call from many threads on one client. */
+ACKRPC_EXPORT ackrpc_status ackrpc_client_call(
+    ackrpc_client *client, const ackrpc_method *method,
+    const struct ProtobufCMessage *request, const ackrpc_call_options *options,
+    ackrpc_result *ret_result);
+
+/* Completion of an asynchronous call. `result` belongs to the library and
+ * is cleared after the callback returns: to keep the reply or the message,
+ * take the pointer and set the field to NULL. */
+typedef void (*ackrpc_done_fn)(ackrpc_result *result, void *user);
+
+/* Starts an asynchronous call on `base`. The request is serialized before
+ * this returns. On OK, `done` runs exactly once, on the thread running
+ * `base`, never from inside this function, even if the call fails at once.
+ * If this returns an error, `done` is never called.
+ * The call must complete (it always does, by its deadline at the latest)
+ * before `base` is freed. Call from the thread that runs `base` (or enable
+ * libevent's thread support).
+ * Errors: E_INVAL, E_NOMEM (nothing was sent). */
+ACKRPC_EXPORT ackrpc_status ackrpc_client_call_async(
+    ackrpc_client *client, struct event_base *base, const ackrpc_method *method,
+    const struct ProtobufCMessage *request, const ackrpc_call_options *options,
+    ackrpc_done_fn done, void *user);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ACKRPC_CLIENT_H */

@@ -1,0 +1,77 @@
+/* ackrpc/common.h: types shared by the server and the client: method
+ * descriptions, metadata, peer credentials and the log callback. */
+#ifndef ACKRPC_COMMON_H
+#define ACKRPC_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ackrpc/export.h>
+#include <ackrpc/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ProtobufCMessageDescriptor;
+
+/* One RPC method: its full name and the protobuf-c descriptors of its request
+ * and reply messages. Generated code emits these as static const tables; the
+ * library copies what it keeps, so a method description may be a temporary. */
+typedef struct ackrpc_method {
+  const char *name; /* "package.Service/Method", as on the wire */
+  const struct ProtobufCMessageDescriptor *request;
+  const struct ProtobufCMessageDescriptor *reply;
+} ackrpc_method;
+
+/* One metadata entry as the client sends it. Keys are 1 to 64 characters of
+ * [a-z0-9._-]; values are opaque bytes, up to 4096. */
+typedef struct ackrpc_metadata {
+  const char *key;
+  const void *value;
+  size_t value_len;
+} ackrpc_metadata;
+
+/* The credentials of the process at the other end of the socket, as the
+ * kernel recorded them when it connected (SO_PEERCRED). */
+typedef struct ackrpc_peer {
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+} ackrpc_peer;
+
+/* Limits of the protocol itself (docs/PROTOCOL.md). */
+#define ACKRPC_MAX_CALL_ID 64       /* bytes */
+#define ACKRPC_MAX_METADATA 64      /* entries */
+#define ACKRPC_MAX_METADATA_KEY 64  /* bytes */
+#define ACKRPC_MAX_METADATA_VALUE 4096
+#define ACKRPC_MAX_HEAD 65536       /* bytes of a frame's head */
+#define ACKRPC_MAX_METHOD_NAME 256  /* bytes */
+
+typedef enum ackrpc_log_level {
+  ACKRPC_LOG_ERROR = 0,
+  ACKRPC_LOG_WARNING = 1,
+  ACKRPC_LOG_INFO = 2,
+  ACKRPC_LOG_DEBUG = 3,
+} ackrpc_log_level;
+
+/* A log sink. `message` is one line without a trailing newline, valid only
+ * during the call. Called from the thread that runs the event loop. */
+typedef void (*ackrpc_log_fn)(void *user, ackrpc_log_level level,
+                              const char *message);
+
+/* The default sink: writes "ackrpc: LEVEL: message\n" to stderr. Used when an
+ * options struct leaves `log` NULL; pass ackrpc_log_discard to silence. */
+ACKRPC_EXPORT void ackrpc_log_stderr(void *user, ackrpc_log_level level,
+                                     const char *message);
+
+/* A sink that drops everything. */
+ACKRPC_EXPORT void ackrpc_log_discard(void *user, ackrpc_log_level level,
+                                      const char *message);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ACKRPC_COMMON_H */

@@ -1,0 +1,181 @@
+/* ackrpc/server.h: the server, on a libevent 2.1 loop.
+ *
+ * A server listens on one Unix socket address, reads each connection's request
+ * frame, decodes it, hands it to the handler registered for its method and
+ * writes the handler's reply. One call per connection by default; a client
+ * may send further request frames on the same connection before it
+ * half-closes (session mode, docs/PROTOCOL.md): they are answered in order.
+ *
+ * Threads: everything but ackrpc_call_reply() and ackrpc_server_stop() runs on
+ * the loop's thread. Handlers run on the loop's thread and must not block: a
+ * handler that has slow work keeps the call and replies later, from any
+ * thread.
+ */
+#ifndef ACKRPC_SERVER_H
+#define ACKRPC_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ackrpc/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct event_base;
+struct ProtobufCMessage;
+
+typedef struct ackrpc_server ackrpc_server;
+typedef struct ackrpc_call ackrpc_call;
+
+/* Server options. Zero means "the default" for every field, so
+ *   ackrpc_server_options o = {.address = "/run/app.sock"};
+ * is a complete, safe configuration. */
+typedef struct ackrpc_server_options {
+  /* "/path/to.sock" (a socket file the server owns) or "@name" (Linux
+   * abstract namespace). Required. Copied. */
+  const char *address;
+  /* The loop to attach to. NULL: the server creates and owns one, and
+   * ackrpc_server_run() runs it. */
+  struct event_base *base;
+  /* Largest request frame accepted (head + body), refused from its announced
+   * length before it is buffered. Default 4 MiB. */
+  size_t max_request_size;
+  /* Time from accept until the whole request frame has arrived. A client
+   * that stalls or trickles is answered DEADLINE_EXCEEDED and cut off.
+   * Default 10000 ms. */
+  uint32_t read_timeout_ms;
+  /* Longest a call may wait for its handler's reply when the client sent no
+   * deadline. Default 60000 ms. A client's own deadline, if shorter, wins. */
+  uint32_t handler_timeout_ms;
+  /* Connections served at once; beyond this, new connections wait in the
+   * kernel's queue. Default 1024. */
+  uint32_t max_connections;
+  /* On ackrpc_server_stop(), how long calls in flight may take to finish
+   * before they are answered UNAVAILABLE. Default 5000 ms. */
+  uint32_t drain_timeout_ms;
+  /* Permission bits of the socket file (path addresses only). Default 0600.
+   * The file never exists with wider permissions, whatever the umask. */
+  mode_t socket_mode;
+  /* Listen backlog. Default 1024. */
+  int backlog;
+  /* Log sink and its threshold. Default: ackrpc_log_stderr at WARNING. */
+  ackrpc_log_fn log;
+  void *log_user;
+  ackrpc_log_level log_level;
+} ackrpc_server_options;
+
+/* A handler. `request` is the decoded request message, of the type given at
+ * registration; it belongs to the call and stays valid until the call is
+ * answered (ackrpc_call_reply()). The handler must answer the call exactly
+ * once: before it returns, or later from any thread. */
+typedef void (*ackrpc_handler_fn)(ackrpc_call *call,
+                                  const struct ProtobufCMessage *request,
+                                  void *user);
+
+/* Creates a server: parses the address, creates the socket (with the mode
+ * set before it is bound), binds and listens, and registers its events on the
+ * loop. A stale socket file (nobody accepts on it) is replaced; a live one
+ * gives ACKRPC_E_ADDR_IN_USE; a file that is not a socket, ACKRPC_E_EXISTS.
+ * On success *ret_server owns the socket (and its file) until
+ * ackrpc_server_free(). On failure *ret_server is untouched and nothing is
+ * left behind.
+ * Errors: E_INVAL (NULL argument, no address), E_ADDRESS (bad or too long
+ * address), E_ADDR_IN_USE, E_EXISTS, E_NOMEM, E_SYSTEM (errno is set). */
+ACKRPC_EXPORT ackrpc_status
+ackrpc_server_new(const ackrpc_server_options *options,
+                  ackrpc_server **ret_server);
+
+/* Registers `handler` for `method->name`. The server copies `*method`; the
+ * descriptors must stay valid while the server lives (generated ones are
+ * static). `user` is passed to the handler. Register before the loop runs.
+ * Errors: E_INVAL (NULL or malformed name, missing descriptor),
+ * E_EXISTS (name already registered), E_NOMEM. */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_add_method(ackrpc_server *server,
+                                                     const ackrpc_method *method,
+                                                     ackrpc_handler_fn handler,
+                                                     void *user);
+
+/* Runs the server's own loop until the server has stopped and drained.
+ * Errors: E_INVAL (NULL), E_STATE (the server is attached to a caller's
+ * base: run that base instead), E_SYSTEM (the loop failed). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_run(ackrpc_server *server);
+
+/* Asks the server to stop: it stops accepting (connections already queued
+ * are still served), removes its socket file, lets the calls in flight
+ * finish within drain_timeout_ms, answers the rest UNAVAILABLE, then leaves
+ * the loop (ackrpc_server_run() returns). Safe from any thread and from a
+ * signal handler; repeated calls are harmless. NULL is ignored. */
+ACKRPC_EXPORT void ackrpc_server_stop(ackrpc_server *server);
+
+/* Frees the server: closes the socket and every connection (calls still
+ * pending are dropped unanswered: stop and drain first for a clean end),
+ * removes the socket file and frees the loop if the server owns it. Calls
+ * that a handler still holds stay valid until answered; answering them then
+ * returns E_ALREADY_ANSWERED. Call on the loop's thread, not from inside a
+ * handler. NULL is ignored. Returns NULL, so `s = ackrpc_server_free(s);`. */
+ACKRPC_EXPORT ackrpc_server *ackrpc_server_free(ackrpc_server *server);
+
+/* The loop the server runs on (its own or the caller's). */
+ACKRPC_EXPORT struct event_base *ackrpc_server_base(const ackrpc_server *server);
+
+/* Connections open right now (accepted, not yet closed). */
+ACKRPC_EXPORT size_t ackrpc_server_connections(const ackrpc_server *server);
+
+/* --- Inside a call. All accessors take a call the handler holds, i.e. one
+ * not yet answered. Returned pointers belong to the call and stay valid
+ * until it is answered. --- */
+
+/* The full method name, "package.Service/Method". */
+ACKRPC_EXPORT const char *ackrpc_call_method(const ackrpc_call *call);
+
+/* The peer's credentials. */
+ACKRPC_EXPORT const ackrpc_peer *ackrpc_call_peer(const ackrpc_call *call);
+
+/* The call id the client sent (1 to 64 bytes); its length in *ret_len. */
+ACKRPC_EXPORT const uint8_t *ackrpc_call_id(const ackrpc_call *call,
+                                            size_t *ret_len);
+
+/* The call's deadline on CLOCK_MONOTONIC, in microseconds: the client's
+ * timeout measured from when the request was complete, capped by
+ * handler_timeout_ms. When it passes, the server answers DEADLINE_EXCEEDED
+ * itself and a later ackrpc_call_reply() returns E_ALREADY_ANSWERED. */
+ACKRPC_EXPORT uint64_t ackrpc_call_deadline_us(const ackrpc_call *call);
+
+/* Number of metadata entries the client sent. */
+ACKRPC_EXPORT size_t ackrpc_call_metadata_count(const ackrpc_call *call);
+
+/* The metadata entry at `index`: key (NUL-terminated) and value. Returns 0,
+ * or -1 if index is out of range (outputs untouched). */
+ACKRPC_EXPORT int ackrpc_call_metadata_at(const ackrpc_call *call, size_t index,
+                                          const char **ret_key,
+                                          const uint8_t **ret_value,
+                                          size_t *ret_value_len);
+
+/* The value of the first entry with `key`, its length in *ret_len; NULL if
+ * there is none. */
+ACKRPC_EXPORT const uint8_t *ackrpc_call_metadata(const ackrpc_call *call,
+                                                  const char *key,
+                                                  size_t *ret_len);
+
+/* Answers the call: `status` (a canonical code, 0..16), an optional message
+ * (copied; NULL for none) and the reply message (serialized before this
+ * returns; NULL sends an empty body). Callable once per call, from any
+ * thread. The call handle and the request message are invalid afterwards,
+ * whatever the result.
+ * Returns OK (the reply is written or queued for writing), E_ALREADY_ANSWERED
+ * (the server answered first: the deadline passed or it shut down; the reply
+ * is dropped), E_INVAL (status not canonical: the client gets INTERNAL),
+ * E_NOMEM (the client gets INTERNAL if even that can be sent). */
+ACKRPC_EXPORT ackrpc_status ackrpc_call_reply(ackrpc_call *call,
+                                              ackrpc_status status,
+                                              const char *message,
+                                              const struct ProtobufCMessage *reply);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ACKRPC_SERVER_H */

@@ -1,0 +1,393 @@
+/* frame.c: scanning, decoding and encoding ackrpc frames, with no I/O.
+ *
+ * Untrusted heads are decoded by protobuf-c, but only ever from exactly the
+ * number of bytes the prefix announced, and only once all of them are in:
+ * protobuf-c accepts some truncated messages as valid, so the lengths in the
+ * prefix, not the decoder, decide where a head and a body end. Heads are
+ * encoded by hand: they are a handful of fields, and encoding them directly
+ * into the output buffer costs no allocation. */
+#include "frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ackrpc/wire.pb-c.h"
+
+/* --- errors ------------------------------------------------------------ */
+
+const char *akr_frame_error_text(akr_frame_error err) {
+  switch (err) {
+  case AKR_FRAME_OK: return "ok";
+  case AKR_FRAME_INCOMPLETE: return "frame incomplete";
+  case AKR_FRAME_TRUNCATED: return "frame cut short: the stream ended inside it";
+  case AKR_FRAME_BAD_MAGIC: return "not an ackrpc frame (bad magic)";
+  case AKR_FRAME_BAD_VERSION: return "unsupported protocol version (this side speaks 1)";
+  case AKR_FRAME_BAD_TYPE: return "unexpected frame type";
+  case AKR_FRAME_HEAD_TOO_LARGE: return "frame head larger than 65536 bytes";
+  case AKR_FRAME_TOO_LARGE: return "frame larger than the receiver accepts";
+  case AKR_FRAME_BAD_HEAD: return "frame head does not decode";
+  case AKR_FRAME_BAD_METHOD: return "method name missing or malformed";
+  case AKR_FRAME_BAD_CALL_ID: return "call id missing or longer than 64 bytes";
+  case AKR_FRAME_BAD_METADATA: return "metadata malformed or over its limits";
+  case AKR_FRAME_BAD_STATUS: return "reply status outside 0..99";
+  case AKR_FRAME_NO_MEMORY: return "decoding needs more memory than allowed";
+  }
+  return "unknown frame error";
+}
+
+ackrpc_status akr_frame_error_status(akr_frame_error err) {
+  switch (err) {
+  case AKR_FRAME_OK: return ACKRPC_OK;
+  case AKR_FRAME_BAD_VERSION: return ACKRPC_UNIMPLEMENTED;
+  case AKR_FRAME_TOO_LARGE:
+  case AKR_FRAME_HEAD_TOO_LARGE:
+  case AKR_FRAME_NO_MEMORY: return ACKRPC_RESOURCE_EXHAUSTED;
+  default: return ACKRPC_INVALID_ARGUMENT;
+  }
+}
+
+/* --- scanning ---------------------------------------------------------- */
+
+static uint32_t get_le32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+akr_frame_error akr_frame_scan(const uint8_t *buf, size_t len, uint8_t want_type,
+                               size_t max_frame, akr_frame *ret_frame,
+                               size_t *ret_need) {
+  /* Reject as early as the bytes allow: a stray client should be told at its
+   * first wrong byte, not after we buffered a frame's worth of it. */
+  if (len >= 1 && buf[0] != AKR_MAGIC0) return AKR_FRAME_BAD_MAGIC;
+  if (len >= 2 && buf[1] != AKR_MAGIC1) return AKR_FRAME_BAD_MAGIC;
+  if (len >= 3 && buf[2] != AKR_VERSION) return AKR_FRAME_BAD_VERSION;
+  if (len >= 4 && buf[3] != want_type) return AKR_FRAME_BAD_TYPE;
+  if (len < AKR_PREFIX_LEN) {
+    if (ret_need) *ret_need = AKR_PREFIX_LEN;
+    return AKR_FRAME_INCOMPLETE;
+  }
+  uint32_t head_len = get_le32(buf + 4);
+  uint32_t body_len = get_le32(buf + 8);
+  if (head_len > ACKRPC_MAX_HEAD) return AKR_FRAME_HEAD_TOO_LARGE;
+  /* 64-bit sum: two u32 cannot overflow it. */
+  uint64_t payload = (uint64_t)head_len + body_len;
+  if (payload > max_frame) return AKR_FRAME_TOO_LARGE;
+  size_t frame_len = AKR_PREFIX_LEN + (size_t)payload;
+  if (len < frame_len) {
+    if (ret_need) *ret_need = frame_len;
+    return AKR_FRAME_INCOMPLETE;
+  }
+  ret_frame->type = buf[3];
+  ret_frame->head_len = head_len;
+  ret_frame->body_len = body_len;
+  ret_frame->head = buf + AKR_PREFIX_LEN;
+  ret_frame->body = buf + AKR_PREFIX_LEN + head_len;
+  ret_frame->frame_len = frame_len;
+  return AKR_FRAME_OK;
+}
+
+/* --- the arena --------------------------------------------------------- */
+
+struct akr_arena_chunk {
+  akr_arena_chunk *next;
+  size_t size; /* usable bytes after the header */
+  max_align_t data[];
+};
+
+#define ARENA_ALIGN (_Alignof(max_align_t))
+#define ARENA_FIRST_CHUNK 4096
+
+static void *arena_pc_alloc(void *data, size_t size) {
+  return akr_arena_alloc(data, size);
+}
+
+static void arena_pc_free(void *data, void *ptr) {
+  (void)data;
+  (void)ptr; /* released all at once with the arena */
+}
+
+void akr_arena_init(akr_arena *arena, size_t cap) {
+  memset(arena, 0, sizeof *arena);
+  arena->pc.alloc = arena_pc_alloc;
+  arena->pc.free = arena_pc_free;
+  arena->pc.allocator_data = arena;
+  arena->cap = cap;
+}
+
+void *akr_arena_alloc(akr_arena *arena, size_t size) {
+  if (size == 0) size = 1;
+  size_t rounded = (size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+  if (rounded < size) return NULL;
+  if (rounded > arena->left) {
+    size_t room = arena->cap > arena->total ? arena->cap - arena->total : 0;
+    if (rounded > room) {
+      arena->refused = 1;
+      return NULL;
+    }
+    /* Chunks double the arena, so a large message costs few mallocs. */
+    size_t want = arena->total ? arena->total : ARENA_FIRST_CHUNK;
+    if (want < rounded) want = rounded;
+    if (want > room) want = room;
+    akr_arena_chunk *c = malloc(sizeof *c + want);
+    if (!c) {
+      arena->refused = 1;
+      return NULL;
+    }
+    c->size = want;
+    c->next = arena->chunks;
+    arena->chunks = c;
+    arena->total += want;
+    arena->cur = (uint8_t *)c->data;
+    arena->left = want;
+  }
+  void *p = arena->cur;
+  arena->cur += rounded;
+  arena->left -= rounded;
+  return p;
+}
+
+void akr_arena_reset(akr_arena *arena, size_t cap) {
+  /* Keep the oldest chunk (the first one allocated, at the list's tail) if
+   * it is the small initial size: most calls fit in it, so a reused arena
+   * usually allocates nothing. */
+  akr_arena_chunk *keep = NULL;
+  akr_arena_chunk *c = arena->chunks;
+  while (c) {
+    akr_arena_chunk *next = c->next;
+    if (!next && c->size == ARENA_FIRST_CHUNK) keep = c;
+    else free(c);
+    c = next;
+  }
+  arena->chunks = keep;
+  arena->total = keep ? keep->size : 0;
+  arena->cur = keep ? (uint8_t *)keep->data : NULL;
+  arena->left = keep ? keep->size : 0;
+  arena->cap = cap;
+  arena->refused = 0;
+  if (keep) keep->next = NULL;
+}
+
+void akr_arena_release(akr_arena *arena) {
+  akr_arena_chunk *c = arena->chunks;
+  while (c) {
+    akr_arena_chunk *next = c->next;
+    free(c);
+    c = next;
+  }
+  arena->chunks = NULL;
+  arena->cur = NULL;
+  arena->left = arena->total = 0;
+}
+
+/* --- decoding ---------------------------------------------------------- */
+
+int akr_method_name_valid(const char *name) {
+  /* package.Service/Method: a non-empty dotted service name, one slash, a
+   * non-empty method; identifiers of [A-Za-z0-9_]; no empty dot segment. */
+  size_t n = strnlen(name, ACKRPC_MAX_METHOD_NAME + 1);
+  if (n == 0 || n > ACKRPC_MAX_METHOD_NAME) return 0;
+  int slashes = 0;
+  char prev = '.';
+  for (size_t i = 0; i < n; i++) {
+    char ch = name[i];
+    int ident = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                (ch >= '0' && ch <= '9') || ch == '_';
+    if (ch == '/') {
+      if (++slashes > 1 || prev == '.' || prev == '/') return 0;
+    } else if (ch == '.') {
+      if (slashes || prev == '.' || prev == '/') return 0;
+    } else if (!ident) {
+      return 0;
+    }
+    prev = ch;
+  }
+  return slashes == 1 && prev != '/';
+}
+
+int akr_metadata_key_valid(const char *key, size_t len) {
+  if (len == 0 || len > ACKRPC_MAX_METADATA_KEY) return 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = key[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+          ch == '_' || ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+akr_frame_error akr_request_decode(const akr_frame *frame, akr_arena *arena,
+                                   akr_request *ret_request) {
+  if (frame->type != AKR_FRAME_REQUEST) return AKR_FRAME_BAD_TYPE;
+  Ackrpc__Wire__RequestHead *h =
+      ackrpc__wire__request_head__unpack(&arena->pc, frame->head_len, frame->head);
+  if (!h) return arena->refused ? AKR_FRAME_NO_MEMORY : AKR_FRAME_BAD_HEAD;
+  /* protobuf-c does not check that strings are NUL-free; a method name with
+   * an embedded NUL must not pass as its prefix. */
+  if (!h->method || !akr_method_name_valid(h->method)) return AKR_FRAME_BAD_METHOD;
+  if (h->call_id.len == 0 || h->call_id.len > ACKRPC_MAX_CALL_ID)
+    return AKR_FRAME_BAD_CALL_ID;
+  if (h->n_metadata > ACKRPC_MAX_METADATA) return AKR_FRAME_BAD_METADATA;
+  for (size_t i = 0; i < h->n_metadata; i++) {
+    const Ackrpc__Wire__Metadata *m = h->metadata[i];
+    if (!m->key || !akr_metadata_key_valid(m->key, strlen(m->key)) ||
+        m->value.len > ACKRPC_MAX_METADATA_VALUE)
+      return AKR_FRAME_BAD_METADATA;
+  }
+  ret_request->method = h->method;
+  ret_request->timeout_us = h->timeout_us;
+  ret_request->call_id = h->call_id.data;
+  ret_request->call_id_len = h->call_id.len;
+  ret_request->n_metadata = h->n_metadata;
+  ret_request->metadata = h->metadata;
+  ret_request->body = frame->body;
+  ret_request->body_len = frame->body_len;
+  return AKR_FRAME_OK;
+}
+
+akr_frame_error akr_reply_decode(const akr_frame *frame, akr_arena *arena,
+                                 akr_reply *ret_reply) {
+  if (frame->type != AKR_FRAME_REPLY) return AKR_FRAME_BAD_TYPE;
+  Ackrpc__Wire__ReplyHead *h =
+      ackrpc__wire__reply_head__unpack(&arena->pc, frame->head_len, frame->head);
+  if (!h) return arena->refused ? AKR_FRAME_NO_MEMORY : AKR_FRAME_BAD_HEAD;
+  /* Local codes (100 and up) never travel: a server sending one is broken. */
+  if (h->status > 99) return AKR_FRAME_BAD_STATUS;
+  ret_reply->status = h->status;
+  ret_reply->message = h->message ? h->message : "";
+  ret_reply->body = frame->body;
+  ret_reply->body_len = frame->body_len;
+  return AKR_FRAME_OK;
+}
+
+/* --- encoding ---------------------------------------------------------- */
+
+/* Protobuf wire primitives for the heads. Tags: field << 3 | wire type. */
+#define TAG_VARINT(f) ((uint8_t)((f) << 3 | 0))
+#define TAG_LEN(f) ((uint8_t)((f) << 3 | 2))
+
+static size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = (uint8_t)v;
+  return p;
+}
+
+/* A length-delimited field: tag, length, bytes. */
+static size_t len_field_size(size_t len) { return 1 + varint_size(len) + len; }
+
+static uint8_t *put_len_field(uint8_t *p, uint8_t tag, const void *data,
+                              size_t len) {
+  *p++ = tag;
+  p = put_varint(p, len);
+  if (len) memcpy(p, data, len);
+  return p + len;
+}
+
+static uint8_t *put_prefix(uint8_t *p, uint8_t type, size_t head_len,
+                           size_t body_len) {
+  p[0] = AKR_MAGIC0;
+  p[1] = AKR_MAGIC1;
+  p[2] = AKR_VERSION;
+  p[3] = type;
+  put_le32(p + 4, (uint32_t)head_len);
+  put_le32(p + 8, (uint32_t)body_len);
+  return p + AKR_PREFIX_LEN;
+}
+
+static size_t metadata_entry_size(const ackrpc_metadata *m) {
+  size_t inner = len_field_size(strlen(m->key));
+  if (m->value_len) inner += len_field_size(m->value_len);
+  return inner;
+}
+
+size_t akr_request_size(akr_request_spec *spec) {
+  if (!spec->method || !akr_method_name_valid(spec->method)) return 0;
+  if (!spec->call_id || spec->call_id_len == 0 ||
+      spec->call_id_len > ACKRPC_MAX_CALL_ID)
+    return 0;
+  if (spec->n_metadata > ACKRPC_MAX_METADATA ||
+      (spec->n_metadata && !spec->metadata))
+    return 0;
+  size_t head = len_field_size(strlen(spec->method));
+  if (spec->timeout_us) head += 1 + varint_size(spec->timeout_us);
+  head += len_field_size(spec->call_id_len);
+  for (size_t i = 0; i < spec->n_metadata; i++) {
+    const ackrpc_metadata *m = &spec->metadata[i];
+    if (!m->key || !akr_metadata_key_valid(m->key, strlen(m->key)) ||
+        m->value_len > ACKRPC_MAX_METADATA_VALUE || (m->value_len && !m->value))
+      return 0;
+    head += len_field_size(metadata_entry_size(m));
+  }
+  if (head > ACKRPC_MAX_HEAD) return 0;
+  size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body) : 0;
+  if (body > UINT32_MAX) return 0;
+  spec->head_len_ = head;
+  spec->body_len_ = body;
+  return AKR_PREFIX_LEN + head + body;
+}
+
+size_t akr_request_encode(const akr_request_spec *spec, uint8_t *out) {
+  uint8_t *p = put_prefix(out, AKR_FRAME_REQUEST, spec->head_len_, spec->body_len_);
+  p = put_len_field(p, TAG_LEN(1), spec->method, strlen(spec->method));
+  if (spec->timeout_us) {
+    *p++ = TAG_VARINT(2);
+    p = put_varint(p, spec->timeout_us);
+  }
+  p = put_len_field(p, TAG_LEN(3), spec->call_id, spec->call_id_len);
+  for (size_t i = 0; i < spec->n_metadata; i++) {
+    const ackrpc_metadata *m = &spec->metadata[i];
+    *p++ = TAG_LEN(4);
+    p = put_varint(p, metadata_entry_size(m));
+    p = put_len_field(p, TAG_LEN(1), m->key, strlen(m->key));
+    if (m->value_len) p = put_len_field(p, TAG_LEN(2), m->value, m->value_len);
+  }
+  if (spec->body) p += protobuf_c_message_pack(spec->body, p);
+  return (size_t)(p - out);
+}
+
+size_t akr_reply_size(akr_reply_spec *spec) {
+  size_t msg = spec->message ? strnlen(spec->message, ACKRPC_MAX_HEAD / 2) : 0;
+  /* A message cut to fit the head must stay valid UTF-8: back off to the
+   * start of a character. */
+  if (msg == ACKRPC_MAX_HEAD / 2)
+    while (msg > 0 && ((uint8_t)spec->message[msg] & 0xC0) == 0x80) msg--;
+  size_t head = 0;
+  if (spec->status) head += 1 + varint_size(spec->status);
+  if (msg) head += len_field_size(msg);
+  size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body) : 0;
+  if (body > UINT32_MAX) return 0;
+  spec->message_len_ = msg;
+  spec->head_len_ = head;
+  spec->body_len_ = body;
+  return AKR_PREFIX_LEN + head + body;
+}
+
+size_t akr_reply_encode(const akr_reply_spec *spec, uint8_t *out) {
+  uint8_t *p = put_prefix(out, AKR_FRAME_REPLY, spec->head_len_, spec->body_len_);
+  if (spec->status) {
+    *p++ = TAG_VARINT(1);
+    p = put_varint(p, spec->status);
+  }
+  if (spec->message_len_)
+    p = put_len_field(p, TAG_LEN(2), spec->message, spec->message_len_);
+  if (spec->body) p += protobuf_c_message_pack(spec->body, p);
+  return (size_t)(p - out);
+}
