@@ -1,1 +1,569 @@
-/* being written */
+/* client.c: blocking and asynchronous calls.
+ *
+ * A call: connect, write the request frame, shutdown(SHUT_WR), read the
+ * reply frame. The line between "not delivered" and "delivered, no ack" is
+ * the last byte of the request frame: the server dispatches a request as soon
+ * as its frame is complete, so until send() has taken every byte the server
+ * cannot have acted, and after it the client cannot know.
+ *
+ * The blocking call needs no event loop: a non-blocking socket and poll()
+ * bound every wait by the call's deadline. The asynchronous call does the
+ * same steps from libevent callbacks on the caller's base.
+ */
+#include "ackrpc/client.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "address.h"
+#include "frame.h"
+
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_MAX_REPLY (4u << 20)
+#define STACK_FRAME 4096 /* requests and replies up to this size use no malloc */
+#define REPLY_HEAD_BUDGET (256u << 10)
+#define BUSY_RETRY_MIN_US 500
+#define BUSY_RETRY_MAX_US 50000
+
+struct ackrpc_client {
+  akr_address addr;
+  uint32_t timeout_ms;
+  size_t max_reply;
+  uint8_t id_prefix[8];
+  atomic_uint_least64_t next_id;
+};
+
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
+                                ackrpc_client **ret_client) {
+  if (!options || !ret_client || !options->address) return ACKRPC_E_INVAL;
+  akr_address addr;
+  ackrpc_status st = akr_address_parse(options->address, &addr);
+  if (st != ACKRPC_OK) return st;
+  ackrpc_client *c = calloc(1, sizeof *c);
+  if (!c) return ACKRPC_E_NOMEM;
+  c->addr = addr;
+  c->timeout_ms = options->timeout_ms ? options->timeout_ms : DEFAULT_TIMEOUT_MS;
+  c->max_reply = options->max_reply_size ? options->max_reply_size : DEFAULT_MAX_REPLY;
+  /* Call ids: 64 random bits per client, then a counter. Unique across
+   * clients and restarts without a system call per call. */
+  if (getrandom(c->id_prefix, sizeof c->id_prefix, 0) != sizeof c->id_prefix) {
+    uint64_t t = now_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+    memcpy(c->id_prefix, &t, sizeof t);
+  }
+  atomic_init(&c->next_id, 1);
+  *ret_client = c;
+  return ACKRPC_OK;
+}
+
+ackrpc_client *ackrpc_client_free(ackrpc_client *client) {
+  free(client);
+  return NULL;
+}
+
+void ackrpc_result_clear(ackrpc_result *r) {
+  if (!r) return;
+  free(r->message);
+  if (r->reply) protobuf_c_message_free_unpacked(r->reply, NULL);
+  memset(r, 0, sizeof *r);
+}
+
+/* --- shared steps ------------------------------------------------------ */
+
+/* Sets a local status with an explanation (printf-style) in the result. */
+static ackrpc_status fail(ackrpc_result *r, ackrpc_status st, int err, const char *fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
+static ackrpc_status fail(ackrpc_result *r, ackrpc_status st, int err, const char *fmt,
+                          ...) {
+  r->status = st;
+  r->sys_errno = err;
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (err) {
+    char eb[128];
+    size_t used = strlen(buf);
+    snprintf(buf + used, sizeof buf - used, ": %s", strerror_r(err, eb, sizeof eb));
+  }
+  free(r->message);
+  r->message = strdup(buf);
+  return st;
+}
+
+/* The request frame, encoded once per call. */
+typedef struct request_frame {
+  uint8_t *bytes;
+  size_t len;
+  uint8_t stack[STACK_FRAME];
+} request_frame;
+
+static ackrpc_status encode_request(const ackrpc_client *client,
+                                    const ackrpc_method *method,
+                                    const ProtobufCMessage *request,
+                                    const ackrpc_call_options *opt, uint32_t timeout_ms,
+                                    request_frame *f, ackrpc_result *r) {
+  if (opt && opt->call_id) {
+    if (opt->call_id_len == 0 || opt->call_id_len > ACKRPC_MAX_CALL_ID)
+      return fail(r, ACKRPC_E_INVAL, 0, "call id must be 1 to %d bytes",
+                  ACKRPC_MAX_CALL_ID);
+    memcpy(r->call_id, opt->call_id, opt->call_id_len);
+    r->call_id_len = opt->call_id_len;
+  } else {
+    uint64_t n = atomic_fetch_add_explicit((atomic_uint_least64_t *)&client->next_id, 1,
+                                           memory_order_relaxed);
+    memcpy(r->call_id, client->id_prefix, 8);
+    for (int i = 0; i < 8; i++)
+      r->call_id[8 + i] = (uint8_t)(n >> (56 - 8 * i));
+    r->call_id_len = 16;
+  }
+  akr_request_spec spec = {
+      .method = method->name,
+      .timeout_us = (uint64_t)timeout_ms * 1000u,
+      .call_id = r->call_id,
+      .call_id_len = r->call_id_len,
+      .metadata = opt ? opt->metadata : NULL,
+      .n_metadata = opt ? opt->metadata_count : 0,
+      .body = request,
+  };
+  size_t n = akr_request_size(&spec);
+  if (n == 0)
+    return fail(r, ACKRPC_E_INVAL, 0,
+                "request breaks a protocol limit (method name, metadata, or size)");
+  f->bytes = n <= sizeof f->stack ? f->stack : malloc(n);
+  if (!f->bytes) return fail(r, ACKRPC_E_NOMEM, ENOMEM, "request of %zu bytes", n);
+  f->len = akr_request_encode(&spec, f->bytes);
+  return ACKRPC_OK;
+}
+
+static void free_request(request_frame *f) {
+  if (f->bytes != f->stack) free(f->bytes);
+  f->bytes = NULL;
+}
+
+static int check_call_args(ackrpc_client *client, const ackrpc_method *method,
+                           const ProtobufCMessage *request) {
+  return client && method && method->name && method->request && method->reply &&
+         (!request || request->descriptor == method->request);
+}
+
+/* A reply buffer that grows to the frame's announced size. */
+typedef struct reply_buf {
+  uint8_t *bytes;
+  size_t len, cap;
+  uint8_t stack[1024];
+} reply_buf;
+
+static void reply_buf_init(reply_buf *b) {
+  b->bytes = b->stack;
+  b->len = 0;
+  b->cap = sizeof b->stack;
+}
+
+static void reply_buf_free(reply_buf *b) {
+  if (b->bytes != b->stack) free(b->bytes);
+  b->bytes = NULL;
+}
+
+enum reply_progress { REPLY_MORE, REPLY_DONE };
+
+/* Looks at the bytes received so far. REPLY_DONE with r->status set (the
+ * server's status, or E_BAD_REPLY), or REPLY_MORE with *ret_need the size
+ * the buffer must reach. */
+static enum reply_progress parse_reply(const reply_buf *b, size_t max_reply,
+                                       const ProtobufCMessageDescriptor *desc,
+                                       ackrpc_result *r, size_t *ret_need) {
+  akr_frame f;
+  akr_frame_error fe =
+      akr_frame_scan(b->bytes, b->len, AKR_FRAME_REPLY, max_reply, &f, ret_need);
+  if (fe == AKR_FRAME_INCOMPLETE) return REPLY_MORE;
+  if (fe != AKR_FRAME_OK) {
+    fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s", akr_frame_error_text(fe));
+    return REPLY_DONE;
+  }
+  akr_arena arena;
+  akr_arena_init(&arena, REPLY_HEAD_BUDGET);
+  akr_reply reply;
+  fe = akr_reply_decode(&f, &arena, &reply);
+  if (fe != AKR_FRAME_OK) {
+    akr_arena_release(&arena);
+    fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s", akr_frame_error_text(fe));
+    return REPLY_DONE;
+  }
+  r->status = (ackrpc_status)reply.status;
+  r->sys_errno = 0;
+  free(r->message);
+  r->message = reply.message[0] ? strdup(reply.message) : NULL;
+  akr_arena_release(&arena);
+  /* An OK reply always yields a message (an empty body is the default
+   * message); an error reply yields one only if it sent a body. */
+  if (reply.status == ACKRPC_OK || reply.body_len) {
+    r->reply = protobuf_c_message_unpack(desc, NULL, reply.body_len, reply.body);
+    if (!r->reply && reply.status == ACKRPC_OK)
+      fail(r, ACKRPC_E_BAD_REPLY, 0, "reply body does not decode as %s", desc->name);
+  }
+  return REPLY_DONE;
+}
+
+/* Makes room for `need` bytes (or one more byte, to read into). */
+static int reply_buf_reserve(reply_buf *b, size_t need) {
+  size_t want = need > b->len ? need : b->len + 1;
+  if (want <= b->cap) return 0;
+  uint8_t *p = b->bytes == b->stack ? malloc(want) : realloc(b->bytes, want);
+  if (!p) return -1;
+  if (b->bytes == b->stack) memcpy(p, b->stack, b->len);
+  b->bytes = p;
+  b->cap = want;
+  return 0;
+}
+
+/* Reads what the socket has. Returns 1 when the reply is complete (status
+ * set), 0 if it would block, or a final local status through r (returns 1). */
+static int receive(int fd, reply_buf *b, size_t max_reply,
+                   const ProtobufCMessageDescriptor *desc, ackrpc_result *r) {
+  for (;;) {
+    size_t need = AKR_PREFIX_LEN;
+    if (b->len && parse_reply(b, max_reply, desc, r, &need) == REPLY_DONE) return 1;
+    if (reply_buf_reserve(b, need) != 0) {
+      fail(r, ACKRPC_E_BAD_REPLY, ENOMEM, "reply buffer");
+      return 1;
+    }
+    ssize_t n = read(fd, b->bytes + b->len, b->cap - b->len);
+    if (n > 0) {
+      b->len += (size_t)n;
+      continue;
+    }
+    if (n == 0) {
+      fail(r, ACKRPC_E_NO_ACK, 0, "the server closed the connection %s",
+           b->len ? "in the middle of its reply" : "without replying");
+      return 1;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    fail(r, ACKRPC_E_NO_ACK, errno, "reading the reply");
+    return 1;
+  }
+}
+
+/* Sending failed: a server that refuses a request early (too large, bad
+ * prefix) answers and closes before reading the rest. If its reply is
+ * already here, that is the outcome; otherwise the request was not
+ * delivered. */
+static ackrpc_status send_failed(int fd, int err, size_t max_reply,
+                                 const ProtobufCMessageDescriptor *desc,
+                                 ackrpc_result *r) {
+  reply_buf b;
+  reply_buf_init(&b);
+  ackrpc_result probe = {0};
+  int done = receive(fd, &b, max_reply, desc, &probe);
+  reply_buf_free(&b);
+  if (done && ackrpc_status_outcome(probe.status) == ACKRPC_OUTCOME_ACKED &&
+      probe.status != ACKRPC_OK) {
+    memcpy(probe.call_id, r->call_id, sizeof r->call_id);
+    probe.call_id_len = r->call_id_len;
+    ackrpc_result_clear(r);
+    *r = probe;
+    return r->status;
+  }
+  ackrpc_result_clear(&probe);
+  return fail(r, ACKRPC_E_SEND, err, "sending the request");
+}
+
+static ackrpc_status connect_failed(const ackrpc_client *client, int err,
+                                    ackrpc_result *r) {
+  const char *where = client->addr.abstract ? "abstract socket" : client->addr.path;
+  if (err == EAGAIN)
+    return fail(r, ACKRPC_E_BUSY, err, "connecting to %s: queue full", where);
+  return fail(r, ACKRPC_E_CONNECT, err, "connecting to %s", where);
+}
+
+/* --- blocking ---------------------------------------------------------- */
+
+/* Waits for `events` until the deadline. 1: ready, 0: deadline, -1: error. */
+static int wait_fd(int fd, short events, uint64_t deadline_us) {
+  for (;;) {
+    uint64_t now = now_us();
+    if (now >= deadline_us) return 0;
+    uint64_t left_ms = (deadline_us - now + 999) / 1000;
+    struct pollfd p = {.fd = fd, .events = events};
+    int n = poll(&p, 1, left_ms > INT32_MAX ? INT32_MAX : (int)left_ms);
+    if (n > 0) return 1;
+    if (n < 0 && errno != EINTR) return -1;
+    /* 0 or EINTR: re-check the deadline (poll may wake early) */
+  }
+}
+
+static int blocking_connect(const ackrpc_client *client, uint64_t deadline_us,
+                            int *ret_fd) {
+  uint64_t backoff = BUSY_RETRY_MIN_US;
+  for (;;) {
+    if (akr_connect(&client->addr, ret_fd) == 0) return 0;
+    /* EAGAIN: the server's listen queue is full. Nothing was sent, so
+     * retrying until the deadline is safe. */
+    if (errno != EAGAIN) return -1;
+    uint64_t now = now_us();
+    if (now + backoff >= deadline_us) {
+      errno = EAGAIN;
+      return -1;
+    }
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)backoff * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    backoff = backoff * 2 > BUSY_RETRY_MAX_US ? BUSY_RETRY_MAX_US : backoff * 2;
+  }
+}
+
+ackrpc_status ackrpc_client_call(ackrpc_client *client, const ackrpc_method *method,
+                                 const ProtobufCMessage *request,
+                                 const ackrpc_call_options *options,
+                                 ackrpc_result *ret_result) {
+  ackrpc_result local = {0};
+  ackrpc_result *r = ret_result ? ret_result : &local;
+  memset(r, 0, sizeof *r);
+  if (!check_call_args(client, method, request))
+    return fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
+  uint32_t timeout_ms =
+      options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
+  uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
+  request_frame f;
+  ackrpc_status st =
+      encode_request(client, method, request, options, timeout_ms, &f, r);
+  if (st != ACKRPC_OK) goto out;
+
+  int fd;
+  if (blocking_connect(client, deadline, &fd) != 0) {
+    st = connect_failed(client, errno, r);
+    free_request(&f);
+    goto out;
+  }
+  size_t off = 0;
+  while (off < f.len) {
+    ssize_t n = send(fd, f.bytes + off, f.len - off, MSG_NOSIGNAL);
+    if (n > 0) {
+      off += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      int w = wait_fd(fd, POLLOUT, deadline);
+      if (w > 0) continue;
+      st = w == 0
+               ? fail(r, ACKRPC_E_SEND_TIMEOUT, 0, "%zu of %zu bytes sent", off, f.len)
+               : fail(r, ACKRPC_E_SEND, errno, "waiting to send");
+      break;
+    }
+    st = send_failed(fd, errno, client->max_reply, method->reply, r);
+    break;
+  }
+  free_request(&f);
+  if (off == f.len) {
+    /* Delivered. The half-close tells the server no frame follows. */
+    shutdown(fd, SHUT_WR);
+    reply_buf b;
+    reply_buf_init(&b);
+    for (;;) {
+      int w = wait_fd(fd, POLLIN, deadline);
+      if (w == 0) {
+        st = fail(r, ACKRPC_E_ACK_TIMEOUT, 0, "no reply within %u ms", timeout_ms);
+        break;
+      }
+      if (w < 0) {
+        st = fail(r, ACKRPC_E_NO_ACK, errno, "waiting for the reply");
+        break;
+      }
+      if (receive(fd, &b, client->max_reply, method->reply, r)) {
+        st = r->status;
+        break;
+      }
+    }
+    reply_buf_free(&b);
+  }
+  close(fd);
+out:
+  if (!ret_result) ackrpc_result_clear(&local);
+  return st;
+}
+
+/* --- asynchronous ------------------------------------------------------ */
+
+enum async_phase { A_CONNECT, A_SEND, A_RECEIVE, A_DONE };
+
+typedef struct async_call {
+  struct event ev;
+  struct event_base *base;
+  akr_address addr;
+  size_t max_reply;
+  const ProtobufCMessageDescriptor *reply_desc;
+  int fd;
+  enum async_phase phase;
+  uint64_t deadline_us;
+  uint64_t backoff_us;
+  uint32_t timeout_ms;
+  uint8_t *out;
+  size_t out_len, out_off;
+  reply_buf in;
+  ackrpc_result result;
+  ackrpc_done_fn done;
+  void *user;
+} async_call;
+
+static void async_step(async_call *a);
+
+static void async_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  async_call *a = arg;
+  if (what & EV_TIMEOUT && a->phase != A_DONE && a->phase != A_CONNECT &&
+      now_us() >= a->deadline_us) {
+    if (a->phase == A_SEND)
+      fail(&a->result, ACKRPC_E_SEND_TIMEOUT, 0, "%zu of %zu bytes sent", a->out_off,
+           a->out_len);
+    else
+      fail(&a->result, ACKRPC_E_ACK_TIMEOUT, 0, "no reply within %u ms", a->timeout_ms);
+    a->phase = A_DONE;
+  }
+  async_step(a);
+}
+
+/* Re-arms the one event for `what` on the socket (or a pure timer when fd is
+ * -1), with the deadline or `delay_us` as timeout. */
+static void async_wait(async_call *a, int fd, short what, uint64_t delay_us) {
+  event_del(&a->ev);
+  event_assign(&a->ev, a->base, fd, what, async_cb, a);
+  uint64_t now = now_us();
+  uint64_t d = delay_us ? delay_us : (a->deadline_us > now ? a->deadline_us - now : 0);
+  struct timeval tv = {.tv_sec = (time_t)(d / 1000000u),
+                       .tv_usec = (suseconds_t)(d % 1000000u)};
+  event_add(&a->ev, &tv);
+}
+
+static void async_finish(async_call *a) {
+  event_del(&a->ev);
+  if (a->fd >= 0) close(a->fd);
+  a->fd = -1;
+  free(a->out);
+  a->out = NULL;
+  reply_buf_free(&a->in);
+  a->done(&a->result, a->user);
+  ackrpc_result_clear(&a->result);
+  free(a);
+}
+
+/* Advances the call as far as it can go without blocking. */
+static void async_step(async_call *a) {
+  for (;;) {
+    switch (a->phase) {
+    case A_CONNECT: {
+      if (akr_connect(&a->addr, &a->fd) == 0) {
+        a->phase = A_SEND;
+        break;
+      }
+      int err = errno;
+      if (err == EAGAIN && now_us() + a->backoff_us < a->deadline_us) {
+        async_wait(a, -1, 0, a->backoff_us); /* queue full: retry later */
+        a->backoff_us = a->backoff_us * 2 > BUSY_RETRY_MAX_US ? BUSY_RETRY_MAX_US
+                                                              : a->backoff_us * 2;
+        return;
+      }
+      ackrpc_client probe = {.addr = a->addr};
+      connect_failed(&probe, err, &a->result);
+      a->phase = A_DONE;
+      break;
+    }
+    case A_SEND: {
+      ssize_t n =
+          send(a->fd, a->out + a->out_off, a->out_len - a->out_off, MSG_NOSIGNAL);
+      if (n > 0) {
+        a->out_off += (size_t)n;
+        if (a->out_off == a->out_len) {
+          shutdown(a->fd, SHUT_WR);
+          a->phase = A_RECEIVE;
+          async_wait(a, a->fd, EV_READ, 0);
+          return;
+        }
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        async_wait(a, a->fd, EV_WRITE, 0);
+        return;
+      }
+      send_failed(a->fd, errno, a->max_reply, a->reply_desc, &a->result);
+      a->phase = A_DONE;
+      break;
+    }
+    case A_RECEIVE:
+      if (!receive(a->fd, &a->in, a->max_reply, a->reply_desc, &a->result)) {
+        async_wait(a, a->fd, EV_READ, 0);
+        return;
+      }
+      a->phase = A_DONE;
+      break;
+    case A_DONE: async_finish(a); return;
+    }
+  }
+}
+
+ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base *base,
+                                       const ackrpc_method *method,
+                                       const ProtobufCMessage *request,
+                                       const ackrpc_call_options *options,
+                                       ackrpc_done_fn done, void *user) {
+  if (!check_call_args(client, method, request) || !base || !done)
+    return ACKRPC_E_INVAL;
+  async_call *a = calloc(1, sizeof *a);
+  if (!a) return ACKRPC_E_NOMEM;
+  a->timeout_ms =
+      options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
+  request_frame f;
+  ackrpc_status st =
+      encode_request(client, method, request, options, a->timeout_ms, &f, &a->result);
+  if (st != ACKRPC_OK) {
+    ackrpc_result_clear(&a->result);
+    free(a);
+    return st;
+  }
+  if (f.bytes == f.stack) {
+    a->out = malloc(f.len);
+    if (!a->out) {
+      ackrpc_result_clear(&a->result);
+      free(a);
+      return ACKRPC_E_NOMEM;
+    }
+    memcpy(a->out, f.stack, f.len);
+  } else {
+    a->out = f.bytes; /* take the heap buffer */
+  }
+  a->out_len = f.len;
+  a->base = base;
+  a->addr = client->addr;
+  a->max_reply = client->max_reply;
+  a->reply_desc = method->reply;
+  a->fd = -1;
+  a->phase = A_CONNECT;
+  a->deadline_us = now_us() + (uint64_t)a->timeout_ms * 1000u;
+  a->backoff_us = BUSY_RETRY_MIN_US;
+  a->done = done;
+  a->user = user;
+  reply_buf_init(&a->in);
+  /* Start from the loop, so `done` never runs inside this function. */
+  event_assign(&a->ev, base, -1, 0, async_cb, a);
+  event_active(&a->ev, EV_TIMEOUT, 0);
+  return ACKRPC_OK;
+}

@@ -21,7 +21,8 @@ const char *akr_frame_error_text(akr_frame_error err) {
   case AKR_FRAME_INCOMPLETE: return "frame incomplete";
   case AKR_FRAME_TRUNCATED: return "frame cut short: the stream ended inside it";
   case AKR_FRAME_BAD_MAGIC: return "not an ackrpc frame (bad magic)";
-  case AKR_FRAME_BAD_VERSION: return "unsupported protocol version (this side speaks 1)";
+  case AKR_FRAME_BAD_VERSION:
+    return "unsupported protocol version (this side speaks 1)";
   case AKR_FRAME_BAD_TYPE: return "unexpected frame type";
   case AKR_FRAME_HEAD_TOO_LARGE: return "frame head larger than 65536 bytes";
   case AKR_FRAME_TOO_LARGE: return "frame larger than the receiver accepts";
@@ -161,8 +162,10 @@ void akr_arena_reset(akr_arena *arena, size_t cap) {
   akr_arena_chunk *c = arena->chunks;
   while (c) {
     akr_arena_chunk *next = c->next;
-    if (!next && c->size == ARENA_FIRST_CHUNK) keep = c;
-    else free(c);
+    if (!next && c->size == ARENA_FIRST_CHUNK)
+      keep = c;
+    else
+      free(c);
     c = next;
   }
   arena->chunks = keep;
@@ -291,18 +294,18 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v) {
 }
 
 /* A length-delimited field: tag, length, bytes. */
-static size_t len_field_size(size_t len) { return 1 + varint_size(len) + len; }
+static size_t len_field_size(size_t len) {
+  return 1 + varint_size(len) + len;
+}
 
-static uint8_t *put_len_field(uint8_t *p, uint8_t tag, const void *data,
-                              size_t len) {
+static uint8_t *put_len_field(uint8_t *p, uint8_t tag, const void *data, size_t len) {
   *p++ = tag;
   p = put_varint(p, len);
   if (len) memcpy(p, data, len);
   return p + len;
 }
 
-static uint8_t *put_prefix(uint8_t *p, uint8_t type, size_t head_len,
-                           size_t body_len) {
+static uint8_t *put_prefix(uint8_t *p, uint8_t type, size_t head_len, size_t body_len) {
   p[0] = AKR_MAGIC0;
   p[1] = AKR_MAGIC1;
   p[2] = AKR_VERSION;
@@ -323,8 +326,7 @@ size_t akr_request_size(akr_request_spec *spec) {
   if (!spec->call_id || spec->call_id_len == 0 ||
       spec->call_id_len > ACKRPC_MAX_CALL_ID)
     return 0;
-  if (spec->n_metadata > ACKRPC_MAX_METADATA ||
-      (spec->n_metadata && !spec->metadata))
+  if (spec->n_metadata > ACKRPC_MAX_METADATA || (spec->n_metadata && !spec->metadata))
     return 0;
   size_t head = len_field_size(strlen(spec->method));
   if (spec->timeout_us) head += 1 + varint_size(spec->timeout_us);
@@ -368,7 +370,8 @@ size_t akr_reply_size(akr_reply_spec *spec) {
   /* A message cut to fit the head must stay valid UTF-8: back off to the
    * start of a character. */
   if (msg == ACKRPC_MAX_HEAD / 2)
-    while (msg > 0 && ((uint8_t)spec->message[msg] & 0xC0) == 0x80) msg--;
+    while (msg > 0 && ((uint8_t)spec->message[msg] & 0xC0) == 0x80)
+      msg--;
   size_t head = 0;
   if (spec->status) head += 1 + varint_size(spec->status);
   if (msg) head += len_field_size(msg);

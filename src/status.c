@@ -6,7 +6,7 @@
 
 const char *ackrpc_status_name(ackrpc_status status) {
   switch (status) {
-#define NAME_CASE_(name, value, msg)                                           \
+#define NAME_CASE_(name, value, msg)                                                   \
   case ACKRPC_##name: return #name;
     ACKRPC_STATUS_MAP(NAME_CASE_)
 #undef NAME_CASE_
@@ -16,7 +16,7 @@ const char *ackrpc_status_name(ackrpc_status status) {
 
 const char *ackrpc_strerror(ackrpc_status status) {
   switch (status) {
-#define MSG_CASE_(name, value, msg)                                            \
+#define MSG_CASE_(name, value, msg)                                                    \
   case ACKRPC_##name: return msg;
     ACKRPC_STATUS_MAP(MSG_CASE_)
 #undef MSG_CASE_
@@ -41,6 +41,7 @@ static const char *level_name(ackrpc_log_level level) {
   case ACKRPC_LOG_WARNING: return "warning";
   case ACKRPC_LOG_INFO: return "info";
   case ACKRPC_LOG_DEBUG: return "debug";
+  case ACKRPC_LOG_DEFAULT: break;
   }
   return "log";
 }

@@ -73,9 +73,8 @@ ACKRPC_EXPORT void ackrpc_result_clear(ackrpc_result *result);
  * On success *ret_client is the caller's, to free with ackrpc_client_free().
  * Errors: E_INVAL (NULL argument, no address), E_ADDRESS, E_NOMEM; on error
  * *ret_client is untouched. */
-ACKRPC_EXPORT ackrpc_status
-ackrpc_client_new(const ackrpc_client_options *options,
-                  ackrpc_client **ret_client);
+ACKRPC_EXPORT ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
+                                              ackrpc_client **ret_client);
 
 /* Frees a client. Asynchronous calls already started are not affected (they
  * keep what they need). NULL is ignored. Returns NULL. */
@@ -91,10 +90,11 @@ ACKRPC_EXPORT ackrpc_client *ackrpc_client_free(ackrpc_client *client);
  * E_SEND, E_SEND_TIMEOUT (not delivered); E_NO_ACK, E_ACK_TIMEOUT,
  * E_BAD_REPLY (outcome unknown); E_INVAL, E_NOMEM, E_SYSTEM (nothing sent).
  * Safe to call from many threads on one client. */
-ACKRPC_EXPORT ackrpc_status ackrpc_client_call(
-    ackrpc_client *client, const ackrpc_method *method,
-    const struct ProtobufCMessage *request, const ackrpc_call_options *options,
-    ackrpc_result *ret_result);
+ACKRPC_EXPORT ackrpc_status ackrpc_client_call(ackrpc_client *client,
+                                               const ackrpc_method *method,
+                                               const struct ProtobufCMessage *request,
+                                               const ackrpc_call_options *options,
+                                               ackrpc_result *ret_result);
 
 /* Completion of an asynchronous call. `result` belongs to the library and
  * is cleared after the callback returns: to keep the reply or the message,

@@ -42,24 +42,27 @@ typedef struct ackrpc_peer {
 } ackrpc_peer;
 
 /* Limits of the protocol itself (docs/PROTOCOL.md). */
-#define ACKRPC_MAX_CALL_ID 64       /* bytes */
-#define ACKRPC_MAX_METADATA 64      /* entries */
-#define ACKRPC_MAX_METADATA_KEY 64  /* bytes */
+#define ACKRPC_MAX_CALL_ID 64      /* bytes */
+#define ACKRPC_MAX_METADATA 64     /* entries */
+#define ACKRPC_MAX_METADATA_KEY 64 /* bytes */
 #define ACKRPC_MAX_METADATA_VALUE 4096
-#define ACKRPC_MAX_HEAD 65536       /* bytes of a frame's head */
-#define ACKRPC_MAX_METHOD_NAME 256  /* bytes */
+#define ACKRPC_MAX_HEAD 65536      /* bytes of a frame's head */
+#define ACKRPC_MAX_METHOD_NAME 256 /* bytes */
 
+/* Log levels, most severe first. As a threshold, a message is logged if its
+ * level is at or above the threshold's severity; ACKRPC_LOG_DEFAULT (0)
+ * means WARNING. */
 typedef enum ackrpc_log_level {
-  ACKRPC_LOG_ERROR = 0,
-  ACKRPC_LOG_WARNING = 1,
-  ACKRPC_LOG_INFO = 2,
-  ACKRPC_LOG_DEBUG = 3,
+  ACKRPC_LOG_DEFAULT = 0,
+  ACKRPC_LOG_ERROR = 1,
+  ACKRPC_LOG_WARNING = 2,
+  ACKRPC_LOG_INFO = 3,
+  ACKRPC_LOG_DEBUG = 4,
 } ackrpc_log_level;
 
 /* A log sink. `message` is one line without a trailing newline, valid only
  * during the call. Called from the thread that runs the event loop. */
-typedef void (*ackrpc_log_fn)(void *user, ackrpc_log_level level,
-                              const char *message);
+typedef void (*ackrpc_log_fn)(void *user, ackrpc_log_level level, const char *message);
 
 /* The default sink: writes "ackrpc: LEVEL: message\n" to stderr. Used when an
  * options struct leaves `log` NULL; pass ackrpc_log_discard to silence. */

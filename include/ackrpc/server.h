@@ -72,8 +72,7 @@ typedef struct ackrpc_server_options {
  * answered (ackrpc_call_reply()). The handler must answer the call exactly
  * once: before it returns, or later from any thread. */
 typedef void (*ackrpc_handler_fn)(ackrpc_call *call,
-                                  const struct ProtobufCMessage *request,
-                                  void *user);
+                                  const struct ProtobufCMessage *request, void *user);
 
 /* Creates a server: parses the address, creates the socket (with the mode
  * set before it is bound), binds and listens, and registers its events on the
@@ -84,9 +83,8 @@ typedef void (*ackrpc_handler_fn)(ackrpc_call *call,
  * left behind.
  * Errors: E_INVAL (NULL argument, no address), E_ADDRESS (bad or too long
  * address), E_ADDR_IN_USE, E_EXISTS, E_NOMEM, E_SYSTEM (errno is set). */
-ACKRPC_EXPORT ackrpc_status
-ackrpc_server_new(const ackrpc_server_options *options,
-                  ackrpc_server **ret_server);
+ACKRPC_EXPORT ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
+                                              ackrpc_server **ret_server);
 
 /* Registers `handler` for `method->name`. The server copies `*method`; the
  * descriptors must stay valid while the server lives (generated ones are
@@ -135,8 +133,7 @@ ACKRPC_EXPORT const char *ackrpc_call_method(const ackrpc_call *call);
 ACKRPC_EXPORT const ackrpc_peer *ackrpc_call_peer(const ackrpc_call *call);
 
 /* The call id the client sent (1 to 64 bytes); its length in *ret_len. */
-ACKRPC_EXPORT const uint8_t *ackrpc_call_id(const ackrpc_call *call,
-                                            size_t *ret_len);
+ACKRPC_EXPORT const uint8_t *ackrpc_call_id(const ackrpc_call *call, size_t *ret_len);
 
 /* The call's deadline on CLOCK_MONOTONIC, in microseconds: the client's
  * timeout measured from when the request was complete, capped by
@@ -157,8 +154,7 @@ ACKRPC_EXPORT int ackrpc_call_metadata_at(const ackrpc_call *call, size_t index,
 /* The value of the first entry with `key`, its length in *ret_len; NULL if
  * there is none. */
 ACKRPC_EXPORT const uint8_t *ackrpc_call_metadata(const ackrpc_call *call,
-                                                  const char *key,
-                                                  size_t *ret_len);
+                                                  const char *key, size_t *ret_len);
 
 /* Answers the call: `status` (a canonical code, 0..16), an optional message
  * (copied; NULL for none) and the reply message (serialized before this
@@ -169,8 +165,7 @@ ACKRPC_EXPORT const uint8_t *ackrpc_call_metadata(const ackrpc_call *call,
  * (the server answered first: the deadline passed or it shut down; the reply
  * is dropped), E_INVAL (status not canonical: the client gets INTERNAL),
  * E_NOMEM (the client gets INTERNAL if even that can be sent). */
-ACKRPC_EXPORT ackrpc_status ackrpc_call_reply(ackrpc_call *call,
-                                              ackrpc_status status,
+ACKRPC_EXPORT ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status status,
                                               const char *message,
                                               const struct ProtobufCMessage *reply);
 

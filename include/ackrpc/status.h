@@ -24,47 +24,52 @@ extern "C" {
 
 /* X(NAME, value, message). The single source of the enum, the names and the
  * messages: they cannot drift apart. */
-#define ACKRPC_STATUS_MAP(X)                                                   \
-  X(OK, 0, "ok")                                                               \
-  X(CANCELLED, 1, "the call was cancelled")                                    \
-  X(UNKNOWN, 2, "unknown error")                                               \
-  X(INVALID_ARGUMENT, 3, "invalid argument")                                   \
-  X(DEADLINE_EXCEEDED, 4, "deadline exceeded")                                 \
-  X(NOT_FOUND, 5, "not found")                                                 \
-  X(ALREADY_EXISTS, 6, "already exists")                                       \
-  X(PERMISSION_DENIED, 7, "permission denied")                                 \
-  X(RESOURCE_EXHAUSTED, 8, "resource exhausted")                               \
-  X(FAILED_PRECONDITION, 9, "failed precondition")                             \
-  X(ABORTED, 10, "aborted")                                                    \
-  X(OUT_OF_RANGE, 11, "out of range")                                          \
-  X(UNIMPLEMENTED, 12, "unimplemented")                                        \
-  X(INTERNAL, 13, "internal error")                                            \
-  X(UNAVAILABLE, 14, "unavailable")                                            \
-  X(DATA_LOSS, 15, "data loss")                                                \
-  X(UNAUTHENTICATED, 16, "unauthenticated")                                    \
-  /* Local: not delivered (the server never dispatched the call). */          \
-  X(E_CONNECT, 100, "could not connect to the server (not delivered)")        \
-  X(E_BUSY, 101, "the server's connection queue is full (not delivered)")     \
-  X(E_SEND, 102, "could not send the request (not delivered)")                \
-  X(E_SEND_TIMEOUT, 103, "deadline passed before the request was sent "       \
-                         "(not delivered)")                                    \
-  /* Local: delivered, no ack (the server may have acted). */                 \
-  X(E_NO_ACK, 110, "request sent, connection closed without a reply "         \
-                   "(outcome unknown)")                                        \
-  X(E_ACK_TIMEOUT, 111, "request sent, deadline passed before the reply "     \
-                        "(outcome unknown)")                                   \
-  X(E_BAD_REPLY, 112, "request sent, the reply was malformed or too large "   \
-                      "(outcome unknown)")                                     \
-  /* Local errors of the API itself (nothing was sent). */                    \
-  X(E_INVAL, 200, "invalid argument to an ackrpc function")                   \
-  X(E_NOMEM, 201, "out of memory")                                            \
-  X(E_SYSTEM, 202, "a system call failed")                                    \
-  X(E_ADDRESS, 203, "invalid socket address")                                 \
-  X(E_ADDR_IN_USE, 204, "another server is serving this address")             \
-  X(E_EXISTS, 205, "a file that is not a socket is in the way")               \
-  X(E_STATE, 206, "not allowed in the object's current state")                \
-  X(E_ALREADY_ANSWERED, 207, "the call was already answered by the server "   \
-                             "(deadline or shutdown)")
+#define ACKRPC_STATUS_MAP(X)                                                           \
+  X(OK, 0, "ok")                                                                       \
+  X(CANCELLED, 1, "the call was cancelled")                                            \
+  X(UNKNOWN, 2, "unknown error")                                                       \
+  X(INVALID_ARGUMENT, 3, "invalid argument")                                           \
+  X(DEADLINE_EXCEEDED, 4, "deadline exceeded")                                         \
+  X(NOT_FOUND, 5, "not found")                                                         \
+  X(ALREADY_EXISTS, 6, "already exists")                                               \
+  X(PERMISSION_DENIED, 7, "permission denied")                                         \
+  X(RESOURCE_EXHAUSTED, 8, "resource exhausted")                                       \
+  X(FAILED_PRECONDITION, 9, "failed precondition")                                     \
+  X(ABORTED, 10, "aborted")                                                            \
+  X(OUT_OF_RANGE, 11, "out of range")                                                  \
+  X(UNIMPLEMENTED, 12, "unimplemented")                                                \
+  X(INTERNAL, 13, "internal error")                                                    \
+  X(UNAVAILABLE, 14, "unavailable")                                                    \
+  X(DATA_LOSS, 15, "data loss")                                                        \
+  X(UNAUTHENTICATED, 16, "unauthenticated")                                            \
+  /* Local: not delivered (the server never dispatched the call). */                   \
+  X(E_CONNECT, 100, "could not connect to the server (not delivered)")                 \
+  X(E_BUSY, 101, "the server's connection queue is full (not delivered)")              \
+  X(E_SEND, 102, "could not send the request (not delivered)")                         \
+  X(E_SEND_TIMEOUT, 103,                                                               \
+    "deadline passed before the request was sent "                                     \
+    "(not delivered)")                                                                 \
+  /* Local: delivered, no ack (the server may have acted). */                          \
+  X(E_NO_ACK, 110,                                                                     \
+    "request sent, connection closed without a reply "                                 \
+    "(outcome unknown)")                                                               \
+  X(E_ACK_TIMEOUT, 111,                                                                \
+    "request sent, deadline passed before the reply "                                  \
+    "(outcome unknown)")                                                               \
+  X(E_BAD_REPLY, 112,                                                                  \
+    "request sent, the reply was malformed or too large "                              \
+    "(outcome unknown)")                                                               \
+  /* Local errors of the API itself (nothing was sent). */                             \
+  X(E_INVAL, 200, "invalid argument to an ackrpc function")                            \
+  X(E_NOMEM, 201, "out of memory")                                                     \
+  X(E_SYSTEM, 202, "a system call failed")                                             \
+  X(E_ADDRESS, 203, "invalid socket address")                                          \
+  X(E_ADDR_IN_USE, 204, "another server is serving this address")                      \
+  X(E_EXISTS, 205, "a file that is not a socket is in the way")                        \
+  X(E_STATE, 206, "not allowed in the object's current state")                         \
+  X(E_ALREADY_ANSWERED, 207,                                                           \
+    "the call was already answered by the server "                                     \
+    "(deadline or shutdown)")
 
 typedef enum ackrpc_status {
 #define ACKRPC_STATUS_ENUM_(name, value, msg) ACKRPC_##name = value,
