@@ -81,16 +81,16 @@ akr_frame_error akr_frame_scan(const uint8_t *buf, size_t len, uint8_t want_type
   uint64_t payload = (uint64_t)head_len + body_len;
   if (payload > max_frame) return AKR_FRAME_TOO_LARGE;
   size_t frame_len = AKR_PREFIX_LEN + (size_t)payload;
-  if (len < frame_len) {
-    if (ret_need) *ret_need = frame_len;
-    return AKR_FRAME_INCOMPLETE;
-  }
   ret_frame->type = buf[3];
   ret_frame->head_len = head_len;
   ret_frame->body_len = body_len;
   ret_frame->head = buf + AKR_PREFIX_LEN;
   ret_frame->body = buf + AKR_PREFIX_LEN + head_len;
   ret_frame->frame_len = frame_len;
+  if (len < frame_len) {
+    if (ret_need) *ret_need = frame_len;
+    return AKR_FRAME_INCOMPLETE;
+  }
   return AKR_FRAME_OK;
 }
 

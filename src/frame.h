@@ -71,8 +71,10 @@ typedef struct akr_frame {
  * type accepted; `max_frame` caps head + body.
  * Returns OK (*ret_frame filled; the frame may be followed by more bytes),
  * INCOMPLETE (*ret_need, if not NULL, is the whole frame's length once the
- * prefix is in, else AKR_PREFIX_LEN), or an error, reported as soon as the
- * bytes seen prove it: a wrong magic byte is caught at the first byte, a
+ * prefix is in, else AKR_PREFIX_LEN; once the prefix is in, *ret_frame is
+ * filled too, but only its head is usable, and only if that many bytes are
+ * in: a server checks the head before the body arrives), or an error, reported as soon
+ * as the bytes seen prove it: a wrong magic byte is caught at the first byte, a
  * too-large frame from its prefix alone, before any body is buffered. */
 akr_frame_error akr_frame_scan(const uint8_t *buf, size_t len, uint8_t want_type,
                                size_t max_frame, akr_frame *ret_frame,

@@ -20,6 +20,7 @@
 #include "ackrpc/server.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <pthread.h>
@@ -55,11 +56,26 @@
  * wire size for pathological input); beyond it: RESOURCE_EXHAUSTED. */
 #define DECODE_BUDGET(frame_len) (16 * (size_t)(frame_len) + (64u << 10))
 
+/* A policy, copied and with group names resolved to gids. */
+typedef struct policy {
+  int same_uid;
+  uid_t *uids;
+  size_t n_uids;
+  gid_t *gids;
+  size_t n_gids;
+} policy;
+
 typedef struct method_entry {
   ackrpc_method m; /* m.name is owned (strdup) */
   ackrpc_handler_fn fn;
   void *user;
+  policy *policy;
 } method_entry;
+
+typedef struct cleanup {
+  void (*fn)(void *);
+  void *data;
+} cleanup;
 
 enum conn_state {
   ST_READING,  /* reading the next frame (or EOF) */
@@ -80,6 +96,7 @@ struct ackrpc_call {
   uint8_t *in;
   size_t in_off, in_len, in_cap;
   int eof;
+  int head_done;             /* the current frame's head is decoded and admitted */
   uint64_t read_deadline_us; /* 0: not started */
   unsigned calls_done;
   /* the call being served */
@@ -115,6 +132,10 @@ struct ackrpc_server {
   struct event *drain_timer;
   method_entry *methods; /* open addressing, `method_cap` a power of two */
   size_t n_methods, method_cap;
+  policy *policy; /* server-wide, checked at accept */
+  uid_t euid;
+  cleanup *cleanups;
+  size_t n_cleanups;
   ackrpc_call *conns;
   size_t n_conns;
   ackrpc_call *pool;
@@ -162,6 +183,86 @@ static void slog(ackrpc_server *s, ackrpc_log_level level, const char *fmt, ...)
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   s->opt.log(s->opt.log_user, level, line);
+}
+
+/* --- policies ---------------------------------------------------------- */
+
+static void policy_free(policy *p) {
+  if (!p) return;
+  free(p->uids);
+  free(p->gids);
+  free(p);
+}
+
+static ackrpc_status resolve_group(const char *name, gid_t *ret_gid) {
+  char buf[4096];
+  struct group gr, *found = NULL;
+  if (getgrnam_r(name, &gr, buf, sizeof buf, &found) != 0 || !found)
+    return ACKRPC_NOT_FOUND;
+  *ret_gid = found->gr_gid;
+  return ACKRPC_OK;
+}
+
+/* Copies a policy; NULL or an empty one gives NULL (admit everyone). */
+static ackrpc_status policy_copy(const ackrpc_policy *in, policy **ret) {
+  *ret = NULL;
+  if (!in || (!in->same_uid && !in->n_uids && !in->n_gids && !in->n_group_names))
+    return ACKRPC_OK;
+  if ((in->n_uids && !in->uids) || (in->n_gids && !in->gids) ||
+      (in->n_group_names && !in->group_names))
+    return ACKRPC_E_INVAL;
+  policy *p = calloc(1, sizeof *p);
+  if (!p) return ACKRPC_E_NOMEM;
+  p->same_uid = in->same_uid;
+  if (in->n_uids) {
+    p->uids = malloc(in->n_uids * sizeof *p->uids);
+    if (!p->uids) goto nomem;
+    memcpy(p->uids, in->uids, in->n_uids * sizeof *p->uids);
+    p->n_uids = in->n_uids;
+  }
+  size_t ng = in->n_gids + in->n_group_names;
+  if (ng) {
+    p->gids = malloc(ng * sizeof *p->gids);
+    if (!p->gids) goto nomem;
+    if (in->n_gids) memcpy(p->gids, in->gids, in->n_gids * sizeof *p->gids);
+    p->n_gids = in->n_gids;
+    for (size_t i = 0; i < in->n_group_names; i++) {
+      if (!in->group_names[i] ||
+          resolve_group(in->group_names[i], &p->gids[p->n_gids]) != ACKRPC_OK) {
+        policy_free(p);
+        return ACKRPC_NOT_FOUND;
+      }
+      p->n_gids++;
+    }
+  }
+  *ret = p;
+  return ACKRPC_OK;
+nomem:
+  policy_free(p);
+  return ACKRPC_E_NOMEM;
+}
+
+static int gid_listed(const policy *p, gid_t g) {
+  for (size_t i = 0; i < p->n_gids; i++)
+    if (p->gids[i] == g) return 1;
+  return 0;
+}
+
+/* Whether the peer on `c` passes `p`. Supplementary groups are asked of the
+ * kernel only when a group rule needs them. */
+static int policy_allows(const policy *p, uid_t euid, const ackrpc_call *c) {
+  if (!p) return 1;
+  if (p->same_uid && c->peer.uid == euid) return 1;
+  for (size_t i = 0; i < p->n_uids; i++)
+    if (p->uids[i] == c->peer.uid) return 1;
+  if (!p->n_gids) return 0;
+  if (gid_listed(p, c->peer.gid)) return 1;
+  gid_t groups[256];
+  socklen_t len = sizeof groups;
+  if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) return 0;
+  for (size_t i = 0; i < len / sizeof *groups; i++)
+    if (gid_listed(p, groups[i])) return 1;
+  return 0;
 }
 
 /* --- methods ----------------------------------------------------------- */
@@ -212,7 +313,31 @@ ackrpc_status ackrpc_server_add_method(ackrpc_server *s, const ackrpc_method *me
   e->m.name = name;
   e->fn = handler;
   e->user = user;
+  e->policy = NULL;
   s->n_methods++;
+  return ACKRPC_OK;
+}
+
+ackrpc_status ackrpc_server_set_method_policy(ackrpc_server *s, const char *method,
+                                              const ackrpc_policy *p) {
+  if (!s || !method) return ACKRPC_E_INVAL;
+  method_entry *e = (method_entry *)find_method(s, method);
+  if (!e) return ACKRPC_NOT_FOUND;
+  policy *copy;
+  ackrpc_status st = policy_copy(p, &copy);
+  if (st != ACKRPC_OK) return st;
+  policy_free(e->policy);
+  e->policy = copy;
+  return ACKRPC_OK;
+}
+
+ackrpc_status ackrpc_server_add_cleanup(ackrpc_server *s, void (*fn)(void *),
+                                        void *data) {
+  if (!s || !fn) return ACKRPC_E_INVAL;
+  cleanup *t = realloc(s->cleanups, (s->n_cleanups + 1) * sizeof *t);
+  if (!t) return ACKRPC_E_NOMEM;
+  s->cleanups = t;
+  t[s->n_cleanups++] = (cleanup){fn, data};
   return ACKRPC_OK;
 }
 
@@ -233,6 +358,7 @@ static ackrpc_call *conn_get(ackrpc_server *s) {
   c->watching = 0;
   c->in_off = c->in_len = 0;
   c->eof = 0;
+  c->head_done = 0;
   c->read_deadline_us = 0;
   c->calls_done = 0;
   c->request = NULL;
@@ -336,6 +462,7 @@ static void conn_answer_local(ackrpc_call *c, ackrpc_status status, const char *
 static void conn_next_call(ackrpc_call *c) {
   c->in_off += c->frame_len;
   c->frame_len = 0;
+  c->head_done = 0;
   c->request = NULL;
   c->calls_done++;
   c->read_deadline_us = 0;
@@ -434,7 +561,12 @@ ackrpc_status ackrpc_call_reply(ackrpc_call *c, ackrpc_status status,
 
 /* --- reading and dispatch --------------------------------------------- */
 
-static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
+/* Decodes the head of the frame at the read position and admits it: a
+ * known method and a peer its policy allows. Runs as soon as the head is in,
+ * before the body is read. If the frame is not complete yet, a refusal ends
+ * the connection (its body is never read); otherwise the session goes on
+ * after the answer. Returns 1 if admitted, 0 if answered. */
+static int conn_check_head(ackrpc_call *c, const akr_frame *f, int complete) {
   ackrpc_server *s = c->server;
   c->frame_len = f->frame_len;
   akr_arena_reset(&c->arena, DECODE_BUDGET(f->frame_len));
@@ -442,16 +574,36 @@ static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
   if (fe != AKR_FRAME_OK) {
     slog(s, ACKRPC_LOG_INFO, "pid %d: bad request head: %s", (int)c->peer.pid,
          akr_frame_error_text(fe));
-    conn_answer_local(c, akr_frame_error_status(fe), akr_frame_error_text(fe), 0);
-    return;
+    conn_answer_local(c, akr_frame_error_status(fe), akr_frame_error_text(fe),
+                      !complete);
+    return 0;
   }
   const method_entry *m = find_method(s, c->req.method);
   if (!m) {
     char msg[ACKRPC_MAX_METHOD_NAME + 32];
     snprintf(msg, sizeof msg, "unknown method %s", c->req.method);
-    conn_answer_local(c, ACKRPC_UNIMPLEMENTED, msg, 0);
-    return;
+    conn_answer_local(c, ACKRPC_UNIMPLEMENTED, msg, !complete);
+    return 0;
   }
+  if (!policy_allows(m->policy, s->euid, c)) {
+    slog(s, ACKRPC_LOG_INFO, "%s: refused uid %u (pid %d) by policy", c->req.method,
+         (unsigned)c->peer.uid, (int)c->peer.pid);
+    conn_answer_local(c, ACKRPC_PERMISSION_DENIED, "not allowed to call this method",
+                      !complete);
+    return 0;
+  }
+  c->method = m;
+  c->head_done = 1;
+  return 1;
+}
+
+/* Decodes the complete frame's body and hands the call to its handler. */
+static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
+  ackrpc_server *s = c->server;
+  const method_entry *m = c->method;
+  /* The buffer may have moved since the head was checked. */
+  c->req.body = f->body;
+  c->req.body_len = f->body_len;
   c->request = protobuf_c_message_unpack(m->m.request, &c->arena.pc, c->req.body_len,
                                          c->req.body);
   if (!c->request) {
@@ -469,7 +621,6 @@ static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
   if (c->req.timeout_us && c->req.timeout_us < budget) budget = c->req.timeout_us;
   c->deadline_us = now_us() + budget;
 
-  c->method = m;
   c->state = ST_HANDLING;
   atomic_store_explicit(&c->answered, 0, memory_order_relaxed);
   atomic_store_explicit(&c->held, 1, memory_order_relaxed);
@@ -528,11 +679,15 @@ static void conn_resume(ackrpc_call *c) {
       conn_close(c); /* an idle session: end it at a frame boundary */
       return;
     }
-    akr_frame f;
+    akr_frame f = {0};
     size_t need = 0;
-    akr_frame_error fe =
-        akr_frame_scan(c->in + c->in_off, c->in_len - c->in_off, AKR_FRAME_REQUEST,
-                       s->opt.max_request_size, &f, &need);
+    size_t avail = c->in_len - c->in_off;
+    akr_frame_error fe = akr_frame_scan(c->in + c->in_off, avail, AKR_FRAME_REQUEST,
+                                        s->opt.max_request_size, &f, &need);
+    if ((fe == AKR_FRAME_OK || fe == AKR_FRAME_INCOMPLETE) && f.frame_len &&
+        !c->head_done && avail >= AKR_PREFIX_LEN + (size_t)f.head_len) {
+      if (!conn_check_head(c, &f, fe == AKR_FRAME_OK)) continue;
+    }
     if (fe == AKR_FRAME_OK) {
       conn_watch(c, 0);
       conn_dispatch(c, &f);
@@ -633,6 +788,11 @@ static void conn_start(ackrpc_server *s, int fd) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->n_conns++;
+  if (!policy_allows(s->policy, s->euid, c)) {
+    slog(s, ACKRPC_LOG_INFO, "refused uid %u (pid %d) by policy", (unsigned)c->peer.uid,
+         (int)c->peer.pid);
+    conn_answer_local(c, ACKRPC_PERMISSION_DENIED, "not allowed to use this server", 1);
+  }
   conn_resume(c);
 }
 
@@ -824,6 +984,8 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   if (!s->opt.log) s->opt.log = ackrpc_log_stderr;
   if (!s->opt.log_level) s->opt.log_level = ACKRPC_LOG_WARNING;
   s->addr = addr;
+  s->euid = geteuid();
+  s->opt.policy = NULL; /* kept in s->policy */
   s->lfd = -1;
   s->wake_fd = -1;
   atomic_init(&s->refs, 1);
@@ -833,6 +995,9 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   s->opt.address = s->address_text;
   st = ACKRPC_E_NOMEM;
   if (!s->address_text) goto fail;
+  st = policy_copy(options->policy, &s->policy);
+  if (st != ACKRPC_OK) goto fail;
+  st = ACKRPC_E_NOMEM;
 
   s->base = options->base;
   if (!s->base) {
@@ -915,14 +1080,23 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
   s->base = NULL;
   if (s->wake_fd >= 0) close(s->wake_fd);
   s->wake_fd = -1;
+  while (s->n_cleanups) {
+    cleanup *k = &s->cleanups[--s->n_cleanups];
+    k->fn(k->data);
+  }
+  free(s->cleanups);
+  s->cleanups = NULL;
   server_unref(s);
   return NULL;
 }
 
 static void server_unref(ackrpc_server *s) {
   if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
-  for (size_t i = 0; i < s->method_cap; i++)
+  for (size_t i = 0; i < s->method_cap; i++) {
     free((char *)s->methods[i].m.name);
+    policy_free(s->methods[i].policy);
+  }
+  policy_free(s->policy);
   free(s->methods);
   free(s->address_text);
   pthread_mutex_destroy(&s->mu);

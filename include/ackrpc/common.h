@@ -25,6 +25,34 @@ typedef struct ackrpc_method {
   const struct ProtobufCMessageDescriptor *reply;
 } ackrpc_method;
 
+/* A service: its full name and its methods, in .proto order. Generated
+ * code emits one per service as a static const table (for registration and
+ * reflection). */
+typedef struct ackrpc_service {
+  const char *name; /* "package.Service" */
+  const ackrpc_method *methods;
+  size_t n_methods;
+} ackrpc_service;
+
+/* Who may call: a rule on the peer's kernel-reported credentials. A peer is
+ * allowed if the policy is empty (no field set), or if any set field admits
+ * it. Root is not special: list uid 0 to admit it. */
+typedef struct ackrpc_policy {
+  /* Admit peers whose uid is the server process's effective uid. */
+  int same_uid;
+  /* Admit these uids. */
+  const uid_t *uids;
+  size_t n_uids;
+  /* Admit peers whose primary or supplementary groups include one of these
+   * gids (supplementary groups via SO_PEERGROUPS). */
+  const gid_t *gids;
+  size_t n_gids;
+  /* Admit members of these groups, by name; resolved when the policy is
+   * installed (an unknown name is an error then, not a silent no-match). */
+  const char *const *group_names;
+  size_t n_group_names;
+} ackrpc_policy;
+
 /* One metadata entry as the client sends it. Keys are 1 to 64 characters of
  * [a-z0-9._-]; values are opaque bytes, up to 4096. */
 typedef struct ackrpc_metadata {

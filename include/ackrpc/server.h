@@ -61,6 +61,10 @@ typedef struct ackrpc_server_options {
   mode_t socket_mode;
   /* Listen backlog. Default 1024. */
   int backlog;
+  /* Who may connect at all (copied). Checked when a connection is accepted,
+   * before any byte is read; others get PERMISSION_DENIED. NULL: anyone who
+   * can open the socket (its file mode decides). */
+  const ackrpc_policy *policy;
   /* Log sink and its threshold. Default: ackrpc_log_stderr at WARNING. */
   ackrpc_log_fn log;
   void *log_user;
@@ -95,6 +99,24 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_add_method(ackrpc_server *server,
                                                      const ackrpc_method *method,
                                                      ackrpc_handler_fn handler,
                                                      void *user);
+
+/* Installs (or, with NULL, removes) the policy of one registered method,
+ * on top of the server-wide one. It is checked as soon as a request's head
+ * has arrived, before its body is read; a refused peer gets
+ * PERMISSION_DENIED. The policy is copied and group names are resolved now.
+ * Errors: E_INVAL (NULL server or name), NOT_FOUND (no such method, or an
+ * unknown group name), E_NOMEM. */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_policy(
+    ackrpc_server *server, const char *method, const ackrpc_policy *policy);
+
+/* Registers `fn(data)` to run when the server is freed, after every
+ * connection is closed; for data that handlers share, such as the binding a
+ * generated register function allocates. Cleanups run in reverse order of
+ * registration. Errors: E_INVAL, E_NOMEM (then fn is not called: the caller
+ * still owns data). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_add_cleanup(ackrpc_server *server,
+                                                      void (*fn)(void *data),
+                                                      void *data);
 
 /* Runs the server's own loop until the server has stopped and drained.
  * Errors: E_INVAL (NULL), E_STATE (the server is attached to a caller's
