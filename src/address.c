@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,13 +49,63 @@ int akr_connect(const akr_address *address, int *ret_fd) {
   return 0;
 }
 
-/* Decides what to do with a file already at the path: nothing there, a
- * stale socket (removed here), a live socket, or something else. */
+/* The directory holding the socket must not let another user swap the
+ * socket (or the lock) for something else. Symlinks on the way are followed:
+ * /var/run -> /run is normal; what matters is where the file ends up. */
+static ackrpc_status check_parent(const char *path) {
+  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  const char *slash = strrchr(path, '/');
+  if (!slash) {
+    strcpy(dir, ".");
+  } else if (slash == path) {
+    strcpy(dir, "/");
+  } else {
+    size_t n = (size_t)(slash - path);
+    memcpy(dir, path, n);
+    dir[n] = 0;
+  }
+  struct stat st;
+  if (stat(dir, &st) != 0) return ACKRPC_E_SYSTEM;
+  if (!S_ISDIR(st.st_mode)) {
+    errno = ENOTDIR;
+    return ACKRPC_E_SYSTEM;
+  }
+  if (st.st_uid != geteuid() && st.st_uid != 0) return ACKRPC_E_UNSAFE_DIR;
+  if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) return ACKRPC_E_UNSAFE_DIR;
+  return ACKRPC_OK;
+}
+
+/* Takes PATH.lock. The lock file is removed by the owner on shutdown, so
+ * after locking we check that the path still names the file we locked; if
+ * not, someone removed it between our open and our flock: start again. */
+static ackrpc_status take_lock(const char *lock_path, int *ret_fd) {
+  for (int attempt = 0; attempt < 16; attempt++) {
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return errno == ELOOP ? ACKRPC_E_EXISTS : ACKRPC_E_SYSTEM;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      close(fd);
+      errno = e;
+      return e == EWOULDBLOCK ? ACKRPC_E_ADDR_IN_USE : ACKRPC_E_SYSTEM;
+    }
+    struct stat held, named;
+    if (fstat(fd, &held) == 0 && lstat(lock_path, &named) == 0 &&
+        held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+      *ret_fd = fd;
+      return ACKRPC_OK;
+    }
+    close(fd);
+  }
+  errno = EAGAIN;
+  return ACKRPC_E_SYSTEM;
+}
+
+/* With the lock held: makes the path free for bind(). */
 static ackrpc_status clear_path(const akr_address *address) {
   struct stat st;
   if (lstat(address->path, &st) != 0)
     return errno == ENOENT ? ACKRPC_OK : ACKRPC_E_SYSTEM;
-  if (!S_ISSOCK(st.st_mode)) return ACKRPC_E_EXISTS;
+  if (!S_ISSOCK(st.st_mode)) return ACKRPC_E_EXISTS; /* incl. symlinks */
   int fd;
   if (akr_connect(address, &fd) == 0) {
     close(fd);
@@ -66,43 +118,75 @@ static ackrpc_status clear_path(const akr_address *address) {
   return ACKRPC_OK;
 }
 
-ackrpc_status akr_listen(const akr_address *address, mode_t mode, int backlog,
-                         int *ret_fd) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ACKRPC_E_SYSTEM;
+ackrpc_status akr_listen(const akr_address *address, mode_t mode, gid_t group,
+                         int backlog, akr_listener *ret) {
+  akr_listener l = {.fd = -1, .lock_fd = -1};
   ackrpc_status st = ACKRPC_OK;
   int bound = 0;
   if (!address->abstract) {
-    /* Linux creates the file with the socket inode's mode minus the umask:
-     * setting the mode first means the file is never wider than `mode`; the
-     * chmod below only widens it back where the umask narrowed it. */
-    if (fchmod(fd, mode) != 0) {
-      st = ACKRPC_E_SYSTEM;
-      goto fail;
-    }
+    st = check_parent(address->path);
+    if (st != ACKRPC_OK) return st;
+    snprintf(l.lock_path, sizeof l.lock_path, "%s.lock", address->path);
+    st = take_lock(l.lock_path, &l.lock_fd);
+    if (st != ACKRPC_OK) return st;
     st = clear_path(address);
     if (st != ACKRPC_OK) goto fail;
   }
-  if (bind(fd, (const struct sockaddr *)&address->sa, address->len) != 0) {
+  l.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (l.fd < 0) {
+    st = ACKRPC_E_SYSTEM;
+    goto fail;
+  }
+  /* Linux creates the file with the socket inode's mode minus the umask.
+   * Owner-only first: the group is not ours to trust until chown set it;
+   * then the configured mode, which only ever widens from there. */
+  if (!address->abstract && fchmod(l.fd, mode & 0700) != 0) {
+    st = ACKRPC_E_SYSTEM;
+    goto fail;
+  }
+  if (bind(l.fd, (const struct sockaddr *)&address->sa, address->len) != 0) {
     st = errno == EADDRINUSE ? ACKRPC_E_ADDR_IN_USE : ACKRPC_E_SYSTEM;
     goto fail;
   }
   bound = 1;
-  if (!address->abstract && chmod(address->path, mode) != 0) {
+  if (!address->abstract) {
+    if (group != (gid_t)-1 && lchown(address->path, (uid_t)-1, group) != 0) {
+      st = ACKRPC_E_SYSTEM;
+      goto fail;
+    }
+    if (chmod(address->path, mode) != 0) {
+      st = ACKRPC_E_SYSTEM;
+      goto fail;
+    }
+  }
+  if (listen(l.fd, backlog) != 0) {
     st = ACKRPC_E_SYSTEM;
     goto fail;
   }
-  if (listen(fd, backlog) != 0) {
-    st = ACKRPC_E_SYSTEM;
-    goto fail;
-  }
-  *ret_fd = fd;
+  *ret = l;
   return ACKRPC_OK;
 fail : {
   int e = errno;
-  if (bound && !address->abstract) unlink(address->path);
-  close(fd);
+  if (l.fd >= 0) close(l.fd);
+  if (bound) unlink(address->path);
+  if (l.lock_fd >= 0) {
+    unlink(l.lock_path);
+    close(l.lock_fd);
+  }
   errno = e;
   return st;
 }
+}
+
+void akr_unlisten(const akr_address *address, akr_listener *l) {
+  if (l->fd >= 0) {
+    close(l->fd);
+    l->fd = -1;
+    if (!address->abstract) unlink(address->path);
+  }
+  if (l->lock_fd >= 0) {
+    unlink(l->lock_path);
+    close(l->lock_fd);
+    l->lock_fd = -1;
+  }
 }

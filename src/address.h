@@ -20,12 +20,35 @@ typedef struct akr_address {
  * long for sun_path (never truncated), or "@" alone. */
 ackrpc_status akr_address_parse(const char *text, akr_address *ret_address);
 
+/* A bound, listening socket, and for a path the lock that says this
+ * process owns the path. */
+typedef struct akr_listener {
+  int fd;
+  int lock_fd; /* -1 for abstract addresses */
+  char lock_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+} akr_listener;
+
 /* Creates a listening, non-blocking, close-on-exec socket bound to the
- * address. For a path: the socket's mode is set before bind() so the file
- * never exists with looser permissions; a stale socket file is replaced, a
- * live one refused (E_ADDR_IN_USE), anything else refused (E_EXISTS). */
-ackrpc_status akr_listen(const akr_address *address, mode_t mode, int backlog,
-                         int *ret_fd);
+ * address. For a path, in this order:
+ *   - the parent directory must not let other users replace the socket
+ *     (E_UNSAFE_DIR): owned by us or root, and not world-writable unless
+ *     sticky;
+ *   - "PATH.lock" is created and flock()ed for the listener's lifetime; held
+ *     by another process: E_ADDR_IN_USE ("another server is serving PATH");
+ *     the kernel drops it if we crash, so a restart finds it free;
+ *   - with the lock held, a stale socket file is removed; a symlink or any
+ *     other non-socket file is left alone (E_EXISTS); a socket that still
+ *     accepts (a server that takes no lock) gives E_ADDR_IN_USE;
+ *   - the socket is bound with owner-only permissions, given `group` (unless
+ *     (gid_t)-1), then set to `mode`: it is never wider than `mode`.
+ * On failure nothing is left behind and *ret is untouched. */
+ackrpc_status akr_listen(const akr_address *address, mode_t mode, gid_t group,
+                         int backlog, akr_listener *ret);
+
+/* Closes the socket and, for a path, removes the socket file and the lock
+ * file before releasing the lock (so a successor never sees a half-removed
+ * state). Idempotent. */
+void akr_unlisten(const akr_address *address, akr_listener *listener);
 
 /* Starts a non-blocking connect. Returns 0, or -1 with errno (EAGAIN: the
  * server's queue is full). *ret_fd is set on success only. */

@@ -123,7 +123,7 @@ struct ackrpc_server {
   akr_address addr;
   struct event_base *base;
   int own_base;
-  int lfd;
+  akr_listener lst; /* the listening socket and the path lock */
   struct event *accept_ev;
   int accepting;
   struct event *resume_timer;
@@ -831,7 +831,7 @@ static void pause_accepting(ackrpc_server *s, unsigned retry_ms) {
 }
 
 static void resume_accepting(ackrpc_server *s) {
-  if (s->accepting || s->lfd < 0 || s->stopping || s->closed ||
+  if (s->accepting || s->lst.fd < 0 || s->stopping || s->closed ||
       s->n_conns >= s->opt.max_connections)
     return;
   event_add(s->accept_ev, NULL);
@@ -845,7 +845,7 @@ static void accept_some(ackrpc_server *s, int max) {
       pause_accepting(s, 0); /* resumed when a connection closes */
       return;
     }
-    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(s->lst.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -875,13 +875,11 @@ static void on_resume_timer(evutil_socket_t fd, short what, void *arg) {
 /* --- stopping ---------------------------------------------------------- */
 
 static void close_listener(ackrpc_server *s) {
-  if (s->lfd < 0) return;
+  if (s->lst.fd < 0 && s->lst.lock_fd < 0) return;
   if (s->accepting) event_del(s->accept_ev);
   s->accepting = 0;
   evtimer_del(s->resume_timer);
-  close(s->lfd);
-  s->lfd = -1;
-  if (!s->addr.abstract) unlink(s->addr.path);
+  akr_unlisten(&s->addr, &s->lst);
 }
 
 static void finish(ackrpc_server *s) {
@@ -900,7 +898,7 @@ static void begin_stop(ackrpc_server *s) {
   slog(s, ACKRPC_LOG_INFO, "stopping: %zu connection(s) in flight", s->n_conns);
   /* Connections already in the kernel's queue have sent their requests (or
    * are sending them): serve them rather than reset them. */
-  if (s->lfd >= 0) accept_some(s, INT32_MAX);
+  if (s->lst.fd >= 0) accept_some(s, INT32_MAX);
   close_listener(s);
   for (ackrpc_call *c = s->conns, *next; c; c = next) {
     next = c->next;
@@ -986,7 +984,8 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   s->addr = addr;
   s->euid = geteuid();
   s->opt.policy = NULL; /* kept in s->policy */
-  s->lfd = -1;
+  s->lst.fd = -1;
+  s->lst.lock_fd = -1;
   s->wake_fd = -1;
   atomic_init(&s->refs, 1);
   atomic_init(&s->stop_requested, 0);
@@ -1014,9 +1013,15 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   s->resume_timer = evtimer_new(s->base, on_resume_timer, s);
   s->drain_timer = evtimer_new(s->base, on_drain_timeout, s);
   if (!s->wake_ev || !s->resume_timer || !s->drain_timer) goto fail;
-  st = akr_listen(&s->addr, s->opt.socket_mode, s->opt.backlog, &s->lfd);
+  gid_t group = (gid_t)-1;
+  if (options->socket_group) {
+    st = resolve_group(options->socket_group, &group);
+    if (st != ACKRPC_OK) goto fail;
+  }
+  s->opt.socket_group = NULL;
+  st = akr_listen(&s->addr, s->opt.socket_mode, group, s->opt.backlog, &s->lst);
   if (st != ACKRPC_OK) goto fail;
-  s->accept_ev = event_new(s->base, s->lfd, EV_READ | EV_PERSIST, on_accept, s);
+  s->accept_ev = event_new(s->base, s->lst.fd, EV_READ | EV_PERSIST, on_accept, s);
   if (!s->accept_ev) {
     st = ACKRPC_E_NOMEM;
     goto fail;

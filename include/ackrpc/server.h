@@ -59,6 +59,10 @@ typedef struct ackrpc_server_options {
   /* Permission bits of the socket file (path addresses only). Default 0600.
    * The file never exists with wider permissions, whatever the umask. */
   mode_t socket_mode;
+  /* Group of the socket file, by name (path addresses only); NULL keeps the
+   * process's group. With socket_mode 0660 this admits a group of users.
+   * An unknown name fails ackrpc_server_new() with NOT_FOUND. */
+  const char *socket_group;
   /* Listen backlog. Default 1024. */
   int backlog;
   /* Who may connect at all (copied). Checked when a connection is accepted,
@@ -78,15 +82,23 @@ typedef struct ackrpc_server_options {
 typedef void (*ackrpc_handler_fn)(ackrpc_call *call,
                                   const struct ProtobufCMessage *request, void *user);
 
-/* Creates a server: parses the address, creates the socket (with the mode
- * set before it is bound), binds and listens, and registers its events on the
- * loop. A stale socket file (nobody accepts on it) is replaced; a live one
- * gives ACKRPC_E_ADDR_IN_USE; a file that is not a socket, ACKRPC_E_EXISTS.
- * On success *ret_server owns the socket (and its file) until
- * ackrpc_server_free(). On failure *ret_server is untouched and nothing is
- * left behind.
+/* Creates a server: parses the address, creates the socket, binds and
+ * listens, and registers its events on the loop. For a path address the
+ * server takes "PATH.lock" (flock, held until ackrpc_server_free(); the
+ * kernel releases it if the process dies), so of two servers started on one
+ * path the second is refused, and a stale socket left by a crash is replaced
+ * only by the lock's holder. The socket file is created owner-only, then
+ * given socket_group and socket_mode: it is never wider than configured,
+ * whatever the umask. A symlink or other non-socket file at the path is never
+ * removed or followed. On success *ret_server owns the socket, its file and
+ * the lock until ackrpc_server_free() removes them. On failure *ret_server is
+ * untouched and nothing is left behind.
  * Errors: E_INVAL (NULL argument, no address), E_ADDRESS (bad or too long
- * address), E_ADDR_IN_USE, E_EXISTS, E_NOMEM, E_SYSTEM (errno is set). */
+ * address: never truncated), E_ADDR_IN_USE ("another server is serving this
+ * address"), E_EXISTS (a non-socket file or a symlink is in the way),
+ * E_UNSAFE_DIR (the directory is writable by other users without the sticky
+ * bit, or owned by another user), NOT_FOUND (unknown socket_group or policy
+ * group), E_NOMEM, E_SYSTEM (errno is set). */
 ACKRPC_EXPORT ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
                                               ackrpc_server **ret_server);
 

@@ -69,7 +69,9 @@ extern "C" {
   X(E_STATE, 206, "not allowed in the object's current state")                         \
   X(E_ALREADY_ANSWERED, 207,                                                           \
     "the call was already answered by the server "                                     \
-    "(deadline or shutdown)")
+    "(deadline or shutdown)")                                                          \
+  X(E_UNSAFE_DIR, 208,                                                                 \
+    "the socket's directory would let another user replace the socket")
 
 typedef enum ackrpc_status {
 #define ACKRPC_STATUS_ENUM_(name, value, msg) ACKRPC_##name = value,
