@@ -1,0 +1,735 @@
+/* ackrpc-bench: the benchmark server and load client of ackrpc.
+ *
+ *   ackrpc-bench serve --socket PATH [--max-request-size BYTES]
+ *   ackrpc-bench run --socket PATH [--size S] [--concurrency C] [--duration SEC]
+ *                    [--warmup SEC] [--peer NAME] [--timeout-ms MS]
+ *
+ * `serve` answers ackrpc.bench.Bench/Call (proto/ackrpc/bench.proto) inline
+ * with the request's id and body length. `run` drives it from C threads that
+ * share one client and make blocking calls back to back, then prints one line
+ *
+ *   peer=ackrpc size=S conc=C calls_per_s=N p50_us=N p99_us=N errors=N
+ *
+ * in the format of the peer benchmarks (docs/BENCHMARKS.md), so ackrpc can sit
+ * in the same table as them. This measures; it is not a test and has no
+ * thresholds. How to run it: docs/BENCHMARKS.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <ackrpc/ackrpc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "ackrpc/bench.pb-c.h"
+
+#define PROG "ackrpc-bench"
+
+/* Exit codes: 0 success, 1 failure (errors during the run, server failure),
+ * 2 bad command line. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* serve accepts a 64 MiB body by default: the head of a frame is at most
+ * 64 KiB (ACKRPC_MAX_HEAD), and the body's protobuf framing adds a few
+ * bytes, which the head's allowance covers many times over. */
+#define SERVE_DEFAULT_MAX_REQUEST ((size_t)64 * 1024 * 1024 + ACKRPC_MAX_HEAD)
+#define SERVE_MAX_MAX_REQUEST ((uint64_t)UINT32_MAX)
+#define RUN_MAX_SIZE ((uint64_t)1 << 30)
+#define RUN_MAX_CONC 4096
+/* Latency samples: each thread starts with room for this many... */
+#define SAMPLES_INITIAL 65536
+/* ...and all threads together keep at most this many (256 MiB); beyond it a
+ * thread keeps a uniform random sample of its calls (reservoir sampling), so
+ * memory stays bounded on long runs while the percentiles stay unbiased. */
+#define SAMPLES_MAX_TOTAL ((size_t)1 << 25)
+
+static const ackrpc_method bench_call_method = {
+    .name = "ackrpc.bench.Bench/Call",
+    .request = &ackrpc__bench__request__descriptor,
+    .reply = &ackrpc__bench__ack__descriptor,
+};
+
+static int serve_main(int argc, char **argv);
+static int run_main(int argc, char **argv);
+
+static void usage_main(FILE *out) {
+  fprintf(out,
+          "usage: " PROG " serve --socket PATH [--max-request-size BYTES]\n"
+          "       " PROG " run --socket PATH [--size BYTES] [--concurrency N]\n"
+          "                    [--duration SEC] [--warmup SEC] [--peer NAME]\n"
+          "                    [--timeout-ms MS]\n"
+          "       " PROG " COMMAND --help\n"
+          "\n"
+          "Benchmark server and load client for ackrpc (ackrpc.bench.Bench/Call).\n"
+          "See docs/BENCHMARKS.md.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage_main(stderr);
+    return EXIT_USAGE;
+  }
+  if (strcmp(argv[1], "serve") == 0) return serve_main(argc - 1, argv + 1);
+  if (strcmp(argv[1], "run") == 0) return run_main(argc - 1, argv + 1);
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    usage_main(stdout);
+    return EXIT_OK;
+  }
+  fprintf(stderr, PROG ": unknown command '%s'\n", argv[1]);
+  usage_main(stderr);
+  return EXIT_USAGE;
+}
+
+/* ---- Command-line helpers ---- */
+
+/* Reports a bad command line for `cmd` and returns EXIT_USAGE. */
+static int bad_usage(const char *cmd, const char *fmt, const char *arg) {
+  fprintf(stderr, PROG " %s: ", cmd);
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry '" PROG " %s --help'.\n", cmd);
+  return EXIT_USAGE;
+}
+
+/* Reports getopt_long's complaint about argv[optind - 1]. */
+static int bad_option(const char *cmd, int opt, char **argv) {
+  const char *arg = argv[optind - 1];
+  if (opt == ':') return bad_usage(cmd, "option '%s' needs a value", arg);
+  return bad_usage(cmd, "unknown option '%s'", arg);
+}
+
+/* Parses a byte count: decimal digits, optionally followed by K, M or G
+ * (powers of 1024). Returns 0 and sets *ret if it lies in [min, max]. */
+static int parse_bytes(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+  if (*s < '0' || *s > '9') return -1;
+  errno = 0;
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0) return -1;
+  unsigned shift = 0;
+  if (*end == 'K' || *end == 'k')
+    shift = 10, end++;
+  else if (*end == 'M' || *end == 'm')
+    shift = 20, end++;
+  else if (*end == 'G' || *end == 'g')
+    shift = 30, end++;
+  if (*end != '\0') return -1;
+  if (shift && v > (UINT64_MAX >> shift)) return -1;
+  uint64_t bytes = (uint64_t)v << shift;
+  if (bytes < min || bytes > max) return -1;
+  *ret = bytes;
+  return 0;
+}
+
+/* Parses a decimal integer in [min, max]. */
+static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+  if (*s < '0' || *s > '9') return -1;
+  errno = 0;
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max) return -1;
+  *ret = v;
+  return 0;
+}
+
+/* Parses a number of seconds (a decimal fraction) in [min, max]. */
+static int parse_seconds(const char *s, double min, double max, double *ret) {
+  if ((*s < '0' || *s > '9') && *s != '.') return -1;
+  errno = 0;
+  char *end;
+  double v = strtod(s, &end);
+  if (errno != 0 || *end != '\0' || !isfinite(v) || v < min || v > max) return -1;
+  *ret = v;
+  return 0;
+}
+
+/* ---- serve ---- */
+
+typedef struct serve_stats {
+  uint64_t calls;
+  uint64_t reply_failures;
+} serve_stats;
+
+/* The server the signal handler stops. A lock-free atomic: one of the few
+ * objects a signal handler may read. */
+static _Atomic(ackrpc_server *) g_server;
+
+static void usage_serve(FILE *out) {
+  fprintf(
+      out,
+      "usage: " PROG " serve --socket PATH [--max-request-size BYTES]\n"
+      "\n"
+      "Serves ackrpc.bench.Bench/Call on PATH (a socket file path, or @name for the\n"
+      "Linux abstract namespace), acking each request inline with its id and body\n"
+      "length. Runs until SIGTERM or SIGINT, then drains, removes the socket file\n"
+      "and exits 0.\n"
+      "\n"
+      "  -a, --socket PATH            the address to serve (required)\n"
+      "  -m, --max-request-size BYTES largest request frame accepted; a suffix\n"
+      "                               K, M or G multiplies by 1024, 1024^2, 1024^3\n"
+      "                               (default 64M + 64K: bodies up to 64 MiB;\n"
+      "                               pass more for bigger --size in run)\n"
+      "  -h, --help                   this text\n");
+}
+
+static void serve_on_call(ackrpc_call *call, const ProtobufCMessage *request,
+                          void *user) {
+  serve_stats *stats = user;
+  const Ackrpc__Bench__Request *req = (const Ackrpc__Bench__Request *)request;
+  Ackrpc__Bench__Ack ack = ACKRPC__BENCH__ACK__INIT;
+  ack.id = req->id;
+  ack.body_len = (uint32_t)req->body.len;
+  stats->calls++;
+  /* Nothing to print per call under load: count, and report at exit. */
+  if (ackrpc_call_reply(call, ACKRPC_OK, NULL, &ack.base) != ACKRPC_OK)
+    stats->reply_failures++;
+}
+
+static void serve_on_signal(int sig) {
+  (void)sig;
+  ackrpc_server_stop(atomic_load(&g_server));
+}
+
+static int serve_main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"socket", required_argument, NULL, 'a'},
+      {"max-request-size", required_argument, NULL, 'm'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  const char *address = NULL;
+  uint64_t max_request = SERVE_DEFAULT_MAX_REQUEST;
+  int opt;
+  opterr = 0;
+  optind = 1;
+  while ((opt = getopt_long(argc, argv, ":a:m:h", longopts, NULL)) != -1) {
+    switch (opt) {
+    case 'a': address = optarg; break;
+    case 'm':
+      if (parse_bytes(optarg, 1024, SERVE_MAX_MAX_REQUEST, &max_request) != 0)
+        return bad_usage(
+            "serve", "--max-request-size: expected 1K to 4G bytes, got '%s'", optarg);
+      break;
+    case 'h': usage_serve(stdout); return EXIT_OK;
+    default: return bad_option("serve", opt, argv);
+    }
+  }
+  if (optind < argc)
+    return bad_usage("serve", "unexpected argument '%s'", argv[optind]);
+  if (!address) return bad_usage("serve", "%s", "--socket PATH is required");
+
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+    perror(PROG " serve: signal");
+    return EXIT_FAIL;
+  }
+  /* Hold SIGTERM/SIGINT until the server exists and the handler can stop it:
+   * one that arrives earlier then stops the server as soon as it runs. */
+  sigset_t stop_signals, old_mask;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  int err = pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+  if (err != 0) {
+    fprintf(stderr, PROG " serve: pthread_sigmask: %s\n", strerror(err));
+    return EXIT_FAIL;
+  }
+
+  serve_stats stats = {0};
+  ackrpc_server_options options = {
+      .address = address,
+      .max_request_size = (size_t)max_request,
+  };
+  ackrpc_server *server = NULL;
+  ackrpc_status st = ackrpc_server_new(&options, &server);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, PROG " serve: cannot serve on '%s': %s: %s%s%s\n", address,
+            ackrpc_status_name(st), ackrpc_strerror(st),
+            st == ACKRPC_E_SYSTEM ? ": " : "",
+            st == ACKRPC_E_SYSTEM ? strerror(errno) : "");
+    return st == ACKRPC_E_ADDRESS ? EXIT_USAGE : EXIT_FAIL;
+  }
+  st = ackrpc_server_add_method(server, &bench_call_method, serve_on_call, &stats);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, PROG " serve: cannot register %s: %s: %s\n", bench_call_method.name,
+            ackrpc_status_name(st), ackrpc_strerror(st));
+    ackrpc_server_free(server);
+    return EXIT_FAIL;
+  }
+
+  atomic_store(&g_server, server);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = serve_on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) {
+    perror(PROG " serve: sigaction");
+    atomic_store(&g_server, NULL);
+    ackrpc_server_free(server);
+    return EXIT_FAIL;
+  }
+  err = pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+  if (err != 0) {
+    fprintf(stderr, PROG " serve: pthread_sigmask: %s\n", strerror(err));
+    atomic_store(&g_server, NULL);
+    ackrpc_server_free(server);
+    return EXIT_FAIL;
+  }
+
+  st = ackrpc_server_run(server);
+
+  /* Block the stop signals again so that a late one cannot reach a freed
+   * server, then free it (this closes and removes the socket). */
+  err = pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+  if (err != 0) fprintf(stderr, PROG " serve: pthread_sigmask: %s\n", strerror(err));
+  atomic_store(&g_server, NULL);
+  server = ackrpc_server_free(server);
+
+  fprintf(stderr, "# server calls=%" PRIu64 " reply_failures=%" PRIu64 "\n",
+          stats.calls, stats.reply_failures);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, PROG " serve: the server loop failed: %s: %s\n",
+            ackrpc_status_name(st), ackrpc_strerror(st));
+    return EXIT_FAIL;
+  }
+  return err == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
+/* ---- run ---- */
+
+typedef struct run_cfg {
+  const char *peer;
+  const char *address;
+  size_t size;
+  int conc;
+  double warmup_s;
+  double duration_s;
+  uint32_t timeout_ms; /* 0: the client's default */
+} run_cfg;
+
+/* State shared by the load threads; read-only once they start, except the
+ * start gate and the two phase flags. */
+typedef struct run_shared {
+  const run_cfg *cfg;
+  ackrpc_client *client;
+  uint8_t *body;
+  pthread_mutex_t gate_mu;
+  pthread_cond_t gate_cv;
+  int gate_open;
+  atomic_int measuring;
+  atomic_int stop;
+} run_shared;
+
+typedef struct worker {
+  run_shared *shared;
+  pthread_t thread;
+  int tid;
+  uint64_t *lat;              /* latency samples, ns, of ok calls in the window */
+  size_t n;                   /* samples held */
+  size_t cap;                 /* room in lat */
+  size_t max_samples;         /* most samples this thread may hold */
+  uint64_t ok;                /* ok calls in the window (may exceed n) */
+  uint64_t errors;            /* failed calls in the window */
+  uint64_t calls_all;         /* every call, warm-up included (for CPU per call) */
+  uint64_t rng;               /* xorshift state for reservoir sampling */
+  ackrpc_status first_status; /* the first error in the window, if any */
+  char first_error[200];
+} worker;
+
+static void usage_run(FILE *out) {
+  fprintf(
+      out,
+      "usage: " PROG " run --socket PATH [--size BYTES] [--concurrency N]\n"
+      "                    [--duration SEC] [--warmup SEC] [--peer NAME]\n"
+      "                    [--timeout-ms MS]\n"
+      "\n"
+      "Runs N threads that call ackrpc.bench.Bench/Call back to back on one shared\n"
+      "client, each with a body of BYTES bytes: a warm-up, then a measured window.\n"
+      "Prints one line on stdout:\n"
+      "  peer=NAME size=S conc=C calls_per_s=N p50_us=N p99_us=N errors=N\n"
+      "and one '# client ...' line (calls, client CPU per call) on stderr.\n"
+      "A call is an error if its status is not OK, if the reply is missing, or if\n"
+      "the ack's id or body_len is wrong. Exits 0 if errors=0, else 1.\n"
+      "\n"
+      "  -a, --socket PATH      the server's address (required)\n"
+      "  -s, --size BYTES       request body size; suffix K, M, G allowed; at most\n"
+      "                         1G (default 64). The server must accept it: serve's\n"
+      "                         default takes bodies up to 64 MiB.\n"
+      "  -c, --concurrency N    client threads, 1 to %d (default 1)\n"
+      "  -d, --duration SEC     measured window (default 3)\n"
+      "  -w, --warmup SEC       warm-up before it (default 0.5)\n"
+      "  -p, --peer NAME        the name printed as peer= (default ackrpc)\n"
+      "  -t, --timeout-ms MS    deadline of each call (default: the client's, 30000)\n"
+      "  -h, --help             this text\n"
+      "The short options are those of the peer benchmarks' clients.\n",
+      RUN_MAX_CONC);
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  /* CLOCK_MONOTONIC cannot fail on Linux; checked in run_main once. */
+  (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_s(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+static int cpu_s(double *ret) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+  *ret = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+  return 0;
+}
+
+static uint64_t rng_next(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Keeps the latency of one ok call: every one while there is room (growing
+ * the array up to max_samples), then a uniform sample (algorithm R). */
+static void worker_record(worker *w, uint64_t ns) {
+  w->ok++;
+  if (w->n == w->cap && w->cap < w->max_samples) {
+    size_t cap = w->cap * 2 > w->max_samples ? w->max_samples : w->cap * 2;
+    uint64_t *lat = realloc(w->lat, cap * sizeof *lat);
+    /* Without memory to grow, sample within what is there. */
+    if (lat) {
+      w->lat = lat;
+      w->cap = cap;
+    } else {
+      w->max_samples = w->cap;
+    }
+  }
+  if (w->n < w->cap) {
+    w->lat[w->n++] = ns;
+    return;
+  }
+  uint64_t j = rng_next(&w->rng) % w->ok;
+  if (j < w->n) w->lat[j] = ns;
+}
+
+static void worker_error(worker *w, ackrpc_status st, const char *what) {
+  w->errors++;
+  if (w->errors > 1) return;
+  w->first_status = st;
+  snprintf(w->first_error, sizeof w->first_error, "%s", what ? what : "");
+}
+
+/* One call. Returns 1 if it succeeded, else 0 and writes a description of
+ * the failure into err (status in *ret_status). */
+static int one_call(const run_shared *sh, uint64_t id, ackrpc_status *ret_status,
+                    char *err, size_t err_size) {
+  Ackrpc__Bench__Request req = ACKRPC__BENCH__REQUEST__INIT;
+  req.id = id;
+  req.body.data = sh->body;
+  req.body.len = sh->cfg->size;
+  ackrpc_result res = {0};
+  ackrpc_status st =
+      ackrpc_client_call(sh->client, &bench_call_method, &req.base, NULL, &res);
+  int ok = 0;
+  *ret_status = st;
+  if (st != ACKRPC_OK) {
+    snprintf(err, err_size, "%s", res.message ? res.message : ackrpc_strerror(st));
+  } else if (!res.reply) {
+    snprintf(err, err_size, "status OK but no ack message");
+  } else {
+    const Ackrpc__Bench__Ack *ack = (const Ackrpc__Bench__Ack *)res.reply;
+    if (ack->id != id)
+      snprintf(err, err_size, "ack id %" PRIu64 " for request id %" PRIu64, ack->id,
+               id);
+    else if (ack->body_len != sh->cfg->size)
+      snprintf(err, err_size, "ack body_len %" PRIu32 " for a body of %zu bytes",
+               ack->body_len, sh->cfg->size);
+    else
+      ok = 1;
+  }
+  ackrpc_result_clear(&res);
+  return ok;
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  run_shared *sh = w->shared;
+  char err[sizeof w->first_error];
+
+  pthread_mutex_lock(&sh->gate_mu);
+  while (!sh->gate_open)
+    pthread_cond_wait(&sh->gate_cv, &sh->gate_mu);
+  pthread_mutex_unlock(&sh->gate_mu);
+
+  /* Ids are unique across threads: the thread in the top bits. */
+  uint64_t seq = 1;
+  while (!atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
+    uint64_t id = ((uint64_t)w->tid << 40) | seq++;
+    int measuring = atomic_load_explicit(&sh->measuring, memory_order_relaxed);
+    ackrpc_status st;
+    uint64_t t0 = now_ns();
+    int ok = one_call(sh, id, &st, err, sizeof err);
+    uint64_t t1 = now_ns();
+    w->calls_all++;
+    /* Count only calls that started and finished inside the window. */
+    if (!measuring || atomic_load_explicit(&sh->stop, memory_order_relaxed)) continue;
+    if (!ok) {
+      worker_error(w, st, err);
+      continue;
+    }
+    worker_record(w, t1 - t0);
+  }
+  return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static int parse_run_args(int argc, char **argv, run_cfg *cfg) {
+  static const struct option longopts[] = {
+      {"socket", required_argument, NULL, 'a'},
+      {"size", required_argument, NULL, 's'},
+      {"concurrency", required_argument, NULL, 'c'},
+      {"duration", required_argument, NULL, 'd'},
+      {"warmup", required_argument, NULL, 'w'},
+      {"peer", required_argument, NULL, 'p'},
+      {"timeout-ms", required_argument, NULL, 't'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  uint64_t v;
+  int opt;
+  opterr = 0;
+  optind = 1;
+  while ((opt = getopt_long(argc, argv, ":a:s:c:d:w:p:t:h", longopts, NULL)) != -1) {
+    switch (opt) {
+    case 'a': cfg->address = optarg; break;
+    case 's':
+      if (parse_bytes(optarg, 0, RUN_MAX_SIZE, &v) != 0)
+        return bad_usage("run", "--size: expected 0 to 1G bytes, got '%s'", optarg);
+      cfg->size = (size_t)v;
+      break;
+    case 'c':
+      if (parse_uint(optarg, 1, RUN_MAX_CONC, &v) != 0)
+        return bad_usage("run", "--concurrency: expected 1 to 4096, got '%s'", optarg);
+      cfg->conc = (int)v;
+      break;
+    case 'd':
+      if (parse_seconds(optarg, 0.001, 1e6, &cfg->duration_s) != 0)
+        return bad_usage("run", "--duration: expected seconds > 0, got '%s'", optarg);
+      break;
+    case 'w':
+      if (parse_seconds(optarg, 0, 1e6, &cfg->warmup_s) != 0)
+        return bad_usage("run", "--warmup: expected seconds >= 0, got '%s'", optarg);
+      break;
+    case 'p':
+      if (*optarg == '\0' || strpbrk(optarg, " \t\n="))
+        return bad_usage(
+            "run", "--peer: expected a name without spaces or '=', got '%s'", optarg);
+      cfg->peer = optarg;
+      break;
+    case 't':
+      if (parse_uint(optarg, 1, UINT32_MAX, &v) != 0)
+        return bad_usage("run", "--timeout-ms: expected 1 to 4294967295, got '%s'",
+                         optarg);
+      cfg->timeout_ms = (uint32_t)v;
+      break;
+    case 'h': usage_run(stdout); return EXIT_OK;
+    default: return bad_option("run", opt, argv);
+    }
+  }
+  if (optind < argc) return bad_usage("run", "unexpected argument '%s'", argv[optind]);
+  if (!cfg->address) return bad_usage("run", "%s", "--socket PATH is required");
+  return -1; /* go on */
+}
+
+/* Opens the start gate (also used to release threads on a failed start). */
+static void open_gate(run_shared *sh) {
+  pthread_mutex_lock(&sh->gate_mu);
+  sh->gate_open = 1;
+  pthread_cond_broadcast(&sh->gate_cv);
+  pthread_mutex_unlock(&sh->gate_mu);
+}
+
+static int run_main(int argc, char **argv) {
+  run_cfg cfg = {
+      .peer = "ackrpc",
+      .size = 64,
+      .conc = 1,
+      .warmup_s = 0.5,
+      .duration_s = 3.0,
+  };
+  int rc = parse_run_args(argc, argv, &cfg);
+  if (rc >= 0) return rc;
+
+  struct timespec probe;
+  double cpu_probe;
+  if (clock_gettime(CLOCK_MONOTONIC, &probe) != 0 || cpu_s(&cpu_probe) != 0) {
+    perror(PROG " run: clock");
+    return EXIT_FAIL;
+  }
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+    perror(PROG " run: signal");
+    return EXIT_FAIL;
+  }
+
+  run_shared sh = {.cfg = &cfg};
+  ackrpc_client_options copts = {.address = cfg.address, .timeout_ms = cfg.timeout_ms};
+  ackrpc_status st = ackrpc_client_new(&copts, &sh.client);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, PROG " run: cannot use address '%s': %s: %s\n", cfg.address,
+            ackrpc_status_name(st), ackrpc_strerror(st));
+    return st == ACKRPC_E_ADDRESS || st == ACKRPC_E_INVAL ? EXIT_USAGE : EXIT_FAIL;
+  }
+
+  rc = EXIT_FAIL;
+  int created = 0;
+  int gate_ready = 0;
+  worker *ws = NULL;
+  uint64_t *all = NULL;
+  sh.body = malloc(cfg.size ? cfg.size : 1);
+  ws = calloc((size_t)cfg.conc, sizeof *ws);
+  if (!sh.body || !ws) {
+    fprintf(stderr, PROG " run: out of memory for a %zu-byte body and %d threads\n",
+            cfg.size, cfg.conc);
+    goto out;
+  }
+  for (size_t i = 0; i < cfg.size; i++)
+    sh.body[i] = (uint8_t)(i * 31 + 7);
+
+  int err = pthread_mutex_init(&sh.gate_mu, NULL);
+  if (err == 0) {
+    err = pthread_cond_init(&sh.gate_cv, NULL);
+    if (err != 0) pthread_mutex_destroy(&sh.gate_mu);
+  }
+  if (err != 0) {
+    fprintf(stderr, PROG " run: cannot set up threads: %s\n", strerror(err));
+    goto out;
+  }
+  gate_ready = 1;
+
+  size_t per_thread_max = SAMPLES_MAX_TOTAL / (size_t)cfg.conc;
+  if (per_thread_max < SAMPLES_INITIAL) per_thread_max = SAMPLES_INITIAL;
+  for (int i = 0; i < cfg.conc; i++) {
+    worker *w = &ws[i];
+    w->shared = &sh;
+    w->tid = i;
+    w->rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1);
+    w->max_samples = per_thread_max;
+    w->cap = SAMPLES_INITIAL;
+    w->lat = malloc(w->cap * sizeof *w->lat);
+    if (!w->lat) {
+      fprintf(stderr, PROG " run: out of memory for latency samples\n");
+      goto out;
+    }
+  }
+  for (; created < cfg.conc; created++) {
+    err = pthread_create(&ws[created].thread, NULL, worker_main, &ws[created]);
+    if (err != 0) {
+      fprintf(stderr, PROG " run: cannot start thread %d of %d: %s\n", created + 1,
+              cfg.conc, strerror(err));
+      goto out;
+    }
+  }
+
+  open_gate(&sh);
+  sleep_s(cfg.warmup_s);
+  double cpu0 = 0, cpu1 = 0;
+  int cpu_ok = cpu_s(&cpu0) == 0;
+  uint64_t t0 = now_ns();
+  atomic_store(&sh.measuring, 1);
+  sleep_s(cfg.duration_s);
+  atomic_store(&sh.stop, 1);
+  uint64_t t1 = now_ns();
+  cpu_ok = cpu_ok && cpu_s(&cpu1) == 0;
+  for (int i = 0; i < created; i++)
+    pthread_join(ws[i].thread, NULL);
+  created = 0;
+
+  size_t n = 0;
+  uint64_t ok = 0, errors = 0, calls_all = 0;
+  const worker *first_err = NULL;
+  for (int i = 0; i < cfg.conc; i++) {
+    n += ws[i].n;
+    ok += ws[i].ok;
+    errors += ws[i].errors;
+    calls_all += ws[i].calls_all;
+    if (ws[i].errors && !first_err) first_err = &ws[i];
+  }
+  all = malloc((n ? n : 1) * sizeof *all);
+  if (!all) {
+    fprintf(stderr, PROG " run: out of memory to sort %zu samples\n", n);
+    goto out;
+  }
+  for (size_t i = 0, k = 0; i < (size_t)cfg.conc; i++) {
+    if (ws[i].n) memcpy(all + k, ws[i].lat, ws[i].n * sizeof *all);
+    k += ws[i].n;
+  }
+  qsort(all, n, sizeof *all, cmp_u64);
+
+  /* The same arithmetic and formats as the peers' common/bench.c. */
+  double window = (double)(t1 - t0) / 1e9;
+  double p50 = n ? (double)all[(size_t)(0.50 * (double)(n - 1))] / 1e3 : 0;
+  double p99 = n ? (double)all[(size_t)(0.99 * (double)(n - 1))] / 1e3 : 0;
+  printf("peer=%s size=%zu conc=%d calls_per_s=%.0f p50_us=%.1f p99_us=%.1f "
+         "errors=%llu\n",
+         cfg.peer, cfg.size, cfg.conc, (double)ok / window, p50, p99,
+         (unsigned long long)errors);
+  if (fflush(stdout) != 0) {
+    perror(PROG " run: stdout");
+    goto out;
+  }
+  fprintf(stderr,
+          "# client peer=%s size=%zu conc=%d calls=%llu calls_all=%llu window_s=%.3f "
+          "cli_cpu_us_per_call=%.1f\n",
+          cfg.peer, cfg.size, cfg.conc, (unsigned long long)ok,
+          (unsigned long long)calls_all, window,
+          ok && cpu_ok ? (cpu1 - cpu0) * 1e6 / (double)ok : 0.0);
+  if (n < ok)
+    fprintf(stderr, "# note: percentiles from a uniform sample of %zu of %llu calls\n",
+            n, (unsigned long long)ok);
+  if (first_err)
+    fprintf(stderr, PROG " run: %llu failed calls; the first (thread %d): %s: %s\n",
+            (unsigned long long)errors, first_err->tid,
+            ackrpc_status_name(first_err->first_status), first_err->first_error);
+  rc = errors == 0 ? EXIT_OK : EXIT_FAIL;
+
+out:
+  /* On a failed start, release the threads already created and wait. */
+  if (created > 0) {
+    atomic_store(&sh.stop, 1);
+    open_gate(&sh);
+    for (int i = 0; i < created; i++)
+      pthread_join(ws[i].thread, NULL);
+  }
+  if (gate_ready) {
+    pthread_cond_destroy(&sh.gate_cv);
+    pthread_mutex_destroy(&sh.gate_mu);
+  }
+  if (ws)
+    for (int i = 0; i < cfg.conc; i++)
+      free(ws[i].lat);
+  free(all);
+  free(ws);
+  free(sh.body);
+  ackrpc_client_free(sh.client);
+  return rc;
+}
