@@ -191,6 +191,98 @@ void akr_arena_release(akr_arena *arena) {
 
 /* --- decoding ---------------------------------------------------------- */
 
+/* --- nesting ------------------------------------------------------------ */
+
+#define DEPTH_MAX_TYPES 64 /* types on one path; deeper static nesting: unbounded */
+
+static unsigned depth_of(const ProtobufCMessageDescriptor *d,
+                         const ProtobufCMessageDescriptor **path, unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    if (path[i] == d) return AKR_DEPTH_UNBOUNDED; /* recursive */
+  if (n == DEPTH_MAX_TYPES) return AKR_DEPTH_UNBOUNDED;
+  path[n] = d;
+  unsigned deepest = 0;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+    unsigned sub = depth_of(f->descriptor, path, n + 1);
+    if (sub == AKR_DEPTH_UNBOUNDED) return sub;
+    if (sub > deepest) deepest = sub;
+  }
+  return deepest + 1;
+}
+
+unsigned akr_message_depth(const ProtobufCMessageDescriptor *desc) {
+  const ProtobufCMessageDescriptor *path[DEPTH_MAX_TYPES];
+  return depth_of(desc, path, 0);
+}
+
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret) {
+  uint64_t v = 0;
+  for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+    uint8_t b = *(*p)++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *ret = v;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Walks one message (or group body) at `depth`. Returns -1 if too deep, 0
+ * otherwise; *p is left after the message, or after a group's end tag. A
+ * NULL desc means an unknown group: its fields are skipped, its nested
+ * groups still counted (the decoder recurses into them too). */
+static int walk(const ProtobufCMessageDescriptor *desc, const uint8_t **p,
+                const uint8_t *end, unsigned depth, unsigned max_depth,
+                uint32_t group_field) {
+  if (depth > max_depth) return -1;
+  while (*p < end) {
+    uint64_t key, v;
+    if (get_varint(p, end, &key)) return 0;
+    uint32_t field = (uint32_t)(key >> 3);
+    switch (key & 7) {
+    case 0:
+      if (get_varint(p, end, &v)) return 0;
+      break;
+    case 1:
+      if (end - *p < 8) return 0;
+      *p += 8;
+      break;
+    case 5:
+      if (end - *p < 4) return 0;
+      *p += 4;
+      break;
+    case 2: {
+      if (get_varint(p, end, &v) || v > (uint64_t)(end - *p)) return 0;
+      const uint8_t *sub = *p;
+      *p += v;
+      const ProtobufCFieldDescriptor *f =
+          desc ? protobuf_c_message_descriptor_get_field(desc, (unsigned)field) : NULL;
+      if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+          walk(f->descriptor, &sub, sub + v, depth + 1, max_depth, 0))
+        return -1;
+      break;
+    }
+    case 3:
+      if (walk(NULL, p, end, depth + 1, max_depth, field)) return -1;
+      break;
+    case 4:
+      (void)group_field;
+      return 0; /* end of the group being walked (or stray: decoder refuses) */
+    default: return 0;
+    }
+  }
+  return 0;
+}
+
+int akr_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                    size_t len, unsigned max_depth) {
+  const uint8_t *p = data;
+  return walk(desc, &p, data + len, 1, max_depth, 0);
+}
+
 int akr_method_name_valid(const char *name) {
   /* package.Service/Method: a non-empty dotted service name, one slash, a
    * non-empty method; identifiers of [A-Za-z0-9_]; no empty dot segment. */

@@ -46,6 +46,9 @@
 #define DEFAULT_DRAIN_TIMEOUT_MS 5000
 #define DEFAULT_SOCKET_MODE 0600
 #define DEFAULT_BACKLOG 1024
+#define DEFAULT_MAX_DEPTH 100
+#define DEFAULT_MAX_PER_UID 256
+#define DEFAULT_MAX_PENDING 256
 
 #define ACCEPTS_PER_WAKEUP 64 /* fairness between accepting and serving */
 #define EMFILE_RETRY_MS 100   /* accept retry after running out of fds */
@@ -70,7 +73,13 @@ typedef struct method_entry {
   ackrpc_handler_fn fn;
   void *user;
   policy *policy;
+  unsigned depth; /* static nesting of the request type; AKR_DEPTH_UNBOUNDED */
 } method_entry;
+
+typedef struct uid_count {
+  uid_t uid;
+  unsigned n;
+} uid_count;
 
 typedef struct cleanup {
   void (*fn)(void *);
@@ -113,8 +122,11 @@ struct ackrpc_call {
   /* output: bytes [out_off, out_len) of `out` are still to write */
   uint8_t *out;
   size_t out_off, out_len, out_cap;
-  ackrpc_call *prev, *next; /* open connections, or the pool */
-  ackrpc_call *done_next;   /* replies queued from other threads */
+  ackrpc_call *prev, *next;           /* open connections, or the pool */
+  ackrpc_call *pend_prev, *pend_next; /* connections waiting for a frame */
+  int pending;
+  int uid_counted;
+  ackrpc_call *done_next; /* replies queued from other threads */
 };
 
 struct ackrpc_server {
@@ -138,6 +150,13 @@ struct ackrpc_server {
   size_t n_cleanups;
   ackrpc_call *conns;
   size_t n_conns;
+  /* Connections whose next request is not complete, oldest first: under
+   * pressure the oldest is dropped to admit a new one, so idle or trickling
+   * peers cannot starve real calls. */
+  ackrpc_call *pend_head, *pend_tail;
+  size_t n_pending;
+  uid_count *uids; /* open connections per peer uid */
+  size_t n_uids;
   ackrpc_call *pool;
   size_t n_pool;
   int stopping, finished;
@@ -314,6 +333,7 @@ ackrpc_status ackrpc_server_add_method(ackrpc_server *s, const ackrpc_method *me
   e->fn = handler;
   e->user = user;
   e->policy = NULL;
+  e->depth = akr_message_depth(method->request);
   s->n_methods++;
   return ACKRPC_OK;
 }
@@ -358,6 +378,8 @@ static ackrpc_call *conn_get(ackrpc_server *s) {
   c->watching = 0;
   c->in_off = c->in_len = 0;
   c->eof = 0;
+  c->pending = 0;
+  c->uid_counted = 0;
   c->head_done = 0;
   c->read_deadline_us = 0;
   c->calls_done = 0;
@@ -402,6 +424,59 @@ static void conn_destroy(ackrpc_call *c, int on_loop) {
 static void conn_unref(ackrpc_call *c, int on_loop) {
   if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
     conn_destroy(c, on_loop);
+}
+
+static void pending_add(ackrpc_call *c) {
+  ackrpc_server *s = c->server;
+  if (c->pending) return;
+  c->pending = 1;
+  c->pend_next = NULL;
+  c->pend_prev = s->pend_tail;
+  if (s->pend_tail)
+    s->pend_tail->pend_next = c;
+  else
+    s->pend_head = c;
+  s->pend_tail = c;
+  s->n_pending++;
+}
+
+static void pending_remove(ackrpc_call *c) {
+  ackrpc_server *s = c->server;
+  if (!c->pending) return;
+  c->pending = 0;
+  if (c->pend_prev)
+    c->pend_prev->pend_next = c->pend_next;
+  else
+    s->pend_head = c->pend_next;
+  if (c->pend_next)
+    c->pend_next->pend_prev = c->pend_prev;
+  else
+    s->pend_tail = c->pend_prev;
+  c->pend_prev = c->pend_next = NULL;
+  s->n_pending--;
+}
+
+/* Counts a connection against its peer's uid; -1 if over the limit. */
+static int uid_enter(ackrpc_server *s, uid_t uid) {
+  for (size_t i = 0; i < s->n_uids; i++) {
+    if (s->uids[i].uid != uid) continue;
+    if (s->uids[i].n >= s->opt.max_connections_per_uid) return -1;
+    s->uids[i].n++;
+    return 0;
+  }
+  uid_count *t = realloc(s->uids, (s->n_uids + 1) * sizeof *t);
+  if (!t) return -1;
+  s->uids = t;
+  t[s->n_uids++] = (uid_count){uid, 1};
+  return 0;
+}
+
+static void uid_leave(ackrpc_server *s, uid_t uid) {
+  for (size_t i = 0; i < s->n_uids; i++) {
+    if (s->uids[i].uid != uid) continue;
+    if (--s->uids[i].n == 0) s->uids[i] = s->uids[--s->n_uids];
+    return;
+  }
 }
 
 /* Sets the event interest: 0, EV_READ or EV_WRITE. */
@@ -450,6 +525,7 @@ static ackrpc_status conn_encode(ackrpc_call *c, uint32_t status, const char *me
  * deadlines, shutdown. */
 static void conn_answer_local(ackrpc_call *c, ackrpc_status status, const char *message,
                               int then_close) {
+  pending_remove(c);
   c->close_after_write = then_close;
   if (conn_encode(c, (uint32_t)status, message, NULL) != ACKRPC_OK) {
     c->state = ST_DONE;
@@ -468,6 +544,7 @@ static void conn_next_call(ackrpc_call *c) {
   c->read_deadline_us = 0;
   c->state = ST_READING;
   if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
+  pending_add(c);
 }
 
 /* Writes what is left of c->out, then moves the connection on. */
@@ -601,9 +678,17 @@ static int conn_check_head(ackrpc_call *c, const akr_frame *f, int complete) {
 static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
   ackrpc_server *s = c->server;
   const method_entry *m = c->method;
+  pending_remove(c);
   /* The buffer may have moved since the head was checked. */
   c->req.body = f->body;
   c->req.body_len = f->body_len;
+  if (m->depth > s->opt.max_depth &&
+      akr_check_depth(m->m.request, c->req.body, c->req.body_len, s->opt.max_depth)) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "request nests deeper than %u levels", s->opt.max_depth);
+    conn_answer_local(c, ACKRPC_INVALID_ARGUMENT, msg, 0);
+    return;
+  }
   c->request = protobuf_c_message_unpack(m->m.request, &c->arena.pc, c->req.body_len,
                                          c->req.body);
   if (!c->request) {
@@ -788,7 +873,14 @@ static void conn_start(ackrpc_server *s, int fd) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->n_conns++;
-  if (!policy_allows(s->policy, s->euid, c)) {
+  c->uid_counted = uid_enter(s, c->peer.uid) == 0;
+  pending_add(c);
+  if (!c->uid_counted) {
+    slog(s, ACKRPC_LOG_WARNING, "uid %u has too many connections (limit %u)",
+         (unsigned)c->peer.uid, s->opt.max_connections_per_uid);
+    conn_answer_local(c, ACKRPC_RESOURCE_EXHAUSTED,
+                      "too many connections from this uid", 1);
+  } else if (!policy_allows(s->policy, s->euid, c)) {
     slog(s, ACKRPC_LOG_INFO, "refused uid %u (pid %d) by policy", (unsigned)c->peer.uid,
          (int)c->peer.pid);
     conn_answer_local(c, ACKRPC_PERMISSION_DENIED, "not allowed to use this server", 1);
@@ -804,6 +896,9 @@ static void conn_close(ackrpc_call *c) {
   close(c->fd);
   c->fd = -1;
   c->state = ST_DONE;
+  pending_remove(c);
+  if (c->uid_counted) uid_leave(s, c->peer.uid);
+  c->uid_counted = 0;
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -838,12 +933,28 @@ static void resume_accepting(ackrpc_server *s) {
   s->accepting = 1;
 }
 
+/* Drops the connection that has waited longest for its request. It was
+ * never dispatched, so for its client the call was not delivered. */
+static void evict_oldest_pending(ackrpc_server *s) {
+  ackrpc_call *c = s->pend_head;
+  if (!c) return;
+  slog(s, ACKRPC_LOG_INFO, "pid %d: dropping an incomplete request to admit another",
+       (int)c->peer.pid);
+  conn_watch(c, 0);
+  conn_answer_local(c, ACKRPC_RESOURCE_EXHAUSTED,
+                    "server busy: incomplete request dropped", 1);
+  conn_close(c);
+}
+
 /* Accepts up to `max` queued connections. */
 static void accept_some(ackrpc_server *s, int max) {
   for (int i = 0; i < max; i++) {
     if (s->n_conns >= s->opt.max_connections) {
-      pause_accepting(s, 0); /* resumed when a connection closes */
-      return;
+      if (!s->pend_head) {
+        pause_accepting(s, 0); /* all busy: resumed when a connection closes */
+        return;
+      }
+      evict_oldest_pending(s);
     }
     int fd = accept4(s->lst.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -857,6 +968,7 @@ static void accept_some(ackrpc_server *s, int max) {
       return;
     }
     conn_start(s, fd);
+    if (s->n_pending > s->opt.max_pending) evict_oldest_pending(s);
   }
 }
 
@@ -979,6 +1091,10 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   if (!s->opt.drain_timeout_ms) s->opt.drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
   if (!s->opt.socket_mode) s->opt.socket_mode = DEFAULT_SOCKET_MODE;
   if (s->opt.backlog <= 0) s->opt.backlog = DEFAULT_BACKLOG;
+  if (!s->opt.max_depth) s->opt.max_depth = DEFAULT_MAX_DEPTH;
+  if (!s->opt.max_connections_per_uid)
+    s->opt.max_connections_per_uid = DEFAULT_MAX_PER_UID;
+  if (!s->opt.max_pending) s->opt.max_pending = DEFAULT_MAX_PENDING;
   if (!s->opt.log) s->opt.log = ackrpc_log_stderr;
   if (!s->opt.log_level) s->opt.log_level = ACKRPC_LOG_WARNING;
   s->addr = addr;
@@ -1103,6 +1219,7 @@ static void server_unref(ackrpc_server *s) {
   }
   policy_free(s->policy);
   free(s->methods);
+  free(s->uids);
   free(s->address_text);
   pthread_mutex_destroy(&s->mu);
   free(s);

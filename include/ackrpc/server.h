@@ -50,9 +50,23 @@ typedef struct ackrpc_server_options {
   /* Longest a call may wait for its handler's reply when the client sent no
    * deadline. Default 60000 ms. A client's own deadline, if shorter, wins. */
   uint32_t handler_timeout_ms;
-  /* Connections served at once; beyond this, new connections wait in the
-   * kernel's queue. Default 1024. */
+  /* Connections served at once. At the limit, the connection that has
+   * waited longest for its request is dropped to admit a new one; if every
+   * connection is busy with a call, new ones wait in the kernel's queue.
+   * Default 1024. */
   uint32_t max_connections;
+  /* Connections from one peer uid at once; more are answered
+   * RESOURCE_EXHAUSTED. Default 256. */
+  uint32_t max_connections_per_uid;
+  /* Connections whose request is not complete yet (idle, slow or
+   * trickling). Beyond this, the one that has waited longest is dropped
+   * (answered RESOURCE_EXHAUSTED, never dispatched). Default 256. */
+  uint32_t max_pending;
+  /* Deepest nesting of messages accepted in a request, counting the request
+   * itself as 1; deeper gives INVALID_ARGUMENT before decoding (protobuf-c
+   * itself has no limit and overflows its stack). Checked only for request
+   * types that can nest that deep. Default 100. */
+  unsigned max_depth;
   /* On ackrpc_server_stop(), how long calls in flight may take to finish
    * before they are answered UNAVAILABLE. Default 5000 ms. */
   uint32_t drain_timeout_ms;
