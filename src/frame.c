@@ -162,7 +162,7 @@ void akr_arena_reset(akr_arena *arena, size_t cap) {
   akr_arena_chunk *c = arena->chunks;
   while (c) {
     akr_arena_chunk *next = c->next;
-    if (!next && c->size == ARENA_FIRST_CHUNK)
+    if (!next && c->size == ARENA_FIRST_CHUNK && c->size <= cap)
       keep = c;
     else
       free(c);
@@ -317,15 +317,51 @@ int akr_metadata_key_valid(const char *key, size_t len) {
   return 1;
 }
 
+/* protobuf-c hands strings back NUL-terminated and does not check for NULs
+ * inside them, so "a.B/C\0junk" would pass as "a.B/C". This walk over the
+ * head's wire bytes finds a NUL in the method name (field 1) or in a
+ * metadata key (field 4, then its field 1): it returns BAD_METHOD or
+ * BAD_METADATA, else OK. Malformed bytes are left to the decoder. */
+static akr_frame_error head_strings_nul(const uint8_t *p, const uint8_t *end,
+                                        int in_metadata) {
+  while (p < end) {
+    uint64_t key, v;
+    if (get_varint(&p, end, &key)) return AKR_FRAME_OK;
+    switch (key & 7) {
+    case 0:
+      if (get_varint(&p, end, &v)) return AKR_FRAME_OK;
+      break;
+    case 1:
+      if (end - p < 8) return AKR_FRAME_OK;
+      p += 8;
+      break;
+    case 5:
+      if (end - p < 4) return AKR_FRAME_OK;
+      p += 4;
+      break;
+    case 2:
+      if (get_varint(&p, end, &v) || v > (uint64_t)(end - p)) return AKR_FRAME_OK;
+      if ((key >> 3) == 1 && memchr(p, 0, (size_t)v))
+        return in_metadata ? AKR_FRAME_BAD_METADATA : AKR_FRAME_BAD_METHOD;
+      if (!in_metadata && (key >> 3) == 4 && head_strings_nul(p, p + v, 1))
+        return AKR_FRAME_BAD_METADATA;
+      p += v;
+      break;
+    default: return AKR_FRAME_OK;
+    }
+  }
+  return AKR_FRAME_OK;
+}
+
 akr_frame_error akr_request_decode(const akr_frame *frame, akr_arena *arena,
                                    akr_request *ret_request) {
   if (frame->type != AKR_FRAME_REQUEST) return AKR_FRAME_BAD_TYPE;
   Ackrpc__Wire__RequestHead *h =
       ackrpc__wire__request_head__unpack(&arena->pc, frame->head_len, frame->head);
   if (!h) return arena->refused ? AKR_FRAME_NO_MEMORY : AKR_FRAME_BAD_HEAD;
-  /* protobuf-c does not check that strings are NUL-free; a method name with
-   * an embedded NUL must not pass as its prefix. */
   if (!h->method || !akr_method_name_valid(h->method)) return AKR_FRAME_BAD_METHOD;
+  akr_frame_error nul = head_strings_nul(frame->head, frame->head + frame->head_len, 0);
+  if (nul != AKR_FRAME_OK) return nul;
   if (h->call_id.len == 0 || h->call_id.len > ACKRPC_MAX_CALL_ID)
     return AKR_FRAME_BAD_CALL_ID;
   if (h->n_metadata > ACKRPC_MAX_METADATA) return AKR_FRAME_BAD_METADATA;
