@@ -43,8 +43,11 @@ typedef struct ackrpc_server_options {
   /* Largest request frame accepted (head + body), refused from its announced
    * length before it is buffered. Default 4 MiB. */
   size_t max_request_size;
-  /* Time from accept until the whole request frame has arrived. A client
-   * that stalls or trickles is answered DEADLINE_EXCEEDED and cut off.
+  /* Time allowed for a request frame to arrive whole, counted from accept
+   * (or, in a session, from when the server starts waiting for the next
+   * frame). A client that stalls or trickles is answered DEADLINE_EXCEEDED
+   * and cut off; an idle session (between frames) is closed without a reply.
+   * The same limit bounds writing a reply to a client that does not read.
    * Default 10000 ms. */
   uint32_t read_timeout_ms;
   /* Longest a call may wait for its handler's reply when the client sent no
