@@ -155,8 +155,11 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_run(ackrpc_server *server);
 /* Asks the server to stop: it stops accepting (connections already queued
  * are still served), removes its socket file, lets the calls in flight
  * finish within drain_timeout_ms, answers the rest UNAVAILABLE, then leaves
- * the loop (ackrpc_server_run() returns). Safe from any thread and from a
- * signal handler; repeated calls are harmless. NULL is ignored. */
+ * the loop: ackrpc_server_run() returns (at once if stop came first). On a
+ * caller's base the server removes all its events instead, so the caller's
+ * event_base_dispatch() returns if nothing else is pending. Safe from any
+ * thread and from a signal handler; repeated calls are harmless. NULL is
+ * ignored. */
 ACKRPC_EXPORT void ackrpc_server_stop(ackrpc_server *server);
 
 /* Frees the server: closes the socket and every connection (calls still
@@ -170,7 +173,8 @@ ACKRPC_EXPORT ackrpc_server *ackrpc_server_free(ackrpc_server *server);
 /* The loop the server runs on (its own or the caller's). */
 ACKRPC_EXPORT struct event_base *ackrpc_server_base(const ackrpc_server *server);
 
-/* Connections open right now (accepted, not yet closed). */
+/* Connections open right now (accepted, not yet closed). Loop thread
+ * only. */
 ACKRPC_EXPORT size_t ackrpc_server_connections(const ackrpc_server *server);
 
 /* --- Inside a call. All accessors take a call the handler holds, i.e. one
