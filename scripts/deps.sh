@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package ackrpc needs to build, test, fuzz and run
+# its demo. Run as root (or with sudo available) on a fresh machine; running
+# it again is harmless (apt-get install skips what is already installed).
+set -euo pipefail
+
+packages=(
+  # toolchain and build
+  build-essential binutils cmake pkg-config git ca-certificates
+  # protobuf: protobuf-c runtime + protoc-c, protoc and its headers (the
+  # protoc plugin links libprotoc), Python protobuf for the interop tests
+  libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
+  python3 python3-protobuf
+  # libevent 2.1 (libevent_core)
+  libevent-dev
+  # tests: Criterion, valgrind; clang with its runtimes for libFuzzer targets
+  libcriterion-dev valgrind clang libclang-rt-dev
+  # needed by later features
+  libjansson-dev libsqlite3-dev
+)
+
+run_as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps.sh: run as root (or install sudo)" >&2; exit 1; }
+  run_as_root=(sudo)
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "deps.sh: apt-get update"
+"${run_as_root[@]}" apt-get update -q
+echo "deps.sh: apt-get install ${packages[*]}"
+"${run_as_root[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
+echo "deps.sh: done"
