@@ -7,8 +7,9 @@ set -euo pipefail
 packages=(
   # toolchain and build
   build-essential binutils cmake pkg-config git ca-certificates
-  # protobuf: protobuf-c runtime + protoc-c, protoc and its headers (the
-  # protoc plugin links libprotoc), Python protobuf for the interop tests
+  # protobuf: protobuf-c runtime + protoc-c, protoc and the .proto files of
+  # the well-known types (libprotobuf-dev), Python protobuf for the interop
+  # tests
   libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
   python3 python3-protobuf
   # libevent 2.1 (libevent_core)
