@@ -162,7 +162,7 @@ void akr_arena_reset(akr_arena *arena, size_t cap) {
   akr_arena_chunk *c = arena->chunks;
   while (c) {
     akr_arena_chunk *next = c->next;
-    if (!next && c->size == ARENA_FIRST_CHUNK && c->size <= cap)
+    if (!next && c->size == ARENA_FIRST_CHUNK)
       keep = c;
     else
       free(c);
@@ -171,7 +171,8 @@ void akr_arena_reset(akr_arena *arena, size_t cap) {
   arena->chunks = keep;
   arena->total = keep ? keep->size : 0;
   arena->cur = keep ? (uint8_t *)keep->data : NULL;
-  arena->left = keep ? keep->size : 0;
+  /* A kept chunk larger than the new cap lends only `cap` of its bytes. */
+  arena->left = keep ? (keep->size < cap ? keep->size : cap) : 0;
   arena->cap = cap;
   arena->refused = 0;
   if (keep) keep->next = NULL;
@@ -494,6 +495,7 @@ size_t akr_request_encode(const akr_request_spec *spec, uint8_t *out) {
 }
 
 size_t akr_reply_size(akr_reply_spec *spec) {
+  if (spec->status > 99) return 0; /* local codes never travel */
   size_t msg = spec->message ? strnlen(spec->message, ACKRPC_MAX_HEAD / 2) : 0;
   /* A message cut to fit the head must stay valid UTF-8: back off to the
    * start of a character. */
