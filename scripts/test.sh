@@ -4,9 +4,11 @@
 #   plain     -DACKRPC_WERROR=ON into $BUILD_DIR (build/), ctest
 #   asan      ASan + UBSan + -Werror into $ASAN_BUILD_DIR (build-asan/), ctest
 #   valgrind  the tests labelled `valgrind` in $BUILD_DIR, under valgrind
+#   fuzz      each libFuzzer target (tests/fuzz/run.sh, clang) for
+#             $FUZZ_SECONDS (default 60) on a copy of its committed corpus
 # then prints a summary and exits non-zero if anything failed.
 #
-# Usage: bash scripts/test.sh [STEP...]   (default: all four, in that order)
+# Usage: bash scripts/test.sh [STEP...]   (default: all five, in that order)
 # Environment: BUILD_DIR, ASAN_BUILD_DIR, JOBS (default 2), SKIP_DEPS=1 (leave
 # out the deps step when no step is named), CMAKE_ARGS (extra
 # configure arguments for both builds), VALGRIND_SUPPRESSIONS (a .supp file;
@@ -37,12 +39,12 @@ read -r -a EXTRA_CMAKE_ARGS <<< "${CMAKE_ARGS:-}"
 
 steps=("$@")
 if [ ${#steps[@]} -eq 0 ]; then
-  steps=(deps plain asan valgrind)
-  [ "${SKIP_DEPS:-0}" = 1 ] && steps=(plain asan valgrind)
+  steps=(deps plain asan valgrind fuzz)
+  [ "${SKIP_DEPS:-0}" = 1 ] && steps=(plain asan valgrind fuzz)
 fi
 for s in "${steps[@]}"; do
-  case "$s" in deps|plain|asan|valgrind) ;;
-    *) echo "test.sh: unknown step '$s' (deps, plain, asan, valgrind)" >&2; exit 2 ;;
+  case "$s" in deps|plain|asan|valgrind|fuzz) ;;
+    *) echo "test.sh: unknown step '$s' (deps, plain, asan, valgrind, fuzz)" >&2; exit 2 ;;
   esac
 done
 
@@ -220,6 +222,24 @@ PY
     record valgrind FAIL $((SECONDS - start)) "$p passed, $f failed"; return 1
   fi
   record valgrind PASS $((SECONDS - start)) "$p passed, $f failed"
+}
+
+step_fuzz() {
+  local start=$SECONDS secs=${FUZZ_SECONDS:-60} log n
+  note "fuzz: every target for ${secs} s (tests/fuzz/run.sh)"
+  log=$(mktemp)
+  ACKRPC_FUZZ_BUILD_DIR="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}" \
+    bash "$ROOT/tests/fuzz/run.sh" "$secs" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  n=$(grep -c '^fuzz: .*: ok' "$log" || true)
+  rm -f "$log"
+  if [ "$rc" -ne 0 ]; then
+    tests_failed=$((tests_failed + 1))
+    record fuzz FAIL $((SECONDS - start)) "a target crashed or did not build"
+    return 1
+  fi
+  tests_passed=$((tests_passed + n))
+  record fuzz PASS $((SECONDS - start)) "$n target(s), ${secs} s each, no crash"
 }
 
 for s in "${steps[@]}"; do

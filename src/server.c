@@ -850,6 +850,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
 
 static void conn_start(ackrpc_server *s, int fd) {
   ackrpc_call *c = conn_get(s);
+  if (c && !c->in) {
+    /* Allocated up front: the first read needs it, and pooled connections
+     * keep theirs, so most calls allocate nothing here. */
+    c->in = malloc(INITIAL_BUFFER);
+    c->in_cap = c->in ? INITIAL_BUFFER : 0;
+    if (!c->in) {
+      conn_destroy(c, 1);
+      c = NULL;
+    }
+  }
   if (!c) {
     close(fd);
     return;

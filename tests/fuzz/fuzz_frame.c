@@ -280,13 +280,17 @@ static void round_trip_request(const akr_request *r) {
           AKR_FRAME_OK);
     akr_request pr;
     CHECK(akr_request_decode(&pf, &arena, &pr) == AKR_FRAME_OK);
-    Ackrpc__Wire__Metadata *bm2 =
-        ackrpc__wire__metadata__unpack(&arena.pc, pr.body_len, pr.body);
-    CHECK(bm2 != NULL);
-    CHECK(strcmp(bm->key, bm2->key) == 0);
-    CHECK(bm->value.len == bm2->value.len);
-    CHECK(bm->value.len == 0 ||
-          memcmp(bm->value.data, bm2->value.data, bm->value.len) == 0);
+    /* The frame's body is exactly what protobuf-c packs for the message.
+     * (Whether protobuf-c can decode its own output again is not ours to
+     * check: it accepts an overlong field number 0 as an unknown field, packs
+     * it canonically, then refuses that; see corpus regress-body-field-zero.) */
+    size_t bl = protobuf_c_message_get_packed_size(&bm->base);
+    CHECK(pr.body_len == bl);
+    uint8_t *direct = malloc(bl ? bl : 1);
+    CHECK(direct != NULL);
+    CHECK(protobuf_c_message_pack(&bm->base, direct) == bl);
+    CHECK(bl == 0 || memcmp(direct, pr.body, bl) == 0);
+    free(direct);
     free(packed);
   }
   akr_arena_release(&arena);

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of fuzz_frame (tests/fuzz/corpus/frame/).
+"""Writes the seed corpora of fuzz_frame (tests/fuzz/corpus/frame/) and
+fuzz_dispatch (tests/fuzz/corpus/dispatch/).
 
 Seeds named accept-* are frames (or streams of frames) that scan and decode;
 reject-* are inputs the framing module must refuse; regress-* reproduce bugs
@@ -7,7 +8,7 @@ found by fuzzing or review. Bytes are written by hand (no protobuf library
 needed), following the layout in src/frame.h and proto/ackrpc/wire.proto.
 The output is deterministic: rerunning rewrites the same files.
 
-Usage: python3 tests/fuzz/make_corpus.py [OUT_DIR]
+Usage: python3 tests/fuzz/make_corpus.py
 """
 import os
 import random
@@ -150,17 +151,55 @@ def seeds():
         REQUEST, field_len(1, b"a.B/C\x00junk") + field_len(3, b"id"))
     s["regress-metadata-key-embedded-nul"] = frame(
         REQUEST, request_head(md=[(b"a\x00B", b"v")]))
+    # A body protobuf-c decodes (an overlong field number 0 as an unknown
+    # field) but, once re-packed, refuses: the harness must not blame ours.
+    s["regress-body-field-zero"] = frame(
+        REQUEST, request_head("a.B/C", b"II"),
+        bytes.fromhex("490849495d4901006180000a"))
     return s
+
+
+def dispatch_seeds():
+    """Client byte streams for fuzz_dispatch: its methods fuzz.Fuzz/Echo,
+    /Defer and /Fail take an ackrpc.wire.RequestHead as their request body
+    (a message with nested Metadata messages)."""
+    s = {}
+    body = request_head("x.Y/Z", b"inner", 5, [(b"k", b"v"), (b"k2", b"")])
+    echo = frame(REQUEST, request_head("fuzz.Fuzz/Echo", b"c1", 1000000), body)
+    defer = frame(REQUEST, request_head("fuzz.Fuzz/Defer", b"c2"), body)
+    fail = frame(REQUEST, request_head("fuzz.Fuzz/Fail", b"c3"), b"")
+    s["accept-echo"] = echo
+    s["accept-defer"] = defer
+    s["accept-fail"] = fail
+    s["accept-session"] = echo + defer + fail + echo
+    s["accept-metadata"] = frame(
+        REQUEST, request_head("fuzz.Fuzz/Echo", b"c4", 0, [(b"trace-id", b"abc")]), body)
+    s["reject-unknown-method"] = frame(REQUEST, request_head("fuzz.Fuzz/Nope", b"c5"), body)
+    s["reject-bad-body"] = frame(REQUEST, request_head("fuzz.Fuzz/Echo", b"c6"), b"\xff\xff")
+    # Nested deeper than the target's max_depth (4): Metadata inside a head
+    # is depth 2; deeper nesting is only reachable through unknown groups.
+    s["reject-deep-groups"] = frame(
+        REQUEST, request_head("fuzz.Fuzz/Echo", b"c7"), b"\x0b" * 8 + b"\x0c" * 8)
+    s["reject-truncated"] = echo[: len(echo) - 3]
+    s["reject-oversize"] = frame(REQUEST, request_head("fuzz.Fuzz/Echo", b"c8"),
+                                 body_len=1 << 20)
+    s["reject-bad-magic"] = b"GET / HTTP/1.0\r\n\r\n"
+    s["reject-good-then-garbage"] = echo + b"\x00" * 20
+    return s
+
+
+def write_all(out, corpus):
+    os.makedirs(out, exist_ok=True)
+    for name, data in sorted(corpus.items()):
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+    print("wrote %d seeds to %s" % (len(corpus), out))
 
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "corpus", "frame")
-    os.makedirs(out, exist_ok=True)
-    for name, data in sorted(seeds().items()):
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(data)
-    print("wrote %d seeds to %s" % (len(seeds()), out))
+    write_all(os.path.join(here, "corpus", "frame"), seeds())
+    write_all(os.path.join(here, "corpus", "dispatch"), dispatch_seeds())
 
 
 if __name__ == "__main__":

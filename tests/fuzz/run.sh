@@ -42,8 +42,10 @@ for src in "$here"/fuzz_*.c; do
   # shellcheck disable=SC2086 # ACKRPC_FUZZ_ARGS is a list of flags
   if ! "$build/tests/fuzz/$name" -max_total_time="$seconds" -print_final_stats=1 \
       -artifact_prefix="$artifacts/$name-" $dict ${ACKRPC_FUZZ_ARGS:-} "$work"; then
-    echo "== $name: FAILED, see $artifacts/" >&2
+    echo "fuzz: $name: FAILED, see $artifacts/" >&2
     status=1
+  else
+    echo "fuzz: $name: ok (${seconds} s, no crash)"
   fi
 done
 exit $status

@@ -1,0 +1,155 @@
+/* fuzz_dispatch: a whole request stream through the real server.
+ *
+ * Each input is written, as a client would, into one end of a socketpair
+ * whose other end the server adopts as an accepted connection; the client
+ * then half-closes. The server reads, frames, checks heads and policies,
+ * decodes bodies (with the depth scan and the capped arena), dispatches to
+ * an inline or a deferred handler and writes replies. The properties checked
+ * (abort() on failure):
+ *   - everything the server sends back is a sequence of well-formed reply
+ *     frames with canonical statuses;
+ *   - after the half-close the server always finishes: it closes the
+ *     connection within a bounded number of loop turns and holds no
+ *     connection afterwards.
+ * Method types come from wire.proto (RequestHead nests Metadata messages),
+ * so the target needs no test protos.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ackrpc/ackrpc.h"
+#include "ackrpc/wire.pb-c.h"
+#include "frame.h"
+#include "server_internal.h"
+
+#define MAX_TURNS 2000
+
+static struct event_base *base;
+static ackrpc_server *server;
+
+static const ackrpc_method ECHO = {"fuzz.Fuzz/Echo", &ackrpc__wire__request_head__descriptor,
+                                   &ackrpc__wire__reply_head__descriptor};
+static const ackrpc_method DEFER = {"fuzz.Fuzz/Defer", &ackrpc__wire__request_head__descriptor,
+                                   &ackrpc__wire__reply_head__descriptor};
+static const ackrpc_method FAIL = {"fuzz.Fuzz/Fail", &ackrpc__wire__request_head__descriptor,
+                                   &ackrpc__wire__reply_head__descriptor};
+
+/* Echo: answers inline with a reply built from the request. */
+static void on_echo(ackrpc_call *call, const ProtobufCMessage *request, void *user) {
+  (void)user;
+  const Ackrpc__Wire__RequestHead *h = (const Ackrpc__Wire__RequestHead *)request;
+  Ackrpc__Wire__ReplyHead r = ACKRPC__WIRE__REPLY_HEAD__INIT;
+  r.status = (uint32_t)h->n_metadata;
+  r.message = h->method;
+  ackrpc_call_reply(call, ACKRPC_OK, NULL, &r.base);
+}
+
+static void reply_later(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  ackrpc_call_reply(arg, ACKRPC_ABORTED, "deferred", NULL);
+}
+
+/* Defer: answers from a later loop turn. */
+static void on_defer(ackrpc_call *call, const ProtobufCMessage *request, void *user) {
+  (void)request;
+  (void)user;
+  if (event_base_once(base, -1, EV_TIMEOUT, reply_later, call, NULL) != 0)
+    ackrpc_call_reply(call, ACKRPC_INTERNAL, NULL, NULL);
+}
+
+/* Fail: a non-canonical status, which the server must turn into INTERNAL. */
+static void on_fail(ackrpc_call *call, const ProtobufCMessage *request, void *user) {
+  (void)request;
+  (void)user;
+  ackrpc_call_reply(call, (ackrpc_status)150, "bad", NULL);
+}
+
+static void setup(void) {
+  if (server) return;
+  base = event_base_new();
+  char address[64];
+  snprintf(address, sizeof address, "@ackrpc-fuzz-dispatch-%ld", (long)getpid());
+  ackrpc_server_options o = {
+      .address = address,
+      .base = base,
+      .max_request_size = 64 << 10,
+      .max_depth = 4,
+      .log = ackrpc_log_discard,
+  };
+  if (!base || ackrpc_server_new(&o, &server) != ACKRPC_OK ||
+      ackrpc_server_add_method(server, &ECHO, on_echo, NULL) != ACKRPC_OK ||
+      ackrpc_server_add_method(server, &DEFER, on_defer, NULL) != ACKRPC_OK ||
+      ackrpc_server_add_method(server, &FAIL, on_fail, NULL) != ACKRPC_OK)
+    abort();
+}
+
+/* Checks that `buf` holds whole, well-formed reply frames only. */
+static void check_replies(const uint8_t *buf, size_t len) {
+  while (len) {
+    akr_frame f;
+    size_t need;
+    if (akr_frame_scan(buf, len, AKR_FRAME_REPLY, 1u << 20, &f, &need) != AKR_FRAME_OK)
+      abort();
+    akr_arena arena;
+    akr_arena_init(&arena, 1u << 20);
+    akr_reply r;
+    if (akr_reply_decode(&f, &arena, &r) != AKR_FRAME_OK) abort();
+    if (!ackrpc_status_is_canonical((ackrpc_status)r.status)) abort();
+    akr_arena_release(&arena);
+    buf += f.frame_len;
+    len -= f.frame_len;
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  setup();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) abort();
+  if (akr_server_adopt(server, sv[0]) != 0) abort();
+
+  uint8_t *out = NULL;
+  size_t out_len = 0, out_cap = 0, sent = 0;
+  int half_closed = 0, eof = 0;
+  for (int turn = 0; turn < MAX_TURNS && !eof; turn++) {
+    if (sent < size) {
+      ssize_t n = send(sv[1], data + sent, size - sent, MSG_NOSIGNAL);
+      if (n > 0) sent += (size_t)n;
+      else if (n < 0 && errno != EAGAIN) sent = size; /* the server closed */
+    }
+    if (sent == size && !half_closed) {
+      shutdown(sv[1], SHUT_WR);
+      half_closed = 1;
+    }
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    for (;;) {
+      if (out_cap - out_len < 4096) {
+        out_cap = out_cap ? 2 * out_cap : 8192;
+        out = realloc(out, out_cap);
+        if (!out) abort();
+      }
+      ssize_t n = read(sv[1], out + out_len, out_cap - out_len);
+      if (n > 0) {
+        out_len += (size_t)n;
+        continue;
+      }
+      if (n == 0 || errno == ECONNRESET) eof = 1;
+      break;
+    }
+  }
+  /* The server must have finished the connection by now. */
+  if (!eof) abort();
+  event_base_loop(base, EVLOOP_NONBLOCK);
+  if (ackrpc_server_connections(server) != 0) abort();
+  check_replies(out, out_len);
+  free(out);
+  close(sv[1]);
+  return 0;
+}
