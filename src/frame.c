@@ -9,6 +9,7 @@
 #include "frame.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include "ackrpc/wire.pb-c.h"
@@ -99,11 +100,41 @@ akr_frame_error akr_frame_scan(const uint8_t *buf, size_t len, uint8_t want_type
 struct akr_arena_chunk {
   akr_arena_chunk *next;
   size_t size; /* usable bytes after the header */
+  int mapped;  /* from mmap: unmapped on release, so RSS drops at once */
   max_align_t data[];
 };
 
 #define ARENA_ALIGN (_Alignof(max_align_t))
 #define ARENA_FIRST_CHUNK 4096
+/* Chunks this large come straight from mmap: a refused oversized decode
+ * (up to the budget, e.g. 64 MiB) then gives its memory back to the system
+ * when the call ends, instead of leaving it resident in malloc's heap. */
+#define ARENA_MMAP_MIN (256u << 10)
+
+static akr_arena_chunk *chunk_new(size_t size) {
+  size_t bytes = sizeof(akr_arena_chunk) + size;
+  akr_arena_chunk *c;
+  if (size >= ARENA_MMAP_MIN) {
+    void *p =
+        mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    c = p;
+    c->mapped = 1;
+  } else {
+    c = malloc(bytes);
+    if (!c) return NULL;
+    c->mapped = 0;
+  }
+  c->size = size;
+  return c;
+}
+
+static void chunk_free(akr_arena_chunk *c) {
+  if (c->mapped)
+    munmap(c, sizeof *c + c->size);
+  else
+    free(c);
+}
 
 static void *arena_pc_alloc(void *data, size_t size) {
   return akr_arena_alloc(data, size);
@@ -136,12 +167,11 @@ void *akr_arena_alloc(akr_arena *arena, size_t size) {
     size_t want = arena->total ? arena->total : ARENA_FIRST_CHUNK;
     if (want < rounded) want = rounded;
     if (want > room) want = room;
-    akr_arena_chunk *c = malloc(sizeof *c + want);
+    akr_arena_chunk *c = chunk_new(want);
     if (!c) {
       arena->refused = 1;
       return NULL;
     }
-    c->size = want;
     c->next = arena->chunks;
     arena->chunks = c;
     arena->total += want;
@@ -165,7 +195,7 @@ void akr_arena_reset(akr_arena *arena, size_t cap) {
     if (!next && c->size == ARENA_FIRST_CHUNK)
       keep = c;
     else
-      free(c);
+      chunk_free(c);
     c = next;
   }
   arena->chunks = keep;
@@ -182,7 +212,7 @@ void akr_arena_release(akr_arena *arena) {
   akr_arena_chunk *c = arena->chunks;
   while (c) {
     akr_arena_chunk *next = c->next;
-    free(c);
+    chunk_free(c);
     c = next;
   }
   arena->chunks = NULL;

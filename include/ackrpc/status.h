@@ -11,7 +11,12 @@
  *   - delivered, no ack (the whole request was sent but no complete reply came
  *     back): the server may or may not have acted; retry only with the same
  *     call id;
- *   - acked: the server answered; the status is the server's.
+ *   - acked: the server answered; the status is the server's. Most
+ *     statuses say the handler did not act (UNIMPLEMENTED, INVALID_ARGUMENT,
+ *     PERMISSION_DENIED, RESOURCE_EXHAUSTED from the server's limits), but
+ *     DEADLINE_EXCEEDED and UNAVAILABLE answered by the server itself while a
+ *     handler held the call mean "the handler may still act": treat them like
+ *     "delivered, no ack" and retry only with the same call id.
  */
 #ifndef ACKRPC_STATUS_H
 #define ACKRPC_STATUS_H
