@@ -6,8 +6,8 @@
  * receipt with its status. A failed call is printed with its status name, the
  * message and what it means for delivery; the client then exits 1.
  *
- * It uses ackrpc's generic API (inbox_method.h); generated typed stubs will
- * replace that table once protoc-gen-ackrpc exists.
+ * It uses ackrpc's generic API (inbox_method.h), to show what the typed
+ * stubs of protoc-gen-ackrpc wrap; examples/mailbox uses the stubs.
  */
 /* getpid: POSIX beyond C11. */
 #define _POSIX_C_SOURCE 200809L

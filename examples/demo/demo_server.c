@@ -7,8 +7,8 @@
  * and one when its receipt is sent. SIGTERM or SIGINT stops it cleanly: it
  * finishes the calls in flight, removes its socket file and exits 0.
  *
- * It uses ackrpc's generic API (inbox_method.h); generated typed stubs will
- * replace that table once protoc-gen-ackrpc exists.
+ * It uses ackrpc's generic API (inbox_method.h), to show what the typed
+ * stubs of protoc-gen-ackrpc wrap; examples/mailbox uses the stubs.
  */
 /* sigaction: POSIX beyond C11. */
 #define _POSIX_C_SOURCE 200809L

@@ -1,8 +1,8 @@
 /* inbox_method.h: the demo's one RPC method, described for ackrpc's generic
  * API: its full name and the protoc-c descriptors of its messages.
  *
- * This is the table protoc-gen-ackrpc will generate from inbox.proto; until
- * then the demo writes it by hand. The server registers it with
+ * protoc-gen-ackrpc generates such tables (and typed wrappers); this demo
+ * writes it by hand to show the generic API underneath. The server registers it with
  * ackrpc_server_add_method(), the client passes it to ackrpc_client_call().
  */
 #ifndef ACKRPC_DEMO_INBOX_METHOD_H

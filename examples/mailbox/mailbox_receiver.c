@@ -1,0 +1,620 @@
+/* mailbox_receiver: the Mailbox service (mailbox.proto), storing each letter
+ * in SQLite and acknowledging it only once it is on disk.
+ *
+ *   mailbox_receiver [--slow-ack SEQ] [--slow-ack-ms MS] SOCKET DB
+ *   mailbox_receiver --count DB
+ *
+ * The database uses SQLite's embedded defaults for durability: WAL journal,
+ * synchronous=FULL, so a committed transaction survives a power cut.
+ *
+ * Why a writer thread: a commit waits for fsync, and handlers run on the
+ * server's loop, which must not block. So the Deliver and Count handlers copy
+ * what they need into a job and return; one thread owns the database
+ * connection, runs each job in a transaction and answers the call from there
+ * (ackrpc_call_reply() is callable from any thread) only after COMMIT
+ * succeeded. One writer also serializes the transactions: a Count sees every
+ * letter acknowledged before it.
+ *
+ * Idempotency: the call id (ackrpc_call_id()) is stored with the letter under
+ * a UNIQUE key, in the same transaction. A call whose id is already stored is
+ * a retry of a call that may have lost its ack: it is answered OK with the
+ * original receipt and nothing is stored. A second letter with the same
+ * (sender, seq) under another call id is refused with ALREADY_EXISTS.
+ *
+ * --slow-ack SEQ delays the ack of the first letter with that sequence number
+ * by --slow-ack-ms (default 3000) after it is committed, so that a sender
+ * with a shorter deadline sees "delivered, no ack" and retries with the same
+ * call id (run_mailbox.sh tests this).
+ *
+ * It prints one line per letter stored ("stored letter ...") and per retry
+ * acknowledged again ("duplicate ..."). SIGTERM or SIGINT stop it cleanly:
+ * calls in flight finish, the socket file and its lock file are removed, the
+ * database is closed, and it exits 0.
+ *
+ * --count DB prints the number of letters in DB and exits.
+ */
+/* sigaction, pthread_sigmask, strdup, nanosleep, clock_gettime: POSIX. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include <ackrpc/ackrpc.h>
+
+#include "mailbox.ackrpc.h"
+
+typedef enum job_kind { JOB_DELIVER, JOB_COUNT } job_kind;
+
+/* One call handed to the writer thread, with copies of what it reads (the
+ * loop thread owns the call; only ackrpc_call_reply() is for other threads). */
+typedef struct job {
+  struct job *next;
+  job_kind kind;
+  ackrpc_call *call;
+  char *sender;
+  uint64_t seq;
+  char *body;
+  uint8_t call_id[ACKRPC_MAX_CALL_ID];
+  size_t call_id_len;
+} job;
+
+typedef struct receiver {
+  sqlite3 *db;
+  sqlite3_stmt *find_call;    /* the letter stored under a call id */
+  sqlite3_stmt *insert;       /* a new letter */
+  sqlite3_stmt *count_all;    /* letters in the mailbox */
+  sqlite3_stmt *count_sender; /* letters from one sender */
+
+  pthread_t writer;
+  pthread_mutex_t mu; /* guards head, tail, quit */
+  pthread_cond_t cv;
+  job *head, *tail;
+  int quit;
+
+  /* Writer thread only. */
+  uint64_t stored, duplicates;
+  uint64_t slow_seq; /* 0: none */
+  uint32_t slow_ms;
+  int slow_done;
+} receiver;
+
+static const char *const SCHEMA = "CREATE TABLE IF NOT EXISTS letters ("
+                                  " id INTEGER PRIMARY KEY,"
+                                  " sender TEXT NOT NULL,"
+                                  " seq INTEGER NOT NULL,"
+                                  " body TEXT NOT NULL,"
+                                  " stored_at_ms INTEGER NOT NULL,"
+                                  " call_id BLOB NOT NULL UNIQUE,"
+                                  " UNIQUE (sender, seq))";
+
+/* The server the signal handler stops: a lock-free atomic, which a signal
+ * handler may read. */
+static _Atomic(ackrpc_server *) g_server;
+
+static void on_signal(int sig) {
+  (void)sig;
+  ackrpc_server_stop(atomic_load(&g_server));
+}
+
+/* --- Handlers: on the loop's thread, never blocking --- */
+
+static void job_free(job *j) {
+  if (!j) return;
+  free(j->sender);
+  free(j->body);
+  free(j);
+}
+
+/* Queues a job for the writer. */
+static void enqueue(receiver *r, job *j) {
+  pthread_mutex_lock(&r->mu);
+  j->next = NULL;
+  if (r->tail)
+    r->tail->next = j;
+  else
+    r->head = j;
+  r->tail = j;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* A job for `call`, with its call id copied; NULL if out of memory (then the
+ * call has been answered). */
+static job *job_new(ackrpc_call *call, job_kind kind) {
+  job *j = calloc(1, sizeof *j);
+  if (!j) {
+    ackrpc_call_reply(call, ACKRPC_RESOURCE_EXHAUSTED, "receiver out of memory", NULL);
+    return NULL;
+  }
+  j->kind = kind;
+  j->call = call;
+  size_t len = 0;
+  const uint8_t *id = ackrpc_call_id(call, &len);
+  if (len > sizeof j->call_id) len = sizeof j->call_id; /* cannot happen: 64 max */
+  memcpy(j->call_id, id, len);
+  j->call_id_len = len;
+  return j;
+}
+
+static void on_deliver(ackrpc_call *call, const Ackrpc__Mailbox__Letter *letter,
+                       void *user) {
+  receiver *r = user;
+  if (letter->sender[0] == '\0' || letter->seq == 0 || letter->seq > INT64_MAX) {
+    ackrpc_call_reply(call, ACKRPC_INVALID_ARGUMENT,
+                      "a letter needs a sender and a seq from 1 to 2^63-1", NULL);
+    return;
+  }
+  job *j = job_new(call, JOB_DELIVER);
+  if (!j) return;
+  j->seq = letter->seq;
+  j->sender = strdup(letter->sender);
+  j->body = strdup(letter->body);
+  if (!j->sender || !j->body) {
+    job_free(j);
+    ackrpc_call_reply(call, ACKRPC_RESOURCE_EXHAUSTED, "receiver out of memory", NULL);
+    return;
+  }
+  enqueue(r, j);
+}
+
+static void on_count(ackrpc_call *call, const Ackrpc__Mailbox__CountRequest *request,
+                     void *user) {
+  receiver *r = user;
+  job *j = job_new(call, JOB_COUNT);
+  if (!j) return;
+  j->sender = strdup(request->sender);
+  if (!j->sender) {
+    job_free(j);
+    ackrpc_call_reply(call, ACKRPC_RESOURCE_EXHAUSTED, "receiver out of memory", NULL);
+    return;
+  }
+  enqueue(r, j);
+}
+
+/* --- The writer thread --- */
+
+static void hex(const uint8_t *p, size_t n, char *out, size_t cap) {
+  size_t i = 0;
+  for (; i < n && 2 * i + 2 < cap; i++)
+    snprintf(out + 2 * i, 3, "%02x", p[i]);
+  out[2 * i] = '\0';
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return 0;
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(uint32_t ms) {
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* Runs one SQL statement without results; 0 or -1. */
+static int exec_sql(sqlite3 *db, const char *sql) {
+  return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static void rollback(receiver *r) {
+  if (!sqlite3_get_autocommit(r->db)) (void)exec_sql(r->db, "ROLLBACK");
+}
+
+/* Stores the letter of `j` (or finds it stored under its call id) in one
+ * transaction. Fills *receipt (its sender points into j) and *ret_duplicate.
+ * Returns OK once committed; otherwise the status to answer, with a message
+ * in msg. */
+static ackrpc_status store_letter(receiver *r, const job *j,
+                                  Ackrpc__Mailbox__Receipt *receipt, int *ret_duplicate,
+                                  char *msg, size_t msg_cap) {
+  sqlite3_stmt *st = NULL;
+  int rc;
+  *ret_duplicate = 0;
+  if (exec_sql(r->db, "BEGIN IMMEDIATE") != 0) goto db_error;
+
+  st = r->find_call;
+  if (sqlite3_bind_blob(st, 1, j->call_id, (int)j->call_id_len, SQLITE_STATIC) !=
+      SQLITE_OK)
+    goto db_error;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    /* A retry: the same call id was stored, so was the letter. */
+    const char *sender = (const char *)sqlite3_column_text(st, 1);
+    uint64_t seq = (uint64_t)sqlite3_column_int64(st, 2);
+    if (!sender || strcmp(sender, j->sender) != 0 || seq != j->seq) {
+      snprintf(msg, msg_cap,
+               "call id already used for another letter (seq %" PRIu64 ")", seq);
+      sqlite3_reset(st);
+      rollback(r);
+      return ACKRPC_ALREADY_EXISTS;
+    }
+    receipt->id = (uint64_t)sqlite3_column_int64(st, 0);
+    receipt->seq = seq;
+    receipt->stored_at_ms = (uint64_t)sqlite3_column_int64(st, 3);
+    receipt->sender = j->sender;
+    *ret_duplicate = 1;
+    sqlite3_reset(st);
+    if (exec_sql(r->db, "COMMIT") != 0) goto db_error;
+    return ACKRPC_OK;
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) goto db_error;
+
+  uint64_t stored_at = now_ms();
+  st = r->insert;
+  if (sqlite3_bind_text(st, 1, j->sender, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 2, (sqlite3_int64)j->seq) != SQLITE_OK ||
+      sqlite3_bind_text(st, 3, j->body, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 4, (sqlite3_int64)stored_at) != SQLITE_OK ||
+      sqlite3_bind_blob(st, 5, j->call_id, (int)j->call_id_len, SQLITE_STATIC) !=
+          SQLITE_OK)
+    goto db_error;
+  rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc == SQLITE_CONSTRAINT) {
+    /* UNIQUE (sender, seq): the call id is new (checked above). */
+    snprintf(msg, msg_cap,
+             "letter seq %" PRIu64 " from %s is already stored under another call id",
+             j->seq, j->sender);
+    rollback(r);
+    return ACKRPC_ALREADY_EXISTS;
+  }
+  if (rc != SQLITE_DONE) goto db_error;
+  receipt->id = (uint64_t)sqlite3_last_insert_rowid(r->db);
+  receipt->seq = j->seq;
+  receipt->stored_at_ms = stored_at;
+  receipt->sender = j->sender;
+  if (exec_sql(r->db, "COMMIT") != 0) goto db_error;
+  return ACKRPC_OK;
+
+db_error:
+  /* Not committed: the sender may retry. */
+  snprintf(msg, msg_cap, "not stored: %s", sqlite3_errmsg(r->db));
+  if (st) sqlite3_reset(st);
+  rollback(r);
+  return ACKRPC_UNAVAILABLE;
+}
+
+static void run_deliver(receiver *r, job *j) {
+  Ackrpc__Mailbox__Receipt receipt = ACKRPC__MAILBOX__RECEIPT__INIT;
+  char msg[256] = "";
+  char id_hex[2 * ACKRPC_MAX_CALL_ID + 1];
+  int duplicate = 0;
+  hex(j->call_id, j->call_id_len, id_hex, sizeof id_hex);
+
+  ackrpc_status st = store_letter(r, j, &receipt, &duplicate, msg, sizeof msg);
+  if (st != ACKRPC_OK) {
+    printf("refused letter seq=%" PRIu64 " from=%s call_id=%s: %s: %s\n", j->seq,
+           j->sender, id_hex, ackrpc_status_name(st), msg);
+    ackrpc_status rs = ackrpc_call_reply(j->call, st, msg, NULL);
+    if (rs != ACKRPC_OK) printf("  (answer not sent: %s)\n", ackrpc_status_name(rs));
+    return;
+  }
+  /* Committed: from here on the letter is durable, and only now is it
+   * acknowledged. */
+  if (duplicate) {
+    r->duplicates++;
+    printf("duplicate call_id=%s: letter id=%" PRIu64 " seq=%" PRIu64
+           " from=%s already stored; acking again with the original receipt\n",
+           id_hex, receipt.id, receipt.seq, j->sender);
+  } else {
+    r->stored++;
+    printf("stored letter id=%" PRIu64 " seq=%" PRIu64 " from=%s (%zu bytes) "
+           "call_id=%s\n",
+           receipt.id, receipt.seq, j->sender, strlen(j->body), id_hex);
+    if (r->slow_seq && j->seq == r->slow_seq && !r->slow_done) {
+      r->slow_done = 1;
+      printf("delaying the ack of seq=%" PRIu64 " by %" PRIu32 " ms (--slow-ack)\n",
+             j->seq, r->slow_ms);
+      sleep_ms(r->slow_ms);
+    }
+  }
+  ackrpc_status rs = ackrpc_call_reply(j->call, ACKRPC_OK, NULL, &receipt.base);
+  if (rs == ACKRPC_OK)
+    printf("acked letter id=%" PRIu64 " seq=%" PRIu64 "\n", receipt.id, receipt.seq);
+  else
+    printf("ack of letter id=%" PRIu64 " seq=%" PRIu64 " not sent: %s: %s\n",
+           receipt.id, receipt.seq, ackrpc_status_name(rs), ackrpc_strerror(rs));
+}
+
+/* Runs a counting statement; -1 on error. */
+static int64_t count_rows(sqlite3_stmt *st) {
+  int64_t n = -1;
+  if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return n;
+}
+
+static void run_count(receiver *r, job *j) {
+  Ackrpc__Mailbox__CountReply reply = ACKRPC__MAILBOX__COUNT_REPLY__INIT;
+  int64_t all = count_rows(r->count_all);
+  int64_t mine = -1;
+  if (sqlite3_bind_text(r->count_sender, 1, j->sender, -1, SQLITE_STATIC) == SQLITE_OK)
+    mine = count_rows(r->count_sender);
+  ackrpc_status rs;
+  if (all < 0 || mine < 0) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "cannot count: %s", sqlite3_errmsg(r->db));
+    rs = ackrpc_call_reply(j->call, ACKRPC_UNAVAILABLE, msg, NULL);
+  } else {
+    reply.letters = (uint64_t)all;
+    reply.from_sender = (uint64_t)mine;
+    rs = ackrpc_call_reply(j->call, ACKRPC_OK, NULL, &reply.base);
+  }
+  if (rs != ACKRPC_OK)
+    printf("count not answered: %s: %s\n", ackrpc_status_name(rs), ackrpc_strerror(rs));
+}
+
+static void *writer_main(void *arg) {
+  receiver *r = arg;
+  for (;;) {
+    pthread_mutex_lock(&r->mu);
+    while (!r->head && !r->quit)
+      pthread_cond_wait(&r->cv, &r->mu);
+    job *j = r->head;
+    if (j) {
+      r->head = j->next;
+      if (!r->head) r->tail = NULL;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!j) break; /* quit, and the queue is empty */
+    if (j->kind == JOB_DELIVER)
+      run_deliver(r, j);
+    else
+      run_count(r, j);
+    job_free(j);
+  }
+  return NULL;
+}
+
+/* --- The database --- */
+
+static void db_close(receiver *r) {
+  sqlite3_finalize(r->find_call);
+  sqlite3_finalize(r->insert);
+  sqlite3_finalize(r->count_all);
+  sqlite3_finalize(r->count_sender);
+  r->find_call = r->insert = r->count_all = r->count_sender = NULL;
+  if (r->db && sqlite3_close(r->db) != SQLITE_OK)
+    fprintf(stderr, "mailbox_receiver: closing the database: %s\n",
+            sqlite3_errmsg(r->db));
+  r->db = NULL;
+}
+
+static int prepare(receiver *r, const char *sql, sqlite3_stmt **ret) {
+  if (sqlite3_prepare_v2(r->db, sql, -1, ret, NULL) == SQLITE_OK) return 0;
+  fprintf(stderr, "mailbox_receiver: preparing \"%s\": %s\n", sql,
+          sqlite3_errmsg(r->db));
+  return -1;
+}
+
+/* Opens (creating) the database in WAL mode with synchronous=FULL. */
+static int db_open(receiver *r, const char *path, int create) {
+  int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+  if (sqlite3_open_v2(path, &r->db, flags, NULL) != SQLITE_OK) {
+    fprintf(stderr, "mailbox_receiver: cannot open %s: %s\n", path,
+            r->db ? sqlite3_errmsg(r->db) : "out of memory");
+    db_close(r);
+    return -1;
+  }
+  /* journal_mode answers the mode actually in use: check that it is WAL. */
+  sqlite3_stmt *st = NULL;
+  int wal = 0;
+  if (prepare(r, "PRAGMA journal_mode=WAL", &st) == 0) {
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      const char *mode = (const char *)sqlite3_column_text(st, 0);
+      wal = mode && strcmp(mode, "wal") == 0;
+    }
+    sqlite3_finalize(st);
+  }
+  if (!wal) {
+    fprintf(stderr, "mailbox_receiver: %s: cannot use WAL mode: %s\n", path,
+            sqlite3_errmsg(r->db));
+    db_close(r);
+    return -1;
+  }
+  if (exec_sql(r->db, "PRAGMA synchronous=FULL") != 0 ||
+      sqlite3_busy_timeout(r->db, 5000) != SQLITE_OK || exec_sql(r->db, SCHEMA) != 0) {
+    fprintf(stderr, "mailbox_receiver: %s: %s\n", path, sqlite3_errmsg(r->db));
+    db_close(r);
+    return -1;
+  }
+  if (prepare(r, "SELECT id, sender, seq, stored_at_ms FROM letters WHERE call_id = ?1",
+              &r->find_call) != 0 ||
+      prepare(r,
+              "INSERT INTO letters (sender, seq, body, stored_at_ms, call_id)"
+              " VALUES (?1, ?2, ?3, ?4, ?5)",
+              &r->insert) != 0 ||
+      prepare(r, "SELECT COUNT(*) FROM letters", &r->count_all) != 0 ||
+      prepare(r, "SELECT COUNT(*) FROM letters WHERE sender = ?1", &r->count_sender) !=
+          0) {
+    db_close(r);
+    return -1;
+  }
+  return 0;
+}
+
+/* --count DB */
+static int count_mode(const char *path) {
+  receiver r;
+  memset(&r, 0, sizeof r);
+  if (db_open(&r, path, 0) != 0) return 1;
+  int64_t n = count_rows(r.count_all);
+  if (n < 0) {
+    fprintf(stderr, "mailbox_receiver: cannot count %s: %s\n", path,
+            sqlite3_errmsg(r.db));
+    db_close(&r);
+    return 1;
+  }
+  db_close(&r);
+  printf("%" PRId64 "\n", n);
+  return 0;
+}
+
+/* --- main --- */
+
+static int usage(FILE *out, int rc) {
+  fprintf(out,
+          "usage: mailbox_receiver [--slow-ack SEQ] [--slow-ack-ms MS] SOCKET DB\n"
+          "       mailbox_receiver --count DB\n"
+          "Serves ackrpc.mailbox.Mailbox on SOCKET (a path or @name), storing letters\n"
+          "in the SQLite database DB, until SIGTERM or SIGINT. --count prints the\n"
+          "number of letters in DB.\n"
+          "  --slow-ack SEQ    delay the ack of the first letter with seq SEQ\n"
+          "  --slow-ack-ms MS  by MS milliseconds (default 3000)\n");
+  return rc;
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *ret) {
+  char *end;
+  if (s[0] < '0' || s[0] > '9') return -1;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (*end != '\0' || errno != 0 || v > max) return -1;
+  *ret = v;
+  return 0;
+}
+
+/* Serves until stopped; the writer thread and the database are set up and
+ * torn down around the loop. */
+static int serve(receiver *r, const char *address, const char *db_path) {
+  if (db_open(r, db_path, 1) != 0) return 1;
+
+  ackrpc_server_options options = {.address = address};
+  ackrpc_server *server = NULL;
+  ackrpc_status st = ackrpc_server_new(&options, &server);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, "mailbox_receiver: cannot serve on %s: %s: %s\n", address,
+            ackrpc_status_name(st), ackrpc_strerror(st));
+    db_close(r);
+    return 1;
+  }
+  ackrpc__mailbox__Mailbox_handlers handlers = {.Deliver = on_deliver,
+                                                .Count = on_count};
+  st = ackrpc__mailbox__Mailbox_register(server, &handlers, r);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, "mailbox_receiver: cannot register %s: %s: %s\n",
+            ackrpc__mailbox__Mailbox_service.name, ackrpc_status_name(st),
+            ackrpc_strerror(st));
+    ackrpc_server_free(server);
+    db_close(r);
+    return 1;
+  }
+
+  /* The writer starts with every signal blocked: they go to the main
+   * thread, whose handler stops the server. */
+  sigset_t all, old;
+  sigfillset(&all);
+  int err = pthread_sigmask(SIG_SETMASK, &all, &old);
+  if (err == 0) {
+    err = pthread_create(&r->writer, NULL, writer_main, r);
+    int err2 = pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err == 0 && err2 != 0)
+      fprintf(stderr, "mailbox_receiver: pthread_sigmask: %s\n", strerror(err2));
+  }
+  if (err != 0) {
+    fprintf(stderr, "mailbox_receiver: cannot start the writer thread: %s\n",
+            strerror(err));
+    ackrpc_server_free(server);
+    db_close(r);
+    return 1;
+  }
+
+  int rc = 0;
+  atomic_store(&g_server, server);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) {
+    perror("mailbox_receiver: sigaction");
+    rc = 1;
+  } else {
+    /* The socket is bound and listening from here on. */
+    printf("receiving %s on %s, database %s\n", ackrpc__mailbox__Mailbox_service.name,
+           address, db_path);
+    st = ackrpc_server_run(server);
+    if (st != ACKRPC_OK) {
+      fprintf(stderr, "mailbox_receiver: the server loop failed: %s: %s\n",
+              ackrpc_status_name(st), ackrpc_strerror(st));
+      rc = 1;
+    }
+  }
+  /* Back to the default action, so a late signal cannot touch a freed
+   * server. */
+  sa.sa_handler = SIG_DFL;
+  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+    perror("mailbox_receiver: sigaction");
+  atomic_store(&g_server, NULL);
+
+  /* The writer finishes the jobs it has (answers to calls the server already
+   * answered at shutdown are dropped: E_ALREADY_ANSWERED), then ends. */
+  pthread_mutex_lock(&r->mu);
+  r->quit = 1;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  err = pthread_join(r->writer, NULL);
+  if (err != 0) {
+    fprintf(stderr, "mailbox_receiver: pthread_join: %s\n", strerror(err));
+    rc = 1;
+  }
+  ackrpc_server_free(server);
+  db_close(r);
+  if (rc == 0)
+    printf("stopped: %" PRIu64 " letters stored, %" PRIu64 " retries acked again\n",
+           r->stored, r->duplicates);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+    return usage(stdout, 0);
+  if (setvbuf(stdout, NULL, _IOLBF, 0) != 0) return 1;
+  if (argc == 3 && strcmp(argv[1], "--count") == 0) return count_mode(argv[2]);
+
+  receiver r;
+  memset(&r, 0, sizeof r);
+  r.slow_ms = 3000;
+  int i = 1;
+  for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
+    uint64_t v;
+    if (strcmp(argv[i], "--slow-ack") == 0 &&
+        parse_u64(argv[i + 1], INT64_MAX, &v) == 0)
+      r.slow_seq = v;
+    else if (strcmp(argv[i], "--slow-ack-ms") == 0 &&
+             parse_u64(argv[i + 1], 600000, &v) == 0)
+      r.slow_ms = (uint32_t)v;
+    else
+      return usage(stderr, 2);
+  }
+  if (argc - i != 2 || argv[i][0] == '-') return usage(stderr, 2);
+
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+    perror("mailbox_receiver: signal");
+    return 1;
+  }
+  int err = pthread_mutex_init(&r.mu, NULL);
+  if (err == 0) {
+    err = pthread_cond_init(&r.cv, NULL);
+    if (err != 0) pthread_mutex_destroy(&r.mu);
+  }
+  if (err != 0) {
+    fprintf(stderr, "mailbox_receiver: %s\n", strerror(err));
+    return 1;
+  }
+  int rc = serve(&r, argv[i], argv[i + 1]);
+  pthread_cond_destroy(&r.cv);
+  pthread_mutex_destroy(&r.mu);
+  return rc;
+}
