@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,18 +37,52 @@
 #define BUSY_RETRY_MIN_US 500
 #define BUSY_RETRY_MAX_US 50000
 
+/* Where call ids come from: 64 random bits, then a counter. Unique across
+ * clients and restarts without a system call per call. */
+typedef struct id_source {
+  uint8_t prefix[8];
+  atomic_uint_least64_t next;
+} id_source;
+
 struct ackrpc_client {
   akr_address addr;
   uint32_t timeout_ms;
   size_t max_reply;
-  uint8_t id_prefix[8];
-  atomic_uint_least64_t next_id;
+  id_source ids;
+  /* the session pool (pool_max 0: none) */
+  unsigned pool_max, n_idle;
+  ackrpc_session *idle;
+  pthread_mutex_t pool_mu;
+};
+
+struct ackrpc_session {
+  akr_address addr;
+  uint32_t timeout_ms;
+  size_t max_reply;
+  id_source ids;
+  int fd; /* -1: not connected */
+  ackrpc_session *next_idle;
 };
 
 static uint64_t now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void id_source_init(id_source *ids, const void *salt) {
+  if (getrandom(ids->prefix, sizeof ids->prefix, 0) != sizeof ids->prefix) {
+    uint64_t t = now_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)salt;
+    memcpy(ids->prefix, &t, sizeof t);
+  }
+  atomic_init(&ids->next, 1);
+}
+
+static void id_source_take(id_source *ids, uint8_t out[16]) {
+  uint64_t n = atomic_fetch_add_explicit(&ids->next, 1, memory_order_relaxed);
+  memcpy(out, ids->prefix, 8);
+  for (int i = 0; i < 8; i++)
+    out[8 + i] = (uint8_t)(n >> (56 - 8 * i));
 }
 
 ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
@@ -61,18 +96,21 @@ ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
   c->addr = addr;
   c->timeout_ms = options->timeout_ms ? options->timeout_ms : DEFAULT_TIMEOUT_MS;
   c->max_reply = options->max_reply_size ? options->max_reply_size : DEFAULT_MAX_REPLY;
-  /* Call ids: 64 random bits per client, then a counter. Unique across
-   * clients and restarts without a system call per call. */
-  if (getrandom(c->id_prefix, sizeof c->id_prefix, 0) != sizeof c->id_prefix) {
-    uint64_t t = now_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
-    memcpy(c->id_prefix, &t, sizeof t);
-  }
-  atomic_init(&c->next_id, 1);
+  id_source_init(&c->ids, c);
+  c->pool_max = options->pool_size;
+  pthread_mutex_init(&c->pool_mu, NULL);
   *ret_client = c;
   return ACKRPC_OK;
 }
 
 ackrpc_client *ackrpc_client_free(ackrpc_client *client) {
+  if (!client) return NULL;
+  while (client->idle) {
+    ackrpc_session *s = client->idle;
+    client->idle = s->next_idle;
+    ackrpc_session_close(s);
+  }
+  pthread_mutex_destroy(&client->pool_mu);
   free(client);
   return NULL;
 }
@@ -115,8 +153,7 @@ typedef struct request_frame {
   uint8_t stack[STACK_FRAME];
 } request_frame;
 
-static ackrpc_status encode_request(const ackrpc_client *client,
-                                    const ackrpc_method *method,
+static ackrpc_status encode_request(id_source *ids, const ackrpc_method *method,
                                     const ProtobufCMessage *request,
                                     const ackrpc_call_options *opt, uint32_t timeout_ms,
                                     request_frame *f, ackrpc_result *r) {
@@ -127,11 +164,7 @@ static ackrpc_status encode_request(const ackrpc_client *client,
     memcpy(r->call_id, opt->call_id, opt->call_id_len);
     r->call_id_len = opt->call_id_len;
   } else {
-    uint64_t n = atomic_fetch_add_explicit((atomic_uint_least64_t *)&client->next_id, 1,
-                                           memory_order_relaxed);
-    memcpy(r->call_id, client->id_prefix, 8);
-    for (int i = 0; i < 8; i++)
-      r->call_id[8 + i] = (uint8_t)(n >> (56 - 8 * i));
+    id_source_take(ids, r->call_id);
     r->call_id_len = 16;
   }
   akr_request_spec spec = {
@@ -286,9 +319,9 @@ static ackrpc_status send_failed(int fd, int err, size_t max_reply,
   return fail(r, ACKRPC_E_SEND, err, "sending the request");
 }
 
-static ackrpc_status connect_failed(const ackrpc_client *client, int err,
+static ackrpc_status connect_failed(const akr_address *addr, int err,
                                     ackrpc_result *r) {
-  const char *where = client->addr.abstract ? "abstract socket" : client->addr.path;
+  const char *where = addr->abstract ? "abstract socket" : addr->path;
   if (err == EAGAIN)
     return fail(r, ACKRPC_E_BUSY, err, "connecting to %s: queue full", where);
   return fail(r, ACKRPC_E_CONNECT, err, "connecting to %s", where);
@@ -310,11 +343,11 @@ static int wait_fd(int fd, short events, uint64_t deadline_us) {
   }
 }
 
-static int blocking_connect(const ackrpc_client *client, uint64_t deadline_us,
+static int blocking_connect(const akr_address *addr, uint64_t deadline_us,
                             int *ret_fd) {
   uint64_t backoff = BUSY_RETRY_MIN_US;
   for (;;) {
-    if (akr_connect(&client->addr, ret_fd) == 0) return 0;
+    if (akr_connect(addr, ret_fd) == 0) return 0;
     /* EAGAIN: the server's listen queue is full. Nothing was sent, so
      * retrying until the deadline is safe. */
     if (errno != EAGAIN) return -1;
@@ -330,6 +363,64 @@ static int blocking_connect(const ackrpc_client *client, uint64_t deadline_us,
   }
 }
 
+/* Sends the whole frame. Returns OK once every byte is sent (delivered);
+ * otherwise the call's status (not delivered, or the server's early answer)
+ * is in r. */
+static ackrpc_status send_frame(int fd, const request_frame *f, uint64_t deadline,
+                                size_t max_reply,
+                                const ProtobufCMessageDescriptor *desc,
+                                ackrpc_result *r) {
+  size_t off = 0;
+  while (off < f->len) {
+    ssize_t n = send(fd, f->bytes + off, f->len - off, MSG_NOSIGNAL);
+    if (n > 0) {
+      off += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      int w = wait_fd(fd, POLLOUT, deadline);
+      if (w > 0) continue;
+      return w == 0 ? fail(r, ACKRPC_E_SEND_TIMEOUT, 0, "%zu of %zu bytes sent", off,
+                           f->len)
+                    : fail(r, ACKRPC_E_SEND, errno, "waiting to send");
+    }
+    return send_failed(fd, errno, max_reply, desc, r);
+  }
+  return ACKRPC_OK;
+}
+
+/* Waits for one reply frame. Returns the call's status (also in r). */
+static ackrpc_status await_reply(int fd, uint64_t deadline, uint32_t timeout_ms,
+                                 size_t max_reply,
+                                 const ProtobufCMessageDescriptor *desc,
+                                 ackrpc_result *r) {
+  ackrpc_status st;
+  reply_buf b;
+  reply_buf_init(&b);
+  for (;;) {
+    int w = wait_fd(fd, POLLIN, deadline);
+    if (w == 0) {
+      st = fail(r, ACKRPC_E_ACK_TIMEOUT, 0, "no reply within %u ms", timeout_ms);
+      break;
+    }
+    if (w < 0) {
+      st = fail(r, ACKRPC_E_NO_ACK, errno, "waiting for the reply");
+      break;
+    }
+    if (receive(fd, &b, max_reply, desc, r)) {
+      st = r->status;
+      break;
+    }
+  }
+  reply_buf_free(&b);
+  return st;
+}
+
+static ackrpc_status pooled_call(ackrpc_client *client, const ackrpc_method *method,
+                                 const ProtobufCMessage *request,
+                                 const ackrpc_call_options *options, ackrpc_result *r);
+
 ackrpc_status ackrpc_client_call(ackrpc_client *client, const ackrpc_method *method,
                                  const ProtobufCMessage *request,
                                  const ackrpc_call_options *options,
@@ -339,65 +430,152 @@ ackrpc_status ackrpc_client_call(ackrpc_client *client, const ackrpc_method *met
   memset(r, 0, sizeof *r);
   if (!check_call_args(client, method, request))
     return fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
+  ackrpc_status st;
+  if (client->pool_max) {
+    st = pooled_call(client, method, request, options, r);
+    goto out;
+  }
   uint32_t timeout_ms =
       options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
   uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
   request_frame f;
-  ackrpc_status st =
-      encode_request(client, method, request, options, timeout_ms, &f, r);
+  st = encode_request(&client->ids, method, request, options, timeout_ms, &f, r);
   if (st != ACKRPC_OK) goto out;
-
   int fd;
-  if (blocking_connect(client, deadline, &fd) != 0) {
-    st = connect_failed(client, errno, r);
+  if (blocking_connect(&client->addr, deadline, &fd) != 0) {
+    st = connect_failed(&client->addr, errno, r);
     free_request(&f);
     goto out;
   }
-  size_t off = 0;
-  while (off < f.len) {
-    ssize_t n = send(fd, f.bytes + off, f.len - off, MSG_NOSIGNAL);
-    if (n > 0) {
-      off += (size_t)n;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int w = wait_fd(fd, POLLOUT, deadline);
-      if (w > 0) continue;
-      st = w == 0
-               ? fail(r, ACKRPC_E_SEND_TIMEOUT, 0, "%zu of %zu bytes sent", off, f.len)
-               : fail(r, ACKRPC_E_SEND, errno, "waiting to send");
-      break;
-    }
-    st = send_failed(fd, errno, client->max_reply, method->reply, r);
-    break;
-  }
+  st = send_frame(fd, &f, deadline, client->max_reply, method->reply, r);
   free_request(&f);
-  if (off == f.len) {
+  if (st == ACKRPC_OK) {
     /* Delivered. The half-close tells the server no frame follows. */
     shutdown(fd, SHUT_WR);
-    reply_buf b;
-    reply_buf_init(&b);
-    for (;;) {
-      int w = wait_fd(fd, POLLIN, deadline);
-      if (w == 0) {
-        st = fail(r, ACKRPC_E_ACK_TIMEOUT, 0, "no reply within %u ms", timeout_ms);
-        break;
-      }
-      if (w < 0) {
-        st = fail(r, ACKRPC_E_NO_ACK, errno, "waiting for the reply");
-        break;
-      }
-      if (receive(fd, &b, client->max_reply, method->reply, r)) {
-        st = r->status;
-        break;
-      }
-    }
-    reply_buf_free(&b);
+    st = await_reply(fd, deadline, timeout_ms, client->max_reply, method->reply, r);
   }
   close(fd);
 out:
   if (!ret_result) ackrpc_result_clear(&local);
+  return st;
+}
+
+/* --- sessions ---------------------------------------------------------- */
+
+ackrpc_status ackrpc_session_open(ackrpc_client *client, uint32_t timeout_ms,
+                                  ackrpc_session **ret_session) {
+  if (!client || !ret_session) return ACKRPC_E_INVAL;
+  ackrpc_session *s = calloc(1, sizeof *s);
+  if (!s) return ACKRPC_E_NOMEM;
+  s->addr = client->addr;
+  s->timeout_ms = client->timeout_ms;
+  s->max_reply = client->max_reply;
+  id_source_init(&s->ids, s);
+  uint64_t deadline =
+      now_us() + (uint64_t)(timeout_ms ? timeout_ms : s->timeout_ms) * 1000u;
+  if (blocking_connect(&s->addr, deadline, &s->fd) != 0) {
+    ackrpc_status st = errno == EAGAIN ? ACKRPC_E_BUSY : ACKRPC_E_CONNECT;
+    free(s);
+    return st;
+  }
+  *ret_session = s;
+  return ACKRPC_OK;
+}
+
+static void session_drop(ackrpc_session *s) {
+  if (s->fd >= 0) close(s->fd);
+  s->fd = -1;
+}
+
+/* An idle connection the server has ended (read timeout, shutdown) reads
+ * as EOF; anything readable before a request is sent means the same. */
+static int session_stale(const ackrpc_session *s) {
+  struct pollfd p = {.fd = s->fd, .events = POLLIN | POLLRDHUP};
+  return poll(&p, 1, 0) != 0;
+}
+
+ackrpc_status ackrpc_session_call(ackrpc_session *s, const ackrpc_method *method,
+                                  const ProtobufCMessage *request,
+                                  const ackrpc_call_options *options,
+                                  ackrpc_result *ret_result) {
+  ackrpc_result local = {0};
+  ackrpc_result *r = ret_result ? ret_result : &local;
+  memset(r, 0, sizeof *r);
+  ackrpc_status st;
+  if (!s || !method || !method->name || !method->request || !method->reply ||
+      (request && request->descriptor != method->request)) {
+    st = fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
+    goto out;
+  }
+  uint32_t timeout_ms =
+      options && options->timeout_ms ? options->timeout_ms : s->timeout_ms;
+  uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
+  request_frame f;
+  st = encode_request(&s->ids, method, request, options, timeout_ms, &f, r);
+  if (st != ACKRPC_OK) goto out;
+  if (s->fd >= 0 && session_stale(s)) session_drop(s);
+  if (s->fd < 0 && blocking_connect(&s->addr, deadline, &s->fd) != 0) {
+    st = connect_failed(&s->addr, errno, r);
+    s->fd = -1;
+    free_request(&f);
+    goto out;
+  }
+  st = send_frame(s->fd, &f, deadline, s->max_reply, method->reply, r);
+  free_request(&f);
+  if (st == ACKRPC_OK)
+    st = await_reply(s->fd, deadline, timeout_ms, s->max_reply, method->reply, r);
+  /* Only a clean answer leaves the connection at a frame boundary. */
+  if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED || st == ACKRPC_E_BAD_REPLY)
+    session_drop(s);
+out:
+  if (!ret_result) ackrpc_result_clear(&local);
+  return st;
+}
+
+ackrpc_session *ackrpc_session_close(ackrpc_session *s) {
+  if (!s) return NULL;
+  if (s->fd >= 0) {
+    /* The half-close ends the session; the server closes in turn. There is
+     * nothing to wait for: every call on it has had its reply. */
+    shutdown(s->fd, SHUT_WR);
+    close(s->fd);
+  }
+  free(s);
+  return NULL;
+}
+
+/* A call through the client's pool: an idle session, or a new one. */
+static ackrpc_status pooled_call(ackrpc_client *client, const ackrpc_method *method,
+                                 const ProtobufCMessage *request,
+                                 const ackrpc_call_options *options, ackrpc_result *r) {
+  pthread_mutex_lock(&client->pool_mu);
+  ackrpc_session *s = client->idle;
+  if (s) {
+    client->idle = s->next_idle;
+    client->n_idle--;
+  }
+  pthread_mutex_unlock(&client->pool_mu);
+  if (!s) {
+    s = calloc(1, sizeof *s);
+    if (!s) return fail(r, ACKRPC_E_NOMEM, ENOMEM, "session");
+    s->addr = client->addr;
+    s->timeout_ms = client->timeout_ms;
+    s->max_reply = client->max_reply;
+    id_source_init(&s->ids, s);
+    s->fd = -1; /* connects in the call, within its deadline */
+  }
+  ackrpc_status st = ackrpc_session_call(s, method, request, options, r);
+  if (s->fd >= 0) {
+    pthread_mutex_lock(&client->pool_mu);
+    if (client->n_idle < client->pool_max) {
+      s->next_idle = client->idle;
+      client->idle = s;
+      client->n_idle++;
+      s = NULL;
+    }
+    pthread_mutex_unlock(&client->pool_mu);
+  }
+  ackrpc_session_close(s);
   return st;
 }
 
@@ -481,8 +659,7 @@ static void async_step(async_call *a) {
                                                               : a->backoff_us * 2;
         return;
       }
-      ackrpc_client probe = {.addr = a->addr};
-      connect_failed(&probe, err, &a->result);
+      connect_failed(&a->addr, err, &a->result);
       a->phase = A_DONE;
       break;
     }
@@ -532,8 +709,8 @@ ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base 
   a->timeout_ms =
       options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
   request_frame f;
-  ackrpc_status st =
-      encode_request(client, method, request, options, a->timeout_ms, &f, &a->result);
+  ackrpc_status st = encode_request(&client->ids, method, request, options,
+                                    a->timeout_ms, &f, &a->result);
   if (st != ACKRPC_OK) {
     ackrpc_result_clear(&a->result);
     free(a);

@@ -31,6 +31,13 @@ typedef struct ackrpc_client_options {
   /* Largest reply frame accepted (head + body); a larger one gives
    * E_BAD_REPLY. Default 4 MiB. */
   size_t max_reply_size;
+  /* Session pool. 0 (the default): every ackrpc_client_call() is a one-shot
+   * call on its own connection. N > 0: calls reuse open sessions (see
+   * ackrpc_session_open()), keeping up to N idle ones; a call takes an idle
+   * session or opens a new one, and gives it back when it got a reply. This
+   * saves the connection's cost on every call. Outcomes are the same as for
+   * one-shot calls. */
+  unsigned pool_size;
 } ackrpc_client_options;
 
 /* Per-call options; pass NULL for all defaults. */
@@ -95,6 +102,36 @@ ACKRPC_EXPORT ackrpc_status ackrpc_client_call(ackrpc_client *client,
                                                const struct ProtobufCMessage *request,
                                                const ackrpc_call_options *options,
                                                ackrpc_result *ret_result);
+
+/* --- Sessions: several calls on one connection (docs/PROTOCOL.md). --- */
+
+typedef struct ackrpc_session ackrpc_session;
+
+/* Opens a session: a connection on which calls follow one another, each
+ * request frame answered by its reply frame. Connecting waits up to
+ * timeout_ms (0: the client's timeout) while the server's queue is full.
+ * A session is used by one thread at a time; it keeps what it needs from the
+ * client (the client may be freed first). On success the caller owns
+ * *ret_session (ackrpc_session_close()); on error it is untouched.
+ * Errors: E_INVAL, E_NOMEM, E_CONNECT, E_BUSY. */
+ACKRPC_EXPORT ackrpc_status ackrpc_session_open(ackrpc_client *client,
+                                                uint32_t timeout_ms,
+                                                ackrpc_session **ret_session);
+
+/* Makes a call on the session, exactly like ackrpc_client_call() (same
+ * statuses, same result). If the server ended an idle session before this
+ * call was sent, the session reconnects first, which is safe (nothing was
+ * sent). After an outcome other than ACKED, or E_BAD_REPLY, the connection
+ * is dropped and the next call reconnects. */
+ACKRPC_EXPORT ackrpc_status ackrpc_session_call(ackrpc_session *session,
+                                                const ackrpc_method *method,
+                                                const struct ProtobufCMessage *request,
+                                                const ackrpc_call_options *options,
+                                                ackrpc_result *ret_result);
+
+/* Ends the session: half-closes, lets the server finish, and frees it.
+ * NULL is ignored. Returns NULL. */
+ACKRPC_EXPORT ackrpc_session *ackrpc_session_close(ackrpc_session *session);
 
 /* Completion of an asynchronous call. `result` belongs to the library and
  * is cleared after the callback returns: to keep the reply or the message,
