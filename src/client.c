@@ -217,6 +217,10 @@ static void reply_buf_free(reply_buf *b) {
 
 enum reply_progress { REPLY_MORE, REPLY_DONE };
 
+static void decode_reply_frame(const akr_frame *f,
+                               const ProtobufCMessageDescriptor *desc,
+                               ackrpc_result *r);
+
 /* Looks at the bytes received so far. REPLY_DONE with r->status set (the
  * server's status, or E_BAD_REPLY), or REPLY_MORE with *ret_need the size
  * the buffer must reach. */
@@ -231,6 +235,17 @@ static enum reply_progress parse_reply(const reply_buf *b, size_t max_reply,
     fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s", akr_frame_error_text(fe));
     return REPLY_DONE;
   }
+  decode_reply_frame(&f, desc, r);
+  return REPLY_DONE;
+}
+
+/* Fills r from a complete reply frame: the server's status and message,
+ * and the decoded reply; or E_BAD_REPLY. */
+static void decode_reply_frame(const akr_frame *fp,
+                               const ProtobufCMessageDescriptor *desc,
+                               ackrpc_result *r) {
+  akr_frame f = *fp;
+  akr_frame_error fe;
   akr_arena arena;
   akr_arena_init(&arena, REPLY_HEAD_BUDGET);
   akr_reply reply;
@@ -238,7 +253,7 @@ static enum reply_progress parse_reply(const reply_buf *b, size_t max_reply,
   if (fe != AKR_FRAME_OK) {
     akr_arena_release(&arena);
     fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s", akr_frame_error_text(fe));
-    return REPLY_DONE;
+    return;
   }
   r->status = (ackrpc_status)reply.status;
   r->sys_errno = 0;
@@ -252,7 +267,6 @@ static enum reply_progress parse_reply(const reply_buf *b, size_t max_reply,
     if (!r->reply && reply.status == ACKRPC_OK)
       fail(r, ACKRPC_E_BAD_REPLY, 0, "reply body does not decode as %s", desc->name);
   }
-  return REPLY_DONE;
 }
 
 /* Makes room for `need` bytes (or one more byte, to read into). */
@@ -743,4 +757,366 @@ ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base 
   event_assign(&a->ev, base, -1, 0, async_cb, a);
   event_active(&a->ev, EV_TIMEOUT, 0);
   return ACKRPC_OK;
+}
+
+/* --- asynchronous sessions --------------------------------------------- */
+
+/* One call in the pipeline, in the order its frame was queued. */
+typedef struct pending {
+  struct pending *next;
+  ackrpc_done_fn done;
+  void *user;
+  const ProtobufCMessageDescriptor *reply_desc;
+  uint64_t deadline_us;
+  uint32_t timeout_ms;
+  uint64_t end; /* its frame is fully sent once `sent` reaches this */
+  int finished; /* `done` already ran (deadline): discard its reply */
+  ackrpc_result result;
+} pending;
+
+struct ackrpc_async_session {
+  struct event_base *base;
+  akr_address addr;
+  size_t max_reply;
+  uint32_t timeout_ms;
+  id_source ids;
+  int fd; /* -1: not connected */
+  short watching;
+  struct event io, timer, kick;
+  uint64_t retry_at_us, backoff_us; /* busy connect: not before retry_at_us */
+  /* output: bytes [out_off, out_len) are queued, not yet sent */
+  uint8_t *out;
+  size_t out_off, out_len, out_cap;
+  uint64_t queued, sent; /* bytes queued and sent on this connection */
+  /* input: bytes [in_off, in_len) are received, not yet parsed */
+  uint8_t *in;
+  size_t in_off, in_len, in_cap;
+  pending *head, *tail;
+  int closing, running;
+};
+
+static void as_run(ackrpc_async_session *s);
+
+static void as_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  as_run(arg);
+}
+
+static void as_kick(ackrpc_async_session *s) {
+  if (!event_pending(&s->kick, EV_TIMEOUT, NULL)) event_active(&s->kick, EV_TIMEOUT, 0);
+}
+
+ackrpc_status ackrpc_async_session_open(ackrpc_client *client, struct event_base *base,
+                                        ackrpc_async_session **ret_session) {
+  if (!client || !base || !ret_session) return ACKRPC_E_INVAL;
+  ackrpc_async_session *s = calloc(1, sizeof *s);
+  if (!s) return ACKRPC_E_NOMEM;
+  s->in = malloc(4096);
+  if (!s->in) {
+    free(s);
+    return ACKRPC_E_NOMEM;
+  }
+  s->in_cap = 4096;
+  s->base = base;
+  s->addr = client->addr;
+  s->max_reply = client->max_reply;
+  s->timeout_ms = client->timeout_ms;
+  id_source_init(&s->ids, s);
+  s->fd = -1;
+  event_assign(&s->io, base, -1, 0, as_cb, s);
+  evtimer_assign(&s->timer, base, as_cb, s);
+  evtimer_assign(&s->kick, base, as_cb, s);
+  *ret_session = s;
+  return ACKRPC_OK;
+}
+
+ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
+                                        const ackrpc_method *method,
+                                        const ProtobufCMessage *request,
+                                        const ackrpc_call_options *options,
+                                        ackrpc_done_fn done, void *user) {
+  if (!s || !done || !method || !method->name || !method->request || !method->reply ||
+      (request && request->descriptor != method->request))
+    return ACKRPC_E_INVAL;
+  if (s->closing) return ACKRPC_E_STATE;
+  pending *p = calloc(1, sizeof *p);
+  if (!p) return ACKRPC_E_NOMEM;
+  p->timeout_ms = options && options->timeout_ms ? options->timeout_ms : s->timeout_ms;
+  request_frame f;
+  ackrpc_status st =
+      encode_request(&s->ids, method, request, options, p->timeout_ms, &f, &p->result);
+  if (st == ACKRPC_OK && s->out_len + f.len > s->out_cap) {
+    size_t cap = s->out_cap ? s->out_cap : 4096;
+    while (cap < s->out_len + f.len)
+      cap *= 2;
+    uint8_t *q = realloc(s->out, cap);
+    if (q) {
+      s->out = q;
+      s->out_cap = cap;
+    } else {
+      free_request(&f);
+      st = ACKRPC_E_NOMEM;
+    }
+  }
+  if (st != ACKRPC_OK) {
+    ackrpc_result_clear(&p->result);
+    free(p);
+    return st;
+  }
+  memcpy(s->out + s->out_len, f.bytes, f.len);
+  s->out_len += f.len;
+  s->queued += f.len;
+  free_request(&f);
+  p->end = s->queued;
+  p->done = done;
+  p->user = user;
+  p->reply_desc = method->reply;
+  p->deadline_us = now_us() + (uint64_t)p->timeout_ms * 1000u;
+  if (s->tail)
+    s->tail->next = p;
+  else
+    s->head = p;
+  s->tail = p;
+  as_kick(s); /* the work happens on the loop: `done` never runs in here */
+  return ACKRPC_OK;
+}
+
+void ackrpc_async_session_close(ackrpc_async_session *s) {
+  if (!s) return;
+  s->closing = 1;
+  as_kick(s);
+}
+
+static void as_watch(ackrpc_async_session *s, short what) {
+  if (s->watching == what) return;
+  event_del(&s->io);
+  s->watching = what;
+  if (!what) return;
+  event_assign(&s->io, s->base, s->fd, what | EV_PERSIST, as_cb, s);
+  event_add(&s->io, NULL);
+}
+
+static void as_finish(pending *p) {
+  if (!p->finished) p->done(&p->result, p->user);
+  ackrpc_result_clear(&p->result);
+  free(p);
+}
+
+/* Ends the connection and completes every queued call: those whose frame
+ * was fully sent with E_NO_ACK (outcome unknown), the others with `unsent`
+ * (not delivered). The queued bytes go with them, so nothing reported "not
+ * delivered" is sent later. The list is detached first: calls that the
+ * callbacks queue start afresh on a new connection. */
+static void as_fail_all(ackrpc_async_session *s, ackrpc_status unsent, int err,
+                        const char *why) {
+  pending *list = s->head;
+  s->head = s->tail = NULL;
+  uint64_t sent = s->fd >= 0 ? s->sent : 0;
+  for (pending *p = list; p; p = p->next) {
+    if (p->finished) continue;
+    if (p->end <= sent)
+      fail(&p->result, ACKRPC_E_NO_ACK, err, "%s, after the request was sent", why);
+    else
+      fail(&p->result, unsent, err, "%s", why);
+  }
+  as_watch(s, 0);
+  if (s->fd >= 0) close(s->fd);
+  s->fd = -1;
+  s->out_off = s->out_len = 0;
+  s->in_off = s->in_len = 0;
+  s->queued = s->sent = 0;
+  while (list) {
+    pending *next = list->next;
+    as_finish(list);
+    list = next;
+  }
+}
+
+/* Completes calls whose deadline passed; returns the earliest deadline left
+ * (0 if none). A call sent but unanswered stays in the pipeline, finished,
+ * so its late reply is recognised and dropped. A call not fully sent cannot
+ * be taken back out of the byte stream: the connection is dropped instead.
+ * Returns -1 (as UINT64_MAX) if it failed the session. */
+static uint64_t as_deadlines(ackrpc_async_session *s) {
+  uint64_t now = now_us(), next = 0;
+  for (pending *p = s->head; p; p = p->next) {
+    if (p->finished) continue;
+    if (p->deadline_us > now) {
+      if (!next || p->deadline_us < next) next = p->deadline_us;
+      continue;
+    }
+    if (s->fd >= 0 && p->end <= s->sent) {
+      fail(&p->result, ACKRPC_E_ACK_TIMEOUT, 0, "no reply within %u ms", p->timeout_ms);
+      p->finished = 1;
+      p->done(&p->result, p->user);
+      ackrpc_result_clear(&p->result);
+    } else {
+      as_fail_all(s, ACKRPC_E_SEND_TIMEOUT, 0,
+                  "the deadline passed before it was sent");
+      return UINT64_MAX;
+    }
+  }
+  return next;
+}
+
+/* Connects if calls are waiting. 0: connected (or nothing to do yet). */
+static void as_connect(ackrpc_async_session *s) {
+  uint64_t now = now_us();
+  if (s->fd >= 0 || !s->head || now < s->retry_at_us) return;
+  if (akr_connect(&s->addr, &s->fd) == 0) {
+    s->backoff_us = s->retry_at_us = 0;
+    s->watching = 0;
+    return;
+  }
+  int err = errno;
+  s->fd = -1;
+  const char *where = s->addr.abstract ? "abstract socket" : s->addr.path;
+  char why[160];
+  if (err == EAGAIN) {
+    /* The server's queue is full: nothing was sent, so retry until the
+     * earliest deadline. */
+    s->backoff_us = s->backoff_us ? 2 * s->backoff_us : BUSY_RETRY_MIN_US;
+    if (s->backoff_us > BUSY_RETRY_MAX_US) s->backoff_us = BUSY_RETRY_MAX_US;
+    s->retry_at_us = now + s->backoff_us;
+    for (pending *p = s->head; p; p = p->next) {
+      if (!p->finished && p->deadline_us > s->retry_at_us) continue;
+      snprintf(why, sizeof why, "connecting to %s: queue full", where);
+      s->backoff_us = s->retry_at_us = 0;
+      as_fail_all(s, ACKRPC_E_BUSY, err, why);
+      return;
+    }
+    return;
+  }
+  snprintf(why, sizeof why, "connecting to %s", where);
+  as_fail_all(s, ACKRPC_E_CONNECT, err, why);
+}
+
+/* Sends what is queued; -1 if that failed the session. */
+static int as_send(ackrpc_async_session *s) {
+  while (s->out_off < s->out_len) {
+    ssize_t n = send(s->fd, s->out + s->out_off, s->out_len - s->out_off, MSG_NOSIGNAL);
+    if (n > 0) {
+      s->out_off += (size_t)n;
+      s->sent += (uint64_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    as_fail_all(s, ACKRPC_E_SEND, errno, "sending the request");
+    return -1;
+  }
+  s->out_off = s->out_len = 0;
+  return 0;
+}
+
+/* Reads and hands out every complete reply; -1 if the connection ended or
+ * broke (the session was failed). */
+static int as_receive(ackrpc_async_session *s) {
+  for (;;) {
+    size_t need = AKR_PREFIX_LEN;
+    while (s->head) {
+      akr_frame f;
+      akr_frame_error fe = akr_frame_scan(s->in + s->in_off, s->in_len - s->in_off,
+                                          AKR_FRAME_REPLY, s->max_reply, &f, &need);
+      if (fe == AKR_FRAME_INCOMPLETE) break;
+      if (fe != AKR_FRAME_OK) {
+        char why[96];
+        snprintf(why, sizeof why, "malformed reply: %s", akr_frame_error_text(fe));
+        as_fail_all(s, ACKRPC_E_SEND, 0, why);
+        return -1;
+      }
+      pending *p = s->head;
+      s->head = p->next;
+      if (!s->head) s->tail = NULL;
+      if (!p->finished) decode_reply_frame(&f, p->reply_desc, &p->result);
+      s->in_off += f.frame_len;
+      as_finish(p); /* may queue calls or close: re-checked by the caller */
+      if (s->fd < 0) return -1;
+    }
+    if (!s->head) return 0;
+    /* Room for the frame being read (its size is known once its prefix is
+     * in), plus a byte so that read() can report EOF. */
+    size_t avail = s->in_len - s->in_off;
+    if (s->in_off && s->in_off + need + 1 > s->in_cap) {
+      memmove(s->in, s->in + s->in_off, avail);
+      s->in_off = 0;
+      s->in_len = avail;
+    }
+    if (need + 1 > s->in_cap) {
+      uint8_t *q = realloc(s->in, need + 4096);
+      if (!q) {
+        as_fail_all(s, ACKRPC_E_SEND, ENOMEM, "no memory for the reply");
+        return -1;
+      }
+      s->in = q;
+      s->in_cap = need + 4096;
+    }
+    ssize_t n = read(s->fd, s->in + s->in_len, s->in_cap - s->in_len);
+    if (n > 0) {
+      s->in_len += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    as_fail_all(s, ACKRPC_E_SEND, n == 0 ? 0 : errno,
+                n == 0 ? "the server closed the session" : "reading replies");
+    return -1;
+  }
+}
+
+/* Drives the session as far as it goes without blocking. Callbacks run in
+ * here and may queue calls or close the session; a nested run (from a
+ * callback's ackrpc_async_session_call()) only kicks the loop, and only the
+ * outermost run frees a closed session. */
+static void as_run(ackrpc_async_session *s) {
+  if (s->running) {
+    as_kick(s);
+    return;
+  }
+  s->running = 1;
+  uint64_t next = 0;
+  for (int round = 0; round < 16; round++) {
+    next = as_deadlines(s);
+    if (next == UINT64_MAX) continue;
+    as_connect(s);
+    if (s->fd < 0) break;
+    if (as_send(s) != 0 || as_receive(s) != 0) continue;
+    break;
+  }
+  if (s->fd >= 0)
+    as_watch(s, s->head ? (short)(s->out_len ? EV_READ | EV_WRITE : EV_READ) : 0);
+  uint64_t wake = next == UINT64_MAX ? 0 : next;
+  if (s->fd < 0 && s->retry_at_us && (!wake || s->retry_at_us < wake))
+    wake = s->retry_at_us;
+  if (wake) {
+    uint64_t now = now_us(), d = wake > now ? wake - now : 0;
+    struct timeval tv = {(time_t)(d / 1000000u), (suseconds_t)(d % 1000000u)};
+    evtimer_add(&s->timer, &tv);
+  } else {
+    evtimer_del(&s->timer);
+  }
+  s->running = 0;
+  /* Closed, and nothing left but calls already completed by their deadline
+   * (whose late replies would only be dropped): free it now. */
+  int live = 0;
+  for (pending *p = s->head; p && !live; p = p->next)
+    live = !p->finished;
+  if (s->closing && !live) {
+    while (s->head) {
+      pending *p = s->head;
+      s->head = p->next;
+      as_finish(p);
+    }
+    event_del(&s->io);
+    event_del(&s->timer);
+    event_del(&s->kick);
+    if (s->fd >= 0) {
+      shutdown(s->fd, SHUT_WR);
+      close(s->fd);
+    }
+    free(s->out);
+    free(s->in);
+    free(s);
+  }
 }

@@ -172,6 +172,7 @@ struct ackrpc_server {
 static _Thread_local ackrpc_call *tl_in_handler;
 
 static void conn_resume(ackrpc_call *c);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void conn_close(ackrpc_call *c);
 static void conn_unref(ackrpc_call *c, int on_loop);
 static void conn_write(ackrpc_call *c);
@@ -816,6 +817,50 @@ static void on_io(evutil_socket_t fd, short what, void *arg) {
   conn_resume(c);
 }
 
+/* Moves the connection served by `c` to a new object and returns it; `c`
+ * keeps only the call (its request, its arena), for the handler that still
+ * holds it. NULL if no object could be had (then `c` stays as it is). */
+static ackrpc_call *conn_detach(ackrpc_call *c) {
+  ackrpc_server *s = c->server;
+  ackrpc_call *n = conn_get(s);
+  if (!n) return NULL;
+  conn_watch(c, 0);
+  evtimer_del(&c->timer);
+  n->fd = c->fd;
+  c->fd = -1;
+  n->peer = c->peer;
+  /* Swap input buffers: `n` takes the unread frames, `c` the spare buffer
+   * (freed with it). */
+  uint8_t *in = n->in;
+  size_t in_cap = n->in_cap;
+  n->in = c->in;
+  n->in_cap = c->in_cap;
+  n->in_off = c->in_off;
+  n->in_len = c->in_len;
+  c->in = in;
+  c->in_cap = in_cap;
+  c->in_off = c->in_len = 0;
+  n->eof = c->eof;
+  n->calls_done = c->calls_done;
+  n->frame_len = c->frame_len;
+  n->uid_counted = c->uid_counted;
+  c->uid_counted = 0;
+  n->state = ST_HANDLING;
+  event_assign(&n->io, s->base, n->fd, EV_READ | EV_PERSIST, on_io, n);
+  evtimer_assign(&n->timer, s->base, on_timer, n);
+  n->prev = c->prev;
+  n->next = c->next;
+  if (n->prev)
+    n->prev->next = n;
+  else
+    s->conns = n;
+  if (n->next) n->next->prev = n;
+  c->prev = c->next = NULL;
+  c->state = ST_DONE;
+  conn_unref(c, 1); /* the loop's reference; the handler's remains */
+  return n;
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
@@ -833,15 +878,20 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     conn_answer_local(c, ACKRPC_DEADLINE_EXCEEDED,
                       "request not received within the server's read timeout", 1);
     break;
-  case ST_HANDLING:
+  case ST_HANDLING: {
     if (atomic_exchange_explicit(&c->answered, 1, memory_order_acq_rel)) return;
     slog(s, ACKRPC_LOG_WARNING, "%s: no reply before the deadline", c->req.method);
-    /* The handler still holds the request: the session cannot go on. */
+    /* The handler keeps `c` (and the request in its arena) until it
+     * replies; the connection moves to a fresh object so that the session,
+     * and calls pipelined behind this one, go on. */
+    ackrpc_call *n = conn_detach(c);
+    if (n) c = n;
     conn_answer_local(c, ACKRPC_DEADLINE_EXCEEDED,
                       "the handler did not answer before the deadline "
                       "(it may still act on the request)",
-                      1);
+                      n == NULL);
     break;
+  }
   case ST_WRITING:
   case ST_DONE: c->state = ST_DONE; break;
   }

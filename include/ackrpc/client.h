@@ -151,6 +151,40 @@ ACKRPC_EXPORT ackrpc_status ackrpc_client_call_async(
     const struct ProtobufCMessage *request, const ackrpc_call_options *options,
     ackrpc_done_fn done, void *user);
 
+/* --- Asynchronous sessions: pipelined calls on one connection. --- */
+
+typedef struct ackrpc_async_session ackrpc_async_session;
+
+/* Opens an asynchronous session on `base`: calls made on it are written to
+ * one connection at once, without waiting for earlier replies (pipelining);
+ * the server answers them in order. Connecting happens from the loop; if it
+ * fails, each call reports it through its callback (E_CONNECT, E_BUSY).
+ * Use from the thread running `base`. On success the caller owns
+ * *ret_session (ackrpc_async_session_close()); on error it is untouched.
+ * Errors: E_INVAL, E_NOMEM. */
+ACKRPC_EXPORT ackrpc_status ackrpc_async_session_open(
+    ackrpc_client *client, struct event_base *base, ackrpc_async_session **ret_session);
+
+/* Queues a call on the session; the request is serialized before this
+ * returns. On OK, `done` runs exactly once, on the thread running the base,
+ * never from inside this function, with the same statuses and outcomes as
+ * ackrpc_client_call_async(). A call whose deadline passes is completed with
+ * E_ACK_TIMEOUT (or E_SEND_TIMEOUT) at once; its late reply, if any, is
+ * discarded. If the connection fails, the calls already sent complete with
+ * E_NO_ACK and the others with E_SEND; the next call reconnects.
+ * Callable from inside a `done` callback. If this returns an error, `done`
+ * is never called. Errors: E_INVAL, E_NOMEM, E_STATE (the session is
+ * closing). */
+ACKRPC_EXPORT ackrpc_status ackrpc_async_session_call(
+    ackrpc_async_session *session, const ackrpc_method *method,
+    const struct ProtobufCMessage *request, const ackrpc_call_options *options,
+    ackrpc_done_fn done, void *user);
+
+/* Closes the session: no new calls; those already queued still complete
+ * (each `done` runs); then the connection is half-closed and the session
+ * frees itself. Safe from inside a `done` callback. NULL is ignored. */
+ACKRPC_EXPORT void ackrpc_async_session_close(ackrpc_async_session *session);
+
 #ifdef __cplusplus
 }
 #endif
