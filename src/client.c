@@ -191,9 +191,9 @@ static void free_request(request_frame *f) {
   f->bytes = NULL;
 }
 
-static int check_call_args(ackrpc_client *client, const ackrpc_method *method,
-                           const ProtobufCMessage *request) {
-  return client && method && method->name && method->request && method->reply &&
+/* A method fully described, and a request (if any) of its request type. */
+static int call_args_ok(const ackrpc_method *method, const ProtobufCMessage *request) {
+  return method && method->name && method->request && method->reply &&
          (!request || request->descriptor == method->request);
 }
 
@@ -442,9 +442,11 @@ ackrpc_status ackrpc_client_call(ackrpc_client *client, const ackrpc_method *met
   ackrpc_result local = {0};
   ackrpc_result *r = ret_result ? ret_result : &local;
   memset(r, 0, sizeof *r);
-  if (!check_call_args(client, method, request))
-    return fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
   ackrpc_status st;
+  if (!client || !call_args_ok(method, request)) {
+    st = fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
+    goto out;
+  }
   if (client->pool_max) {
     st = pooled_call(client, method, request, options, r);
     goto out;
@@ -516,8 +518,7 @@ ackrpc_status ackrpc_session_call(ackrpc_session *s, const ackrpc_method *method
   ackrpc_result *r = ret_result ? ret_result : &local;
   memset(r, 0, sizeof *r);
   ackrpc_status st;
-  if (!s || !method || !method->name || !method->request || !method->reply ||
-      (request && request->descriptor != method->request)) {
+  if (!s || !call_args_ok(method, request)) {
     st = fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
     goto out;
   }
@@ -716,7 +717,7 @@ ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base 
                                        const ProtobufCMessage *request,
                                        const ackrpc_call_options *options,
                                        ackrpc_done_fn done, void *user) {
-  if (!check_call_args(client, method, request) || !base || !done)
+  if (!client || !call_args_ok(method, request) || !base || !done)
     return ACKRPC_E_INVAL;
   async_call *a = calloc(1, sizeof *a);
   if (!a) return ACKRPC_E_NOMEM;
@@ -836,9 +837,7 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
                                         const ProtobufCMessage *request,
                                         const ackrpc_call_options *options,
                                         ackrpc_done_fn done, void *user) {
-  if (!s || !done || !method || !method->name || !method->request || !method->reply ||
-      (request && request->descriptor != method->request))
-    return ACKRPC_E_INVAL;
+  if (!s || !done || !call_args_ok(method, request)) return ACKRPC_E_INVAL;
   if (s->closing) return ACKRPC_E_STATE;
   pending *p = calloc(1, sizeof *p);
   if (!p) return ACKRPC_E_NOMEM;

@@ -109,6 +109,10 @@ FX_TEST(session, open_fails_when_nobody_listens) {
   cr_assert_eq(s, before, "ret_session untouched on error");
   cr_assert_eq(ackrpc_session_open(NULL, 0, &s), ACKRPC_E_INVAL);
   cr_assert_null(ackrpc_session_close(NULL));
+  /* Invalid arguments with no result to fill: the explanation the call
+   * builds must not leak (ASan and valgrind check it). */
+  cr_assert_eq(ackrpc_client_call(c, NULL, NULL, NULL, NULL), ACKRPC_E_INVAL);
+  cr_assert_eq(ackrpc_client_call(NULL, &fx_echo_method, NULL, NULL, NULL), ACKRPC_E_INVAL);
 }
 
 FX_TEST(session, pool_reuses_connections_for_one_shot_calls) {
