@@ -119,6 +119,7 @@ void ackrpc_result_clear(ackrpc_result *r) {
   if (!r) return;
   free(r->message);
   if (r->reply) protobuf_c_message_free_unpacked(r->reply, NULL);
+  free(r->reply_bytes);
   memset(r, 0, sizeof *r);
 }
 
@@ -153,10 +154,26 @@ typedef struct request_frame {
   uint8_t stack[STACK_FRAME];
 } request_frame;
 
+static ackrpc_status encode_request_raw(id_source *ids, const char *method_name,
+                                        const uint8_t *raw, size_t raw_len,
+                                        const ProtobufCMessage *request,
+                                        const ackrpc_call_options *opt,
+                                        uint32_t timeout_ms, request_frame *f,
+                                        ackrpc_result *r);
+
 static ackrpc_status encode_request(id_source *ids, const ackrpc_method *method,
                                     const ProtobufCMessage *request,
                                     const ackrpc_call_options *opt, uint32_t timeout_ms,
                                     request_frame *f, ackrpc_result *r) {
+  return encode_request_raw(ids, method->name, NULL, 0, request, opt, timeout_ms, f, r);
+}
+
+static ackrpc_status encode_request_raw(id_source *ids, const char *method_name,
+                                        const uint8_t *raw, size_t raw_len,
+                                        const ProtobufCMessage *request,
+                                        const ackrpc_call_options *opt,
+                                        uint32_t timeout_ms, request_frame *f,
+                                        ackrpc_result *r) {
   if (opt && opt->call_id) {
     if (opt->call_id_len == 0 || opt->call_id_len > ACKRPC_MAX_CALL_ID)
       return fail(r, ACKRPC_E_INVAL, 0, "call id must be 1 to %d bytes",
@@ -168,13 +185,15 @@ static ackrpc_status encode_request(id_source *ids, const ackrpc_method *method,
     r->call_id_len = 16;
   }
   akr_request_spec spec = {
-      .method = method->name,
+      .method = method_name,
       .timeout_us = (uint64_t)timeout_ms * 1000u,
       .call_id = r->call_id,
       .call_id_len = r->call_id_len,
       .metadata = opt ? opt->metadata : NULL,
       .n_metadata = opt ? opt->metadata_count : 0,
       .body = request,
+      .raw_body = raw,
+      .raw_body_len = raw_len,
   };
   size_t n = akr_request_size(&spec);
   if (n == 0)
@@ -260,6 +279,19 @@ static void decode_reply_frame(const akr_frame *fp,
   free(r->message);
   r->message = reply.message[0] ? strdup(reply.message) : NULL;
   akr_arena_release(&arena);
+  if (!desc) {
+    /* A raw call: the body as sent, whatever the status. */
+    if (reply.body_len) {
+      r->reply_bytes = malloc(reply.body_len);
+      if (r->reply_bytes) {
+        memcpy(r->reply_bytes, reply.body, reply.body_len);
+        r->reply_bytes_len = reply.body_len;
+      } else {
+        fail(r, ACKRPC_E_BAD_REPLY, ENOMEM, "no memory for the reply body");
+      }
+    }
+    return;
+  }
   /* An OK reply always yields a message (an empty body is the default
    * message); an error reply yields one only if it sent a body. */
   if (reply.status == ACKRPC_OK || reply.body_len) {
@@ -431,6 +463,54 @@ static ackrpc_status await_reply(int fd, uint64_t deadline, uint32_t timeout_ms,
   return st;
 }
 
+/* A one-shot call: connect, send the frame, half-close, read the reply.
+ * Either `request` (a message) or raw/raw_len (serialized bytes) is the
+ * body; `desc` decodes the reply (NULL: keep its bytes). */
+static ackrpc_status one_shot(ackrpc_client *client, const char *method_name,
+                              const uint8_t *raw, size_t raw_len,
+                              const ProtobufCMessage *request,
+                              const ProtobufCMessageDescriptor *desc,
+                              const ackrpc_call_options *options, ackrpc_result *r) {
+  uint32_t timeout_ms =
+      options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
+  uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
+  request_frame f;
+  ackrpc_status st = encode_request_raw(&client->ids, method_name, raw, raw_len,
+                                        request, options, timeout_ms, &f, r);
+  if (st != ACKRPC_OK) return st;
+  int fd;
+  if (blocking_connect(&client->addr, deadline, &fd) != 0) {
+    st = connect_failed(&client->addr, errno, r);
+    free_request(&f);
+    return st;
+  }
+  st = send_frame(fd, &f, deadline, client->max_reply, desc, r);
+  free_request(&f);
+  if (st == ACKRPC_OK) {
+    /* Delivered. The half-close tells the server no frame follows. */
+    shutdown(fd, SHUT_WR);
+    st = await_reply(fd, deadline, timeout_ms, client->max_reply, desc, r);
+  }
+  close(fd);
+  return st;
+}
+
+ackrpc_status ackrpc_client_call_raw(ackrpc_client *client, const char *method,
+                                     const uint8_t *body, size_t body_len,
+                                     const ackrpc_call_options *options,
+                                     ackrpc_result *ret_result) {
+  ackrpc_result local = {0};
+  ackrpc_result *r = ret_result ? ret_result : &local;
+  memset(r, 0, sizeof *r);
+  ackrpc_status st;
+  if (!client || !method || !akr_method_name_valid(method) || (body_len && !body))
+    st = fail(r, ACKRPC_E_INVAL, 0, "missing argument or malformed method name");
+  else
+    st = one_shot(client, method, body, body_len, NULL, NULL, options, r);
+  if (!ret_result) ackrpc_result_clear(&local);
+  return st;
+}
+
 static ackrpc_status pooled_call(ackrpc_client *client, const ackrpc_method *method,
                                  const ProtobufCMessage *request,
                                  const ackrpc_call_options *options, ackrpc_result *r);
@@ -443,35 +523,12 @@ ackrpc_status ackrpc_client_call(ackrpc_client *client, const ackrpc_method *met
   ackrpc_result *r = ret_result ? ret_result : &local;
   memset(r, 0, sizeof *r);
   ackrpc_status st;
-  if (!client || !call_args_ok(method, request)) {
+  if (!client || !call_args_ok(method, request))
     st = fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
-    goto out;
-  }
-  if (client->pool_max) {
+  else if (client->pool_max)
     st = pooled_call(client, method, request, options, r);
-    goto out;
-  }
-  uint32_t timeout_ms =
-      options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
-  uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
-  request_frame f;
-  st = encode_request(&client->ids, method, request, options, timeout_ms, &f, r);
-  if (st != ACKRPC_OK) goto out;
-  int fd;
-  if (blocking_connect(&client->addr, deadline, &fd) != 0) {
-    st = connect_failed(&client->addr, errno, r);
-    free_request(&f);
-    goto out;
-  }
-  st = send_frame(fd, &f, deadline, client->max_reply, method->reply, r);
-  free_request(&f);
-  if (st == ACKRPC_OK) {
-    /* Delivered. The half-close tells the server no frame follows. */
-    shutdown(fd, SHUT_WR);
-    st = await_reply(fd, deadline, timeout_ms, client->max_reply, method->reply, r);
-  }
-  close(fd);
-out:
+  else
+    st = one_shot(client, method->name, NULL, 0, request, method->reply, options, r);
   if (!ret_result) ackrpc_result_clear(&local);
   return st;
 }

@@ -498,7 +498,8 @@ size_t akr_request_size(akr_request_spec *spec) {
     head += len_field_size(metadata_entry_size(m));
   }
   if (head > ACKRPC_MAX_HEAD) return 0;
-  size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body) : 0;
+  size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body)
+                           : (spec->raw_body ? spec->raw_body_len : 0);
   if (body > UINT32_MAX) return 0;
   spec->head_len_ = head;
   spec->body_len_ = body;
@@ -520,7 +521,12 @@ size_t akr_request_encode(const akr_request_spec *spec, uint8_t *out) {
     p = put_len_field(p, TAG_LEN(1), m->key, strlen(m->key));
     if (m->value_len) p = put_len_field(p, TAG_LEN(2), m->value, m->value_len);
   }
-  if (spec->body) p += protobuf_c_message_pack(spec->body, p);
+  if (spec->body)
+    p += protobuf_c_message_pack(spec->body, p);
+  else if (spec->raw_body_len) {
+    memcpy(p, spec->raw_body, spec->raw_body_len);
+    p += spec->raw_body_len;
+  }
   return (size_t)(p - out);
 }
 

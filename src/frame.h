@@ -156,8 +156,10 @@ typedef struct akr_request_spec {
   size_t call_id_len;
   const ackrpc_metadata *metadata;
   size_t n_metadata;
-  const ProtobufCMessage *body; /* NULL: empty body */
-  size_t head_len_, body_len_;  /* set by akr_request_size() */
+  const ProtobufCMessage *body; /* NULL: raw_body (or empty) */
+  const uint8_t *raw_body;      /* already serialized body, if body is NULL */
+  size_t raw_body_len;
+  size_t head_len_, body_len_; /* set by akr_request_size() */
 } akr_request_spec;
 
 size_t akr_request_size(akr_request_spec *spec);

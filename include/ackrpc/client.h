@@ -68,6 +68,10 @@ typedef struct ackrpc_result {
    * pointer and set the field to NULL, then free it later with
    * protobuf_c_message_free_unpacked(reply, NULL). */
   struct ProtobufCMessage *reply;
+  /* For ackrpc_client_call_raw() only: the reply body as sent, whatever
+   * the status (malloc'd, owned by the result; NULL if empty). */
+  uint8_t *reply_bytes;
+  size_t reply_bytes_len;
   /* The call id that was sent (so a caller may retry with it). */
   uint8_t call_id[ACKRPC_MAX_CALL_ID];
   size_t call_id_len;
@@ -132,6 +136,19 @@ ACKRPC_EXPORT ackrpc_status ackrpc_session_call(ackrpc_session *session,
 /* Ends the session: half-closes, lets the server finish, and frees it.
  * NULL is ignored. Returns NULL. */
 ACKRPC_EXPORT ackrpc_session *ackrpc_session_close(ackrpc_session *session);
+
+/* A blocking call for tools that have no compiled message types (such as
+ * the ackrpc command): `method` is the full name, the request body is sent
+ * as the bytes given (a serialized message of the method's request type,
+ * not checked here), and the reply body comes back undecoded in
+ * ret_result->reply_bytes whatever the status (ret_result->reply stays
+ * NULL). Always a one-shot call (the pool is not used). Otherwise exactly
+ * like ackrpc_client_call(); E_INVAL also for a malformed method name. */
+ACKRPC_EXPORT ackrpc_status ackrpc_client_call_raw(ackrpc_client *client,
+                                                   const char *method,
+                                                   const uint8_t *body, size_t body_len,
+                                                   const ackrpc_call_options *options,
+                                                   ackrpc_result *ret_result);
 
 /* Completion of an asynchronous call. `result` belongs to the library and
  * is cleared after the callback returns: to keep the reply or the message,
