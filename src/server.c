@@ -537,6 +537,10 @@ static void conn_answer_local(ackrpc_call *c, ackrpc_status status, const char *
 
 /* The call on this connection is over: get ready for the next frame. */
 static void conn_next_call(ackrpc_call *c) {
+  /* The answer is out and nothing holds the request any more: give back
+   * what decoding took now, not when the next frame comes (an idle
+   * connection would otherwise keep up to its decode budget mapped). */
+  akr_arena_reset(&c->arena, 0);
   c->in_off += c->frame_len;
   c->frame_len = 0;
   c->head_done = 0;

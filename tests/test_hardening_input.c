@@ -20,6 +20,21 @@ HS_SUITE(hinput);
 
 /* One raw exchange: connect, send (errors ignored: the server may close
  * early), half-close, read what comes back within 10 s. */
+/* The process's RSS once the server thread has released what the last
+ * call took: it frees right after writing its answer, which the client may
+ * read a moment earlier. Polls briefly (bounded) for the value to settle
+ * and returns the lowest seen. */
+static long settled_rss_kb(void) {
+  long best = hs_status_kb(0, "VmRSS");
+  for (int i = 0; i < 50; i++) {
+    fx_sleep_ms(10);
+    long now = hs_status_kb(0, "VmRSS");
+    if (now >= best) break;
+    best = now;
+  }
+  return best;
+}
+
 static void exchange(const char *sock, const void *bytes, size_t len, hs_reply *r) {
   int fd = hs_connect(sock);
   cr_assert_geq(fd, 0, "connect: %s", strerror(errno));
@@ -565,12 +580,12 @@ HS_TEST(hinput, amplification_refused_memory_bounded) {
               "round %d: %zu empty submessages: got %d status %u (%s)", i, items, got,
               status, msg);
     if (i + 1 == settle) {
-      rss_after_first = hs_status_kb(0, "VmRSS");
+      rss_after_first = settled_rss_kb();
       hwm_settled = hs_status_kb(0, "VmHWM");
     }
   }
   free(f);
-  long hwm1 = hs_status_kb(0, "VmHWM"), rss1 = hs_status_kb(0, "VmRSS");
+  long hwm1 = hs_status_kb(0, "VmHWM"), rss1 = settled_rss_kb();
   cr_assert_eq(hs_handler_calls(), 1, "an over-budget request reached its handler");
   ackrpc_client *c = fx_client(sock, 10000);
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
