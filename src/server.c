@@ -49,6 +49,7 @@
 #define DEFAULT_MAX_DEPTH 100
 #define DEFAULT_MAX_PER_UID 256
 #define DEFAULT_MAX_PENDING 256
+#define DEADLINE_GRACE_US 5000 /* past a client's deadline, see conn_dispatch */
 
 #define ACCEPTS_PER_WAKEUP 64 /* fairness between accepting and serving */
 #define EMFILE_RETRY_MS 100   /* accept retry after running out of fds */
@@ -708,7 +709,8 @@ static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
     return;
   }
   uint64_t budget = (uint64_t)s->opt.handler_timeout_ms * 1000u;
-  if (c->req.timeout_us && c->req.timeout_us < budget) budget = c->req.timeout_us;
+  int client_deadline = c->req.timeout_us && c->req.timeout_us < budget;
+  if (client_deadline) budget = c->req.timeout_us;
   c->deadline_us = now_us() + budget;
 
   c->state = ST_HANDLING;
@@ -718,7 +720,11 @@ static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
   tl_in_handler = c;
   m->fn(c, c->request, m->user);
   tl_in_handler = NULL;
-  if (c->state == ST_HANDLING) conn_set_timer(c, c->deadline_us); /* deferred */
+  /* Deferred. When the deadline is the client's, the server answers a
+   * moment after it: the client has given up by then and reports its own
+   * timeout, rather than racing the server's answer. */
+  if (c->state == ST_HANDLING)
+    conn_set_timer(c, c->deadline_us + (client_deadline ? DEADLINE_GRACE_US : 0));
 }
 
 /* Reads once into the input buffer, making room for `need` bytes of the

@@ -192,8 +192,10 @@ ACKRPC_EXPORT const uint8_t *ackrpc_call_id(const ackrpc_call *call, size_t *ret
 
 /* The call's deadline on CLOCK_MONOTONIC, in microseconds: the client's
  * timeout measured from when the request was complete, capped by
- * handler_timeout_ms. When it passes, the server answers DEADLINE_EXCEEDED
- * itself and a later ackrpc_call_reply() returns E_ALREADY_ANSWERED. */
+ * handler_timeout_ms. When it passes (plus 5 ms if it is the client's, so
+ * that the client reports its own timeout rather than racing this answer),
+ * the server answers DEADLINE_EXCEEDED itself, the session goes on, and a
+ * later ackrpc_call_reply() returns E_ALREADY_ANSWERED. */
 ACKRPC_EXPORT uint64_t ackrpc_call_deadline_us(const ackrpc_call *call);
 
 /* Number of metadata entries the client sent. */
