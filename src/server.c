@@ -50,6 +50,10 @@
 #define DEFAULT_MAX_PER_UID 256
 #define DEFAULT_MAX_PENDING 256
 #define DEADLINE_GRACE_US 5000 /* past a client's deadline, see conn_dispatch */
+/* A connection must have waited this long for its request before it may be
+ * dropped to admit another: a fresh one is usually just between its connect
+ * and its write, and dropping it would turn a burst into refused calls. */
+#define EVICT_MIN_AGE_US 100000
 
 #define ACCEPTS_PER_WAKEUP 64 /* fairness between accepting and serving */
 #define EMFILE_RETRY_MS 100   /* accept retry after running out of fds */
@@ -126,6 +130,7 @@ struct ackrpc_call {
   ackrpc_call *prev, *next;           /* open connections, or the pool */
   ackrpc_call *pend_prev, *pend_next; /* connections waiting for a frame */
   int pending;
+  uint64_t pending_since_us;
   int uid_counted;
   ackrpc_call *done_next; /* replies queued from other threads */
 };
@@ -180,6 +185,7 @@ static void conn_write(ackrpc_call *c);
 static void server_unref(ackrpc_server *s);
 static void on_io(evutil_socket_t fd, short what, void *arg);
 static void resume_accepting(ackrpc_server *s);
+static void evict_oldest_pending(ackrpc_server *s);
 static void check_drained(ackrpc_server *s);
 
 static uint64_t now_us(void) {
@@ -432,6 +438,7 @@ static void pending_add(ackrpc_call *c) {
   ackrpc_server *s = c->server;
   if (c->pending) return;
   c->pending = 1;
+  c->pending_since_us = now_us();
   c->pend_next = NULL;
   c->pend_prev = s->pend_tail;
   if (s->pend_tail)
@@ -995,9 +1002,17 @@ static void pause_accepting(ackrpc_server *s, unsigned retry_ms) {
   }
 }
 
+/* How long until the oldest pending connection may be dropped: 0 if it
+ * may be now, UINT64_MAX if there is none. */
+static uint64_t evictable_in_us(const ackrpc_server *s) {
+  if (!s->pend_head) return UINT64_MAX;
+  uint64_t age = now_us() - s->pend_head->pending_since_us;
+  return age >= EVICT_MIN_AGE_US ? 0 : EVICT_MIN_AGE_US - age;
+}
+
 static void resume_accepting(ackrpc_server *s) {
   if (s->accepting || s->lst.fd < 0 || s->stopping || s->closed ||
-      s->n_conns >= s->opt.max_connections)
+      (s->n_conns >= s->opt.max_connections && evictable_in_us(s) != 0))
     return;
   event_add(s->accept_ev, NULL);
   s->accepting = 1;
@@ -1005,6 +1020,19 @@ static void resume_accepting(ackrpc_server *s) {
 
 /* Drops the connection that has waited longest for its request. It was
  * never dispatched, so for its client the call was not delivered. */
+/* Under pressure: drops the oldest pending connection if it has waited
+ * long enough (returns 1); otherwise stops accepting until it has, or until
+ * a connection closes, and returns 0. */
+static int make_room(ackrpc_server *s) {
+  uint64_t wait = evictable_in_us(s);
+  if (wait == 0) {
+    evict_oldest_pending(s);
+    return 1;
+  }
+  pause_accepting(s, wait == UINT64_MAX ? 0 : (unsigned)(wait / 1000) + 1);
+  return 0;
+}
+
 static void evict_oldest_pending(ackrpc_server *s) {
   ackrpc_call *c = s->pend_head;
   if (!c) return;
@@ -1019,13 +1047,7 @@ static void evict_oldest_pending(ackrpc_server *s) {
 /* Accepts up to `max` queued connections. */
 static void accept_some(ackrpc_server *s, int max) {
   for (int i = 0; i < max; i++) {
-    if (s->n_conns >= s->opt.max_connections) {
-      if (!s->pend_head) {
-        pause_accepting(s, 0); /* all busy: resumed when a connection closes */
-        return;
-      }
-      evict_oldest_pending(s);
-    }
+    if (s->n_conns >= s->opt.max_connections && !make_room(s)) return;
     int fd = accept4(s->lst.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -1038,7 +1060,7 @@ static void accept_some(ackrpc_server *s, int max) {
       return;
     }
     conn_start(s, fd);
-    if (s->n_pending > s->opt.max_pending) evict_oldest_pending(s);
+    if (s->n_pending > s->opt.max_pending && !make_room(s)) return;
   }
 }
 
@@ -1048,10 +1070,19 @@ static void on_accept(evutil_socket_t fd, short what, void *arg) {
   accept_some(arg, ACCEPTS_PER_WAKEUP);
 }
 
+/* Fires when accepting was paused: out of descriptors, or waiting for the
+ * oldest pending connection to be old enough to drop. */
 static void on_resume_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
-  resume_accepting(arg);
+  ackrpc_server *s = arg;
+  while (s->n_pending > s->opt.max_pending && evictable_in_us(s) == 0)
+    evict_oldest_pending(s);
+  if (s->n_pending > s->opt.max_pending) {
+    make_room(s); /* still too young: wait some more */
+    return;
+  }
+  resume_accepting(s);
 }
 
 /* --- stopping ---------------------------------------------------------- */

@@ -54,16 +54,19 @@ typedef struct ackrpc_server_options {
    * deadline. Default 60000 ms. A client's own deadline, if shorter, wins. */
   uint32_t handler_timeout_ms;
   /* Connections served at once. At the limit, the connection that has
-   * waited longest for its request is dropped to admit a new one; if every
-   * connection is busy with a call, new ones wait in the kernel's queue.
-   * Default 1024. */
+   * waited longest for its request is dropped to admit a new one, once it
+   * has waited at least 100 ms (a younger one is most likely between its
+   * connect and its write); until then, and while every connection is busy
+   * with a call, new ones wait in the kernel's queue. Default 1024. */
   uint32_t max_connections;
   /* Connections from one peer uid at once; more are answered
    * RESOURCE_EXHAUSTED. Default 256. */
   uint32_t max_connections_per_uid;
   /* Connections whose request is not complete yet (idle, slow or
    * trickling). Beyond this, the one that has waited longest is dropped
-   * (answered RESOURCE_EXHAUSTED, never dispatched). Default 256. */
+   * (answered RESOURCE_EXHAUSTED, never dispatched) once it has waited at
+   * least 100 ms; meanwhile new connections wait in the kernel's queue.
+   * Default 256. */
   uint32_t max_pending;
   /* Deepest nesting of messages accepted in a request, counting the request
    * itself as 1; deeper gives INVALID_ARGUMENT before decoding (protobuf-c
