@@ -16,6 +16,7 @@ packages=(
   libevent-dev
   # tests: Criterion, valgrind; clang with its runtimes for libFuzzer targets
   libcriterion-dev valgrind clang libclang-rt-dev
+  scdoc  # man pages of the ackrpc tool (the build skips them without it)
   # needed by later features
   libjansson-dev libsqlite3-dev
 )

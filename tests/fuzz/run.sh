@@ -24,23 +24,29 @@ case "$cc" in *clang*) ;; *) echo "run.sh: CC must be clang (got $cc)" >&2; exit
 
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DACKRPC_ENABLE_FUZZING=ON -DACKRPC_ENABLE_ASAN=ON -DACKRPC_ENABLE_UBSAN=ON \
-  -DACKRPC_BUILD_TESTS=ON -DACKRPC_BUILD_TOOLS=OFF -DACKRPC_BUILD_EXAMPLES=OFF >/dev/null
+  -DACKRPC_BUILD_TESTS=ON -DACKRPC_BUILD_TOOLS=ON -DACKRPC_BUILD_EXAMPLES=OFF >/dev/null
 
 status=0
-for src in "$here"/fuzz_*.c; do
+# The targets: tests/fuzz/fuzz_*.c (corpus in tests/fuzz/corpus/NAME/) and
+# tools/ackrpc/fuzz/fuzz_*.c (the ackrpc tool's codec; corpus beside it).
+for src in "$here"/fuzz_*.c "$root"/tools/ackrpc/fuzz/fuzz_*.c; do
+  [ -f "$src" ] || continue
   name=$(basename "$src" .c)
   corpus=${name#fuzz_}
+  srcdir=$(dirname "$src")
   cmake --build "$build" --target "$name" -j "$(nproc)" >/dev/null
   work="$build/fuzz-work/$corpus"
   artifacts="$build/fuzz-artifacts"
   rm -rf "$work"
   mkdir -p "$work" "$artifacts"
-  cp "$here/corpus/$corpus"/* "$work"/
+  cp "$srcdir/corpus/$corpus"/* "$work"/
   dict=""
-  if [ -f "$here/$corpus.dict" ]; then dict="-dict=$here/$corpus.dict"; fi
+  if [ -f "$srcdir/$corpus.dict" ]; then dict="-dict=$srcdir/$corpus.dict"; fi
   echo "== $name: ${seconds}s on $(ls "$work" | wc -l) seeds"
   # shellcheck disable=SC2086 # ACKRPC_FUZZ_ARGS is a list of flags
-  if ! "$build/tests/fuzz/$name" -max_total_time="$seconds" -print_final_stats=1 \
+  bin="$build/tests/fuzz/$name"
+  [ -x "$bin" ] || bin="$build/tools/ackrpc/fuzz/$name"
+  if ! "$bin" -max_total_time="$seconds" -print_final_stats=1 \
       -artifact_prefix="$artifacts/$name-" $dict ${ACKRPC_FUZZ_ARGS:-} "$work"; then
     echo "fuzz: $name: FAILED, see $artifacts/" >&2
     status=1

@@ -1,0 +1,526 @@
+#!/usr/bin/python3
+"""run_cli_tests.py: drives the real `ackrpc` binary against a real server
+(cli_test_server, see proto/clitest.proto) and checks its output, its
+standard error and its exit status. One group of checks per ctest:
+
+    run_cli_tests.py --group NAME --ackrpc BIN --server BIN
+                     --descriptor-set clitest.pb --build-dir DIR --proto-dir DIR
+
+Exit status 0 when every check of the group passed, 1 otherwise (each
+failure is printed with the command, its output and what was expected).
+"""
+import argparse
+import base64
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+EXIT = {"usage": 64, "dataerr": 65, "noinput": 66, "not_delivered": 69,
+        "no_ack": 75, "unsupported": 78}
+STATUS_NAMES = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+                "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"]
+ECHO = "ackrpc.clitest.Test/Echo"
+
+
+class Env:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="ackrpc-cli-")
+        self.socket = os.path.join(self.tmp, "test.sock")
+        self.server = None
+        self.failures = 0
+        self.checks = 0
+
+    def start_server(self):
+        self.stop_server()
+        self.server = subprocess.Popen([self.args.server, self.socket])
+        for _ in range(500):
+            if os.path.exists(self.socket):
+                return
+            if self.server.poll() is not None:
+                break
+            time.sleep(0.01)
+        raise RuntimeError("cli_test_server did not start")
+
+    def stop_server(self):
+        if self.server and self.server.poll() is None:
+            self.server.send_signal(signal.SIGTERM)
+            try:
+                self.server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
+        self.server = None
+
+    def close(self):
+        self.stop_server()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run(self, *argv, stdin=None):
+        """Runs ackrpc; returns (exit status, stdout bytes, stderr text)."""
+        r = subprocess.run([self.args.ackrpc, *argv], input=stdin, capture_output=True,
+                           timeout=60)
+        return r.returncode, r.stdout, r.stderr.decode(errors="replace")
+
+    def desc(self, name="clitest.pb"):
+        return ["--descriptor-set", os.path.join(self.args.build_dir, name)]
+
+    def call(self, method, request=None, *opts, desc="clitest.pb", stdin=None):
+        argv = ["call", *self.desc(desc), *opts, self.socket, method]
+        if request is not None:
+            argv.append(request if isinstance(request, str) else json.dumps(request))
+        return self.run(*argv, stdin=stdin)
+
+    def check(self, ok, what, detail=""):
+        self.checks += 1
+        if not ok:
+            self.failures += 1
+            print(f"FAIL: {what}\n{detail}", flush=True)
+
+    def expect(self, argv_desc, got, rc=0, out_json=None, err_has=(), out_has=()):
+        code, out, err = got
+        detail = (f"  command: {argv_desc}\n  exit {code} (want {rc})\n"
+                  f"  stdout: {out[:2000]!r}\n  stderr: {err[:2000]!r}")
+        self.check(code == rc, f"{argv_desc}: exit status", detail)
+        if out_json is not None:
+            try:
+                doc = json.loads(out)
+            except ValueError as e:
+                self.check(False, f"{argv_desc}: stdout is not JSON ({e})", detail)
+                return
+            self.check(same(doc, out_json), f"{argv_desc}: output",
+                       detail + f"\n  want: {json.dumps(out_json)}")
+        for s in err_has:
+            self.check(s in err, f"{argv_desc}: stderr lacks {s!r}", detail)
+        for s in out_has:
+            self.check(s in out.decode(errors="replace"), f"{argv_desc}: stdout lacks {s!r}",
+                       detail)
+
+    def echo(self, request, want=None, *opts, desc="clitest.pb"):
+        """Echo round trip: JSON in, the same (or `want`) out."""
+        want = request if want is None else want
+        self.expect(f"echo {json.dumps(request)[:200]}", self.call(ECHO, request, *opts,
+                                                                  desc=desc),
+                    out_json=want)
+
+
+def same(a, b):
+    """Semantic JSON equality (numbers compared as numbers, floats exactly
+    after a round trip through float32 where needed)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+# --- Groups ---
+
+def g_scalars(e):
+    e.start_server()
+    e.echo({"fDouble": 1.5, "fFloat": 0.1, "fInt32": -5, "fInt64": "-42", "fUint32": 7,
+            "fUint64": "42", "fSint32": -3, "fSint64": "-4", "fFixed32": 9,
+            "fFixed64": "10", "fSfixed32": -11, "fSfixed64": "-12", "fBool": True,
+            "fString": "plain", "fBytes": "AAEC/w=="})
+    # Edge values of every integer type.
+    e.echo({"fInt32": -2147483648, "fUint32": 4294967295, "fSint32": -2147483648,
+            "fFixed32": 4294967295, "fSfixed32": -2147483648,
+            "fInt64": "-9223372036854775808", "fUint64": "18446744073709551615",
+            "fSint64": "-9223372036854775808", "fFixed64": "18446744073709551615",
+            "fSfixed64": "-9223372036854775808"})
+    e.echo({"fInt32": 2147483647, "fSint32": 2147483647, "fSfixed32": 2147483647,
+            "fInt64": "9223372036854775807", "fSint64": "9223372036854775807",
+            "fSfixed64": "9223372036854775807"})
+    # 64-bit integers: numbers accepted, strings printed; 32-bit ones: strings
+    # and integral reals accepted.
+    e.echo({"fInt64": 5, "fUint64": 6, "fInt32": "7", "fUint32": 1e3},
+           {"fInt64": "5", "fUint64": "6", "fInt32": 7, "fUint32": 1000})
+    # Floating point: special values, exponents, float32 rounding.
+    e.echo({"fDouble": "NaN", "fFloat": "Infinity", "rDouble": ["-Infinity", 1e308, 5e-324,
+                                                               -0.0, 0.1]},
+           {"fDouble": "NaN", "fFloat": "Infinity",
+            "rDouble": ["-Infinity", 1e308, 5e-324, -0.0, 0.1]})
+    e.echo({"fFloat": 3.4028234663852886e38, "rFloat": [1.5, -2.25, "NaN", 1e-45]},
+           {"fFloat": 3.4028235e38, "rFloat": [1.5, -2.25, "NaN", 1e-45]})
+    e.echo({"fDouble": "1.25"}, {"fDouble": 1.25})
+    # Strings: unicode and escapes; bytes: empty, binary, URL-safe and
+    # unpadded input, standard base64 output.
+    e.echo({"fString": "h\u00e9llo \u4e16\u754c \U0001F600 \"q\" \\ \n\t\u0001"})
+    e.echo({"rBytes": ["", "AA==", base64.b64encode(bytes(range(256))).decode()]})
+    e.echo({"fBytes": "-_8"}, {"fBytes": "+/8="})
+    e.echo({"fBytes": "AQ"}, {"fBytes": "AQ=="})
+    # Enums: by name, by number (known: name out; unknown: number out).
+    e.echo({"fEnum": "INFRARED", "rEnum": ["RED", 2, 99, -3]},
+           {"fEnum": "INFRARED", "rEnum": ["RED", "GREEN", 99, "INFRARED"]})
+    # Defaults are left out (proto3), and printed with --emit-defaults.
+    e.echo({"fInt32": 0, "fString": "", "fBool": False, "fEnum": "COLOR_UNSPECIFIED",
+            "fBytes": "", "fInt64": "0", "fDouble": 0}, {})
+    code, out, err = e.call(ECHO, {"fInt32": 0}, "--emit-defaults")
+    doc = json.loads(out) if code == 0 else {}
+    e.check(code == 0 and doc.get("fInt32") == 0 and doc.get("fInt64") == "0" and
+            doc.get("fString") == "" and doc.get("fEnum") == "COLOR_UNSPECIFIED" and
+            doc.get("rInt32") == [] and doc.get("mStringInt32") == {} and
+            "fInner" not in doc and "oString" not in doc and doc.get("fBool") is False,
+            "--emit-defaults prints the defaults", f"{code} {out!r} {err}")
+
+
+def g_composite(e):
+    e.start_server()
+    # Nested messages, deep.
+    deep = {"name": "leaf"}
+    for i in range(20):
+        deep = {"id": i + 1, "children": [deep, {"name": f"s{i}"}]}
+    e.echo({"fInner": deep})
+    e.echo({"fInner": {"name": "n", "color": "GREEN", "children": [{}, {"id": 1}]}},
+           {"fInner": {"name": "n", "color": "GREEN", "children": [{}, {"id": 1}]}})
+    # Repeated fields, packed and unpacked.
+    e.echo({"rInt32": [1, -2, 2147483647, -2147483648], "rInt32Unpacked": [4, 0, -5],
+            "rString": ["a", "", "c"], "rSint64": ["-1", "0", "9223372036854775807"],
+            "rBool": [True, False, True], "rFixed32": [0, 4294967295],
+            "rUint64": ["0", "18446744073709551615"],
+            "rInner": [{"name": "x"}, {}, {"id": 2}]})
+    e.echo({"rInt32": []}, {})
+    # Maps: string, integer and bool keys; scalar, enum and message values.
+    e.echo({"mStringInt32": {"a": 1, "": 0, "\u00fc": -1},
+            "mInt32String": {"-1": "neg", "0": "", "2147483647": "max"},
+            "mInt64Inner": {"-9223372036854775808": {"name": "min"}, "5": {}},
+            "mBoolBytes": {"true": "AA==", "false": ""},
+            "mUint32Enum": {"4294967295": "RED", "1": 7}})
+    # Oneofs: each member; two members are an error.
+    e.echo({"oString": "s"})
+    e.echo({"oString": ""})
+    e.echo({"oInner": {"name": "in"}})
+    e.echo({"oInt64": "-1"})
+    e.echo({"oEmpty": {}})
+    e.expect("two oneof members", e.call(ECHO, {"oString": "a", "oInt64": "1"}),
+             rc=EXIT["dataerr"], err_has=["oneof choice", "oString", "oInt64"])
+    # JSON names and .proto names both accepted on input; json_name option.
+    e.echo({"f_int32": 3, "r_string": ["x"], "customName": "c"},
+           {"fInt32": 3, "rString": ["x"], "customName": "c"})
+    e.echo({"with_json_name": "w"}, {"customName": "w"})
+    e.expect("a field twice", e.call(ECHO, {"fInt32": 1, "f_int32": 2}),
+             rc=EXIT["dataerr"], err_has=["given twice"])
+    # null means "not set".
+    e.echo({"fInt32": None, "fInner": None, "rInt32": None}, {})
+    # Packed on the wire where the descriptors say unpacked, and the reverse.
+    e.echo({"a": [1, 2, 3], "b": [4, 5]}, desc="clitest_packing.pb")
+
+
+def g_wkt(e):
+    e.start_server()
+    e.echo({"fEmpty": {}})
+    e.echo({"fTimestamp": "1970-01-01T00:00:00Z"})
+    e.echo({"fTimestamp": "2024-02-29T23:59:59.123456789Z"})
+    e.echo({"fTimestamp": "0001-01-01T00:00:00Z"})
+    e.echo({"fTimestamp": "9999-12-31T23:59:59.999Z"})
+    e.echo({"fTimestamp": "2024-03-01T01:30:00.5+02:30"},
+           {"fTimestamp": "2024-02-29T23:00:00.500Z"})
+    e.echo({"fDuration": "0s"})
+    e.echo({"fDuration": "-1.5s"}, {"fDuration": "-1.500s"})
+    e.echo({"fDuration": "315576000000.000001s"})
+    e.echo({"wInt64": "-7", "wString": "", "wBool": False},
+           {"wInt64": "-7", "wString": "", "wBool": False})
+    e.echo({"fStruct": {"a": [1, None, "x", {"b": True}], "n": 2.5, "e": {}}})
+    e.echo({"fValue": None})
+    e.echo({"fValue": [1, "two", {"three": [False]}]})
+    e.echo({"fList": []})
+    e.echo({"fMask": "fooBar,x.yZ"})
+    e.expect("bad timestamp", e.call(ECHO, {"fTimestamp": "2023-02-29T00:00:00Z"}),
+             rc=EXIT["dataerr"], err_has=["fTimestamp", "not a valid timestamp"])
+    e.expect("bad duration", e.call(ECHO, {"fDuration": "5"}), rc=EXIT["dataerr"],
+             err_has=["fDuration"])
+
+
+def g_proto2(e):
+    e.start_server()
+    m = "ackrpc.clitest2.Legacy2/Echo"
+    e.expect("proto2 echo", e.call(m, {"id": "x", "count": 0, "packedVals": [1, 2],
+                                       "vals": [3], "kind": "BETA", "note": ""}),
+             out_json={"id": "x", "count": 0, "packedVals": [1, 2], "vals": [3],
+                       "kind": "BETA", "note": ""})
+    e.expect("proto2 presence", e.call(m, {"id": ""}), out_json={"id": ""})
+    e.expect("proto2 required", e.call(m, {"count": 1}), rc=EXIT["dataerr"],
+             err_has=["missing required field id"])
+    e.expect("closed enum by name", e.call(m, {"id": "a", "kind": "GAMMA"}),
+             rc=EXIT["dataerr"], err_has=["GAMMA", "not a value of enum"])
+    # proto3 optional: explicit presence keeps zero values.
+    e.echo({"pInt32": 0, "pString": "", "plainInt32": 0}, {"pInt32": 0, "pString": ""},
+           desc="clitest_optional.pb")
+    e.echo({}, {}, desc="clitest_optional.pb")
+
+
+def g_roundtrip(e):
+    e.start_server()
+    full = {
+        "fDouble": -2.5e-10, "fFloat": 1.1754944e-38, "fInt32": 123456, "fInt64": "-1",
+        "fUint32": 1, "fUint64": "1", "fSint32": 1, "fSint64": "1", "fFixed32": 1,
+        "fFixed64": "1", "fSfixed32": -1, "fSfixed64": "1", "fBool": True,
+        "fString": "\u2603", "fBytes": "/w==", "fEnum": "RED",
+        "fInner": {"name": "a", "id": -1, "children": [{"color": "INFRARED"}]},
+        "rInt32": [1], "rInt32Unpacked": [1], "rDouble": [1.5], "rString": ["s"],
+        "rBytes": ["AA=="], "rInner": [{"id": 1}], "rEnum": ["GREEN"], "rSint64": ["-5"],
+        "rBool": [False], "rFixed32": [5], "rFloat": [0.5], "rUint64": ["5"],
+        "mStringInt32": {"k": 1}, "mInt32String": {"1": "v"},
+        "mInt64Inner": {"1": {"name": "v"}}, "mBoolBytes": {"false": "AA=="},
+        "mUint32Enum": {"1": "GREEN"}, "oInner": {"id": 5}, "fEmpty": {},
+        "fTimestamp": "2000-01-01T00:00:00Z", "fDuration": "1s", "wInt64": "1",
+        "wString": "w", "wBool": True, "fStruct": {"k": "v"}, "fValue": 1,
+        "fList": ["x"], "fMask": "a.b", "customName": "c",
+    }
+    e.echo(full)
+    # The same from standard input ("-" and no argument), pretty-printed.
+    for extra in (["-"], []):
+        argv = ["call", *e.desc(), "--pretty", e.socket, ECHO, *extra]
+        got = e.run(*argv, stdin=json.dumps(full).encode())
+        e.expect(f"stdin {extra}", got, out_json=full)
+        e.check(b"\n  \"fDouble\"" in got[1], "--pretty indents", repr(got[1][:200]))
+    # Output is the input's canonical form, byte for byte, for a canonical input.
+    code, out, _ = e.call(ECHO, full)
+    code2, out2, _ = e.call(ECHO, out.decode())
+    e.check(code == 0 and code2 == 0 and out == out2, "output is a fixed point",
+            f"{out!r}\n{out2!r}")
+
+
+def g_errors(e):
+    e.start_server()
+    m = "ackrpc.clitest.Test/Fail"
+    for code in range(0, 17):
+        got = e.call(m, {"code": code, "message": f"msg {code}"})
+        want = [] if code == 0 else [f"{STATUS_NAMES[code]} ({code}): msg {code}"]
+        e.expect(f"status {code}", got, rc=code, err_has=want)
+    e.expect("status without message", e.call(m, {"code": 5}), rc=5,
+             err_has=["NOT_FOUND (5)"])
+    e.expect("unknown method", e.call("ackrpc.clitest.Test/Nope", {}),
+             rc=EXIT["dataerr"], err_has=["not in the descriptors"])
+    e.expect("unknown field", e.call(ECHO, {"nope": 1}), rc=EXIT["dataerr"],
+             err_has=["unknown field \"nope\""])
+    e.expect("nested unknown field", e.call(ECHO, {"fInner": {"children": [{}, {"x": 1}]}}),
+             rc=EXIT["dataerr"], err_has=["at fInner.children[1]", "unknown field \"x\""])
+    e.expect("bad JSON", e.call(ECHO, '{"fInt32": }'), rc=EXIT["dataerr"],
+             err_has=["bad JSON", "line 1 column"])
+    e.expect("bad JSON on stdin", e.call(ECHO, stdin=b"{,"), rc=EXIT["dataerr"],
+             err_has=["bad JSON in standard input"])
+    e.expect("duplicate key", e.call(ECHO, '{"fInt32": 1, "fInt32": 2}'),
+             rc=EXIT["dataerr"], err_has=["duplicate"])
+    for req, msg in [({"fInt32": 2147483648}, "out of range"),
+                     ({"fUint32": -1}, "out of range"),
+                     ({"fInt64": "9223372036854775808"}, "out of range"),
+                     ({"fUint64": "-1"}, "out of range"),
+                     ({"fInt32": 1.5}, "not an integer"),
+                     ({"fInt32": "x"}, "not an integer"),
+                     ({"fFloat": 1e39}, "out of range for a float"),
+                     ({"fBool": "true"}, "expected true or false"),
+                     ({"fString": 5}, "expected a string"),
+                     ({"fBytes": "!!"}, "not valid base64"),
+                     ({"fEnum": "PURPLE"}, "not a value of enum"),
+                     ({"rInt32": 5}, "expected an array"),
+                     ({"rInt32": [None]}, "at rInt32[0]: expected an integer, got null"),
+                     ({"rInner": [None]}, "null is not allowed"),
+                     ({"mStringInt32": []}, "expected an object"),
+                     ({"mInt32String": {"x": "y"}}, "not an integer"),
+                     ({"mBoolBytes": {"yes": ""}}, "not true or false"),
+                     ({"fInner": 5}, "expected an object"),
+                     ([], "expected an object")]:
+        e.expect(f"bad value {req}", e.call(ECHO, req), rc=EXIT["dataerr"], err_has=[msg])
+
+
+def g_transport(e):
+    # Not delivered: nobody serves the socket.
+    e.expect("no server", e.call(ECHO, {}), rc=EXIT["not_delivered"],
+             err_has=["E_CONNECT (100)"])
+    e.expect("bad address", e.run("call", *e.desc(), "/" + "x" * 200, ECHO, "{}"),
+             rc=EXIT["usage"])
+    # Delivered, no ack: the server exits inside the handler.
+    e.start_server()
+    code, out, err = e.call("ackrpc.clitest.Test/Crash", {}, "--call-id", "c0ffee")
+    e.expect("no ack", (code, out, err), rc=EXIT["no_ack"],
+             err_has=["E_NO_ACK (110)", "--call-id c0ffee"])
+    e.server.wait(timeout=10)
+    e.server = None
+
+
+def g_binary(e):
+    e.start_server()
+    # AllTypes{f_int32: 150, f_string: "hi", r_int32: [1, 2]}, hand-encoded.
+    req = bytes([0x18, 0x96, 0x01, 0x72, 0x02, ord("h"), ord("i"), 0xa2, 0x01, 0x02, 1, 2])
+    code, out, err = e.run("call", "--binary", e.socket, ECHO, stdin=req)
+    e.check(code == 0 and out == req, "--binary echo", f"{code} {out!r} {err}")
+    # Descriptors are not needed; bytes that are not a message are refused by
+    # the server (INVALID_ARGUMENT).
+    code, out, err = e.run("call", "--binary", e.socket, ECHO, stdin=b"\xff\xff")
+    e.check(code == 3 and "INVALID_ARGUMENT (3)" in err, "--binary bad request",
+            f"{code} {out!r} {err}")
+    code, out, err = e.run("call", "--binary", e.socket, ECHO, "{}")
+    e.check(code == EXIT["usage"], "--binary takes no JSON argument", f"{code} {err}")
+    # Empty request: empty reply.
+    code, out, err = e.run("call", "--binary", e.socket, ECHO, stdin=b"")
+    e.check(code == 0 and out == b"", "--binary empty", f"{code} {out!r} {err}")
+
+
+def g_options(e):
+    e.start_server()
+    m = "ackrpc.clitest.Test/Inspect"
+    got = e.call(m, {}, "--metadata", "trace-id=abc", "-m", "k.2_x=v=w", "-m", "empty=",
+                 "--call-id", "00ff10", "--timeout", "5000")
+    e.expect("metadata and call id", got,
+             out_json={"method": m, "callIdHex": "00ff10",
+                       "metadata": {"trace-id": "abc", "k.2_x": "v=w", "empty": ""}})
+    code, out, err = e.call(m, {}, "--verbose")
+    e.check(code == 0 and "call id " in err and "OK" in err, "--verbose", err)
+    doc = json.loads(out) if code == 0 else {}
+    e.check(len(doc.get("callIdHex", "")) == 32, "default call id is 16 bytes", out)
+    for bad in (["--metadata", "Upper=x"], ["--metadata", "novalue"], ["--metadata", "=x"],
+                ["--call-id", "abc"], ["--call-id", "zz"], ["--call-id", "00" * 65],
+                ["--timeout", "0"], ["--timeout", "x"], ["--bogus"]):
+        e.expect(f"bad option {bad}", e.call(m, {}, *bad), rc=EXIT["usage"])
+    e.expect("too few arguments", e.run("call", *e.desc(), e.socket), rc=EXIT["usage"])
+    # --proto runs protoc; -I is the import path.
+    proto = os.path.join(e.args.proto_dir, "clitest.proto")
+    got = e.run("call", "--proto", proto, e.socket, ECHO, '{"fInt32": 1}')
+    e.expect("--proto", got, out_json={"fInt32": 1})
+    got = e.run("call", "--proto", "clitest.proto", "-I", e.args.proto_dir, e.socket, ECHO,
+                '{"fInt32": 2}')
+    e.expect("--proto -I", got, out_json={"fInt32": 2})
+    got = e.run("call", "--proto", os.path.join(e.tmp, "missing.proto"), e.socket, ECHO, "{}")
+    e.expect("--proto missing file", got, rc=EXIT["noinput"], err_has=["protoc failed"])
+    got = e.run("call", "--descriptor-set", os.path.join(e.tmp, "missing.pb"), e.socket,
+                ECHO, "{}")
+    e.expect("missing descriptor set", got, rc=EXIT["noinput"], err_has=["cannot read"])
+    junk = os.path.join(e.tmp, "junk.pb")
+    with open(junk, "wb") as f:
+        f.write(b"\xff\xff\xff")
+    e.expect("bad descriptor set", e.run("call", "-D", junk, e.socket, ECHO, "{}"),
+             rc=EXIT["noinput"], err_has=["not a serialized"])
+    # No descriptors: reflection is not available yet.
+    e.expect("no descriptors", e.run("call", e.socket, ECHO, "{}"), rc=EXIT["unsupported"],
+             err_has=["reflection is not available yet", "--descriptor-set"])
+
+
+def g_help(e):
+    for cmd in ("call", "list", "describe", "health", "stats"):
+        code, out, err = e.run(cmd, "--help")
+        e.check(code == 0 and f"usage: ackrpc {cmd}".encode() in out and
+                b"Exit status" in out, f"{cmd} --help", f"{code} {out[:300]!r} {err}")
+        code, out2, err = e.run("help", cmd)
+        e.check(code == 0 and out2 == out, f"ackrpc help {cmd}", f"{code} {err}")
+    code, out, err = e.run("--help")
+    e.check(code == 0 and b"usage: ackrpc COMMAND" in out, "ackrpc --help", err)
+    code, out, err = e.run("--version")
+    e.check(code == 0 and out.startswith(b"ackrpc "), "--version", err)
+    e.expect("no command", e.run(), rc=EXIT["usage"], err_has=["usage: ackrpc"])
+    e.expect("unknown command", e.run("frobnicate"), rc=EXIT["usage"],
+             err_has=["unknown command"])
+    e.start_server()
+    for cmd in ("health", "stats"):
+        e.expect(cmd, e.run(cmd, e.socket), rc=EXIT["unsupported"],
+                 err_has=["does not offer"])
+        e.expect(f"{cmd} without socket", e.run(cmd), rc=EXIT["usage"])
+
+
+def g_list(e):
+    want = ("ackrpc.clitest.Test\n"
+            "  ackrpc.clitest.Test/Echo(ackrpc.clitest.AllTypes) returns "
+            "(ackrpc.clitest.AllTypes)\n"
+            "  ackrpc.clitest.Test/Fail(ackrpc.clitest.FailRequest) returns "
+            "(google.protobuf.Empty)\n"
+            "  ackrpc.clitest.Test/Inspect(google.protobuf.Empty) returns "
+            "(ackrpc.clitest.CallInfo)\n"
+            "  ackrpc.clitest.Test/Crash(google.protobuf.Empty) returns "
+            "(google.protobuf.Empty)\n"
+            "ackrpc.clitest2.Legacy2\n"
+            "  ackrpc.clitest2.Legacy2/Echo(ackrpc.clitest2.Legacy) returns "
+            "(ackrpc.clitest2.Legacy)\n")
+    code, out, err = e.run("list", *e.desc())
+    e.check(code == 0 and out.decode() == want, "list offline", f"{code}\n{out.decode()}\n{err}")
+    e.start_server()
+    code, out, err = e.run("list", *e.desc(), e.socket)
+    e.check(code == 0 and out.decode() == want, "list SOCKET with descriptors", err)
+    code, out, err = e.run("list", "-1", *e.desc())
+    e.check(code == 0 and out.decode().split() == [
+        "ackrpc.clitest.Test/Echo", "ackrpc.clitest.Test/Fail", "ackrpc.clitest.Test/Inspect",
+        "ackrpc.clitest.Test/Crash", "ackrpc.clitest2.Legacy2/Echo"], "list -1", out)
+    p = e.args.proto_dir
+    code, out, err = e.run("list", "-P", os.path.join(p, "clitest.proto"), "-P",
+                           os.path.join(p, "clitest2.proto"))
+    e.check(code == 0 and out.decode() == want, "list --proto", f"{out.decode()}\n{err}")
+    e.expect("list SOCKET alone", e.run("list", e.socket), rc=EXIT["unsupported"],
+             err_has=["reflection is not available yet"])
+    e.expect("list nothing", e.run("list"), rc=EXIT["usage"])
+
+
+def g_describe(e):
+    def desc(name, *want, desc_file="clitest.pb"):
+        code, out, err = e.run("describe", *e.desc(desc_file), name)
+        text = out.decode()
+        for w in want:
+            e.check(code == 0 and w in text, f"describe {name}: lacks {w!r}",
+                    f"{code}\n{text}\n{err}")
+        return text
+    text = desc("ackrpc.clitest.AllTypes", "message AllTypes {\n", "  double f_double = 1;\n",
+                "  sfixed64 f_sfixed64 = 12;\n", "  .ackrpc.clitest.Color f_enum = 16;\n",
+                "  repeated int32 r_int32_unpacked = 21 [packed = false];\n",
+                "  map<int64, .ackrpc.clitest.Inner> m_int64_inner = 32;\n",
+                "  oneof choice {\n    string o_string = 40;\n",
+                "    .google.protobuf.Empty o_empty = 43;\n  }\n",
+                "  .google.protobuf.Timestamp f_timestamp = 51;\n",
+                "  string with_json_name = 60 [json_name = \"customName\"];\n")
+    e.check("MStringInt32Entry" not in text, "map entries are not printed as messages", text)
+    desc(".ackrpc.clitest.Inner", "message Inner {", "repeated .ackrpc.clitest.Inner children = 3;")
+    desc("ackrpc.clitest.Color", "enum Color {\n  COLOR_UNSPECIFIED = 0;\n", "INFRARED = -3;")
+    desc("ackrpc.clitest.Test", "service Test {\n",
+         "  rpc Echo(.ackrpc.clitest.AllTypes) returns (.ackrpc.clitest.AllTypes);\n")
+    desc("ackrpc.clitest.Test/Fail",
+         "rpc Fail(.ackrpc.clitest.FailRequest) returns (.google.protobuf.Empty);\n",
+         "message FailRequest {\n  int32 code = 1;\n", "message Empty {\n}")
+    desc("ackrpc.clitest.Test.Inspect", "map<string, string> metadata = 3;")
+    desc("ackrpc.clitest2.Legacy", "(clitest2.proto, proto2)", "required string id = 1;",
+         "optional int32 count = 2 [default = 7];",
+         "repeated int32 packed_vals = 3 [packed = true];",
+         "optional string note = 6 [default = \"none\"];", "  enum Kind {\n",
+         "optional .ackrpc.clitest2.Legacy.Kind kind = 5;")
+    desc("ackrpc.clitest.OptionalFields", "optional int32 p_int32 = 70;",
+         "  int32 plain_int32 = 72;", desc_file="clitest_optional.pb")
+    e.expect("describe unknown", e.run("describe", *e.desc(), "nope.Nope"),
+             rc=EXIT["dataerr"], err_has=["is not a service, method, message or enum"])
+    e.start_server()
+    code, out, err = e.run("describe", *e.desc(), e.socket, "ackrpc.clitest.Color")
+    e.check(code == 0 and b"enum Color" in out, "describe SOCKET NAME", err)
+    e.expect("describe SOCKET alone", e.run("describe", e.socket, "x.Y"),
+             rc=EXIT["unsupported"], err_has=["reflection is not available yet"])
+
+
+GROUPS = {name[2:]: fn for name, fn in globals().items() if name.startswith("g_")}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--group", required=True, choices=sorted(GROUPS))
+    ap.add_argument("--ackrpc", required=True)
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--descriptor-set", required=True)
+    ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--proto-dir", required=True)
+    args = ap.parse_args()
+    e = Env(args)
+    try:
+        GROUPS[args.group](e)
+    finally:
+        e.close()
+    print(f"cli_{args.group}: {e.checks - e.failures}/{e.checks} checks passed")
+    return 1 if e.failures or e.checks == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+/* call.c: `ackrpc call SOCKET METHOD [JSON]`: JSON in, the request encoded
+ * with the method's descriptors, one blocking call (ackrpc_client_call_raw),
+ * the reply printed as JSON; or raw bytes in and out with --binary. The exit
+ * status tells the outcome (cli.h, docs/CLI.md). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "jsoncodec.h"
+
+static const char usage[] =
+    "usage: ackrpc call [OPTIONS] SOCKET METHOD [JSON]\n"
+    "\n"
+    "Calls METHOD (\"package.Service/Method\") on the server at SOCKET (a path or\n"
+    "@abstract-name). The request is JSON (the proto3 JSON mapping), from the\n"
+    "JSON argument or, without it (or with \"-\"), from standard input; the reply\n"
+    "is printed as JSON on standard output. The status, when not OK, is printed\n"
+    "on standard error as \"NAME (code): message\".\n"
+    "\n"
+    "Options:\n"
+    "  -t, --timeout MS       deadline of the call (default 30000)\n"
+    "  -m, --metadata KEY=VALUE\n"
+    "                         send a metadata entry (repeatable, at most 64; KEY is\n"
+    "                         1-64 characters of [a-z0-9._-], VALUE up to 4096 bytes)\n"
+    "  -c, --call-id HEX      the call id (1-64 bytes in hex), to retry a call\n"
+    "                         idempotently; default: a fresh one\n"
+    "  -b, --binary           send standard input's bytes as the request as they\n"
+    "                         are and write the reply's bytes to standard output\n"
+    "                         (no descriptors needed)\n"
+    "  -p, --pretty           indent the JSON output\n"
+    "  -e, --emit-defaults    also print fields that hold their default value\n"
+    "  -v, --verbose          print the call id and the status on standard error\n"
+    "  -h, --help             this help\n";
+
+#define MAX_METADATA ACKRPC_MAX_METADATA
+
+static int parse_u32(const char *s, uint32_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (!*s || *end || errno || v > UINT32_MAX || s[0] == '-') return -1;
+  *out = (uint32_t)v;
+  return 0;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static int parse_hex(const char *s, uint8_t *out, size_t max, size_t *len) {
+  size_t n = strlen(s);
+  if (n == 0 || n % 2 || n / 2 > max) return -1;
+  for (size_t i = 0; i < n; i += 2) {
+    int a = hexval(s[i]), b = hexval(s[i + 1]);
+    if (a < 0 || b < 0) return -1;
+    out[i / 2] = (uint8_t)(a << 4 | b);
+  }
+  *len = n / 2;
+  return 0;
+}
+
+static void print_hex(FILE *f, const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    fprintf(f, "%02x", p[i]);
+}
+
+static int valid_key(const char *k, size_t n) {
+  if (n < 1 || n > ACKRPC_MAX_METADATA_KEY) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = k[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+          c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+static int write_all(FILE *f, const void *p, size_t n) {
+  if (n && fwrite(p, 1, n, f) != n) return -1;
+  return fflush(f);
+}
+
+/* Exit status and stderr lines for a call's status. */
+static int report_status(const ackrpc_result *r, ackrpc_status st, const char *method) {
+  if (st == ACKRPC_OK) return AKRCLI_EXIT_OK;
+  const char *msg = r->message && r->message[0] ? r->message : ackrpc_strerror(st);
+  fprintf(stderr, "%s: %s (%d): %s", AKRCLI_PROG, ackrpc_status_name(st), (int)st, msg);
+  if (r->sys_errno && !(r->message && r->message[0]))
+    fprintf(stderr, " (%s)", strerror(r->sys_errno));
+  fputc('\n', stderr);
+  switch (ackrpc_status_outcome(st)) {
+  case ACKRPC_OUTCOME_ACKED:
+    return st >= 1 && st <= 16 ? (int)st : AKRCLI_EXIT_UNKNOWN_STATUS;
+  case ACKRPC_OUTCOME_NO_ACK:
+    fprintf(stderr, "%s: %s may or may not have run; to retry, pass --call-id ",
+            AKRCLI_PROG, method);
+    print_hex(stderr, r->call_id, r->call_id_len);
+    fputc('\n', stderr);
+    return AKRCLI_EXIT_NO_ACK;
+  default: break;
+  }
+  switch (st) {
+  case ACKRPC_E_CONNECT:
+  case ACKRPC_E_BUSY:
+  case ACKRPC_E_SEND:
+  case ACKRPC_E_SEND_TIMEOUT: return AKRCLI_EXIT_NOT_DELIVERED;
+  case ACKRPC_E_INVAL:
+  case ACKRPC_E_ADDRESS: return AKRCLI_EXIT_USAGE;
+  default: return AKRCLI_EXIT_SOFTWARE;
+  }
+}
+
+int akrcli_cmd_call(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"timeout", 1, NULL, 't'}, {"metadata", 1, NULL, 'm'},
+      {"call-id", 1, NULL, 'c'}, {"binary", 0, NULL, 'b'},
+      {"pretty", 0, NULL, 'p'},  {"emit-defaults", 0, NULL, 'e'},
+      {"verbose", 0, NULL, 'v'}, {"help", 0, NULL, 'h'},
+      AKRCLI_DESC_LONGOPTS,      {NULL, 0, NULL, 0},
+  };
+  akrcli_descopts d = {0};
+  ackrpc_metadata md[MAX_METADATA];
+  size_t n_md = 0;
+  uint8_t call_id[ACKRPC_MAX_CALL_ID];
+  size_t call_id_len = 0;
+  uint32_t timeout = 0;
+  int binary = 0, pretty = 0, verbose = 0;
+  akrcli_codec_options copts = {0};
+  int opt;
+  optind = 1;
+  while ((opt = getopt_long(argc, argv, "t:m:c:bpevh" AKRCLI_DESC_SHORTOPTS, longopts,
+                            NULL)) != -1) {
+    int taken = akrcli_descopts_take(&d, opt, optarg);
+    if (taken < 0) return AKRCLI_EXIT_USAGE;
+    if (taken) continue;
+    switch (opt) {
+    case 't':
+      if (parse_u32(optarg, &timeout) < 0 || timeout == 0) {
+        fprintf(stderr, "%s call: --timeout wants milliseconds (1 to 4294967295)\n",
+                AKRCLI_PROG);
+        return AKRCLI_EXIT_USAGE;
+      }
+      break;
+    case 'm': {
+      const char *eq = strchr(optarg, '=');
+      if (n_md >= MAX_METADATA) {
+        fprintf(stderr, "%s call: at most %d --metadata entries\n", AKRCLI_PROG,
+                MAX_METADATA);
+        return AKRCLI_EXIT_USAGE;
+      }
+      if (!eq || !valid_key(optarg, (size_t)(eq - optarg)) ||
+          strlen(eq + 1) > ACKRPC_MAX_METADATA_VALUE) {
+        fprintf(stderr,
+                "%s call: --metadata wants KEY=VALUE, KEY 1-64 characters of "
+                "[a-z0-9._-], VALUE up to 4096 bytes (got \"%s\")\n",
+                AKRCLI_PROG, optarg);
+        return AKRCLI_EXIT_USAGE;
+      }
+      /* The key is cut from the argument in place (argv is ours). */
+      *(char *)eq = '\0';
+      md[n_md].key = optarg;
+      md[n_md].value = eq + 1;
+      md[n_md].value_len = strlen(eq + 1);
+      n_md++;
+      break;
+    }
+    case 'c':
+      if (parse_hex(optarg, call_id, sizeof call_id, &call_id_len) < 0) {
+        fprintf(stderr, "%s call: --call-id wants 1 to 64 bytes in hex (got \"%s\")\n",
+                AKRCLI_PROG, optarg);
+        return AKRCLI_EXIT_USAGE;
+      }
+      break;
+    case 'b': binary = 1; break;
+    case 'p': pretty = 1; break;
+    case 'e': copts.emit_defaults = 1; break;
+    case 'v': verbose = 1; break;
+    case 'h':
+      printf("%s\n%s\n%s", usage, akrcli_desc_help, akrcli_exit_help);
+      return AKRCLI_EXIT_OK;
+    default: fprintf(stderr, "%s", usage); return AKRCLI_EXIT_USAGE;
+    }
+  }
+  int npos = argc - optind;
+  if (npos < 2 || npos > 3 || (binary && npos == 3)) {
+    fprintf(stderr, "%s call: %s\n%s", AKRCLI_PROG,
+            binary && npos == 3 ? "--binary reads the request from standard input only"
+                                : "wants SOCKET METHOD [JSON]",
+            usage);
+    return AKRCLI_EXIT_USAGE;
+  }
+  const char *socket = argv[optind], *method_name = argv[optind + 1];
+  const char *json_arg = npos == 3 ? argv[optind + 2] : "-";
+
+  akrcli_pool pool = {0};
+  const akrcli_method *method = NULL;
+  uint8_t *body = NULL, *input = NULL;
+  size_t body_len = 0, input_len = 0;
+  json_t *json = NULL;
+  ackrpc_client *client = NULL;
+  ackrpc_result res = {0};
+  char err[1024];
+  int rc;
+
+  if (binary && (d.n_sets || d.n_protos) && verbose)
+    fprintf(stderr, "%s call: --binary: the descriptors are not used\n", AKRCLI_PROG);
+  if (!binary) {
+    if ((rc = akrcli_load_descriptors("call", &d, socket, &pool)) != 0) goto out;
+    method = akrcli_pool_method(&pool, method_name);
+    if (!method) {
+      fprintf(stderr,
+              "%s call: method %s is not in the descriptors (`ackrpc list` shows "
+              "them)\n",
+              AKRCLI_PROG, method_name);
+      rc = AKRCLI_EXIT_DATAERR;
+      goto out;
+    }
+    method_name = method->wire_name;
+  }
+
+  const char *what = strcmp(json_arg, "-") == 0 ? "standard input" : NULL;
+  if (binary || what) {
+    if (akrcli_read_file("-", binary ? AKRCLI_MAX_STDIN : AKRCLI_MAX_JSON_TEXT, &input,
+                         &input_len) < 0) {
+      fprintf(stderr, "%s call: reading standard input: %s\n", AKRCLI_PROG,
+              errno == EFBIG ? "larger than the limit (64 MiB)" : strerror(errno));
+      rc = errno == EFBIG ? AKRCLI_EXIT_DATAERR : AKRCLI_EXIT_NOINPUT;
+      goto out;
+    }
+  }
+  if (binary) {
+    body = input;
+    body_len = input_len;
+    input = NULL;
+  } else {
+    const char *text = what ? (const char *)input : json_arg;
+    size_t len = what ? input_len : strlen(json_arg);
+    json = akrcli_json_parse(text, len, err, sizeof err);
+    if (!json) {
+      fprintf(stderr, "%s call: bad JSON in %s: %s\n", AKRCLI_PROG,
+              what ? what : "the JSON argument", err);
+      rc = AKRCLI_EXIT_DATAERR;
+      goto out;
+    }
+    if (akrcli_json_to_wire(method->input, json, &copts, &body, &body_len, err,
+                            sizeof err) < 0) {
+      fprintf(stderr, "%s call: the JSON does not fit %s: %s\n", AKRCLI_PROG,
+              method->input->full_name, err);
+      rc = AKRCLI_EXIT_DATAERR;
+      goto out;
+    }
+  }
+
+  ackrpc_client_options co = {.address = socket};
+  ackrpc_status st = ackrpc_client_new(&co, &client);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, "%s call: %s: %s\n", AKRCLI_PROG, socket, ackrpc_strerror(st));
+    rc = st == ACKRPC_E_NOMEM ? AKRCLI_EXIT_SOFTWARE : AKRCLI_EXIT_USAGE;
+    goto out;
+  }
+  ackrpc_call_options callo = {
+      .timeout_ms = timeout,
+      .call_id = call_id_len ? call_id : NULL,
+      .call_id_len = call_id_len,
+      .metadata = n_md ? md : NULL,
+      .metadata_count = n_md,
+  };
+  st = ackrpc_client_call_raw(client, method_name, body, body_len, &callo, &res);
+  if (verbose) {
+    fprintf(stderr, "%s: %s: %s, call id ", AKRCLI_PROG, method_name,
+            ackrpc_status_name(st));
+    print_hex(stderr, res.call_id, res.call_id_len);
+    fputc('\n', stderr);
+  }
+  rc = report_status(&res, st, method_name);
+  if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED) goto out;
+
+  /* Acked: print the reply (for a non-OK status, only if the server sent
+   * one). */
+  if (binary) {
+    if (write_all(stdout, res.reply_bytes, res.reply_bytes_len) != 0) {
+      fprintf(stderr, "%s call: writing standard output: %s\n", AKRCLI_PROG,
+              strerror(errno));
+      rc = AKRCLI_EXIT_SOFTWARE;
+    }
+    goto out;
+  }
+  if (st != ACKRPC_OK && res.reply_bytes_len == 0) goto out;
+  json_t *reply = NULL;
+  if (akrcli_wire_to_json(method->output, res.reply_bytes, res.reply_bytes_len, &copts,
+                          &reply, err, sizeof err) < 0) {
+    fprintf(stderr, "%s call: the reply does not decode as %s: %s\n", AKRCLI_PROG,
+            method->output->full_name, err);
+    if (rc == AKRCLI_EXIT_OK) rc = AKRCLI_EXIT_BAD_REPLY;
+    goto out;
+  }
+  char *text = akrcli_json_dump(reply, pretty);
+  json_decref(reply);
+  if (!text || printf("%s\n", text) < 0 || fflush(stdout) != 0) {
+    fprintf(stderr, "%s call: %s\n", AKRCLI_PROG,
+            text ? "writing standard output failed" : "out of memory");
+    if (rc == AKRCLI_EXIT_OK) rc = AKRCLI_EXIT_SOFTWARE;
+  }
+  free(text);
+out:
+  ackrpc_result_clear(&res);
+  ackrpc_client_free(client);
+  json_decref(json);
+  free(body);
+  free(input);
+  akrcli_pool_clear(&pool);
+  return rc;
+}

@@ -1,0 +1,88 @@
+/* cli.h: what the ackrpc tool's subcommands share: exit codes, the
+ * descriptor options (--descriptor-set, --proto, -I) and where descriptors
+ * come from, and small helpers. The subcommands print; the modules they use
+ * (descpool.c, jsoncodec.c) never do. */
+#ifndef AKRCLI_CLI_H
+#define AKRCLI_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ackrpc/ackrpc.h>
+
+#include "descpool.h"
+
+/* Exit statuses (docs/CLI.md, ackrpc(1)). 1 to 16 are the server's canonical
+ * status codes; the others follow sysexits.h. */
+enum {
+  AKRCLI_EXIT_OK = 0,
+  AKRCLI_EXIT_UNKNOWN_STATUS = 2, /* an acked code this tool does not know */
+  AKRCLI_EXIT_USAGE = 64,         /* bad command line */
+  AKRCLI_EXIT_DATAERR = 65,       /* bad JSON, or input that does not fit the schema */
+  AKRCLI_EXIT_NOINPUT = 66,       /* a file could not be read, protoc failed */
+  AKRCLI_EXIT_NOT_DELIVERED = 69, /* connect or send failed: safe to retry */
+  AKRCLI_EXIT_SOFTWARE = 70,      /* internal error (out of memory, system call) */
+  AKRCLI_EXIT_NO_ACK = 75,        /* sent, no reply: outcome unknown */
+  AKRCLI_EXIT_BAD_REPLY = 76,     /* acked, but the reply does not decode */
+  AKRCLI_EXIT_UNSUPPORTED = 78,   /* needs server support not available yet */
+};
+
+/* Limits of the command line and of what is read. */
+#define AKRCLI_MAX_DESC_FILES 32
+#define AKRCLI_MAX_INCLUDES 64
+#define AKRCLI_MAX_STDIN (64u * 1024 * 1024)
+
+/* Where descriptors come from: files named on the command line. */
+typedef struct akrcli_descopts {
+  const char *sets[AKRCLI_MAX_DESC_FILES];
+  size_t n_sets;
+  const char *protos[AKRCLI_MAX_DESC_FILES];
+  size_t n_protos;
+  const char *includes[AKRCLI_MAX_INCLUDES];
+  size_t n_includes;
+} akrcli_descopts;
+
+/* getopt_long codes of the descriptor options, and their entries for an
+ * option table. */
+#define AKRCLI_OPT_DESCSET 'D'
+#define AKRCLI_OPT_PROTO 'P'
+#define AKRCLI_OPT_INCLUDE 'I'
+#define AKRCLI_DESC_LONGOPTS                                                           \
+  {"descriptor-set", 1, NULL, AKRCLI_OPT_DESCSET},                                     \
+      {"proto", 1, NULL, AKRCLI_OPT_PROTO}, {                                          \
+    "import-path", 1, NULL, AKRCLI_OPT_INCLUDE                                         \
+  }
+#define AKRCLI_DESC_SHORTOPTS "D:P:I:"
+/* The --help text of these options. */
+extern const char akrcli_desc_help[];
+
+/* Takes a descriptor option; returns 1 if `opt` was one, 0 if not, or -1
+ * (printed) when a limit is passed. */
+int akrcli_descopts_take(akrcli_descopts *d, int opt, const char *arg);
+
+/* Fills `pool` for a subcommand: from the files given, or else from the
+ * server's reflection (not available yet: says so). `socket` may be NULL.
+ * Prints what went wrong and returns an exit status; 0 on success (then the
+ * caller clears the pool). */
+int akrcli_load_descriptors(const char *cmd, const akrcli_descopts *d,
+                            const char *socket, akrcli_pool *pool);
+
+/* Reads all of a file ("-": stdin) up to `max` bytes. Returns 0 with a
+ * malloc'd buffer (NUL-terminated, the NUL not counted), or -1 with errno
+ * set (EFBIG: over the limit). */
+int akrcli_read_file(const char *path, size_t max, uint8_t **ret, size_t *ret_len);
+
+/* The program name for messages ("ackrpc"). */
+#define AKRCLI_PROG "ackrpc"
+
+/* Subcommands: argv[0] is the subcommand's name. */
+int akrcli_cmd_call(int argc, char **argv);
+int akrcli_cmd_list(int argc, char **argv);
+int akrcli_cmd_describe(int argc, char **argv);
+int akrcli_cmd_health(int argc, char **argv);
+int akrcli_cmd_stats(int argc, char **argv);
+
+/* The common tail of every --help: the exit statuses. */
+extern const char akrcli_exit_help[];
+
+#endif /* AKRCLI_CLI_H */

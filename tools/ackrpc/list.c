@@ -1,0 +1,65 @@
+/* list.c: `ackrpc list [SOCKET]`: the services and their methods, from the
+ * descriptors given (or, once servers offer it, from reflection). */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: ackrpc list [OPTIONS] [SOCKET]\n"
+    "\n"
+    "Lists the services and their methods: each service's full name, then one\n"
+    "indented line per method: its name as `ackrpc call` takes it, the request\n"
+    "and the reply types. SOCKET may be left out when descriptors are given\n"
+    "(servers do not offer reflection yet: with SOCKET alone, exit status 78).\n"
+    "\n"
+    "Options:\n"
+    "  -1, --methods   only the method names (package.Service/Method), one a line\n"
+    "  -h, --help      this help\n";
+
+int akrcli_cmd_list(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"methods", 0, NULL, '1'},
+      {"help", 0, NULL, 'h'},
+      AKRCLI_DESC_LONGOPTS,
+      {NULL, 0, NULL, 0},
+  };
+  akrcli_descopts d = {0};
+  int methods_only = 0, opt;
+  optind = 1;
+  while ((opt = getopt_long(argc, argv, "1h" AKRCLI_DESC_SHORTOPTS, longopts, NULL)) !=
+         -1) {
+    int taken = akrcli_descopts_take(&d, opt, optarg);
+    if (taken < 0) return AKRCLI_EXIT_USAGE;
+    if (taken) continue;
+    switch (opt) {
+    case '1': methods_only = 1; break;
+    case 'h': printf("%s\n%s\n%s", usage, akrcli_desc_help, akrcli_exit_help); return 0;
+    default: fprintf(stderr, "%s", usage); return AKRCLI_EXIT_USAGE;
+    }
+  }
+  if (argc - optind > 1) {
+    fprintf(stderr, "%s list: wants at most one SOCKET\n%s", AKRCLI_PROG, usage);
+    return AKRCLI_EXIT_USAGE;
+  }
+  const char *socket = optind < argc ? argv[optind] : NULL;
+  akrcli_pool pool = {0};
+  int rc = akrcli_load_descriptors("list", &d, socket, &pool);
+  if (rc == 0) {
+    for (size_t i = 0; i < pool.n_services; i++) {
+      const akrcli_service *s = &pool.services[i];
+      if (!methods_only) printf("%s\n", s->full_name);
+      for (size_t j = 0; j < s->n_methods; j++) {
+        const akrcli_method *m = &s->methods[j];
+        if (methods_only)
+          printf("%s\n", m->wire_name);
+        else
+          printf("  %s(%s) returns (%s)\n", m->wire_name, m->input->full_name,
+                 m->output->full_name);
+      }
+    }
+    if (fflush(stdout) != 0) rc = AKRCLI_EXIT_SOFTWARE;
+  }
+  akrcli_pool_clear(&pool);
+  return rc;
+}
