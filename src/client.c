@@ -9,6 +9,11 @@
  * The blocking call needs no event loop: a non-blocking socket and poll()
  * bound every wait by the call's deadline. The asynchronous call does the
  * same steps from libevent callbacks on the caller's base.
+ *
+ * Retries (ackrpc_retry_policy, docs/DELIVERY.md) wrap one attempt: the
+ * blocking calls in call_with_retries(), the asynchronous one by going back
+ * to its first step after a timer. Every attempt reuses the first one's
+ * call id, which is what makes retrying "delivered, no ack" safe.
  */
 #include "ackrpc/client.h"
 
@@ -36,19 +41,30 @@
 #define REPLY_HEAD_BUDGET (256u << 10)
 #define BUSY_RETRY_MIN_US 500
 #define BUSY_RETRY_MAX_US 50000
+#define DEFAULT_BACKOFF_MS 10
+#define DEFAULT_MAX_BACKOFF_MS 1000
 
 /* Where call ids come from: 64 random bits, then a counter. Unique across
  * clients and restarts without a system call per call. */
 typedef struct id_source {
   uint8_t prefix[8];
   atomic_uint_least64_t next;
+  atomic_uint_least64_t jitter; /* the backoff's random numbers */
 } id_source;
+
+/* A retry policy, checked and reduced to what the attempts need. */
+typedef struct retry_rules {
+  unsigned max_attempts; /* <= 1: none */
+  uint32_t initial_ms, max_ms, attempt_ms;
+  uint32_t retry_on; /* bit n: canonical status n is retried */
+} retry_rules;
 
 struct ackrpc_client {
   akr_address addr;
   uint32_t timeout_ms;
   size_t max_reply;
   id_source ids;
+  retry_rules retry;
   /* the session pool (pool_max 0: none) */
   unsigned pool_max, n_idle;
   ackrpc_session *idle;
@@ -60,7 +76,8 @@ struct ackrpc_session {
   uint32_t timeout_ms;
   size_t max_reply;
   id_source ids;
-  int fd; /* -1: not connected */
+  retry_rules retry; /* the client's when opened; none for pooled ones */
+  int fd;            /* -1: not connected */
   ackrpc_session *next_idle;
 };
 
@@ -76,6 +93,65 @@ static void id_source_init(id_source *ids, const void *salt) {
     memcpy(ids->prefix, &t, sizeof t);
   }
   atomic_init(&ids->next, 1);
+  uint64_t seed;
+  memcpy(&seed, ids->prefix, sizeof seed);
+  atomic_init(&ids->jitter, seed);
+}
+
+/* A random number for the backoff's jitter (splitmix64 of a counter):
+ * lock-free, and the same client's threads draw different numbers. */
+static uint64_t id_source_random(id_source *ids) {
+  uint64_t z = atomic_fetch_add_explicit(&ids->jitter, 0x9e3779b97f4a7c15u,
+                                         memory_order_relaxed) +
+               0x9e3779b97f4a7c15u;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return z ^ (z >> 31);
+}
+
+/* Checks a policy and reduces it to rules; E_INVAL for a listed status
+ * that is not a canonical code 1..16. NULL gives no retries. */
+static ackrpc_status retry_rules_make(const ackrpc_retry_policy *p, retry_rules *ret) {
+  memset(ret, 0, sizeof *ret);
+  if (!p) return ACKRPC_OK;
+  if (p->n_retry_on && !p->retry_on) return ACKRPC_E_INVAL;
+  for (size_t i = 0; i < p->n_retry_on; i++) {
+    if (p->retry_on[i] == ACKRPC_OK || !ackrpc_status_is_canonical(p->retry_on[i]))
+      return ACKRPC_E_INVAL;
+    ret->retry_on |= 1u << (unsigned)p->retry_on[i];
+  }
+  ret->max_attempts = p->max_attempts;
+  ret->initial_ms = p->initial_backoff_ms ? p->initial_backoff_ms : DEFAULT_BACKOFF_MS;
+  ret->max_ms = p->max_backoff_ms ? p->max_backoff_ms : DEFAULT_MAX_BACKOFF_MS;
+  if (ret->max_ms < ret->initial_ms) ret->max_ms = ret->initial_ms;
+  ret->attempt_ms = p->attempt_timeout_ms;
+  return ACKRPC_OK;
+}
+
+/* Whether a failed attempt may be tried again (the same call id). */
+static int retryable(const retry_rules *rules, ackrpc_status st) {
+  switch (st) {
+  case ACKRPC_E_CONNECT:
+  case ACKRPC_E_BUSY:
+  case ACKRPC_E_SEND:
+  case ACKRPC_E_SEND_TIMEOUT: return 1; /* not delivered */
+  case ACKRPC_E_NO_ACK:
+  case ACKRPC_E_ACK_TIMEOUT:
+  case ACKRPC_E_BAD_REPLY: return 1; /* delivered, no ack */
+  default:
+    return st != ACKRPC_OK && ackrpc_status_is_canonical(st) &&
+           (rules->retry_on >> (unsigned)st & 1u);
+  }
+}
+
+/* The backoff before attempt `attempt` + 1, in microseconds. */
+static uint64_t backoff_us(const retry_rules *rules, unsigned attempt, id_source *ids) {
+  uint64_t b = rules->initial_ms;
+  for (unsigned i = 1; i < attempt && b < rules->max_ms; i++)
+    b *= 2;
+  if (b > rules->max_ms) b = rules->max_ms;
+  b *= 1000u;
+  return b / 2 + id_source_random(ids) % (b / 2 + 1);
 }
 
 static void id_source_take(id_source *ids, uint8_t out[16]) {
@@ -96,6 +172,10 @@ ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
   c->addr = addr;
   c->timeout_ms = options->timeout_ms ? options->timeout_ms : DEFAULT_TIMEOUT_MS;
   c->max_reply = options->max_reply_size ? options->max_reply_size : DEFAULT_MAX_REPLY;
+  if (retry_rules_make(options->retry, &c->retry) != ACKRPC_OK) {
+    free(c);
+    return ACKRPC_E_INVAL;
+  }
   id_source_init(&c->ids, c);
   c->pool_max = options->pool_size;
   pthread_mutex_init(&c->pool_mu, NULL);
@@ -465,18 +545,22 @@ static ackrpc_status await_reply(int fd, uint64_t deadline, uint32_t timeout_ms,
 
 /* A one-shot call: connect, send the frame, half-close, read the reply.
  * Either `request` (a message) or raw/raw_len (serialized bytes) is the
- * body; `desc` decodes the reply (NULL: keep its bytes). */
+ * body; `desc` decodes the reply (NULL: keep its bytes). The call waits
+ * `wait_ms` if nonzero (an attempt's limit) rather than its timeout. */
 static ackrpc_status one_shot(ackrpc_client *client, const char *method_name,
                               const uint8_t *raw, size_t raw_len,
                               const ProtobufCMessage *request,
                               const ProtobufCMessageDescriptor *desc,
-                              const ackrpc_call_options *options, ackrpc_result *r) {
+                              const ackrpc_call_options *options, uint32_t wait_ms,
+                              ackrpc_result *r) {
   uint32_t timeout_ms =
       options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
+  if (wait_ms && wait_ms < timeout_ms) timeout_ms = wait_ms;
   uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
   request_frame f;
-  ackrpc_status st = encode_request_raw(&client->ids, method_name, raw, raw_len,
-                                        request, options, timeout_ms, &f, r);
+  ackrpc_status st = encode_request_raw(
+      &client->ids, method_name, raw, raw_len, request, options,
+      options && options->timeout_ms ? options->timeout_ms : client->timeout_ms, &f, r);
   if (st != ACKRPC_OK) return st;
   int fd;
   if (blocking_connect(&client->addr, deadline, &fd) != 0) {
@@ -495,6 +579,86 @@ static ackrpc_status one_shot(ackrpc_client *client, const char *method_name,
   return st;
 }
 
+/* --- retries of blocking calls ----------------------------------------- */
+
+/* One attempt of a blocking call with these options (call id and timeout
+ * set by the caller), waiting at most wait_ms (0: its timeout) for the
+ * ack. */
+typedef ackrpc_status (*attempt_fn)(void *ctx, const ackrpc_call_options *o,
+                                    uint32_t wait_ms, ackrpc_result *r);
+
+/* What an attempt needs: one of the blocking calls' arguments. */
+typedef struct attempt_args {
+  ackrpc_client *client;
+  ackrpc_session *session;
+  const char *method_name;
+  const ackrpc_method *method;
+  const ProtobufCMessage *request;
+  const uint8_t *raw;
+  size_t raw_len;
+} attempt_args;
+
+static void sleep_us(uint64_t us) {
+  struct timespec ts = {.tv_sec = (time_t)(us / 1000000u),
+                        .tv_nsec = (long)(us % 1000000u) * 1000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* Runs `fn` until an attempt succeeds, fails for good, the attempts run out
+ * or the call's deadline would pass; every attempt with the first one's
+ * call id. The per-call policy, if any, replaces `rules`. */
+static ackrpc_status call_with_retries(id_source *ids, uint32_t default_timeout_ms,
+                                       const retry_rules *rules,
+                                       const ackrpc_call_options *options,
+                                       attempt_fn fn, void *ctx, ackrpc_result *r) {
+  retry_rules own;
+  if (options && options->retry) {
+    if (retry_rules_make(options->retry, &own) != ACKRPC_OK)
+      return fail(r, ACKRPC_E_INVAL, 0,
+                  "the retry policy lists a status that is not a canonical code 1..16");
+    rules = &own;
+  }
+  if (rules->max_attempts <= 1) {
+    r->attempts = 1;
+    return fn(ctx, options, 0, r);
+  }
+  uint32_t timeout_ms =
+      options && options->timeout_ms ? options->timeout_ms : default_timeout_ms;
+  uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
+  ackrpc_call_options o = options ? *options : (ackrpc_call_options){0};
+  uint8_t id[16];
+  if (!o.call_id) {
+    id_source_take(ids, id);
+    o.call_id = id;
+    o.call_id_len = sizeof id;
+  }
+  for (unsigned attempt = 1;; attempt++) {
+    /* The request carries what is left of the call's deadline, so the
+     * server keeps working on an attempt the client stops waiting for, and
+     * a retry joins it (same call id); the attempt waits attempt_ms. */
+    uint64_t now = now_us();
+    uint64_t left_ms = now < deadline ? (deadline - now) / 1000u : 0;
+    if (left_ms == 0) left_ms = 1;
+    o.timeout_ms = (uint32_t)left_ms;
+    if (attempt > 1) ackrpc_result_clear(r);
+    ackrpc_status st = fn(ctx, &o, rules->attempt_ms, r);
+    r->attempts = attempt;
+    if (attempt >= rules->max_attempts || !retryable(rules, st)) return st;
+    uint64_t wait = backoff_us(rules, attempt, ids);
+    /* No attempt starts with less than a millisecond left. */
+    if (now_us() + wait + 1000u >= deadline) return st;
+    sleep_us(wait);
+  }
+}
+
+static ackrpc_status raw_attempt(void *ctx, const ackrpc_call_options *o,
+                                 uint32_t wait_ms, ackrpc_result *r) {
+  attempt_args *a = ctx;
+  return one_shot(a->client, a->method_name, a->raw, a->raw_len, NULL, NULL, o, wait_ms,
+                  r);
+}
+
 ackrpc_status ackrpc_client_call_raw(ackrpc_client *client, const char *method,
                                      const uint8_t *body, size_t body_len,
                                      const ackrpc_call_options *options,
@@ -503,17 +667,31 @@ ackrpc_status ackrpc_client_call_raw(ackrpc_client *client, const char *method,
   ackrpc_result *r = ret_result ? ret_result : &local;
   memset(r, 0, sizeof *r);
   ackrpc_status st;
-  if (!client || !method || !akr_method_name_valid(method) || (body_len && !body))
+  if (!client || !method || !akr_method_name_valid(method) || (body_len && !body)) {
     st = fail(r, ACKRPC_E_INVAL, 0, "missing argument or malformed method name");
-  else
-    st = one_shot(client, method, body, body_len, NULL, NULL, options, r);
+  } else {
+    attempt_args a = {
+        .client = client, .method_name = method, .raw = body, .raw_len = body_len};
+    st = call_with_retries(&client->ids, client->timeout_ms, &client->retry, options,
+                           raw_attempt, &a, r);
+  }
   if (!ret_result) ackrpc_result_clear(&local);
   return st;
 }
 
 static ackrpc_status pooled_call(ackrpc_client *client, const ackrpc_method *method,
                                  const ProtobufCMessage *request,
-                                 const ackrpc_call_options *options, ackrpc_result *r);
+                                 const ackrpc_call_options *options, uint32_t wait_ms,
+                                 ackrpc_result *r);
+
+static ackrpc_status client_attempt(void *ctx, const ackrpc_call_options *o,
+                                    uint32_t wait_ms, ackrpc_result *r) {
+  attempt_args *a = ctx;
+  if (a->client->pool_max)
+    return pooled_call(a->client, a->method, a->request, o, wait_ms, r);
+  return one_shot(a->client, a->method->name, NULL, 0, a->request, a->method->reply, o,
+                  wait_ms, r);
+}
 
 ackrpc_status ackrpc_client_call(ackrpc_client *client, const ackrpc_method *method,
                                  const ProtobufCMessage *request,
@@ -523,12 +701,13 @@ ackrpc_status ackrpc_client_call(ackrpc_client *client, const ackrpc_method *met
   ackrpc_result *r = ret_result ? ret_result : &local;
   memset(r, 0, sizeof *r);
   ackrpc_status st;
-  if (!client || !call_args_ok(method, request))
+  if (!client || !call_args_ok(method, request)) {
     st = fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
-  else if (client->pool_max)
-    st = pooled_call(client, method, request, options, r);
-  else
-    st = one_shot(client, method->name, NULL, 0, request, method->reply, options, r);
+  } else {
+    attempt_args a = {.client = client, .method = method, .request = request};
+    st = call_with_retries(&client->ids, client->timeout_ms, &client->retry, options,
+                           client_attempt, &a, r);
+  }
   if (!ret_result) ackrpc_result_clear(&local);
   return st;
 }
@@ -543,6 +722,7 @@ ackrpc_status ackrpc_session_open(ackrpc_client *client, uint32_t timeout_ms,
   s->addr = client->addr;
   s->timeout_ms = client->timeout_ms;
   s->max_reply = client->max_reply;
+  s->retry = client->retry;
   id_source_init(&s->ids, s);
   uint64_t deadline =
       now_us() + (uint64_t)(timeout_ms ? timeout_ms : s->timeout_ms) * 1000u;
@@ -567,23 +747,18 @@ static int session_stale(const ackrpc_session *s) {
   return poll(&p, 1, 0) != 0;
 }
 
-ackrpc_status ackrpc_session_call(ackrpc_session *s, const ackrpc_method *method,
+/* One call on the session, no retries. */
+static ackrpc_status session_once(ackrpc_session *s, const ackrpc_method *method,
                                   const ProtobufCMessage *request,
-                                  const ackrpc_call_options *options,
-                                  ackrpc_result *ret_result) {
-  ackrpc_result local = {0};
-  ackrpc_result *r = ret_result ? ret_result : &local;
-  memset(r, 0, sizeof *r);
+                                  const ackrpc_call_options *options, uint32_t wait_ms,
+                                  ackrpc_result *r) {
   ackrpc_status st;
-  if (!s || !call_args_ok(method, request)) {
-    st = fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
-    goto out;
-  }
-  uint32_t timeout_ms =
+  uint32_t sent_ms =
       options && options->timeout_ms ? options->timeout_ms : s->timeout_ms;
+  uint32_t timeout_ms = wait_ms && wait_ms < sent_ms ? wait_ms : sent_ms;
   uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
   request_frame f;
-  st = encode_request(&s->ids, method, request, options, timeout_ms, &f, r);
+  st = encode_request(&s->ids, method, request, options, sent_ms, &f, r);
   if (st != ACKRPC_OK) goto out;
   if (s->fd >= 0 && session_stale(s)) session_drop(s);
   if (s->fd < 0 && blocking_connect(&s->addr, deadline, &s->fd) != 0) {
@@ -600,6 +775,30 @@ ackrpc_status ackrpc_session_call(ackrpc_session *s, const ackrpc_method *method
   if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED || st == ACKRPC_E_BAD_REPLY)
     session_drop(s);
 out:
+  return st;
+}
+
+static ackrpc_status session_attempt(void *ctx, const ackrpc_call_options *o,
+                                     uint32_t wait_ms, ackrpc_result *r) {
+  attempt_args *a = ctx;
+  return session_once(a->session, a->method, a->request, o, wait_ms, r);
+}
+
+ackrpc_status ackrpc_session_call(ackrpc_session *s, const ackrpc_method *method,
+                                  const ProtobufCMessage *request,
+                                  const ackrpc_call_options *options,
+                                  ackrpc_result *ret_result) {
+  ackrpc_result local = {0};
+  ackrpc_result *r = ret_result ? ret_result : &local;
+  memset(r, 0, sizeof *r);
+  ackrpc_status st;
+  if (!s || !call_args_ok(method, request)) {
+    st = fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
+  } else {
+    attempt_args a = {.session = s, .method = method, .request = request};
+    st = call_with_retries(&s->ids, s->timeout_ms, &s->retry, options, session_attempt,
+                           &a, r);
+  }
   if (!ret_result) ackrpc_result_clear(&local);
   return st;
 }
@@ -619,7 +818,8 @@ ackrpc_session *ackrpc_session_close(ackrpc_session *s) {
 /* A call through the client's pool: an idle session, or a new one. */
 static ackrpc_status pooled_call(ackrpc_client *client, const ackrpc_method *method,
                                  const ProtobufCMessage *request,
-                                 const ackrpc_call_options *options, ackrpc_result *r) {
+                                 const ackrpc_call_options *options, uint32_t wait_ms,
+                                 ackrpc_result *r) {
   pthread_mutex_lock(&client->pool_mu);
   ackrpc_session *s = client->idle;
   if (s) {
@@ -636,7 +836,7 @@ static ackrpc_status pooled_call(ackrpc_client *client, const ackrpc_method *met
     id_source_init(&s->ids, s);
     s->fd = -1; /* connects in the call, within its deadline */
   }
-  ackrpc_status st = ackrpc_session_call(s, method, request, options, r);
+  ackrpc_status st = session_once(s, method, request, options, wait_ms, r);
   if (s->fd >= 0) {
     pthread_mutex_lock(&client->pool_mu);
     if (client->n_idle < client->pool_max) {
@@ -663,9 +863,15 @@ typedef struct async_call {
   const ProtobufCMessageDescriptor *reply_desc;
   int fd;
   enum async_phase phase;
-  uint64_t deadline_us;
+  uint64_t deadline_us; /* this attempt's */
   uint64_t backoff_us;
   uint32_t timeout_ms;
+  /* retries: the whole call's deadline, the attempt count, the policy, and
+   * the jitter's random state (the client may be gone by then) */
+  uint64_t call_deadline_us;
+  unsigned attempt;
+  retry_rules rules;
+  uint64_t rng;
   uint8_t *out;
   size_t out_len, out_off;
   reply_buf in;
@@ -713,6 +919,45 @@ static void async_finish(async_call *a) {
   a->done(&a->result, a->user);
   ackrpc_result_clear(&a->result);
   free(a);
+}
+
+/* After a failed attempt: starts the next one after its backoff (on a
+ * timer) if the policy allows and the call's deadline leaves time; 0 if the
+ * call ends here. The same frame is sent again: the same call id. */
+static int async_retry(async_call *a) {
+  a->result.attempts = a->attempt;
+  if (a->attempt >= a->rules.max_attempts || !retryable(&a->rules, a->result.status))
+    return 0;
+  uint64_t b = a->rules.initial_ms;
+  for (unsigned i = 1; i < a->attempt && b < a->rules.max_ms; i++)
+    b *= 2;
+  if (b > a->rules.max_ms) b = a->rules.max_ms;
+  b *= 1000u;
+  a->rng = a->rng * 6364136223846793005u + 1442695040888963407u;
+  uint64_t wait = b / 2 + (a->rng >> 11) % (b / 2 + 1);
+  uint64_t start = now_us() + wait;
+  if (start + 1000u >= a->call_deadline_us) return 0;
+  event_del(&a->ev);
+  if (a->fd >= 0) close(a->fd);
+  a->fd = -1;
+  a->out_off = 0;
+  reply_buf_free(&a->in);
+  reply_buf_init(&a->in);
+  uint8_t id[ACKRPC_MAX_CALL_ID];
+  size_t id_len = a->result.call_id_len;
+  memcpy(id, a->result.call_id, id_len);
+  ackrpc_result_clear(&a->result);
+  memcpy(a->result.call_id, id, id_len);
+  a->result.call_id_len = id_len;
+  a->attempt++;
+  a->phase = A_CONNECT;
+  a->backoff_us = BUSY_RETRY_MIN_US;
+  a->deadline_us = a->call_deadline_us;
+  if (a->rules.attempt_ms &&
+      start + (uint64_t)a->rules.attempt_ms * 1000u < a->deadline_us)
+    a->deadline_us = start + (uint64_t)a->rules.attempt_ms * 1000u;
+  async_wait(a, -1, 0, wait);
+  return 1;
 }
 
 /* Advances the call as far as it can go without blocking. */
@@ -764,7 +1009,9 @@ static void async_step(async_call *a) {
       }
       a->phase = A_DONE;
       break;
-    case A_DONE: async_finish(a); return;
+    case A_DONE:
+      if (!async_retry(a)) async_finish(a);
+      return;
     }
   }
 }
@@ -778,8 +1025,17 @@ ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base 
     return ACKRPC_E_INVAL;
   async_call *a = calloc(1, sizeof *a);
   if (!a) return ACKRPC_E_NOMEM;
+  a->rules = client->retry;
+  if (options && options->retry &&
+      retry_rules_make(options->retry, &a->rules) != ACKRPC_OK) {
+    free(a);
+    return ACKRPC_E_INVAL;
+  }
   a->timeout_ms =
       options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
+  a->call_deadline_us = now_us() + (uint64_t)a->timeout_ms * 1000u;
+  a->attempt = 1;
+  a->rng = id_source_random(&client->ids);
   request_frame f;
   ackrpc_status st = encode_request(&client->ids, method, request, options,
                                     a->timeout_ms, &f, &a->result);
@@ -806,7 +1062,12 @@ ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base 
   a->reply_desc = method->reply;
   a->fd = -1;
   a->phase = A_CONNECT;
-  a->deadline_us = now_us() + (uint64_t)a->timeout_ms * 1000u;
+  /* Every attempt sends this frame, with the whole call's timeout (as the
+   * blocking calls do); an attempt waits attempt_ms at most. */
+  a->deadline_us = a->call_deadline_us;
+  if (a->rules.max_attempts > 1 && a->rules.attempt_ms &&
+      a->rules.attempt_ms < a->timeout_ms)
+    a->deadline_us = now_us() + (uint64_t)a->rules.attempt_ms * 1000u;
   a->backoff_us = BUSY_RETRY_MIN_US;
   a->done = done;
   a->user = user;
@@ -925,6 +1186,7 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
   s->queued += f.len;
   free_request(&f);
   p->end = s->queued;
+  p->result.attempts = 1;
   p->done = done;
   p->user = user;
   p->reply_desc = method->reply;

@@ -37,6 +37,7 @@
 #include "ackrpc/wire.pb-c.h"
 #include "address.h"
 #include "frame.h"
+#include "reply_cache.h"
 #include "server_internal.h"
 
 #define DEFAULT_MAX_REQUEST (4u << 20)
@@ -54,6 +55,12 @@
  * dropped to admit another: a fresh one is usually just between its connect
  * and its write, and dropping it would turn a burst into refused calls. */
 #define EVICT_MIN_AGE_US 100000
+/* The reply cache (docs/DELIVERY.md): ~1 MiB for small acks at the default
+ * count; the age covers a client's whole retry window at the default
+ * deadlines (client 30 s, handler 60 s) several times over. */
+#define DEFAULT_CACHE_ENTRIES 4096
+#define DEFAULT_CACHE_AGE_MS 300000
+#define DEFAULT_CACHE_BYTES (16u << 20)
 
 #define ACCEPTS_PER_WAKEUP 64 /* fairness between accepting and serving */
 #define EMFILE_RETRY_MS 100   /* accept retry after running out of fds */
@@ -95,6 +102,7 @@ enum conn_state {
   ST_READING,  /* reading the next frame (or EOF) */
   ST_HANDLING, /* a handler holds the call */
   ST_WRITING,  /* the reply is partly written; waiting for EV_WRITE */
+  ST_WAITING,  /* a repeated call id waits for the first call's answer */
   ST_DONE,     /* close at the next chance */
 };
 
@@ -133,6 +141,16 @@ struct ackrpc_call {
   uint64_t pending_since_us;
   int uid_counted;
   ackrpc_call *done_next; /* replies queued from other threads */
+  /* The reply cache (reply_cache.h): the in-flight entry this call owns, or
+   * (ST_WAITING) the entry it waits on; rc_ready is set when its answer is
+   * in `out` (1) or when there is none (2). `late` is an answer that came
+   * after the loop gave up on the call, kept for the cache. */
+  akr_rc_entry *rc_entry;
+  akr_rc_waiter rc_wait;
+  int rc_ready;
+  int reply_ok;
+  uint8_t *late;
+  size_t late_len;
 };
 
 struct ackrpc_server {
@@ -171,6 +189,7 @@ struct ackrpc_server {
   pthread_mutex_t mu; /* guards done_head/done_tail and closed */
   ackrpc_call *done_head, *done_tail;
   int closed;
+  akr_reply_cache *cache; /* NULL: no reply cache (the default) */
 };
 
 /* The call whose handler is running on this thread, if any: a reply from
@@ -187,6 +206,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg);
 static void resume_accepting(ackrpc_server *s);
 static void evict_oldest_pending(ackrpc_server *s);
 static void check_drained(ackrpc_server *s);
+static void cache_finish(ackrpc_call *c, const uint8_t *frame, size_t len);
 
 static uint64_t now_us(void) {
   struct timespec ts;
@@ -394,6 +414,9 @@ static ackrpc_call *conn_get(ackrpc_server *s) {
   c->request = NULL;
   c->close_after_write = 0;
   c->out_off = c->out_len = 0;
+  c->rc_entry = NULL;
+  c->rc_wait = (akr_rc_waiter){0};
+  c->rc_ready = 0;
   atomic_store_explicit(&c->answered, 1, memory_order_relaxed);
   atomic_store_explicit(&c->held, 0, memory_order_relaxed);
   atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
@@ -403,6 +426,8 @@ static ackrpc_call *conn_get(ackrpc_server *s) {
 
 static void conn_destroy(ackrpc_call *c, int on_loop) {
   ackrpc_server *s = c->server;
+  free(c->late);
+  c->late = NULL;
   /* Pooling touches loop-owned lists: only on the loop, and only while the
    * server is alive. */
   if (on_loop && !s->closed && s->n_pool < POOL_MAX) {
@@ -588,50 +613,13 @@ static void conn_write(ackrpc_call *c) {
     conn_next_call(c);
 }
 
-ackrpc_status ackrpc_call_reply(ackrpc_call *c, ackrpc_status status,
-                                const char *message, const ProtobufCMessage *reply) {
-  if (!c) return ACKRPC_E_INVAL;
-  ackrpc_server *s = c->server;
-  int on_loop = tl_in_handler == c;
-  /* A second reply would drop the handler's reference twice. Caught here
-   * while the object still exists; after that it is use after free. */
-  if (!atomic_exchange_explicit(&c->held, 0, memory_order_acq_rel))
-    return ACKRPC_E_INVAL;
-  if (atomic_exchange_explicit(&c->answered, 1, memory_order_acq_rel)) {
-    conn_unref(c, on_loop);
-    return ACKRPC_E_ALREADY_ANSWERED;
-  }
-  ackrpc_status ret = ACKRPC_OK;
-  if (!ackrpc_status_is_canonical(status)) {
-    ret = ACKRPC_E_INVAL;
-    status = ACKRPC_INTERNAL;
-    message = "the handler answered a status that is not a canonical code";
-    reply = NULL;
-  } else if (reply && reply->descriptor != c->method->m.reply) {
-    ret = ACKRPC_E_INVAL;
-    status = ACKRPC_INTERNAL;
-    message = "the handler replied with a message of the wrong type";
-    reply = NULL;
-  }
-  if (conn_encode(c, (uint32_t)status, message, reply) != ACKRPC_OK) {
-    ret = ACKRPC_E_NOMEM;
-    conn_encode(c, ACKRPC_INTERNAL, "out of memory encoding the reply", NULL);
-  }
-  c->close_after_write = c->out_len == 0;
-  if (on_loop) {
-    /* Inside the handler, on the loop: write now. The loop's reference
-     * keeps the object alive; dispatch carries on once the handler returns. */
-    conn_write(c);
-    conn_unref(c, 1);
-    return ret;
-  }
-  /* Another thread, or later: hand the reply (and this reference) to the
-   * loop. */
+/* Hands a reply encoded on another thread (and the handler's reference) to
+ * the loop. -1 if the server is closed: the caller drops the reference. */
+static int queue_reply(ackrpc_server *s, ackrpc_call *c) {
   pthread_mutex_lock(&s->mu);
   if (s->closed) {
     pthread_mutex_unlock(&s->mu);
-    conn_unref(c, 0);
-    return ACKRPC_E_ALREADY_ANSWERED;
+    return -1;
   }
   int was_empty = s->done_head == NULL;
   c->done_next = NULL;
@@ -646,7 +634,158 @@ ackrpc_status ackrpc_call_reply(ackrpc_call *c, ackrpc_status status,
     ssize_t w = write(s->wake_fd, &one, sizeof one); /* cannot block: eventfd */
     (void)w;
   }
+  return 0;
+}
+
+/* Reply cache: the answer of a call that was answered late (the loop gave up
+ * first), encoded into c->late for the repeats that wait for it. */
+static void encode_late(ackrpc_call *c, uint32_t status, const char *message,
+                        const ProtobufCMessage *body) {
+  akr_reply_spec spec = {.status = status, .message = message, .body = body};
+  size_t n = akr_reply_size(&spec);
+  c->late = n ? malloc(n) : NULL;
+  c->late_len = c->late ? akr_reply_encode(&spec, c->late) : 0;
+}
+
+ackrpc_status ackrpc_call_reply(ackrpc_call *c, ackrpc_status status,
+                                const char *message, const ProtobufCMessage *reply) {
+  if (!c) return ACKRPC_E_INVAL;
+  ackrpc_server *s = c->server;
+  int on_loop = tl_in_handler == c;
+  /* A second reply would drop the handler's reference twice. Caught here
+   * while the object still exists; after that it is use after free. */
+  if (!atomic_exchange_explicit(&c->held, 0, memory_order_acq_rel))
+    return ACKRPC_E_INVAL;
+  ackrpc_status ret = ACKRPC_OK;
+  if (!ackrpc_status_is_canonical(status)) {
+    ret = ACKRPC_E_INVAL;
+    status = ACKRPC_INTERNAL;
+    message = "the handler answered a status that is not a canonical code";
+    reply = NULL;
+  } else if (reply && reply->descriptor != c->method->m.reply) {
+    ret = ACKRPC_E_INVAL;
+    status = ACKRPC_INTERNAL;
+    message = "the handler replied with a message of the wrong type";
+    reply = NULL;
+  }
+  c->reply_ok = status == ACKRPC_OK;
+  if (atomic_exchange_explicit(&c->answered, 1, memory_order_acq_rel)) {
+    /* The loop answered first. If this call owns a reply-cache entry, the
+     * answer still goes to the loop: repeats of its call id wait for it,
+     * and an OK is kept for later ones. */
+    if (c->rc_entry) {
+      encode_late(c, (uint32_t)status, message, reply);
+      if (queue_reply(s, c) == 0) return ACKRPC_E_ALREADY_ANSWERED;
+    }
+    conn_unref(c, on_loop);
+    return ACKRPC_E_ALREADY_ANSWERED;
+  }
+  if (conn_encode(c, (uint32_t)status, message, reply) != ACKRPC_OK) {
+    ret = ACKRPC_E_NOMEM;
+    c->reply_ok = 0;
+    conn_encode(c, ACKRPC_INTERNAL, "out of memory encoding the reply", NULL);
+  }
+  c->close_after_write = c->out_len == 0;
+  if (on_loop) {
+    /* Inside the handler, on the loop: write now. The loop's reference
+     * keeps the object alive; dispatch carries on once the handler returns. */
+    cache_finish(c, c->out, c->out_len);
+    conn_write(c);
+    conn_unref(c, 1);
+    return ret;
+  }
+  /* Another thread, or later: hand the reply (and this reference) to the
+   * loop. */
+  if (queue_reply(s, c) != 0) {
+    conn_unref(c, 0);
+    return ACKRPC_E_ALREADY_ANSWERED;
+  }
   return ret;
+}
+
+/* --- the reply cache (reply_cache.c; docs/DELIVERY.md) ------------------ */
+
+static ackrpc_call *waiter_call(akr_rc_waiter *w) {
+  return (ackrpc_call *)(void *)((char *)w - offsetof(ackrpc_call, rc_wait));
+}
+
+/* Copies a whole reply frame into c->out; -1 if out of memory. */
+static int conn_set_out(ackrpc_call *c, const uint8_t *frame, size_t len) {
+  if (len > c->out_cap) {
+    uint8_t *p = realloc(c->out, len);
+    if (!p) return -1;
+    c->out = p;
+    c->out_cap = len;
+  }
+  memcpy(c->out, frame, len);
+  c->out_off = 0;
+  c->out_len = len;
+  return 0;
+}
+
+/* Before a handler runs: a call id already answered OK for this method is
+ * answered from the cache; one whose first call is still being handled
+ * waits for it (until its own deadline). Returns 1 if the call was taken
+ * care of here, 0 if the handler must run (the call then owns a new cache
+ * entry, finished by cache_finish() when it is answered). Loop thread. */
+static int cache_begin(ackrpc_call *c) {
+  ackrpc_server *s = c->server;
+  akr_rc_entry *e = NULL;
+  const uint8_t *frame = NULL;
+  size_t len = 0;
+  switch (akr_rc_begin(s->cache, c->req.method, c->req.call_id, c->req.call_id_len,
+                       now_us(), &e, &frame, &len)) {
+  case AKR_RC_MISS: c->rc_entry = e; return 0;
+  case AKR_RC_UNTRACKED: return 0;
+  case AKR_RC_HIT:
+    if (conn_set_out(c, frame, len) != 0) return 0;
+    c->close_after_write = 0;
+    conn_write(c);
+    return 1;
+  case AKR_RC_IN_FLIGHT:
+    c->state = ST_WAITING;
+    c->rc_ready = 0;
+    akr_rc_wait(e, &c->rc_wait);
+    conn_set_timer(c, c->deadline_us);
+    return 1;
+  }
+  return 0;
+}
+
+/* The call owning a cache entry was answered with `frame` (NULL: no
+ * answer could be made): keep an OK, and hand the answer to the repeats
+ * waiting for it. They are woken through their timers, so that no other
+ * connection runs inside the handler that called this. Loop thread. */
+static void cache_finish(ackrpc_call *c, const uint8_t *frame, size_t len) {
+  akr_rc_entry *e = c->rc_entry;
+  if (!e) return;
+  c->rc_entry = NULL;
+  akr_rc_waiter *w =
+      akr_rc_finish(c->server->cache, e, c->reply_ok && frame, frame, len, now_us());
+  while (w) {
+    akr_rc_waiter *next = w->next;
+    ackrpc_call *wc = waiter_call(w);
+    wc->rc_ready = frame && conn_set_out(wc, frame, len) == 0 ? 1 : 2;
+    event_active(&wc->timer, EV_TIMEOUT, 0);
+    w = next;
+  }
+}
+
+/* A waiting repeat's timer: its answer arrived, or its deadline passed. */
+static void cache_wait_over(ackrpc_call *c) {
+  evtimer_del(&c->timer);
+  akr_rc_unwait(&c->rc_wait);
+  c->state = ST_HANDLING; /* for conn_write's bookkeeping */
+  if (c->rc_ready == 1) {
+    c->close_after_write = 0;
+    conn_write(c);
+  } else if (c->rc_ready == 2) {
+    conn_answer_local(c, ACKRPC_UNAVAILABLE,
+                      "the first call with this call id ended without an answer", 0);
+  } else {
+    conn_answer_local(c, ACKRPC_DEADLINE_EXCEEDED,
+                      "a call with this call id is still being handled", 0);
+  }
 }
 
 /* --- reading and dispatch --------------------------------------------- */
@@ -719,6 +858,7 @@ static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
   int client_deadline = c->req.timeout_us && c->req.timeout_us < budget;
   if (client_deadline) budget = c->req.timeout_us;
   c->deadline_us = now_us() + budget;
+  if (s->cache && cache_begin(c)) return; /* a repeated call id */
 
   c->state = ST_HANDLING;
   atomic_store_explicit(&c->answered, 0, memory_order_relaxed);
@@ -909,6 +1049,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
                       n == NULL);
     break;
   }
+  case ST_WAITING: cache_wait_over(c); break;
   case ST_WRITING:
   case ST_DONE: c->state = ST_DONE; break;
   }
@@ -970,6 +1111,7 @@ static void conn_close(ackrpc_call *c) {
   if (c->fd < 0) return;
   conn_watch(c, 0);
   evtimer_del(&c->timer);
+  akr_rc_unwait(&c->rc_wait);
   close(c->fd);
   c->fd = -1;
   c->state = ST_DONE;
@@ -1130,9 +1272,12 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
   slog(s, ACKRPC_LOG_WARNING, "drain time over: closing %zu connection(s)", s->n_conns);
   for (ackrpc_call *c = s->conns, *next; c; c = next) {
     next = c->next;
-    if (c->state == ST_HANDLING &&
-        !atomic_exchange_explicit(&c->answered, 1, memory_order_acq_rel))
+    if ((c->state == ST_HANDLING &&
+         !atomic_exchange_explicit(&c->answered, 1, memory_order_acq_rel)) ||
+        c->state == ST_WAITING) {
+      akr_rc_unwait(&c->rc_wait);
       conn_answer_local(c, ACKRPC_UNAVAILABLE, "the server is shutting down", 1);
+    }
     conn_close(c);
   }
   check_drained(s);
@@ -1152,10 +1297,14 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     ackrpc_call *next = c->done_next;
     if (c->fd >= 0 && c->state == ST_HANDLING) {
       evtimer_del(&c->timer);
+      cache_finish(c, c->out, c->out_len);
       conn_write(c);
       conn_unref(c, 1); /* the handler's reference; the loop's remains */
       conn_resume(c);
     } else {
+      /* Answered late (after the loop gave up on it): only the repeats
+       * waiting in the reply cache get this answer. */
+      cache_finish(c, c->late, c->late_len);
       conn_unref(c, 1);
     }
     c = next;
@@ -1196,6 +1345,9 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   if (!s->opt.max_connections_per_uid)
     s->opt.max_connections_per_uid = DEFAULT_MAX_PER_UID;
   if (!s->opt.max_pending) s->opt.max_pending = DEFAULT_MAX_PENDING;
+  if (!s->opt.reply_cache_entries) s->opt.reply_cache_entries = DEFAULT_CACHE_ENTRIES;
+  if (!s->opt.reply_cache_age_ms) s->opt.reply_cache_age_ms = DEFAULT_CACHE_AGE_MS;
+  if (!s->opt.reply_cache_bytes) s->opt.reply_cache_bytes = DEFAULT_CACHE_BYTES;
   if (!s->opt.log) s->opt.log = ackrpc_log_stderr;
   if (!s->opt.log_level) s->opt.log_level = ACKRPC_LOG_WARNING;
   s->addr = addr;
@@ -1214,6 +1366,11 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   st = policy_copy(options->policy, &s->policy);
   if (st != ACKRPC_OK) goto fail;
   st = ACKRPC_E_NOMEM;
+  if (s->opt.reply_cache) {
+    s->cache = akr_rc_new(s->opt.reply_cache_entries, s->opt.reply_cache_bytes,
+                          (uint64_t)s->opt.reply_cache_age_ms * 1000u);
+    if (!s->cache) goto fail;
+  }
 
   s->base = options->base;
   if (!s->base) {
@@ -1294,6 +1451,11 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
     free(c->out);
     free(c);
   }
+  /* Every waiting repeat was closed above; calls a handler still holds
+   * keep a pointer to their entry, but their late answers never reach the
+   * loop now (closed). */
+  akr_rc_free(s->cache);
+  s->cache = NULL;
   if (s->accept_ev) event_free(s->accept_ev);
   if (s->wake_ev) event_free(s->wake_ev);
   if (s->resume_timer) event_free(s->resume_timer);

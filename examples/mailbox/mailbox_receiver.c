@@ -1,7 +1,7 @@
 /* mailbox_receiver: the Mailbox service (mailbox.proto), storing each letter
  * in SQLite and acknowledging it only once it is on disk.
  *
- *   mailbox_receiver [--slow-ack SEQ] [--slow-ack-ms MS] SOCKET DB
+ *   mailbox_receiver [--slow-ack SEQ] [--slow-ack-ms MS] [--reply-cache] SOCKET DB
  *   mailbox_receiver --count DB
  *
  * The database uses SQLite's embedded defaults for durability: WAL journal,
@@ -30,6 +30,11 @@
  * acknowledged again ("duplicate ..."). SIGTERM or SIGINT stop it cleanly:
  * calls in flight finish, the socket file and its lock file are removed, the
  * database is closed, and it exits 0.
+ *
+ * --reply-cache turns on the server's reply cache (docs/DELIVERY.md): a retry
+ * whose first call is still being stored waits for it, and one already
+ * answered OK gets that answer without a new transaction. The stored call
+ * id remains what makes delivery exactly-once across restarts.
  *
  * --count DB prints the number of letters in DB and exits.
  */
@@ -85,6 +90,7 @@ typedef struct receiver {
   uint64_t slow_seq; /* 0: none */
   uint32_t slow_ms;
   int slow_done;
+  int reply_cache; /* --reply-cache */
 } receiver;
 
 static const char *const SCHEMA = "CREATE TABLE IF NOT EXISTS letters ("
@@ -464,14 +470,17 @@ static int count_mode(const char *path) {
 /* --- main --- */
 
 static int usage(FILE *out, int rc) {
-  fprintf(out,
-          "usage: mailbox_receiver [--slow-ack SEQ] [--slow-ack-ms MS] SOCKET DB\n"
-          "       mailbox_receiver --count DB\n"
-          "Serves ackrpc.mailbox.Mailbox on SOCKET (a path or @name), storing letters\n"
-          "in the SQLite database DB, until SIGTERM or SIGINT. --count prints the\n"
-          "number of letters in DB.\n"
-          "  --slow-ack SEQ    delay the ack of the first letter with seq SEQ\n"
-          "  --slow-ack-ms MS  by MS milliseconds (default 3000)\n");
+  fprintf(
+      out,
+      "usage: mailbox_receiver [--slow-ack SEQ] [--slow-ack-ms MS] [--reply-cache]\n"
+      "                        SOCKET DB\n"
+      "       mailbox_receiver --count DB\n"
+      "Serves ackrpc.mailbox.Mailbox on SOCKET (a path or @name), storing letters\n"
+      "in the SQLite database DB, until SIGTERM or SIGINT. --count prints the\n"
+      "number of letters in DB.\n"
+      "  --slow-ack SEQ    delay the ack of the first letter with seq SEQ\n"
+      "  --slow-ack-ms MS  by MS milliseconds (default 3000)\n"
+      "  --reply-cache     turn on the server's reply cache\n");
   return rc;
 }
 
@@ -490,7 +499,10 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *ret) {
 static int serve(receiver *r, const char *address, const char *db_path) {
   if (db_open(r, db_path, 1) != 0) return 1;
 
-  ackrpc_server_options options = {.address = address};
+  /* --reply-cache: the server answers a retry whose first call is still in
+   * the writer's queue, or already answered OK, without a second job. The
+   * database's UNIQUE call id stays the guarantee (it survives restarts). */
+  ackrpc_server_options options = {.address = address, .reply_cache = r->reply_cache};
   ackrpc_server *server = NULL;
   ackrpc_status st = ackrpc_server_new(&options, &server);
   if (st != ACKRPC_OK) {
@@ -589,6 +601,11 @@ int main(int argc, char **argv) {
   int i = 1;
   for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
     uint64_t v;
+    if (strcmp(argv[i], "--reply-cache") == 0) {
+      r.reply_cache = 1;
+      i--; /* a flag without a value */
+      continue;
+    }
     if (strcmp(argv[i], "--slow-ack") == 0 &&
         parse_u64(argv[i + 1], INT64_MAX, &v) == 0)
       r.slow_seq = v;

@@ -1,30 +1,37 @@
-/* mailbox_sender: delivers letters to a mailbox_receiver with the generated
- * blocking stub, retrying each one safely until it is acknowledged.
+/* mailbox_sender: delivers letters to a mailbox_receiver through a durable
+ * outbox (ackrpc/outbox.h), so that each letter is stored by the receiver
+ * exactly once even if this process, or the receiver, dies at any point.
  *
- *   mailbox_sender [--timeout MS] [--attempts K] [--sender NAME] SOCKET [N]
+ *   mailbox_sender [--timeout MS] [--attempts K] [--sender NAME]
+ *                  [--outbox DB] [--wait MS] SOCKET [N]
  *
- * Sends N letters (default 5), seq 1..N, one blocking call each, and prints
- * each acknowledgement ("ack seq=..."). A failed call is retried, at most K
- * attempts per letter (default 5), according to what its status says:
+ * Letters seq 1..N go into the outbox database DB (default
+ * mailbox_outbox.db): enqueue returns once a letter is on disk, with the
+ * call id it will always be sent with. The outbox's worker thread delivers
+ * them in order, one at a time, and prints each acknowledgement ("ack
+ * seq=..."). A failed attempt is retried after a backoff, with the letter's
+ * one call id, whatever its status says:
  *
- *   - not delivered (could not connect or send): the receiver never saw the
- *     call, so it is simply sent again;
- *   - delivered, no ack (or the receiver's own DEADLINE_EXCEEDED or
- *     UNAVAILABLE, answered while the letter may still be committing): the
- *     letter may be stored, so it is sent again WITH THE SAME CALL ID
- *     (ackrpc_result.call_id); the receiver recognises the id and answers
- *     with the original receipt instead of storing the letter twice. Once an
- *     id may have reached the receiver, every later attempt keeps it;
- *   - any other answer (INVALID_ARGUMENT, ALREADY_EXISTS, ...) is final.
+ *   - not delivered (could not connect or send): the receiver never saw it;
+ *   - delivered, no ack, or the receiver's DEADLINE_EXCEEDED/UNAVAILABLE:
+ *     the letter may be stored; the receiver recognises the call id and
+ *     answers with the original receipt instead of storing it twice;
+ *   - any other answer (INVALID_ARGUMENT, ALREADY_EXISTS, ...) is final: the
+ *     letter goes to the outbox's dead letters.
+ * After K attempts (default 5; 0: no limit) a letter is dead-lettered too.
  *
- * Finally it asks the receiver (Count) how many letters it holds from this
- * sender, which must be N: each letter stored exactly once.
+ * Restarts: this program is the only writer of its outbox, so message ids
+ * and sequence numbers coincide; a sender restarted on the same DB enqueues
+ * only the letters after the last one it enqueued, and the outbox resends
+ * the ones not yet acked. When the outbox is empty it asks the receiver
+ * (Count) how many letters it holds from this sender, which must be N.
  *
- * Exit status: 0 if every letter was acknowledged and counted; 1 otherwise,
- * after printing the status name and message of the final failure; 2 for a
- * usage error.
+ * Exit status: 0 if every letter was acknowledged and counted; 1 otherwise
+ * (a dead letter is printed with its status name and message; or the
+ * outbox did not empty within --wait MS, default 600000); 2 for a usage
+ * error.
  */
-/* getpid, nanosleep: POSIX beyond C11. */
+/* getpid: POSIX beyond C11. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
@@ -32,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ackrpc/ackrpc.h>
@@ -55,94 +61,85 @@ static void hex(const uint8_t *p, size_t n, char *out, size_t cap) {
   out[2 * i] = '\0';
 }
 
-static void sleep_ms(unsigned ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+/* What the worker thread prints after each attempt (the outbox calls this
+ * once the outcome is committed). */
+typedef struct sender {
+  const char *name;
+  uint64_t n;
+} sender;
+
+static void on_attempt(void *user, const ackrpc_outbox_attempt *a) {
+  const sender *s = user;
+  char id_hex[2 * ACKRPC_MAX_CALL_ID + 1];
+  hex(a->call_id, a->call_id_len, id_hex, sizeof id_hex);
+  const char *msg = a->message ? a->message : ackrpc_strerror(a->status);
+  uint64_t seq = a->id; /* the only producer: ids are the sequence numbers */
+  switch (a->fate) {
+  case ACKRPC_OUTBOX_ACKED: {
+    Ackrpc__Mailbox__Receipt *receipt =
+        ackrpc__mailbox__receipt__unpack(NULL, a->reply_len, a->reply);
+    if (!receipt) {
+      printf("letter seq=%" PRIu64 ": OK without a receipt\n", seq);
+      return;
+    }
+    printf("ack seq=%" PRIu64 " id=%" PRIu64 " stored_at_ms=%" PRIu64
+           " attempt=%u call_id=%s\n",
+           receipt->seq, receipt->id, receipt->stored_at_ms, a->attempt, id_hex);
+    if (receipt->seq != seq || strcmp(receipt->sender, s->name) != 0)
+      printf("letter seq=%" PRIu64 ": the receipt is for seq=%" PRIu64 " from %s\n",
+             seq, receipt->seq, receipt->sender);
+    ackrpc__mailbox__receipt__free_unpacked(receipt, NULL);
+    return;
+  }
+  case ACKRPC_OUTBOX_RETRY:
+    printf("letter seq=%" PRIu64 " attempt %u: %s: %s (%s): retrying with the same "
+           "call id %s\n",
+           seq, a->attempt, ackrpc_status_name(a->status), msg, outcome_text(a->status),
+           id_hex);
+    return;
+  case ACKRPC_OUTBOX_DEAD:
+    printf("letter seq=%" PRIu64 " failed after %u attempt(s): %s: %s (%s)\n", seq,
+           a->attempt, ackrpc_status_name(a->status), msg, outcome_text(a->status));
+    return;
   }
 }
 
-/* The receiver may have stored the letter: retry only with the same id. */
-static int maybe_stored(ackrpc_status st) {
-  return ackrpc_status_outcome(st) == ACKRPC_OUTCOME_NO_ACK ||
-         st == ACKRPC_DEADLINE_EXCEEDED || st == ACKRPC_UNAVAILABLE;
-}
-
-/* Never reached the receiver: a plain retry is safe. */
-static int not_delivered(ackrpc_status st) {
-  return st == ACKRPC_E_CONNECT || st == ACKRPC_E_BUSY || st == ACKRPC_E_SEND ||
-         st == ACKRPC_E_SEND_TIMEOUT;
-}
-
-/* Delivers letter `seq` with up to `attempts` attempts. Returns 0 once it is
- * acknowledged with a matching receipt. */
-static int deliver(ackrpc_client *client, const char *sender, uint64_t seq, uint64_t n,
-                   unsigned attempts) {
-  char body[256];
-  snprintf(body, sizeof body, "letter %" PRIu64 " of %" PRIu64 " from %s", seq, n,
-           sender);
-  Ackrpc__Mailbox__Letter letter = ACKRPC__MAILBOX__LETTER__INIT;
-  letter.sender = (char *)sender;
-  letter.seq = seq;
-  letter.body = body;
-
-  /* Empty until an attempt may have reached the receiver: the library then
-   * makes a fresh id for each attempt. */
-  uint8_t id[ACKRPC_MAX_CALL_ID];
-  size_t id_len = 0;
-  for (unsigned attempt = 1;; attempt++) {
-    ackrpc_call_options opts = {.call_id = id_len ? id : NULL, .call_id_len = id_len};
-    ackrpc_result result = {0};
-    Ackrpc__Mailbox__Receipt *receipt = NULL;
-    ackrpc_status st = ackrpc__mailbox__Mailbox_Deliver_call(client, &letter, &receipt,
-                                                             &opts, &result);
-    char id_hex[2 * ACKRPC_MAX_CALL_ID + 1];
-    hex(result.call_id, result.call_id_len, id_hex, sizeof id_hex);
-
-    if (st == ACKRPC_OK) {
-      int rc = 0;
-      if (!receipt) {
-        printf("letter seq=%" PRIu64 ": OK without a receipt\n", seq);
-        rc = -1;
-      } else {
-        printf("ack seq=%" PRIu64 " id=%" PRIu64 " stored_at_ms=%" PRIu64
-               " attempt=%u call_id=%s\n",
-               receipt->seq, receipt->id, receipt->stored_at_ms, attempt, id_hex);
-        if (receipt->seq != seq || strcmp(receipt->sender, sender) != 0) {
-          printf("letter seq=%" PRIu64 ": the receipt is for seq=%" PRIu64 " from %s\n",
-                 seq, receipt->seq, receipt->sender);
-          rc = -1;
-        }
-        ackrpc__mailbox__receipt__free_unpacked(receipt, NULL);
-      }
-      ackrpc_result_clear(&result);
-      return rc;
-    }
-
-    const char *msg = result.message ? result.message : ackrpc_strerror(st);
-    int retry_same = maybe_stored(st);
-    int retry = retry_same || not_delivered(st);
-    if (!retry || attempt >= attempts) {
-      printf("letter seq=%" PRIu64 " failed after %u attempt(s): %s: %s (%s)", seq,
-             attempt, ackrpc_status_name(st), msg, outcome_text(st));
-      if (!result.message && result.sys_errno)
-        printf(" [%s]", strerror(result.sys_errno));
-      printf("\n");
-      ackrpc_result_clear(&result);
+/* Enqueues the letters after the last one this outbox ever took, up to n. */
+static int enqueue_letters(ackrpc_outbox *ob, const char *name, uint64_t n) {
+  uint64_t last = 0;
+  ackrpc_status st = ackrpc_outbox_last_id(ob, &last);
+  if (st != ACKRPC_OK) {
+    printf("cannot read the outbox: %s: %s\n", ackrpc_status_name(st),
+           ackrpc_strerror(st));
+    return -1;
+  }
+  if (last) printf("resuming after letter %" PRIu64 "\n", last);
+  for (uint64_t seq = last + 1; seq <= n; seq++) {
+    char body[256];
+    snprintf(body, sizeof body, "letter %" PRIu64 " of %" PRIu64 " from %s", seq, n,
+             name);
+    Ackrpc__Mailbox__Letter letter = ACKRPC__MAILBOX__LETTER__INIT;
+    letter.sender = (char *)name;
+    letter.seq = seq;
+    letter.body = body;
+    uint8_t buf[512];
+    size_t len = ackrpc__mailbox__letter__pack(&letter, buf);
+    uint64_t id = 0;
+    st = ackrpc_outbox_enqueue(ob, ackrpc__mailbox__Mailbox_Deliver_method.name, buf,
+                               len, &id);
+    if (st != ACKRPC_OK) {
+      printf("letter seq=%" PRIu64 " not stored in the outbox: %s: %s\n", seq,
+             ackrpc_status_name(st), ackrpc_strerror(st));
       return -1;
     }
-    if (retry_same) {
-      memcpy(id, result.call_id, result.call_id_len);
-      id_len = result.call_id_len;
-      printf("letter seq=%" PRIu64 " attempt %u: %s: %s (%s): retrying with the same "
-             "call id %s\n",
-             seq, attempt, ackrpc_status_name(st), msg, outcome_text(st), id_hex);
-    } else {
-      printf("letter seq=%" PRIu64 " attempt %u: %s: %s (%s): retrying\n", seq, attempt,
-             ackrpc_status_name(st), msg, outcome_text(st));
+    if (id != seq) {
+      printf("the outbox has another producer: letter seq=%" PRIu64 " got id %" PRIu64
+             "\n",
+             seq, id);
+      return -1;
     }
-    ackrpc_result_clear(&result);
-    sleep_ms(attempt * 100 < 1000 ? attempt * 100 : 1000);
   }
+  return 0;
 }
 
 /* Asks the receiver how many letters it holds; 0 if it holds exactly `n`
@@ -177,12 +174,16 @@ static int check_count(ackrpc_client *client, const char *sender, uint64_t n) {
 }
 
 static int usage(FILE *out, int rc) {
-  fprintf(out,
-          "usage: mailbox_sender [--timeout MS] [--attempts K] [--sender NAME] SOCKET "
-          "[N]\n"
-          "Delivers N letters (default 5) to the mailbox on SOCKET, retrying each up\n"
-          "to K times (default 5; the same call id when the outcome is unknown), then\n"
-          "checks the receiver's count. Each call's deadline is MS (default 5000).\n");
+  fprintf(
+      out,
+      "usage: mailbox_sender [--timeout MS] [--attempts K] [--sender NAME]\n"
+      "                      [--outbox DB] [--wait MS] SOCKET [N]\n"
+      "Delivers N letters (default 5) to the mailbox on SOCKET through the durable\n"
+      "outbox DB (default mailbox_outbox.db), each with one call id for all its\n"
+      "attempts, at most K attempts (default 5; 0: no limit), then checks the\n"
+      "receiver's count. Each attempt's deadline is MS (default 5000). Restarted\n"
+      "on the same DB, it resumes. --wait bounds the wait for the outbox to\n"
+      "empty (default 600000 ms).\n");
   return rc;
 }
 
@@ -201,20 +202,28 @@ int main(int argc, char **argv) {
     return usage(stdout, 0);
   if (setvbuf(stdout, NULL, _IOLBF, 0) != 0) return 1;
 
-  uint64_t timeout_ms = 5000, attempts = 5, n = 5;
-  char sender[128];
-  snprintf(sender, sizeof sender, "mailbox_sender[%ld]", (long)getpid());
+  uint64_t timeout_ms = 5000, attempts = 5, n = 5, wait_ms = 600000;
+  const char *outbox_path = "mailbox_outbox.db";
+  char name[128];
+  snprintf(name, sizeof name, "mailbox_sender[%ld]", (long)getpid());
   int i = 1;
   for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
     if (strcmp(argv[i], "--timeout") == 0 &&
         parse_u64(argv[i + 1], 1, 3600000, &timeout_ms) == 0)
       continue;
     if (strcmp(argv[i], "--attempts") == 0 &&
-        parse_u64(argv[i + 1], 1, 1000, &attempts) == 0)
+        parse_u64(argv[i + 1], 0, 1000000, &attempts) == 0)
       continue;
+    if (strcmp(argv[i], "--wait") == 0 &&
+        parse_u64(argv[i + 1], 1, 86400000, &wait_ms) == 0)
+      continue;
+    if (strcmp(argv[i], "--outbox") == 0 && argv[i + 1][0] != '\0') {
+      outbox_path = argv[i + 1];
+      continue;
+    }
     if (strcmp(argv[i], "--sender") == 0 && argv[i + 1][0] != '\0' &&
-        strlen(argv[i + 1]) < sizeof sender) {
-      snprintf(sender, sizeof sender, "%s", argv[i + 1]);
+        strlen(argv[i + 1]) < sizeof name) {
+      snprintf(name, sizeof name, "%s", argv[i + 1]);
       continue;
     }
     return usage(stderr, 2);
@@ -235,18 +244,49 @@ int main(int argc, char **argv) {
             ackrpc_status_name(st), ackrpc_strerror(st));
     return 2;
   }
+  sender s = {.name = name, .n = n};
+  ackrpc_outbox_options oo = {.path = outbox_path,
+                              .address = address,
+                              .call_timeout_ms = (uint32_t)timeout_ms,
+                              .max_attempts = (unsigned)attempts,
+                              .initial_backoff_ms = 100,
+                              .max_backoff_ms = 1000,
+                              .on_attempt = on_attempt,
+                              .on_attempt_user = &s};
+  ackrpc_outbox *ob = NULL;
+  st = ackrpc_outbox_open(&oo, &ob);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, "mailbox_sender: cannot open the outbox %s: %s: %s\n", outbox_path,
+            ackrpc_status_name(st), ackrpc_strerror(st));
+    ackrpc_client_free(client);
+    return st == ACKRPC_E_INVAL || st == ACKRPC_E_ADDRESS ? 2 : 1;
+  }
 
   int rc = 0;
-  uint64_t acked = 0;
-  for (uint64_t seq = 1; seq <= n; seq++) {
-    if (deliver(client, sender, seq, n, (unsigned)attempts) != 0) {
-      rc = 1;
-      break;
-    }
-    acked++;
+  /* The worker runs while letters are enqueued: delivery starts at once. */
+  st = ackrpc_outbox_start(ob);
+  if (st != ACKRPC_OK) {
+    printf("cannot start the outbox worker: %s\n", ackrpc_status_name(st));
+    rc = 1;
   }
-  printf("%" PRIu64 " of %" PRIu64 " letters acknowledged\n", acked, n);
-  if (rc == 0 && check_count(client, sender, n) != 0) rc = 1;
+  if (rc == 0 && enqueue_letters(ob, name, n) != 0) rc = 1;
+  if (rc == 0) {
+    st = ackrpc_outbox_wait_idle(ob, (uint32_t)wait_ms);
+    if (st != ACKRPC_OK) {
+      printf("the outbox did not empty: %s: %s\n", ackrpc_status_name(st),
+             ackrpc_strerror(st));
+      rc = 1;
+    }
+  }
+  ackrpc_outbox_stop(ob);
+  ackrpc_outbox_counts c = {0};
+  if (ackrpc_outbox_count(ob, &c) == ACKRPC_OK)
+    printf("%" PRIu64 " of %" PRIu64 " letters acknowledged (outbox: %" PRIu64
+           " pending, %" PRIu64 " dead)\n",
+           n - c.pending - c.dead, n, c.pending, c.dead);
+  if (c.dead || c.pending) rc = 1;
+  ackrpc_outbox_close(ob);
+  if (rc == 0 && check_count(client, name, n) != 0) rc = 1;
   ackrpc_client_free(client);
   return rc;
 }

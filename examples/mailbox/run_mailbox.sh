@@ -3,17 +3,19 @@
 #   1. starts mailbox_receiver on a socket in a temporary directory with a
 #      temporary database, the ack of letter 2 delayed past the sender's
 #      deadline (--slow-ack), and waits (bounded) until it serves;
-#   2. runs mailbox_sender for N letters: every letter must be acked, letter 2
-#      after a "delivered, no ack" retry WITH THE SAME CALL ID, which the
-#      receiver must answer as a duplicate (original receipt, nothing stored
-#      twice); the sender's Count call must see exactly N letters from it;
+#   2. runs mailbox_sender for N letters through its durable outbox: every
+#      letter must be acked, letter 2 after a "delivered, no ack" retry WITH
+#      THE SAME CALL ID, which the receiver must answer as a duplicate
+#      (original receipt, nothing stored twice); the sender's Count call must
+#      see exactly N letters from it, and its outbox must end empty;
 #   3. stops the receiver with SIGTERM: exit 0, socket and SOCKET.lock gone,
 #      exactly N "stored letter" lines, and `mailbox_receiver --count DB` = N;
 #   4. restarts the receiver on the same database: the letters are still
-#      there, and letter 1 sent again under a new call id is refused
-#      (ALREADY_EXISTS: the sender exits 1 naming the status);
-#   5. a sender with no receiver fails with E_CONNECT after its bounded
-#      attempts, exit 1.
+#      there, and letter 1 sent again under a new call id (a new outbox) is
+#      refused (ALREADY_EXISTS: dead-lettered, the sender exits 1 naming the
+#      status);
+#   5. a sender with no receiver dead-letters its letter after its bounded
+#      attempts, reporting E_CONNECT, exit 1.
 #
 # usage: examples/mailbox/run_mailbox.sh BUILD_DIR [N]
 #   BUILD_DIR  the CMake build directory (holding examples/mailbox/*)
@@ -115,7 +117,8 @@ echo "== 2. sender: $N letters, deadline ${TIMEOUT_MS} ms per call"
 SENDER=run_mailbox-$$
 rc=0
 timeout -k 2 120 "${WRAP[@]}" "$BIN/mailbox_sender" --timeout "$TIMEOUT_MS" \
-  --attempts 5 --sender "$SENDER" "$SOCK" "$N" >"$TMP/sender.log" 2>&1 || rc=$?
+  --attempts 5 --sender "$SENDER" --outbox "$TMP/outbox1.db" "$SOCK" "$N" \
+  >"$TMP/sender.log" 2>&1 || rc=$?
 cat "$TMP/sender.log"
 [ "$rc" = 0 ] || fail "mailbox_sender exited with status $rc"
 acks=$(grep -c '^ack seq=' "$TMP/sender.log" || true)
@@ -129,6 +132,8 @@ grep -q "^duplicate call_id=$retry: .* seq=$SLOW_SEQ " "$RLOG" \
   || fail "the receiver did not answer the retry of letter $SLOW_SEQ as a duplicate"
 grep -q "^the mailbox holds $N letters, $N from $SENDER\$" "$TMP/sender.log" \
   || fail "the Count RPC did not report $N letters"
+grep -q "^$N of $N letters acknowledged (outbox: 0 pending, 0 dead)\$" "$TMP/sender.log" \
+  || fail "the sender's outbox did not end empty"
 
 echo "== 3. SIGTERM"
 stop_receiver
@@ -142,7 +147,8 @@ echo "== 4. restart on the same database; letter 1 again under a new call id"
 start_receiver receiver2.log
 rc=0
 timeout -k 2 60 "${WRAP[@]}" "$BIN/mailbox_sender" --timeout "$TIMEOUT_MS" \
-  --sender "$SENDER" "$SOCK" 1 >"$TMP/sender2.log" 2>&1 || rc=$?
+  --sender "$SENDER" --outbox "$TMP/outbox2.db" "$SOCK" 1 >"$TMP/sender2.log" 2>&1 \
+  || rc=$?
 cat "$TMP/sender2.log"
 [ "$rc" = 1 ] || fail "resending letter 1 exited with $rc, expected 1"
 grep -q '^letter seq=1 failed after 1 attempt(s): ALREADY_EXISTS: ' "$TMP/sender2.log" \
@@ -154,8 +160,8 @@ n=$(count_db)
 
 echo "== 5. no receiver: bounded attempts, then E_CONNECT"
 rc=0
-timeout -k 2 60 "${WRAP[@]}" "$BIN/mailbox_sender" --attempts 3 "$SOCK" 1 \
-  >"$TMP/sender3.log" 2>&1 || rc=$?
+timeout -k 2 60 "${WRAP[@]}" "$BIN/mailbox_sender" --attempts 3 \
+  --outbox "$TMP/outbox3.db" "$SOCK" 1 >"$TMP/sender3.log" 2>&1 || rc=$?
 cat "$TMP/sender3.log"
 [ "$rc" = 1 ] || fail "a sender without a receiver exited with $rc, expected 1"
 grep -q '^letter seq=1 failed after 3 attempt(s): E_CONNECT: ' "$TMP/sender3.log" \

@@ -4,6 +4,7 @@
 
 #include <ackrpc/client.h>
 #include <ackrpc/common.h>
+#include <ackrpc/outbox.h>
 #include <ackrpc/server.h>
 #include <ackrpc/status.h>
 

@@ -22,6 +22,45 @@ struct ProtobufCMessage;
 
 typedef struct ackrpc_client ackrpc_client;
 
+/* When and how a blocking or asynchronous call is tried again
+ * (docs/DELIVERY.md). A zero-initialised policy makes no retries: one
+ * attempt, exactly as without a policy. Every attempt of a call carries the
+ * call id of the first one (the caller's, or one the client makes), so a
+ * server that deduplicates by call id (the reply cache, or a handler that
+ * stores it) acts at most once. The attempts share the call's deadline
+ * (ackrpc_call_options.timeout_ms or the client's); no attempt starts after
+ * it, and a backoff that would end past it ends the call instead. A failed
+ * attempt is tried again, while attempts are left, if its status is:
+ *   - not delivered: E_CONNECT, E_BUSY, E_SEND, E_SEND_TIMEOUT (the server
+ *     never saw the request: always safe);
+ *   - delivered, no ack: E_NO_ACK, E_ACK_TIMEOUT, E_BAD_REPLY (the server
+ *     may have acted: safe because the call id stays the same);
+ *   - a server status listed in retry_on (e.g. UNAVAILABLE,
+ *     RESOURCE_EXHAUSTED). Other server statuses, and local API errors
+ *     (E_INVAL, E_NOMEM, E_SYSTEM), end the call at once.
+ * Before attempt n+1 the client sleeps a backoff b = min(max_backoff_ms,
+ * initial_backoff_ms * 2^(n-1)), jittered uniformly in [b/2, b] so that
+ * clients that failed together do not retry together. */
+typedef struct ackrpc_retry_policy {
+  /* Attempts in all, the first included. 0 or 1: no retries. */
+  unsigned max_attempts;
+  /* Backoff before the first retry. Default 10 ms. */
+  uint32_t initial_backoff_ms;
+  /* Largest backoff. Default 1000 ms. */
+  uint32_t max_backoff_ms;
+  /* How long one attempt waits for its ack before it is abandoned
+   * (E_ACK_TIMEOUT) and tried again. The request still carries what is left
+   * of the call's deadline, so the server may go on with an abandoned
+   * attempt; the retry, with the same call id, joins it in the server's
+   * reply cache or is deduplicated by the handler. 0: an attempt may use
+   * the rest of the call's deadline (so a missing ack ends the call). */
+  uint32_t attempt_timeout_ms;
+  /* Server statuses (canonical codes 1..16) that are retried. Copied by
+   * ackrpc_client_new(); read during the call for a per-call policy. */
+  const ackrpc_status *retry_on;
+  size_t n_retry_on;
+} ackrpc_retry_policy;
+
 /* Client options; zero means "the default" for every field. */
 typedef struct ackrpc_client_options {
   /* "/path/to.sock" or "@abstract-name". Required. Copied. */
@@ -38,6 +77,10 @@ typedef struct ackrpc_client_options {
    * saves the connection's cost on every call. Outcomes are the same as for
    * one-shot calls. */
   unsigned pool_size;
+  /* Retry policy of every call made with this client (blocking calls,
+   * sessions, ackrpc_client_call_async(); not asynchronous sessions), unless
+   * a call gives its own. Copied. NULL: no retries. */
+  const ackrpc_retry_policy *retry;
 } ackrpc_client_options;
 
 /* Per-call options; pass NULL for all defaults. */
@@ -52,6 +95,10 @@ typedef struct ackrpc_call_options {
   /* Metadata entries sent with the request (ACKRPC_MAX_METADATA at most). */
   const ackrpc_metadata *metadata;
   size_t metadata_count;
+  /* This call's retry policy, instead of the client's (a zeroed one: no
+   * retries). Must stay valid during the call (for an asynchronous call:
+   * during ackrpc_client_call_async() only). NULL: the client's. */
+  const ackrpc_retry_policy *retry;
 } ackrpc_call_options;
 
 /* What a call returns besides its status. Zero-initialise it before the
@@ -72,9 +119,13 @@ typedef struct ackrpc_result {
    * the status (malloc'd, owned by the result; NULL if empty). */
   uint8_t *reply_bytes;
   size_t reply_bytes_len;
-  /* The call id that was sent (so a caller may retry with it). */
+  /* The call id that was sent (so a caller may retry with it); the same for
+   * every attempt of a call. */
   uint8_t call_id[ACKRPC_MAX_CALL_ID];
   size_t call_id_len;
+  /* Attempts made (1 without retries; 0 if the call failed before its first
+   * attempt, e.g. E_INVAL). The other fields describe the last one. */
+  unsigned attempts;
 } ackrpc_result;
 
 /* Frees what a result owns and zeroes it. NULL is ignored. */
@@ -82,8 +133,9 @@ ACKRPC_EXPORT void ackrpc_result_clear(ackrpc_result *result);
 
 /* Creates a client. The address is checked (not connected to) here.
  * On success *ret_client is the caller's, to free with ackrpc_client_free().
- * Errors: E_INVAL (NULL argument, no address), E_ADDRESS, E_NOMEM; on error
- * *ret_client is untouched. */
+ * Errors: E_INVAL (NULL argument, no address, a retry policy listing a
+ * status that is not a canonical code from 1 to 16), E_ADDRESS, E_NOMEM; on
+ * error *ret_client is untouched. */
 ACKRPC_EXPORT ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
                                               ackrpc_client **ret_client);
 
@@ -100,6 +152,8 @@ ACKRPC_EXPORT ackrpc_client *ackrpc_client_free(ackrpc_client *client);
  * Statuses: a canonical code (the server's answer); E_CONNECT, E_BUSY,
  * E_SEND, E_SEND_TIMEOUT (not delivered); E_NO_ACK, E_ACK_TIMEOUT,
  * E_BAD_REPLY (outcome unknown); E_INVAL, E_NOMEM, E_SYSTEM (nothing sent).
+ * With a retry policy (options->retry, or the client's), the status and
+ * result are those of the last attempt; ret_result->attempts counts them.
  * Safe to call from many threads on one client. */
 ACKRPC_EXPORT ackrpc_status ackrpc_client_call(ackrpc_client *client,
                                                const ackrpc_method *method,
@@ -126,7 +180,9 @@ ACKRPC_EXPORT ackrpc_status ackrpc_session_open(ackrpc_client *client,
  * statuses, same result). If the server ended an idle session before this
  * call was sent, the session reconnects first, which is safe (nothing was
  * sent). After an outcome other than ACKED, or E_BAD_REPLY, the connection
- * is dropped and the next call reconnects. */
+ * is dropped and the next call reconnects. The retry policy (per call, or
+ * the client's as it was when the session was opened) applies: a retry
+ * reconnects if the connection was dropped. */
 ACKRPC_EXPORT ackrpc_status ackrpc_session_call(ackrpc_session *session,
                                                 const ackrpc_method *method,
                                                 const struct ProtobufCMessage *request,
@@ -158,7 +214,9 @@ typedef void (*ackrpc_done_fn)(ackrpc_result *result, void *user);
 /* Starts an asynchronous call on `base`. The request is serialized before
  * this returns. On OK, `done` runs exactly once, on the thread running
  * `base`, never from inside this function, even if the call fails at once.
- * If this returns an error, `done` is never called.
+ * If this returns an error, `done` is never called. The retry policy
+ * (options->retry, copied here, or the client's) applies: retries wait on
+ * `base` (a timer), and `done` runs once, after the last attempt.
  * The call must complete (it always does, by its deadline at the latest)
  * before `base` is freed. Call from the thread that runs `base` (or enable
  * libevent's thread support).
@@ -187,9 +245,10 @@ ACKRPC_EXPORT ackrpc_status ackrpc_async_session_open(
  * never from inside this function, with the same statuses and outcomes as
  * ackrpc_client_call_async(). A call whose deadline passes is completed with
  * E_ACK_TIMEOUT (or E_SEND_TIMEOUT) at once; its late reply, if any, is
- * discarded. If the connection fails, the calls already sent complete with
- * E_NO_ACK and the others with E_SEND; the next call reconnects.
- * Callable from inside a `done` callback. If this returns an error, `done`
+ * discarded. Calls on an asynchronous session are never retried (the retry
+ * policy does not apply; result->attempts is 1). If the connection fails, the calls
+ * already sent complete with E_NO_ACK and the others with E_SEND; the next call
+ * reconnects. Callable from inside a `done` callback. If this returns an error, `done`
  * is never called. Errors: E_INVAL, E_NOMEM, E_STATE (the session is
  * closing). */
 ACKRPC_EXPORT ackrpc_status ackrpc_async_session_call(

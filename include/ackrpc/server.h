@@ -93,6 +93,34 @@ typedef struct ackrpc_server_options {
   ackrpc_log_fn log;
   void *log_user;
   ackrpc_log_level log_level;
+  /* The reply cache, for idempotent retries (docs/DELIVERY.md). Off unless
+   * reply_cache is nonzero: with it off, every call runs its handler, as
+   * before (clients that reuse one call id for different requests, against
+   * docs/PROTOCOL.md, keep working).
+   * With it on, a call whose call id the server already answered OK for the
+   * same method gets that answer again, byte for byte, and its handler does
+   * not run (the request body is not compared). A call whose id is still
+   * being handled (a handler holds the first call, even past that call's
+   * deadline) waits for the first call's answer, whatever it is, until its
+   * own deadline; then it gets DEADLINE_EXCEEDED ("still being handled":
+   * retry with the same id). Only OK answers are kept: errors stay
+   * retryable. The cache is in memory and does not survive a restart: a
+   * handler whose effect must happen once stores the call id with it
+   * (ackrpc_call_id()), in the same transaction.
+   * Bounds, over the answers kept, oldest dropped first:
+   *   reply_cache_entries: answers kept. Default 4096 (about 1 MiB for
+   *     small acks).
+   *   reply_cache_bytes: their size (frames plus ~100 bytes each). Default
+   *     16 MiB; an answer larger than this is not kept.
+   *   reply_cache_age_ms: how long one is kept after it was answered.
+   *     Default 300000 (5 min): several times a retrying client's whole
+   *     deadline at the defaults (30 s), so its retries find the answer.
+   * Calls still being handled are not counted: each is a call a handler
+   * holds, bounded by what the server admits. */
+  int reply_cache;
+  uint32_t reply_cache_entries;
+  size_t reply_cache_bytes;
+  uint32_t reply_cache_age_ms;
 } ackrpc_server_options;
 
 /* A handler. `request` is the decoded request message, of the type given at

@@ -1,0 +1,206 @@
+/* ackrpc/outbox.h: a durable outbox: messages stored on disk first, then
+ * delivered with ackrpc calls until the receiver acknowledges them
+ * (docs/DELIVERY.md).
+ *
+ * A message is a method name and a request body (the serialized request
+ * message, as for ackrpc_client_call_raw()). ackrpc_outbox_enqueue() returns
+ * once the message is committed to an SQLite database (WAL journal,
+ * synchronous=FULL: the commit is fsync'ed, so it survives a crash of the
+ * process and of the machine). The outbox gives each message a call id when
+ * it is enqueued and stores it with the message; every attempt to deliver it
+ * carries that id, across restarts, so a receiver that deduplicates by call
+ * id acts on it once. A delivery worker (its own thread: ackrpc_outbox_start(),
+ * or the caller's: ackrpc_outbox_pump()) sends the messages of each method
+ * in enqueue order, one at a time: a message is sent only after the one
+ * before it (same method) was acked or dead-lettered. An acked message is
+ * deleted; one that fails for good, or runs out of attempts or age, moves to
+ * the dead-letter table with its last status. After a crash, reopening the
+ * database resumes where delivery stopped (the message whose ack was lost is
+ * sent again, with its id).
+ *
+ * One process at a time: the database is opened in SQLite's exclusive
+ * locking mode, so a second ackrpc_outbox_open() on it fails (UNAVAILABLE)
+ * until the first is closed or its process ends. Nothing here prints.
+ *
+ * Statuses for the database: E_SYSTEM (cannot open, I/O error), DATA_LOSS
+ * (the file is not a database or is corrupt), RESOURCE_EXHAUSTED (the disk or
+ * the database is full: nothing was stored), UNAVAILABLE (another process
+ * has it open), E_NOMEM.
+ */
+#ifndef ACKRPC_OUTBOX_H
+#define ACKRPC_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ackrpc/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ackrpc_outbox ackrpc_outbox;
+
+/* What became of a message after one attempt. */
+typedef enum ackrpc_outbox_fate {
+  ACKRPC_OUTBOX_ACKED = 0, /* acked (OK) and deleted */
+  ACKRPC_OUTBOX_RETRY = 1, /* will be tried again, with the same call id */
+  ACKRPC_OUTBOX_DEAD = 2,  /* moved to the dead letters */
+} ackrpc_outbox_fate;
+
+/* One attempt, as reported to the on_attempt callback. Every pointer is
+ * valid during the callback only. */
+typedef struct ackrpc_outbox_attempt {
+  uint64_t id;        /* the message's id (ackrpc_outbox_enqueue()) */
+  const char *method; /* "package.Service/Method" */
+  const uint8_t *call_id;
+  size_t call_id_len;
+  unsigned attempt; /* 1 for the first, counting across restarts */
+  ackrpc_status status;
+  const char *message;  /* the server's or a local explanation; may be NULL */
+  const uint8_t *reply; /* the ack's body (may be NULL if empty) */
+  size_t reply_len;
+  ackrpc_outbox_fate fate;
+} ackrpc_outbox_attempt;
+
+/* Called after each attempt once its outcome is committed (so ACKED means
+ * deleted), on the thread delivering: the worker, or the caller of
+ * ackrpc_outbox_pump(). It must not call ackrpc_outbox_stop() or _close(). */
+typedef void (*ackrpc_outbox_attempt_fn)(void *user, const ackrpc_outbox_attempt *a);
+
+/* Outbox options; zero means "the default" for every field. */
+typedef struct ackrpc_outbox_options {
+  /* The SQLite database file, created if missing. Required. Copied. */
+  const char *path;
+  /* The receiver's address ("/path.sock" or "@name"). Needed to deliver;
+   * NULL: the outbox only stores (enqueue, counts). Copied. */
+  const char *address;
+  /* Deadline of each attempt. Default 10000 ms. */
+  uint32_t call_timeout_ms;
+  /* Attempts (across restarts) after which a message that still fails is
+   * dead-lettered. 0: no limit. */
+  unsigned max_attempts;
+  /* Age (since enqueue, wall clock) after which a message that still fails
+   * is dead-lettered. 0: no limit. */
+  uint32_t max_age_ms;
+  /* Backoff between attempts at one message: b = min(max, initial *
+   * 2^(attempts-1)), jittered in [b/2, b]. Defaults 50 ms and 5000 ms.
+   * Meanwhile later messages of the same method wait (order), those of
+   * other methods go on. */
+  uint32_t initial_backoff_ms;
+  uint32_t max_backoff_ms;
+  /* Server statuses after which a message is tried again. NULL: the
+   * default, DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE, RESOURCE_EXHAUSTED.
+   * Any other non-OK status from the server dead-letters the message at
+   * once. "Not delivered" and "delivered, no ack" are always tried again.
+   * Copied. */
+  const ackrpc_status *retry_on;
+  size_t n_retry_on;
+  /* Told of each attempt (optional). */
+  ackrpc_outbox_attempt_fn on_attempt;
+  void *on_attempt_user;
+} ackrpc_outbox_options;
+
+/* Opens (creating if needed) the outbox database and takes it for this
+ * process. Messages left by an earlier run are due at once. On success the
+ * caller owns *ret_outbox (ackrpc_outbox_close()); on error it is
+ * untouched. Errors: E_INVAL (NULL argument or path, a retry_on status that
+ * is not a canonical code 1..16), E_ADDRESS (bad address), UNAVAILABLE,
+ * DATA_LOSS, E_SYSTEM, E_NOMEM. */
+ACKRPC_EXPORT ackrpc_status ackrpc_outbox_open(const ackrpc_outbox_options *options,
+                                               ackrpc_outbox **ret_outbox);
+
+/* Stops the worker if it runs (see ackrpc_outbox_stop()), closes the
+ * database and frees the outbox. Messages not yet acked stay on disk for the
+ * next open. NULL is ignored. Returns NULL. */
+ACKRPC_EXPORT ackrpc_outbox *ackrpc_outbox_close(ackrpc_outbox *outbox);
+
+/* Stores a message: `method` (a full method name) and `body` (body_len
+ * bytes, copied; NULL if body_len is 0). Returns OK once it is committed to
+ * disk; *ret_id (if not NULL) is then its id. Ids are 1, 2, 3, ... in
+ * enqueue order and never reused, even after a restart. Callable from any
+ * thread, also while the worker runs. Errors: E_INVAL (NULL outbox or
+ * method, malformed method name, body too large for one frame), and the
+ * database statuses above: then nothing was stored. */
+ACKRPC_EXPORT ackrpc_status ackrpc_outbox_enqueue(ackrpc_outbox *outbox,
+                                                  const char *method,
+                                                  const uint8_t *body, size_t body_len,
+                                                  uint64_t *ret_id);
+
+/* The id of the last message ever enqueued in this database (0 if none),
+ * delivered or not: a producer that is its only writer learns from it where
+ * to resume after a crash. Errors: E_INVAL and the database statuses. */
+ACKRPC_EXPORT ackrpc_status ackrpc_outbox_last_id(ackrpc_outbox *outbox,
+                                                  uint64_t *ret_id);
+
+/* Starts the delivery worker, a thread (all signals blocked in it) that
+ * delivers messages as they become due, until ackrpc_outbox_stop().
+ * Errors: E_INVAL, E_STATE (already running, or no address), E_SYSTEM (the
+ * thread could not be created). */
+ACKRPC_EXPORT ackrpc_status ackrpc_outbox_start(ackrpc_outbox *outbox);
+
+/* Stops the worker and waits for it: an attempt in progress finishes first
+ * (within call_timeout_ms). Harmless if it is not running. Not from the
+ * on_attempt callback. Errors: E_INVAL. */
+ACKRPC_EXPORT ackrpc_status ackrpc_outbox_stop(ackrpc_outbox *outbox);
+
+/* Delivers on the caller's thread: makes up to `max` attempts at messages
+ * that are due now (it does not wait for backoffs), blocking during each
+ * call, and returns the number made in *ret_attempts (if not NULL). For
+ * programs with their own scheduling, and for tests. Errors: E_INVAL,
+ * E_STATE (the worker runs, or no address), database statuses. */
+ACKRPC_EXPORT ackrpc_status ackrpc_outbox_pump(ackrpc_outbox *outbox, unsigned max,
+                                               unsigned *ret_attempts);
+
+/* Waits until no message is pending (all acked or dead-lettered), or
+ * `timeout_ms` passes (DEADLINE_EXCEEDED). Needs the worker running (or
+ * another thread pumping). Errors: E_INVAL, DEADLINE_EXCEEDED, database
+ * statuses. */
+ACKRPC_EXPORT ackrpc_status ackrpc_outbox_wait_idle(ackrpc_outbox *outbox,
+                                                    uint32_t timeout_ms);
+
+typedef struct ackrpc_outbox_counts {
+  /* Messages stored and not yet acked or dead-lettered. */
+  uint64_t pending;
+  /* Of those, the ones attempted at least once: they may have reached the
+   * receiver, and wait for an ack (their call id is pinned). */
+  uint64_t in_flight;
+  /* Messages in the dead-letter table. */
+  uint64_t dead;
+} ackrpc_outbox_counts;
+
+/* Counts the messages, as committed. Errors: E_INVAL and the database
+ * statuses (then *ret_counts is untouched). */
+ACKRPC_EXPORT ackrpc_status ackrpc_outbox_count(ackrpc_outbox *outbox,
+                                                ackrpc_outbox_counts *ret_counts);
+
+/* A dead letter as stored. Owned by the caller after
+ * ackrpc_outbox_dead_letter(): free with ackrpc_outbox_message_clear(). */
+typedef struct ackrpc_outbox_message {
+  uint64_t id;
+  char *method;
+  uint8_t *body; /* NULL if empty */
+  size_t body_len;
+  uint8_t call_id[ACKRPC_MAX_CALL_ID];
+  size_t call_id_len;
+  unsigned attempts;
+  ackrpc_status last_status;
+  char *last_message;     /* may be NULL */
+  int64_t enqueued_at_ms; /* Unix epoch, milliseconds */
+} ackrpc_outbox_message;
+
+/* Reads the dead letter with the smallest id greater than `after_id` into
+ * *ret_message (zero it first; clear it after). NOT_FOUND if there is none.
+ * Errors: E_INVAL, E_NOMEM and the database statuses (then *ret_message is
+ * untouched). */
+ACKRPC_EXPORT ackrpc_status ackrpc_outbox_dead_letter(
+    ackrpc_outbox *outbox, uint64_t after_id, ackrpc_outbox_message *ret_message);
+
+/* Frees what a message owns and zeroes it. NULL is ignored. */
+ACKRPC_EXPORT void ackrpc_outbox_message_clear(ackrpc_outbox_message *message);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ACKRPC_OUTBOX_H */
