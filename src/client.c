@@ -1163,6 +1163,14 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
   request_frame f;
   ackrpc_status st =
       encode_request(&s->ids, method, request, options, p->timeout_ms, &f, &p->result);
+  if (st == ACKRPC_OK && s->out_off && s->out_len + f.len > s->out_cap) {
+    /* Reclaim what is already sent before growing: with frames about the
+     * size of the socket buffer a send pass rarely drains everything, and
+     * the buffer would otherwise grow (and be copied) without bound. */
+    memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
+    s->out_len -= s->out_off;
+    s->out_off = 0;
+  }
   if (st == ACKRPC_OK && s->out_len + f.len > s->out_cap) {
     size_t cap = s->out_cap ? s->out_cap : 4096;
     while (cap < s->out_len + f.len)

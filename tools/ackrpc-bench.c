@@ -1,18 +1,25 @@
 /* ackrpc-bench: the benchmark server and load client of ackrpc.
  *
- *   ackrpc-bench serve --socket PATH [--max-request-size BYTES]
- *   ackrpc-bench run --socket PATH [--size S] [--concurrency C] [--duration SEC]
- *                    [--warmup SEC] [--peer NAME] [--timeout-ms MS]
+ *   ackrpc-bench serve --socket PATH [--max-request-size BYTES] [limits]
+ *   ackrpc-bench run --socket PATH [--mode oneshot|session|pipeline] [--depth N]
+ *                    [--size S] [--concurrency C] [--duration SEC] [--warmup SEC]
+ *                    [--peer NAME] [--timeout-ms MS] [--csv] [--server-pid PID]
+ *   ackrpc-bench idle --socket PATH [--connections N] [--hold SEC]
+ *                     [--server-pid PID] [--call]
  *
  * `serve` answers ackrpc.bench.Bench/Call (proto/ackrpc/bench.proto) inline
  * with the request's id and body length. `run` drives it from C threads that
- * share one client and make blocking calls back to back, then prints one line
+ * share one client: one-shot calls (a connection per call), calls on one
+ * session per thread, or pipelined calls (one asynchronous session per
+ * thread on its own event_base, N calls in flight). It prints one line
  *
  *   peer=ackrpc size=S conc=C calls_per_s=N p50_us=N p99_us=N errors=N
  *
  * in the format of the peer benchmarks (docs/BENCHMARKS.md), so ackrpc can sit
- * in the same table as them. This measures; it is not a test and has no
- * thresholds. How to run it: docs/BENCHMARKS.md.
+ * in the same table as them, or with --csv a CSV header and row. `idle` holds
+ * N idle connections open so that the server's memory per connection can be
+ * read. This measures; it is not a test and has no thresholds. How to run it:
+ * docs/BENCHMARKS.md; results: docs/PERFORMANCE.md.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,9 +33,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ackrpc/ackrpc.h>
+#include <event2/event.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include "ackrpc/bench.pb-c.h"
@@ -46,6 +56,9 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 #define SERVE_MAX_MAX_REQUEST ((uint64_t)UINT32_MAX)
 #define RUN_MAX_SIZE ((uint64_t)1 << 30)
 #define RUN_MAX_CONC 4096
+#define RUN_MAX_DEPTH 4096
+#define RUN_DEFAULT_DEPTH 16
+#define IDLE_MAX_CONNECTIONS 100000
 /* Latency samples: each thread starts with room for this many... */
 #define SAMPLES_INITIAL 65536
 /* ...and all threads together keep at most this many (256 MiB); beyond it a
@@ -61,17 +74,21 @@ static const ackrpc_method bench_call_method = {
 
 static int serve_main(int argc, char **argv);
 static int run_main(int argc, char **argv);
+static int idle_main(int argc, char **argv);
 
 static void usage_main(FILE *out) {
   fprintf(out,
-          "usage: " PROG " serve --socket PATH [--max-request-size BYTES]\n"
-          "       " PROG " run --socket PATH [--size BYTES] [--concurrency N]\n"
+          "usage: " PROG " serve --socket PATH [--max-request-size BYTES] [LIMITS]\n"
+          "       " PROG " run --socket PATH [--mode oneshot|session|pipeline]\n"
+          "                    [--depth N] [--size BYTES] [--concurrency N]\n"
           "                    [--duration SEC] [--warmup SEC] [--peer NAME]\n"
-          "                    [--timeout-ms MS]\n"
+          "                    [--timeout-ms MS] [--csv] [--server-pid PID]\n"
+          "       " PROG " idle --socket PATH [--connections N] [--hold SEC]\n"
+          "                     [--server-pid PID] [--call]\n"
           "       " PROG " COMMAND --help\n"
           "\n"
           "Benchmark server and load client for ackrpc (ackrpc.bench.Bench/Call).\n"
-          "See docs/BENCHMARKS.md.\n");
+          "See docs/BENCHMARKS.md and docs/PERFORMANCE.md.\n");
 }
 
 int main(int argc, char **argv) {
@@ -81,6 +98,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "serve") == 0) return serve_main(argc - 1, argv + 1);
   if (strcmp(argv[1], "run") == 0) return run_main(argc - 1, argv + 1);
+  if (strcmp(argv[1], "idle") == 0) return idle_main(argc - 1, argv + 1);
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
     usage_main(stdout);
@@ -153,6 +171,64 @@ static int parse_seconds(const char *s, double min, double max, double *ret) {
   return 0;
 }
 
+/* Raises the soft limit on open files to the hard one: a server or an idle
+ * client holding thousands of connections needs that many descriptors. */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+/* ---- Another process's CPU time and memory, from /proc ---- */
+
+/* CPU time (user + system) of process `pid` in seconds, from
+ * /proc/PID/stat. Returns 0 on success. */
+static int proc_cpu_s(pid_t pid, double *ret) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* The command name (field 2) may hold spaces: count from its ')'. */
+  char *p = strrchr(buf, ')');
+  if (!p) return -1;
+  unsigned long long utime, stime;
+  /* After ')': state (3), ppid .. cmajflt (4-12), utime (14), stime (15). */
+  if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+             &stime) != 2)
+    return -1;
+  long hz = sysconf(_SC_CLK_TCK);
+  if (hz <= 0) return -1;
+  *ret = (double)(utime + stime) / (double)hz;
+  return 0;
+}
+
+/* A "Key:   N kB" field of /proc/PID/status (VmRSS, VmHWM), in KiB. */
+static int proc_status_kb(pid_t pid, const char *key, uint64_t *ret) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t klen = strlen(key);
+  int rc = -1;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+      unsigned long long v;
+      if (sscanf(line + klen + 1, "%llu", &v) == 1) {
+        *ret = v;
+        rc = 0;
+      }
+      break;
+    }
+  }
+  fclose(f);
+  return rc;
+}
+
 /* ---- serve ---- */
 
 typedef struct serve_stats {
@@ -167,7 +243,7 @@ static _Atomic(ackrpc_server *) g_server;
 static void usage_serve(FILE *out) {
   fprintf(
       out,
-      "usage: " PROG " serve --socket PATH [--max-request-size BYTES]\n"
+      "usage: " PROG " serve --socket PATH [--max-request-size BYTES] [LIMITS]\n"
       "\n"
       "Serves ackrpc.bench.Bench/Call on PATH (a socket file path, or @name for the\n"
       "Linux abstract namespace), acking each request inline with its id and body\n"
@@ -179,6 +255,12 @@ static void usage_serve(FILE *out) {
       "                               K, M or G multiplies by 1024, 1024^2, 1024^3\n"
       "                               (default 64M + 64K: bodies up to 64 MiB;\n"
       "                               pass more for bigger --size in run)\n"
+      "LIMITS (the library's defaults unless given; raise them to hold many idle\n"
+      "connections, e.g. for '" PROG " idle'):\n"
+      "      --max-connections N      connections served at once (default 1024)\n"
+      "      --max-pending N          connections waiting for a request (256)\n"
+      "      --max-per-uid N          connections from one uid (256)\n"
+      "      --read-timeout-ms MS     time for a request to arrive (10000)\n"
       "  -h, --help                   this text\n");
 }
 
@@ -204,11 +286,16 @@ static int serve_main(int argc, char **argv) {
   static const struct option longopts[] = {
       {"socket", required_argument, NULL, 'a'},
       {"max-request-size", required_argument, NULL, 'm'},
+      {"max-connections", required_argument, NULL, 'C'},
+      {"max-pending", required_argument, NULL, 'P'},
+      {"max-per-uid", required_argument, NULL, 'U'},
+      {"read-timeout-ms", required_argument, NULL, 'R'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   const char *address = NULL;
   uint64_t max_request = SERVE_DEFAULT_MAX_REQUEST;
+  uint64_t max_conns = 0, max_pending = 0, max_per_uid = 0, read_timeout_ms = 0;
   int opt;
   opterr = 0;
   optind = 1;
@@ -220,6 +307,26 @@ static int serve_main(int argc, char **argv) {
         return bad_usage(
             "serve", "--max-request-size: expected 1K to 4G bytes, got '%s'", optarg);
       break;
+    case 'C':
+    case 'P':
+    case 'U':
+    case 'R': {
+      const char *name = opt == 'C'   ? "max-connections"
+                         : opt == 'P' ? "max-pending"
+                         : opt == 'U' ? "max-per-uid"
+                                      : "read-timeout-ms";
+      uint64_t *limit = opt == 'C'   ? &max_conns
+                        : opt == 'P' ? &max_pending
+                        : opt == 'U' ? &max_per_uid
+                                     : &read_timeout_ms;
+      if (parse_uint(optarg, 1, UINT32_MAX, limit) != 0) {
+        char what[160];
+        snprintf(what, sizeof what, "--%s: expected 1 to 4294967295, got '%s'", name,
+                 optarg);
+        return bad_usage("serve", "%s", what);
+      }
+      break;
+    }
     case 'h': usage_serve(stdout); return EXIT_OK;
     default: return bad_option("serve", opt, argv);
     }
@@ -245,9 +352,14 @@ static int serve_main(int argc, char **argv) {
   }
 
   serve_stats stats = {0};
+  raise_fd_limit();
   ackrpc_server_options options = {
       .address = address,
       .max_request_size = (size_t)max_request,
+      .max_connections = (uint32_t)max_conns,
+      .max_pending = (uint32_t)max_pending,
+      .max_connections_per_uid = (uint32_t)max_per_uid,
+      .read_timeout_ms = (uint32_t)read_timeout_ms,
   };
   ackrpc_server *server = NULL;
   ackrpc_status st = ackrpc_server_new(&options, &server);
@@ -307,14 +419,22 @@ static int serve_main(int argc, char **argv) {
 
 /* ---- run ---- */
 
+typedef enum run_mode { MODE_ONESHOT, MODE_SESSION, MODE_PIPELINE } run_mode;
+
+static const char *const mode_names[] = {"oneshot", "session", "pipeline"};
+
 typedef struct run_cfg {
   const char *peer;
   const char *address;
+  run_mode mode;
+  unsigned depth; /* pipeline: calls in flight per connection */
   size_t size;
   int conc;
   double warmup_s;
   double duration_s;
   uint32_t timeout_ms; /* 0: the client's default */
+  int csv;
+  pid_t server_pid; /* 0: not measured */
 } run_cfg;
 
 /* State shared by the load threads; read-only once they start, except the
@@ -330,7 +450,17 @@ typedef struct run_shared {
   atomic_int stop;
 } run_shared;
 
-typedef struct worker {
+typedef struct worker worker;
+
+/* One call in flight in pipeline mode; its address is the callback's user. */
+typedef struct pipe_slot {
+  worker *w;
+  uint64_t id;
+  uint64_t t0;
+  int measuring; /* started inside the window */
+} pipe_slot;
+
+struct worker {
   run_shared *shared;
   pthread_t thread;
   int tid;
@@ -342,37 +472,59 @@ typedef struct worker {
   uint64_t errors;            /* failed calls in the window */
   uint64_t calls_all;         /* every call, warm-up included (for CPU per call) */
   uint64_t rng;               /* xorshift state for reservoir sampling */
+  uint64_t seq;               /* the next call's sequence number */
   ackrpc_status first_status; /* the first error in the window, if any */
   char first_error[200];
-} worker;
+  /* session mode */
+  ackrpc_session *session;
+  /* pipeline mode */
+  struct event_base *base;
+  ackrpc_async_session *asession;
+  pipe_slot *slots;
+  unsigned in_flight;
+};
 
 static void usage_run(FILE *out) {
   fprintf(
       out,
-      "usage: " PROG " run --socket PATH [--size BYTES] [--concurrency N]\n"
+      "usage: " PROG " run --socket PATH [--mode oneshot|session|pipeline]\n"
+      "                    [--depth N] [--size BYTES] [--concurrency N]\n"
       "                    [--duration SEC] [--warmup SEC] [--peer NAME]\n"
-      "                    [--timeout-ms MS]\n"
+      "                    [--timeout-ms MS] [--csv] [--server-pid PID]\n"
       "\n"
       "Runs N threads that call ackrpc.bench.Bench/Call back to back on one shared\n"
       "client, each with a body of BYTES bytes: a warm-up, then a measured window.\n"
+      "  oneshot   blocking calls, each on its own connection (the default)\n"
+      "  session   blocking calls on one session (connection) per thread\n"
+      "  pipeline  each thread runs its own event_base with one asynchronous\n"
+      "            session and keeps --depth calls in flight on it\n"
       "Prints one line on stdout:\n"
       "  peer=NAME size=S conc=C calls_per_s=N p50_us=N p99_us=N errors=N\n"
-      "and one '# client ...' line (calls, client CPU per call) on stderr.\n"
+      "(with --csv: a CSV header and one row instead) and on stderr a '# client'\n"
+      "line (calls, client CPU per call), a '# latency' line (p50 to p99.9, max)\n"
+      "and, with --server-pid, a '# server' line (the server's CPU per call over\n"
+      "the window, its RSS and peak RSS).\n"
       "A call is an error if its status is not OK, if the reply is missing, or if\n"
       "the ack's id or body_len is wrong. Exits 0 if errors=0, else 1.\n"
       "\n"
       "  -a, --socket PATH      the server's address (required)\n"
+      "  -m, --mode MODE        oneshot, session or pipeline (default oneshot)\n"
+      "  -q, --depth N          pipeline: calls in flight per thread, 1 to %d\n"
+      "                         (default %d)\n"
       "  -s, --size BYTES       request body size; suffix K, M, G allowed; at most\n"
       "                         1G (default 64). The server must accept it: serve's\n"
       "                         default takes bodies up to 64 MiB.\n"
-      "  -c, --concurrency N    client threads, 1 to %d (default 1)\n"
+      "  -c, --concurrency N    client threads (one connection each in session and\n"
+      "                         pipeline modes), 1 to %d (default 1)\n"
       "  -d, --duration SEC     measured window (default 3)\n"
       "  -w, --warmup SEC       warm-up before it (default 0.5)\n"
       "  -p, --peer NAME        the name printed as peer= (default ackrpc)\n"
       "  -t, --timeout-ms MS    deadline of each call (default: the client's, 30000)\n"
+      "      --csv              print a CSV header and row instead of the line\n"
+      "      --server-pid PID   also measure that server process (from /proc)\n"
       "  -h, --help             this text\n"
-      "The short options are those of the peer benchmarks' clients.\n",
-      RUN_MAX_CONC);
+      "The short options -p -a -s -c -d -w are those of the peer benchmarks.\n",
+      RUN_MAX_DEPTH, RUN_DEFAULT_DEPTH, RUN_MAX_CONC);
 }
 
 static uint64_t now_ns(void) {
@@ -435,56 +587,74 @@ static void worker_error(worker *w, ackrpc_status st, const char *what) {
   snprintf(w->first_error, sizeof w->first_error, "%s", what ? what : "");
 }
 
-/* One call. Returns 1 if it succeeded, else 0 and writes a description of
- * the failure into err (status in *ret_status). */
-static int one_call(const run_shared *sh, uint64_t id, ackrpc_status *ret_status,
-                    char *err, size_t err_size) {
+/* Ids are unique across threads: the thread in the top bits. */
+static uint64_t worker_next_id(worker *w) {
+  return ((uint64_t)w->tid << 40) | w->seq++;
+}
+
+/* Whether a finished call succeeded: status OK and the ack matching the
+ * request. If not, describes the failure into err. */
+static int check_reply(const run_shared *sh, ackrpc_status st, const ackrpc_result *res,
+                       uint64_t id, char *err, size_t err_size) {
+  if (st != ACKRPC_OK) {
+    snprintf(err, err_size, "%s", res->message ? res->message : ackrpc_strerror(st));
+    return 0;
+  }
+  if (!res->reply) {
+    snprintf(err, err_size, "status OK but no ack message");
+    return 0;
+  }
+  const Ackrpc__Bench__Ack *ack = (const Ackrpc__Bench__Ack *)res->reply;
+  if (ack->id != id) {
+    snprintf(err, err_size, "ack id %" PRIu64 " for request id %" PRIu64, ack->id, id);
+    return 0;
+  }
+  if (ack->body_len != sh->cfg->size) {
+    snprintf(err, err_size, "ack body_len %" PRIu32 " for a body of %zu bytes",
+             ack->body_len, sh->cfg->size);
+    return 0;
+  }
+  return 1;
+}
+
+/* One blocking call, one-shot or on the worker's session. Returns 1 if it
+ * succeeded, else 0 and writes a description of the failure into err
+ * (status in *ret_status). */
+static int one_call(const worker *w, uint64_t id, ackrpc_status *ret_status, char *err,
+                    size_t err_size) {
+  const run_shared *sh = w->shared;
   Ackrpc__Bench__Request req = ACKRPC__BENCH__REQUEST__INIT;
   req.id = id;
   req.body.data = sh->body;
   req.body.len = sh->cfg->size;
   ackrpc_result res = {0};
   ackrpc_status st =
-      ackrpc_client_call(sh->client, &bench_call_method, &req.base, NULL, &res);
-  int ok = 0;
+      w->session
+          ? ackrpc_session_call(w->session, &bench_call_method, &req.base, NULL, &res)
+          : ackrpc_client_call(sh->client, &bench_call_method, &req.base, NULL, &res);
   *ret_status = st;
-  if (st != ACKRPC_OK) {
-    snprintf(err, err_size, "%s", res.message ? res.message : ackrpc_strerror(st));
-  } else if (!res.reply) {
-    snprintf(err, err_size, "status OK but no ack message");
-  } else {
-    const Ackrpc__Bench__Ack *ack = (const Ackrpc__Bench__Ack *)res.reply;
-    if (ack->id != id)
-      snprintf(err, err_size, "ack id %" PRIu64 " for request id %" PRIu64, ack->id,
-               id);
-    else if (ack->body_len != sh->cfg->size)
-      snprintf(err, err_size, "ack body_len %" PRIu32 " for a body of %zu bytes",
-               ack->body_len, sh->cfg->size);
-    else
-      ok = 1;
-  }
+  int ok = check_reply(sh, st, &res, id, err, err_size);
   ackrpc_result_clear(&res);
   return ok;
 }
 
-static void *worker_main(void *arg) {
-  worker *w = arg;
-  run_shared *sh = w->shared;
-  char err[sizeof w->first_error];
-
+static void wait_gate(run_shared *sh) {
   pthread_mutex_lock(&sh->gate_mu);
   while (!sh->gate_open)
     pthread_cond_wait(&sh->gate_cv, &sh->gate_mu);
   pthread_mutex_unlock(&sh->gate_mu);
+}
 
-  /* Ids are unique across threads: the thread in the top bits. */
-  uint64_t seq = 1;
+/* oneshot and session modes: blocking calls back to back. */
+static void blocking_loop(worker *w) {
+  run_shared *sh = w->shared;
+  char err[sizeof w->first_error];
   while (!atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
-    uint64_t id = ((uint64_t)w->tid << 40) | seq++;
+    uint64_t id = worker_next_id(w);
     int measuring = atomic_load_explicit(&sh->measuring, memory_order_relaxed);
     ackrpc_status st;
     uint64_t t0 = now_ns();
-    int ok = one_call(sh, id, &st, err, sizeof err);
+    int ok = one_call(w, id, &st, err, sizeof err);
     uint64_t t1 = now_ns();
     w->calls_all++;
     /* Count only calls that started and finished inside the window. */
@@ -495,6 +665,129 @@ static void *worker_main(void *arg) {
     }
     worker_record(w, t1 - t0);
   }
+}
+
+static void pipe_done(ackrpc_result *res, void *user);
+
+/* Starts the call of `slot` on the worker's asynchronous session. */
+static void pipe_issue(worker *w, pipe_slot *slot) {
+  run_shared *sh = w->shared;
+  Ackrpc__Bench__Request req = ACKRPC__BENCH__REQUEST__INIT;
+  slot->id = worker_next_id(w);
+  req.id = slot->id;
+  req.body.data = sh->body;
+  req.body.len = sh->cfg->size;
+  slot->measuring = atomic_load_explicit(&sh->measuring, memory_order_relaxed);
+  slot->t0 = now_ns();
+  ackrpc_status st = ackrpc_async_session_call(w->asession, &bench_call_method,
+                                               &req.base, NULL, pipe_done, slot);
+  if (st == ACKRPC_OK) {
+    w->in_flight++;
+    return;
+  }
+  /* The pipeline shrinks by one; the error shows in the result. */
+  worker_error(w, st, "ackrpc_async_session_call failed");
+  if (w->in_flight == 0 && w->asession) {
+    ackrpc_async_session_close(w->asession);
+    w->asession = NULL;
+  }
+}
+
+/* Completion of a pipelined call: record it and, until the run stops, start
+ * the next one in its slot, so `depth` calls stay in flight. */
+static void pipe_done(ackrpc_result *res, void *user) {
+  pipe_slot *slot = user;
+  worker *w = slot->w;
+  run_shared *sh = w->shared;
+  uint64_t t1 = now_ns();
+  w->in_flight--;
+  w->calls_all++;
+  int stop = atomic_load_explicit(&sh->stop, memory_order_relaxed);
+  if (slot->measuring && !stop) {
+    char err[sizeof w->first_error];
+    if (check_reply(sh, res->status, res, slot->id, err, sizeof err))
+      worker_record(w, t1 - slot->t0);
+    else
+      worker_error(w, res->status, err);
+  }
+  if (!stop) {
+    pipe_issue(w, slot);
+  } else if (w->in_flight == 0 && w->asession) {
+    /* The last call is in: the session frees itself, the loop runs dry. */
+    ackrpc_async_session_close(w->asession);
+    w->asession = NULL;
+  }
+}
+
+/* pipeline mode: the worker's loop keeps `depth` calls in flight. */
+static void pipeline_loop(worker *w) {
+  unsigned depth = w->shared->cfg->depth;
+  for (unsigned i = 0; i < depth && w->asession; i++)
+    pipe_issue(w, &w->slots[i]);
+  while (w->asession || w->in_flight) {
+    int r = event_base_loop(w->base, EVLOOP_ONCE);
+    if (r != 0) { /* -1: failed; 1: nothing left to wait for, calls lost */
+      worker_error(w, ACKRPC_E_SYSTEM, "the event loop stopped with calls in flight");
+      break;
+    }
+  }
+  /* Let a closed session finish its half-close and free itself. */
+  event_base_loop(w->base, EVLOOP_NONBLOCK);
+}
+
+/* Sets up what the worker's mode needs before the start gate opens, so that
+ * connecting is not part of the measurement. Returns 0, or -1 with the
+ * failure counted as an error. */
+static int worker_setup(worker *w) {
+  run_shared *sh = w->shared;
+  const run_cfg *cfg = sh->cfg;
+  ackrpc_status st = ACKRPC_OK;
+  if (cfg->mode == MODE_SESSION) {
+    st = ackrpc_session_open(sh->client, 0, &w->session);
+    if (st != ACKRPC_OK) worker_error(w, st, "cannot open a session");
+  } else if (cfg->mode == MODE_PIPELINE) {
+    w->slots = calloc(cfg->depth, sizeof *w->slots);
+    w->base = event_base_new();
+    if (!w->slots || !w->base) {
+      worker_error(w, ACKRPC_E_NOMEM, "cannot create the event_base");
+      return -1;
+    }
+    for (unsigned i = 0; i < cfg->depth; i++)
+      w->slots[i].w = w;
+    st = ackrpc_async_session_open(sh->client, w->base, &w->asession);
+    if (st != ACKRPC_OK) worker_error(w, st, "cannot open an asynchronous session");
+  }
+  return st == ACKRPC_OK ? 0 : -1;
+}
+
+static void worker_teardown(worker *w) {
+  w->session = ackrpc_session_close(w->session);
+  if (w->asession) {
+    ackrpc_async_session_close(w->asession);
+    w->asession = NULL;
+  }
+  if (w->base) {
+    event_base_loop(w->base, EVLOOP_NONBLOCK);
+    event_base_free(w->base);
+    w->base = NULL;
+  }
+  free(w->slots);
+  w->slots = NULL;
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  run_shared *sh = w->shared;
+  w->seq = 1;
+  int ready = worker_setup(w) == 0;
+  wait_gate(sh);
+  if (ready && !atomic_load(&sh->stop)) {
+    if (sh->cfg->mode == MODE_PIPELINE)
+      pipeline_loop(w);
+    else
+      blocking_loop(w);
+  }
+  worker_teardown(w);
   return NULL;
 }
 
@@ -503,15 +796,21 @@ static int cmp_u64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+enum { OPT_CSV = 256, OPT_SERVER_PID };
+
 static int parse_run_args(int argc, char **argv, run_cfg *cfg) {
   static const struct option longopts[] = {
       {"socket", required_argument, NULL, 'a'},
+      {"mode", required_argument, NULL, 'm'},
+      {"depth", required_argument, NULL, 'q'},
       {"size", required_argument, NULL, 's'},
       {"concurrency", required_argument, NULL, 'c'},
       {"duration", required_argument, NULL, 'd'},
       {"warmup", required_argument, NULL, 'w'},
       {"peer", required_argument, NULL, 'p'},
       {"timeout-ms", required_argument, NULL, 't'},
+      {"csv", no_argument, NULL, OPT_CSV},
+      {"server-pid", required_argument, NULL, OPT_SERVER_PID},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -519,9 +818,26 @@ static int parse_run_args(int argc, char **argv, run_cfg *cfg) {
   int opt;
   opterr = 0;
   optind = 1;
-  while ((opt = getopt_long(argc, argv, ":a:s:c:d:w:p:t:h", longopts, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":a:m:q:s:c:d:w:p:t:h", longopts, NULL)) !=
+         -1) {
     switch (opt) {
     case 'a': cfg->address = optarg; break;
+    case 'm': {
+      size_t i = 0;
+      while (i < sizeof mode_names / sizeof *mode_names &&
+             strcmp(optarg, mode_names[i]) != 0)
+        i++;
+      if (i == sizeof mode_names / sizeof *mode_names)
+        return bad_usage(
+            "run", "--mode: expected oneshot, session or pipeline, got '%s'", optarg);
+      cfg->mode = (run_mode)i;
+      break;
+    }
+    case 'q':
+      if (parse_uint(optarg, 1, RUN_MAX_DEPTH, &v) != 0)
+        return bad_usage("run", "--depth: expected 1 to 4096, got '%s'", optarg);
+      cfg->depth = (unsigned)v;
+      break;
     case 's':
       if (parse_bytes(optarg, 0, RUN_MAX_SIZE, &v) != 0)
         return bad_usage("run", "--size: expected 0 to 1G bytes, got '%s'", optarg);
@@ -541,9 +857,10 @@ static int parse_run_args(int argc, char **argv, run_cfg *cfg) {
         return bad_usage("run", "--warmup: expected seconds >= 0, got '%s'", optarg);
       break;
     case 'p':
-      if (*optarg == '\0' || strpbrk(optarg, " \t\n="))
-        return bad_usage(
-            "run", "--peer: expected a name without spaces or '=', got '%s'", optarg);
+      if (*optarg == '\0' || strpbrk(optarg, " \t\n=,"))
+        return bad_usage("run",
+                         "--peer: expected a name without spaces, ',' or '=', got '%s'",
+                         optarg);
       cfg->peer = optarg;
       break;
     case 't':
@@ -552,12 +869,20 @@ static int parse_run_args(int argc, char **argv, run_cfg *cfg) {
                          optarg);
       cfg->timeout_ms = (uint32_t)v;
       break;
+    case OPT_CSV: cfg->csv = 1; break;
+    case OPT_SERVER_PID:
+      if (parse_uint(optarg, 1, INT32_MAX, &v) != 0)
+        return bad_usage("run", "--server-pid: expected a process id, got '%s'",
+                         optarg);
+      cfg->server_pid = (pid_t)v;
+      break;
     case 'h': usage_run(stdout); return EXIT_OK;
     default: return bad_option("run", opt, argv);
     }
   }
   if (optind < argc) return bad_usage("run", "unexpected argument '%s'", argv[optind]);
   if (!cfg->address) return bad_usage("run", "%s", "--socket PATH is required");
+  if (cfg->mode != MODE_PIPELINE) cfg->depth = 1;
   return -1; /* go on */
 }
 
@@ -569,9 +894,35 @@ static void open_gate(run_shared *sh) {
   pthread_mutex_unlock(&sh->gate_mu);
 }
 
+/* The server's side of the window, read from /proc when --server-pid is
+ * given: CPU time at both ends, RSS at both ends and the peak. */
+typedef struct server_probe {
+  int ok;
+  double cpu0, cpu1;
+  uint64_t rss0_kb, rss1_kb, hwm_kb;
+} server_probe;
+
+static void probe_start(pid_t pid, server_probe *p) {
+  p->ok = pid > 0 && proc_cpu_s(pid, &p->cpu0) == 0 &&
+          proc_status_kb(pid, "VmRSS", &p->rss0_kb) == 0;
+}
+
+static void probe_end(pid_t pid, server_probe *p) {
+  p->ok = p->ok && proc_cpu_s(pid, &p->cpu1) == 0 &&
+          proc_status_kb(pid, "VmRSS", &p->rss1_kb) == 0 &&
+          proc_status_kb(pid, "VmHWM", &p->hwm_kb) == 0;
+}
+
+/* The sample at quantile q of the sorted array, as common/bench.c reads it. */
+static double quantile_us(const uint64_t *sorted, size_t n, double q) {
+  return n ? (double)sorted[(size_t)(q * (double)(n - 1))] / 1e3 : 0;
+}
+
 static int run_main(int argc, char **argv) {
   run_cfg cfg = {
       .peer = "ackrpc",
+      .mode = MODE_ONESHOT,
+      .depth = RUN_DEFAULT_DEPTH,
       .size = 64,
       .conc = 1,
       .warmup_s = 0.5,
@@ -590,6 +941,16 @@ static int run_main(int argc, char **argv) {
     perror(PROG " run: signal");
     return EXIT_FAIL;
   }
+  if (cfg.server_pid) {
+    server_probe sp;
+    probe_start(cfg.server_pid, &sp);
+    if (!sp.ok) {
+      fprintf(stderr, PROG " run: cannot read /proc/%d/stat and status\n",
+              (int)cfg.server_pid);
+      return EXIT_USAGE;
+    }
+  }
+  raise_fd_limit();
 
   run_shared sh = {.cfg = &cfg};
   ackrpc_client_options copts = {.address = cfg.address, .timeout_ms = cfg.timeout_ms};
@@ -653,6 +1014,8 @@ static int run_main(int argc, char **argv) {
   open_gate(&sh);
   sleep_s(cfg.warmup_s);
   double cpu0 = 0, cpu1 = 0;
+  server_probe sp = {0};
+  probe_start(cfg.server_pid, &sp);
   int cpu_ok = cpu_s(&cpu0) == 0;
   uint64_t t0 = now_ns();
   atomic_store(&sh.measuring, 1);
@@ -660,6 +1023,7 @@ static int run_main(int argc, char **argv) {
   atomic_store(&sh.stop, 1);
   uint64_t t1 = now_ns();
   cpu_ok = cpu_ok && cpu_s(&cpu1) == 0;
+  probe_end(cfg.server_pid, &sp);
   for (int i = 0; i < created; i++)
     pthread_join(ws[i].thread, NULL);
   created = 0;
@@ -679,20 +1043,41 @@ static int run_main(int argc, char **argv) {
     fprintf(stderr, PROG " run: out of memory to sort %zu samples\n", n);
     goto out;
   }
+  double sum_us = 0;
   for (size_t i = 0, k = 0; i < (size_t)cfg.conc; i++) {
     if (ws[i].n) memcpy(all + k, ws[i].lat, ws[i].n * sizeof *all);
     k += ws[i].n;
   }
+  for (size_t i = 0; i < n; i++)
+    sum_us += (double)all[i] / 1e3;
   qsort(all, n, sizeof *all, cmp_u64);
 
   /* The same arithmetic and formats as the peers' common/bench.c. */
   double window = (double)(t1 - t0) / 1e9;
-  double p50 = n ? (double)all[(size_t)(0.50 * (double)(n - 1))] / 1e3 : 0;
-  double p99 = n ? (double)all[(size_t)(0.99 * (double)(n - 1))] / 1e3 : 0;
-  printf("peer=%s size=%zu conc=%d calls_per_s=%.0f p50_us=%.1f p99_us=%.1f "
-         "errors=%llu\n",
-         cfg.peer, cfg.size, cfg.conc, (double)ok / window, p50, p99,
-         (unsigned long long)errors);
+  double rate = (double)ok / window;
+  double p50 = quantile_us(all, n, 0.50), p90 = quantile_us(all, n, 0.90);
+  double p99 = quantile_us(all, n, 0.99), p999 = quantile_us(all, n, 0.999);
+  double max_us = n ? (double)all[n - 1] / 1e3 : 0;
+  double cli_cpu = ok && cpu_ok ? (cpu1 - cpu0) * 1e6 / (double)ok : 0.0;
+  double srv_cpu = ok && sp.ok ? (sp.cpu1 - sp.cpu0) * 1e6 / (double)ok : 0.0;
+  if (cfg.csv) {
+    printf("peer,mode,size,conc,depth,calls_per_s,mib_per_s,p50_us,p90_us,p99_us,"
+           "p999_us,max_us,errors,calls,window_s,cli_cpu_us_per_call,"
+           "srv_cpu_us_per_call,srv_rss_kb,srv_hwm_kb\n");
+    printf("%s,%s,%zu,%d,%u,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%llu,%llu,%.3f,%.1f,",
+           cfg.peer, mode_names[cfg.mode], cfg.size, cfg.conc, cfg.depth, rate,
+           rate * (double)cfg.size / (1024.0 * 1024.0), p50, p90, p99, p999, max_us,
+           (unsigned long long)errors, (unsigned long long)ok, window, cli_cpu);
+    if (sp.ok)
+      printf("%.1f,%llu,%llu\n", srv_cpu, (unsigned long long)sp.rss1_kb,
+             (unsigned long long)sp.hwm_kb);
+    else
+      printf(",,\n");
+  } else {
+    printf("peer=%s size=%zu conc=%d calls_per_s=%.0f p50_us=%.1f p99_us=%.1f "
+           "errors=%llu\n",
+           cfg.peer, cfg.size, cfg.conc, rate, p50, p99, (unsigned long long)errors);
+  }
   if (fflush(stdout) != 0) {
     perror(PROG " run: stdout");
     goto out;
@@ -701,8 +1086,23 @@ static int run_main(int argc, char **argv) {
           "# client peer=%s size=%zu conc=%d calls=%llu calls_all=%llu window_s=%.3f "
           "cli_cpu_us_per_call=%.1f\n",
           cfg.peer, cfg.size, cfg.conc, (unsigned long long)ok,
-          (unsigned long long)calls_all, window,
-          ok && cpu_ok ? (cpu1 - cpu0) * 1e6 / (double)ok : 0.0);
+          (unsigned long long)calls_all, window, cli_cpu);
+  fprintf(stderr,
+          "# latency peer=%s mode=%s depth=%u p50_us=%.1f p90_us=%.1f p99_us=%.1f "
+          "p999_us=%.1f max_us=%.1f mean_us=%.1f\n",
+          cfg.peer, mode_names[cfg.mode], cfg.depth, p50, p90, p99, p999, max_us,
+          n ? sum_us / (double)n : 0.0);
+  if (sp.ok)
+    fprintf(stderr,
+            "# server pid=%d srv_cpu_us_per_call=%.1f srv_cpu_pct=%.0f "
+            "srv_rss_kb_start=%llu srv_rss_kb_end=%llu srv_hwm_kb=%llu\n",
+            (int)cfg.server_pid, srv_cpu, 100 * (sp.cpu1 - sp.cpu0) / window,
+            (unsigned long long)sp.rss0_kb, (unsigned long long)sp.rss1_kb,
+            (unsigned long long)sp.hwm_kb);
+  else if (cfg.server_pid)
+    fprintf(stderr,
+            "# note: the server (pid %d) could not be read at the window's end\n",
+            (int)cfg.server_pid);
   if (n < ok)
     fprintf(stderr, "# note: percentiles from a uniform sample of %zu of %llu calls\n",
             n, (unsigned long long)ok);
@@ -732,4 +1132,139 @@ out:
   free(sh.body);
   ackrpc_client_free(sh.client);
   return rc;
+}
+
+/* ---- idle ---- */
+
+static void usage_idle(FILE *out) {
+  fprintf(out,
+          "usage: " PROG " idle --socket PATH [--connections N] [--hold SEC]\n"
+          "                     [--server-pid PID] [--call]\n"
+          "\n"
+          "Opens N connections (sessions) to the server and holds them idle, so that\n"
+          "the server's memory per idle connection can be read. With --server-pid,\n"
+          "reads the server's VmRSS before connecting and once all are open, and\n"
+          "prints on stdout:\n"
+          "  idle connections=N open=N rss_before_kb=N rss_after_kb=N hwm_kb=N\n"
+          "       bytes_per_connection=N\n"
+          "The server's limits must admit them (serve --max-connections,\n"
+          "--max-pending, --max-per-uid) and its read timeout must exceed the hold\n"
+          "(serve --read-timeout-ms), or it drops idle connections by design.\n"
+          "\n"
+          "  -a, --socket PATH      the server's address (required)\n"
+          "  -n, --connections N    connections to hold, 1 to %d (default 1000)\n"
+          "  -H, --hold SEC         how long to hold them once open (default 2)\n"
+          "      --server-pid PID   the server process to read /proc/PID/status of\n"
+          "      --call             make one call on each connection first, so that\n"
+          "                         each is an idle session between calls\n"
+          "  -h, --help             this text\n",
+          IDLE_MAX_CONNECTIONS);
+}
+
+static int idle_main(int argc, char **argv) {
+  enum { OPT_CALL = 256, OPT_PID };
+  static const struct option longopts[] = {
+      {"socket", required_argument, NULL, 'a'},
+      {"connections", required_argument, NULL, 'n'},
+      {"hold", required_argument, NULL, 'H'},
+      {"server-pid", required_argument, NULL, OPT_PID},
+      {"call", no_argument, NULL, OPT_CALL},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  const char *address = NULL;
+  uint64_t n_conns = 1000, v;
+  double hold_s = 2.0;
+  pid_t pid = 0;
+  int do_call = 0;
+  int opt;
+  opterr = 0;
+  optind = 1;
+  while ((opt = getopt_long(argc, argv, ":a:n:H:h", longopts, NULL)) != -1) {
+    switch (opt) {
+    case 'a': address = optarg; break;
+    case 'n':
+      if (parse_uint(optarg, 1, IDLE_MAX_CONNECTIONS, &n_conns) != 0)
+        return bad_usage("idle", "--connections: expected 1 to 100000, got '%s'",
+                         optarg);
+      break;
+    case 'H':
+      if (parse_seconds(optarg, 0, 1e6, &hold_s) != 0)
+        return bad_usage("idle", "--hold: expected seconds >= 0, got '%s'", optarg);
+      break;
+    case OPT_PID:
+      if (parse_uint(optarg, 1, INT32_MAX, &v) != 0)
+        return bad_usage("idle", "--server-pid: expected a process id, got '%s'",
+                         optarg);
+      pid = (pid_t)v;
+      break;
+    case OPT_CALL: do_call = 1; break;
+    case 'h': usage_idle(stdout); return EXIT_OK;
+    default: return bad_option("idle", opt, argv);
+    }
+  }
+  if (optind < argc) return bad_usage("idle", "unexpected argument '%s'", argv[optind]);
+  if (!address) return bad_usage("idle", "%s", "--socket PATH is required");
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+    perror(PROG " idle: signal");
+    return EXIT_FAIL;
+  }
+  raise_fd_limit();
+
+  uint64_t rss0 = 0, rss1 = 0, hwm = 0;
+  if (pid && proc_status_kb(pid, "VmRSS", &rss0) != 0) {
+    fprintf(stderr, PROG " idle: cannot read /proc/%d/status\n", (int)pid);
+    return EXIT_USAGE;
+  }
+  ackrpc_client *client = NULL;
+  ackrpc_client_options copts = {.address = address};
+  ackrpc_status st = ackrpc_client_new(&copts, &client);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, PROG " idle: cannot use address '%s': %s: %s\n", address,
+            ackrpc_status_name(st), ackrpc_strerror(st));
+    return st == ACKRPC_E_ADDRESS || st == ACKRPC_E_INVAL ? EXIT_USAGE : EXIT_FAIL;
+  }
+  ackrpc_session **sessions = calloc((size_t)n_conns, sizeof *sessions);
+  if (!sessions) {
+    fprintf(stderr, PROG " idle: out of memory\n");
+    ackrpc_client_free(client);
+    return EXIT_FAIL;
+  }
+  uint64_t open = 0, failed = 0;
+  ackrpc_status first = ACKRPC_OK;
+  for (uint64_t i = 0; i < n_conns; i++) {
+    st = ackrpc_session_open(client, 0, &sessions[i]);
+    if (st == ACKRPC_OK && do_call) {
+      Ackrpc__Bench__Request req = ACKRPC__BENCH__REQUEST__INIT;
+      req.id = i + 1;
+      st = ackrpc_session_call(sessions[i], &bench_call_method, &req.base, NULL, NULL);
+    }
+    if (st == ACKRPC_OK) {
+      open++;
+    } else {
+      if (!failed++) first = st;
+    }
+  }
+  /* Let the server take in the last connections before reading its RSS. */
+  sleep_s(0.5);
+  int rss_ok = pid && proc_status_kb(pid, "VmRSS", &rss1) == 0 &&
+               proc_status_kb(pid, "VmHWM", &hwm) == 0;
+  sleep_s(hold_s > 0.5 ? hold_s - 0.5 : 0);
+  for (uint64_t i = 0; i < n_conns; i++)
+    sessions[i] = ackrpc_session_close(sessions[i]);
+  free(sessions);
+  ackrpc_client_free(client);
+  printf("idle connections=%llu open=%llu", (unsigned long long)n_conns,
+         (unsigned long long)open);
+  if (rss_ok)
+    printf(
+        " rss_before_kb=%llu rss_after_kb=%llu hwm_kb=%llu bytes_per_connection=%.0f",
+        (unsigned long long)rss0, (unsigned long long)rss1, (unsigned long long)hwm,
+        open ? ((double)rss1 - (double)rss0) * 1024.0 / (double)open : 0.0);
+  printf("\n");
+  if (failed)
+    fprintf(stderr, PROG " idle: %llu of %llu connections failed; the first: %s: %s\n",
+            (unsigned long long)failed, (unsigned long long)n_conns,
+            ackrpc_status_name(first), ackrpc_strerror(first));
+  return failed ? EXIT_FAIL : EXIT_OK;
 }

@@ -3,8 +3,11 @@
 # starts "ackrpc-bench serve" on a socket in a temporary directory, runs
 # "ackrpc-bench run" against it for 1 s at concurrency 4 with 64-byte bodies,
 # checks that it printed exactly one result line in the peers' format with
-# errors=0, then stops the server with SIGTERM and checks that it exited 0
-# and removed its socket file. Every wait is bounded; everything is cleaned up.
+# errors=0; then runs each mode (oneshot, session, pipeline) for 0.5 s, one
+# with --csv and --server-pid, and "ackrpc-bench idle" with a few connections,
+# each with errors=0 (the numbers are not checked); then stops the server
+# with SIGTERM and checks that it exited 0 and removed its socket file. Every
+# wait is bounded; everything is cleaned up.
 #
 # usage: tools/bench_smoke.sh PATH/TO/ackrpc-bench
 set -euo pipefail
@@ -51,6 +54,35 @@ re='^peer=ackrpc size=64 conc=4 calls_per_s=[0-9]+ p50_us=[0-9]+\.[0-9] p99_us=[
 grep -Eq "$re" "$TMP/run.out" || fail "the result line does not match: $re"
 grep -Eq '^# client peer=ackrpc size=64 conc=4 calls=[1-9][0-9]* calls_all=[0-9]+ window_s=[0-9.]+ cli_cpu_us_per_call=[0-9.]+$' \
   "$TMP/run.err" || fail "no '# client' line on stderr"
+cp "$TMP/run.out" "$TMP/first.out"
+
+# Each mode, briefly: a functional check only.
+for mode in oneshot session pipeline; do
+  rc=0
+  timeout -k 2 30 "$BENCH" run --socket "$SOCK" --mode "$mode" --depth 4 --duration 0.5 \
+    --warmup 0.1 --concurrency 2 --size 1K >"$TMP/run.out" 2>"$TMP/run.err" || rc=$?
+  [ "$rc" = 0 ] || fail "ackrpc-bench run --mode $mode exited with status $rc"
+  re='^peer=ackrpc size=1024 conc=2 calls_per_s=[1-9][0-9]* p50_us=[0-9.]+ p99_us=[0-9.]+ errors=0$'
+  grep -Eq "$re" "$TMP/run.out" || fail "--mode $mode: the result line does not match: $re"
+  grep -Eq "^# latency peer=ackrpc mode=$mode depth=[0-9]+ p50_us=.* p999_us=" "$TMP/run.err" ||
+    fail "--mode $mode: no '# latency' line on stderr"
+done
+rc=0
+timeout -k 2 30 "$BENCH" run --socket "$SOCK" --mode pipeline --duration 0.5 --warmup 0.1 \
+  --csv --server-pid "$SPID" >"$TMP/run.out" 2>"$TMP/run.err" || rc=$?
+[ "$rc" = 0 ] || fail "ackrpc-bench run --csv exited with status $rc"
+[ "$(wc -l <"$TMP/run.out")" = 2 ] || fail "--csv: expected a header and one row"
+head -n1 "$TMP/run.out" | grep -q '^peer,mode,size,conc,depth,calls_per_s,' ||
+  fail "--csv: no header"
+tail -n1 "$TMP/run.out" | grep -Eq '^ackrpc,pipeline,64,1,16,[1-9][0-9]*,.*,0,[0-9]+,' ||
+  fail "--csv: the row does not show errors=0"
+grep -q '^# server pid=' "$TMP/run.err" || fail "--server-pid: no '# server' line"
+rc=0
+timeout -k 2 30 "$BENCH" idle --socket "$SOCK" --connections 8 --hold 0.6 --call \
+  --server-pid "$SPID" >"$TMP/run.out" 2>"$TMP/run.err" || rc=$?
+[ "$rc" = 0 ] || fail "ackrpc-bench idle exited with status $rc"
+grep -Eq '^idle connections=8 open=8 rss_before_kb=' "$TMP/run.out" ||
+  fail "idle: unexpected output"
 
 kill -TERM "$SPID"
 for _ in $(seq 200); do
@@ -63,5 +95,5 @@ wait "$SPID" || src=$?
 SPID=""
 [ "$src" = 0 ] || fail "the server exited with status $src after SIGTERM"
 [ ! -e "$SOCK" ] || fail "the server left its socket file behind"
-cat "$TMP/run.out"
+cat "$TMP/first.out"
 echo "bench_smoke: ok"
