@@ -740,13 +740,6 @@ static void session_drop(ackrpc_session *s) {
   s->fd = -1;
 }
 
-/* An idle connection the server has ended (read timeout, shutdown) reads
- * as EOF; anything readable before a request is sent means the same. */
-static int session_stale(const ackrpc_session *s) {
-  struct pollfd p = {.fd = s->fd, .events = POLLIN | POLLRDHUP};
-  return poll(&p, 1, 0) != 0;
-}
-
 /* One call on the session, no retries. */
 static ackrpc_status session_once(ackrpc_session *s, const ackrpc_method *method,
                                   const ProtobufCMessage *request,
@@ -760,15 +753,24 @@ static ackrpc_status session_once(ackrpc_session *s, const ackrpc_method *method
   request_frame f;
   st = encode_request(&s->ids, method, request, options, sent_ms, &f, r);
   if (st != ACKRPC_OK) goto out;
-  if (s->fd >= 0 && session_stale(s)) session_drop(s);
-  if (s->fd < 0 && blocking_connect(&s->addr, deadline, &s->fd) != 0) {
-    st = connect_failed(&s->addr, errno, r);
-    s->fd = -1;
-    free_request(&f);
-    goto out;
+  /* A kept connection the server has since ended (idle timeout, shutdown)
+   * is not probed before each call: sending to a closed Unix socket fails
+   * at once (EPIPE), nothing was delivered then, and the call is sent again
+   * on a new connection. That saves a poll() per call. */
+  for (int fresh = s->fd < 0;; fresh = 1) {
+    if (s->fd < 0 && blocking_connect(&s->addr, deadline, &s->fd) != 0) {
+      st = connect_failed(&s->addr, errno, r);
+      s->fd = -1;
+      break;
+    }
+    st = send_frame(s->fd, &f, deadline, s->max_reply, method->reply, r);
+    if (fresh || st != ACKRPC_E_SEND) break;
+    session_drop(s); /* the server had ended it: reconnect, send again */
+    free(r->message);
+    r->message = NULL;
   }
-  st = send_frame(s->fd, &f, deadline, s->max_reply, method->reply, r);
   free_request(&f);
+  if (s->fd < 0) goto out;
   if (st == ACKRPC_OK)
     st = await_reply(s->fd, deadline, timeout_ms, s->max_reply, method->reply, r);
   /* Only a clean answer leaves the connection at a frame boundary. */
