@@ -17,6 +17,7 @@ packages=(
   # tests: Criterion, valgrind; clang with its runtimes for libFuzzer targets
   libcriterion-dev valgrind clang libclang-rt-dev
   scdoc  # man pages of the ackrpc tool (the build skips them without it)
+  systemd  # systemd-socket-activate, for the socket-activation test (tests/ops)
   # needed by later features
   libjansson-dev libsqlite3-dev
 )

@@ -52,7 +52,7 @@ int akr_connect(const akr_address *address, int *ret_fd) {
 /* The directory holding the socket must not let another user swap the
  * socket (or the lock) for something else. Symlinks on the way are followed:
  * /var/run -> /run is normal; what matters is where the file ends up. */
-static ackrpc_status check_parent(const char *path) {
+ackrpc_status akr_check_parent(const char *path) {
   char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
   const char *slash = strrchr(path, '/');
   if (!slash) {
@@ -124,7 +124,7 @@ ackrpc_status akr_listen(const akr_address *address, mode_t mode, gid_t group,
   ackrpc_status st = ACKRPC_OK;
   int bound = 0;
   if (!address->abstract) {
-    st = check_parent(address->path);
+    st = akr_check_parent(address->path);
     if (st != ACKRPC_OK) return st;
     snprintf(l.lock_path, sizeof l.lock_path, "%s.lock", address->path);
     st = take_lock(l.lock_path, &l.lock_fd);
@@ -189,4 +189,11 @@ void akr_unlisten(const akr_address *address, akr_listener *l) {
     close(l->lock_fd);
     l->lock_fd = -1;
   }
+}
+
+void akr_unlisten_keep(akr_listener *l) {
+  if (l->fd >= 0) close(l->fd);
+  l->fd = -1;
+  if (l->lock_fd >= 0) close(l->lock_fd);
+  l->lock_fd = -1;
 }

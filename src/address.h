@@ -50,6 +50,68 @@ ackrpc_status akr_listen(const akr_address *address, mode_t mode, gid_t group,
  * state). Idempotent. */
 void akr_unlisten(const akr_address *address, akr_listener *listener);
 
+/* Closes the listener's descriptors but leaves the socket file and the
+ * lock file in place: for a socket that now belongs to someone else (a
+ * successor that took it over, or systemd). Idempotent. */
+void akr_unlisten_keep(akr_listener *listener);
+
+/* Checks that the directory holding `path` does not let other users replace
+ * files in it (the rule of akr_listen()): OK, E_UNSAFE_DIR or E_SYSTEM. */
+ackrpc_status akr_check_parent(const char *path);
+
+/* --- Socket activation (activation.c) --- */
+
+/* The prefix of an inherited-socket address: "systemd:" or "systemd:NAME". */
+#define AKR_SYSTEMD_PREFIX "systemd:"
+
+/* Finds the listening socket systemd passed to this process (LISTEN_PID,
+ * LISTEN_FDS, LISTEN_FDNAMES, as sd_listen_fds(3) documents them; read and
+ * checked, not trusted): with `name` empty, the only one passed; else the
+ * one named `name`. Checks that it is a listening Unix stream socket and
+ * makes it non-blocking and close-on-exec. The environment is left as it
+ * is. Errors: NOT_FOUND (none passed to this process, none of that name,
+ * or several and no name), E_ADDRESS (malformed variables, or the
+ * descriptor is not a listening Unix stream socket). */
+ackrpc_status akr_inherit(const char *name, int *ret_fd);
+
+/* --- Handover of the listening socket (takeover.c) --- */
+
+/* The control socket of a server that offers its listening socket. */
+typedef struct akr_ctl {
+  int fd; /* listening, non-blocking; -1: none */
+  akr_address addr;
+} akr_ctl;
+
+/* The control address of `address`: "PATH.ctl" or "@NAME.ctl".
+ * E_ADDRESS if it would not fit. */
+ackrpc_status akr_ctl_address(const akr_address *address, akr_address *ret);
+
+/* Successor side: asks the server that offers `address` for its listening
+ * socket (and, for a path, its lock). On OK, *ret_listener holds both,
+ * checked: a listening Unix stream socket bound to `address`, and the lock
+ * file PATH.lock; the predecessor has let go of its control socket.
+ * NOT_FOUND: nobody offers it (no control socket, or nobody listening on
+ * it); then nothing changed. Other errors (E_SYSTEM, E_ADDRESS for bad
+ * descriptors or a peer of another uid, E_ADDR_IN_USE) mean a predecessor
+ * answered but the handover failed. */
+ackrpc_status akr_takeover(const akr_address *address, akr_listener *ret_listener);
+
+/* Creates the control socket (owner-only for a path; a stale file is
+ * replaced: call with the address's lock held). */
+ackrpc_status akr_ctl_listen(const akr_address *address, akr_ctl *ret);
+
+/* Closes the control socket and removes its file. Idempotent. */
+void akr_ctl_close(akr_ctl *ctl);
+
+/* Predecessor side: accepts one connection on the control socket and, if
+ * it is a successor of our effective uid asking properly, sends it the
+ * listener's descriptors and waits for its acknowledgement. Blocks for at
+ * most a few seconds (only a same-uid peer gets that far). Returns 1 if the
+ * socket was handed over (the caller stops accepting and must not remove the
+ * socket or lock file), 0 otherwise; *ret_why says what happened (static
+ * text) when not NULL. */
+int akr_ctl_serve(akr_ctl *ctl, const akr_listener *listener, const char **ret_why);
+
 /* Starts a non-blocking connect. Returns 0, or -1 with errno (EAGAIN: the
  * server's queue is full). *ret_fd is set on success only. */
 int akr_connect(const akr_address *address, int *ret_fd);

@@ -39,6 +39,7 @@
 #include "frame.h"
 #include "reply_cache.h"
 #include "server_internal.h"
+#include "stats.h"
 
 #define DEFAULT_MAX_REQUEST (4u << 20)
 #define DEFAULT_READ_TIMEOUT_MS 10000
@@ -85,7 +86,9 @@ typedef struct method_entry {
   ackrpc_handler_fn fn;
   void *user;
   policy *policy;
-  unsigned depth; /* static nesting of the request type; AKR_DEPTH_UNBOUNDED */
+  unsigned depth;          /* static nesting of the request type; AKR_DEPTH_UNBOUNDED */
+  unsigned seq;            /* order of registration */
+  akr_method_stats *stats; /* owned; stays put when the table grows */
 } method_entry;
 
 typedef struct uid_count {
@@ -151,6 +154,12 @@ struct ackrpc_call {
   int reply_ok;
   uint8_t *late;
   size_t late_len;
+  /* Statistics (stats.h): the method the current frame was admitted for
+   * (NULL: nothing to count), when the request was complete (0: never
+   * dispatched) and the status of the reply in `out`. */
+  const method_entry *stat_m;
+  uint64_t t_start_us;
+  uint32_t reply_status;
 };
 
 struct ackrpc_server {
@@ -190,6 +199,17 @@ struct ackrpc_server {
   ackrpc_call *done_head, *done_tail;
   int closed;
   akr_reply_cache *cache; /* NULL: no reply cache (the default) */
+  unsigned method_seq;
+  uint64_t created_us;
+  /* Services recorded for reflection, in order; builtin[i] marks the
+   * server's own. */
+  const ackrpc_service **services;
+  unsigned char *svc_builtin;
+  size_t n_services;
+  int inherited;   /* the listening socket came from systemd */
+  int handed_over; /* the listening socket went to a successor */
+  akr_ctl ctl;     /* the handover control socket (takeover.c) */
+  struct event *ctl_ev;
 };
 
 /* The call whose handler is running on this thread, if any: a reply from
@@ -206,7 +226,9 @@ static void on_io(evutil_socket_t fd, short what, void *arg);
 static void resume_accepting(ackrpc_server *s);
 static void evict_oldest_pending(ackrpc_server *s);
 static void check_drained(ackrpc_server *s);
+static void begin_stop(ackrpc_server *s);
 static void cache_finish(ackrpc_call *c, const uint8_t *frame, size_t len);
+static void conn_record(ackrpc_call *c);
 
 static uint64_t now_us(void) {
   struct timespec ts;
@@ -354,7 +376,12 @@ ackrpc_status ackrpc_server_add_method(ackrpc_server *s, const ackrpc_method *me
     s->method_cap = cap;
   }
   char *name = strdup(method->name);
-  if (!name) return ACKRPC_E_NOMEM;
+  akr_method_stats *stats = calloc(1, sizeof *stats);
+  if (!name || !stats) {
+    free(name);
+    free(stats);
+    return ACKRPC_E_NOMEM;
+  }
   method_entry *e = method_slot(s->methods, s->method_cap, name);
   e->m = *method;
   e->m.name = name;
@@ -362,8 +389,111 @@ ackrpc_status ackrpc_server_add_method(ackrpc_server *s, const ackrpc_method *me
   e->user = user;
   e->policy = NULL;
   e->depth = akr_message_depth(method->request);
+  e->seq = s->method_seq++;
+  e->stats = stats;
   s->n_methods++;
   return ACKRPC_OK;
+}
+
+ackrpc_status ackrpc_server_add_service_info(ackrpc_server *s,
+                                             const ackrpc_service *service) {
+  return akr_server_add_service(s, service, 0);
+}
+
+ackrpc_status akr_server_add_service(ackrpc_server *s, const ackrpc_service *svc,
+                                     int builtin) {
+  if (!s || !svc || !svc->name || !*svc->name || (svc->n_methods && !svc->methods) ||
+      (svc->n_files && !svc->files))
+    return ACKRPC_E_INVAL;
+  for (size_t i = 0; i < svc->n_methods; i++)
+    if (!svc->methods[i].name || !svc->methods[i].request || !svc->methods[i].reply)
+      return ACKRPC_E_INVAL;
+  for (size_t i = 0; i < svc->n_files; i++)
+    if (!svc->files[i].name || (svc->files[i].len && !svc->files[i].data))
+      return ACKRPC_E_INVAL;
+  for (size_t i = 0; i < s->n_services; i++)
+    if (strcmp(s->services[i]->name, svc->name) == 0) return ACKRPC_E_EXISTS;
+  const ackrpc_service **t = realloc(s->services, (s->n_services + 1) * sizeof *t);
+  if (!t) return ACKRPC_E_NOMEM;
+  s->services = t;
+  unsigned char *b = realloc(s->svc_builtin, s->n_services + 1);
+  if (!b) return ACKRPC_E_NOMEM;
+  s->svc_builtin = b;
+  t[s->n_services] = svc;
+  b[s->n_services] = (unsigned char)(builtin != 0);
+  s->n_services++;
+  return ACKRPC_OK;
+}
+
+size_t akr_server_services(const ackrpc_server *s, const ackrpc_service *const **ret,
+                           const unsigned char **ret_builtin) {
+  *ret = s->services;
+  *ret_builtin = s->svc_builtin;
+  return s->n_services;
+}
+
+void akr_server_foreach_method(const ackrpc_server *s,
+                               void (*fn)(void *user, const ackrpc_method *m,
+                                          unsigned seq),
+                               void *user) {
+  for (size_t i = 0; i < s->method_cap; i++)
+    if (s->methods[i].m.name) fn(user, &s->methods[i].m, s->methods[i].seq);
+}
+
+int akr_server_serving(const ackrpc_server *s) {
+  return !s->stopping && !s->handed_over && !atomic_load(&s->stop_requested);
+}
+
+uint64_t akr_server_uptime_us(const ackrpc_server *s) {
+  return now_us() - s->created_us;
+}
+
+_Static_assert(sizeof(((ackrpc_method_stats *)0)->by_status) / sizeof(uint64_t) ==
+                   AKR_STATUS_CODES,
+               "ackrpc_method_stats.by_status has one counter per canonical code");
+
+static int compare_stats(const void *a, const void *b) {
+  return strcmp(((const ackrpc_method_stats *)a)->method,
+                ((const ackrpc_method_stats *)b)->method);
+}
+
+size_t ackrpc_server_stats(const ackrpc_server *s, ackrpc_method_stats *out,
+                           size_t cap) {
+  if (!s) return 0;
+  if (!out) cap = 0;
+  /* Sorted by name: gather all, sort, copy; without room for all, sort a
+   * temporary copy. */
+  ackrpc_method_stats *all = cap >= s->n_methods ? out : NULL;
+  if (cap && !all) {
+    all = malloc(s->n_methods * sizeof *all);
+    if (!all) return 0;
+  }
+  if (!all) return s->n_methods;
+  size_t n = 0;
+  for (size_t i = 0; i < s->method_cap; i++) {
+    const method_entry *e = &s->methods[i];
+    if (!e->m.name) continue;
+    const akr_method_stats *st = e->stats;
+    ackrpc_method_stats *o = &all[n++];
+    memset(o, 0, sizeof *o);
+    o->method = e->m.name;
+    o->calls = st->calls;
+    o->errors = st->calls - st->by_status[0];
+    memcpy(o->by_status, st->by_status, sizeof o->by_status);
+    o->bytes_in = st->bytes_in;
+    o->bytes_out = st->bytes_out;
+    o->p50_us = akr_stats_percentile(st, 0.50);
+    o->p90_us = akr_stats_percentile(st, 0.90);
+    o->p99_us = akr_stats_percentile(st, 0.99);
+    o->p999_us = akr_stats_percentile(st, 0.999);
+    o->max_us = st->max_us;
+  }
+  qsort(all, n, sizeof *all, compare_stats);
+  if (all != out) {
+    memcpy(out, all, cap * sizeof *out);
+    free(all);
+  }
+  return n;
 }
 
 ackrpc_status ackrpc_server_set_method_policy(ackrpc_server *s, const char *method,
@@ -417,6 +547,8 @@ static ackrpc_call *conn_get(ackrpc_server *s) {
   c->rc_entry = NULL;
   c->rc_wait = (akr_rc_waiter){0};
   c->rc_ready = 0;
+  c->stat_m = NULL;
+  c->t_start_us = 0;
   atomic_store_explicit(&c->answered, 1, memory_order_relaxed);
   atomic_store_explicit(&c->held, 0, memory_order_relaxed);
   atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
@@ -552,6 +684,7 @@ static ackrpc_status conn_encode(ackrpc_call *c, uint32_t status, const char *me
   }
   c->out_len = akr_reply_encode(&spec, c->out);
   c->out_off = 0;
+  c->reply_status = spec.status;
   return ACKRPC_OK;
 }
 
@@ -604,13 +737,59 @@ static void conn_write(ackrpc_call *c) {
       return;
     }
     c->state = ST_DONE; /* the peer is gone */
+    conn_record(c);
     return;
   }
   evtimer_del(&c->timer);
+  conn_record(c);
   if (c->close_after_write)
     c->state = ST_DONE;
   else
     conn_next_call(c);
+}
+
+static const char *status_text(uint32_t status) {
+  const char *n = ackrpc_status_name((ackrpc_status)status);
+  return n ? n : "?";
+}
+
+/* The reply in `out` is written (or the peer left while it was): counts the
+ * call for its method and, at DEBUG, logs it. Loop thread; no allocation,
+ * no lock; the clock is read only if the call was dispatched or logging
+ * wants it. */
+static void conn_record(ackrpc_call *c) {
+  const method_entry *m = c->stat_m;
+  if (!m) return;
+  c->stat_m = NULL;
+  ackrpc_server *s = c->server;
+  int debug = s->opt.log_level >= ACKRPC_LOG_DEBUG;
+  uint64_t us = 0;
+  int timed = c->t_start_us != 0;
+  if (timed) us = now_us() - c->t_start_us;
+  c->t_start_us = 0;
+  akr_stats_record(m->stats, c->reply_status, c->frame_len, c->out_len, timed, us);
+  if (debug)
+    slog(s, ACKRPC_LOG_DEBUG,
+         "call method=%s status=%s us=%llu peer_uid=%u peer_pid=%d bytes_in=%zu "
+         "bytes_out=%zu",
+         m->m.name, status_text(c->reply_status), (unsigned long long)us,
+         (unsigned)c->peer.uid, (int)c->peer.pid, c->frame_len, c->out_len);
+}
+
+/* The status of an encoded reply frame (ReplyHead field 1; absent: OK). */
+static uint32_t frame_status(const uint8_t *frame, size_t len) {
+  if (len < AKR_PREFIX_LEN + 2) return 0;
+  uint32_t head_len = (uint32_t)frame[4] | (uint32_t)frame[5] << 8 |
+                      (uint32_t)frame[6] << 16 | (uint32_t)frame[7] << 24;
+  if (head_len < 2 || head_len > len - AKR_PREFIX_LEN || frame[AKR_PREFIX_LEN] != 0x08)
+    return 0;
+  uint32_t v = 0;
+  for (size_t i = 0; i < 5 && i + 1 < head_len; i++) {
+    uint8_t b = frame[AKR_PREFIX_LEN + 1 + i];
+    v |= (uint32_t)(b & 0x7f) << (7 * i);
+    if (!(b & 0x80)) return v;
+  }
+  return ACKRPC_UNKNOWN;
 }
 
 /* Hands a reply encoded on another thread (and the handler's reference) to
@@ -739,6 +918,7 @@ static int cache_begin(ackrpc_call *c) {
   case AKR_RC_UNTRACKED: return 0;
   case AKR_RC_HIT:
     if (conn_set_out(c, frame, len) != 0) return 0;
+    c->reply_status = ACKRPC_OK; /* only OK answers are kept */
     c->close_after_write = 0;
     conn_write(c);
     return 1;
@@ -766,6 +946,7 @@ static void cache_finish(ackrpc_call *c, const uint8_t *frame, size_t len) {
     akr_rc_waiter *next = w->next;
     ackrpc_call *wc = waiter_call(w);
     wc->rc_ready = frame && conn_set_out(wc, frame, len) == 0 ? 1 : 2;
+    if (wc->rc_ready == 1) wc->reply_status = frame_status(frame, len);
     event_active(&wc->timer, EV_TIMEOUT, 0);
     w = next;
   }
@@ -798,11 +979,13 @@ static void cache_wait_over(ackrpc_call *c) {
 static int conn_check_head(ackrpc_call *c, const akr_frame *f, int complete) {
   ackrpc_server *s = c->server;
   c->frame_len = f->frame_len;
+  c->stat_m = NULL;
+  c->t_start_us = 0;
   akr_arena_reset(&c->arena, DECODE_BUDGET(f->frame_len));
   akr_frame_error fe = akr_request_decode(f, &c->arena, &c->req);
   if (fe != AKR_FRAME_OK) {
-    slog(s, ACKRPC_LOG_INFO, "pid %d: bad request head: %s", (int)c->peer.pid,
-         akr_frame_error_text(fe));
+    slog(s, ACKRPC_LOG_INFO, "event=bad_request peer_uid=%u peer_pid=%d error=\"%s\"",
+         (unsigned)c->peer.uid, (int)c->peer.pid, akr_frame_error_text(fe));
     conn_answer_local(c, akr_frame_error_status(fe), akr_frame_error_text(fe),
                       !complete);
     return 0;
@@ -814,8 +997,10 @@ static int conn_check_head(ackrpc_call *c, const akr_frame *f, int complete) {
     conn_answer_local(c, ACKRPC_UNIMPLEMENTED, msg, !complete);
     return 0;
   }
+  c->stat_m = m;
   if (!policy_allows(m->policy, s->euid, c)) {
-    slog(s, ACKRPC_LOG_INFO, "%s: refused uid %u (pid %d) by policy", c->req.method,
+    slog(s, ACKRPC_LOG_INFO,
+         "event=refused method=%s peer_uid=%u peer_pid=%d by=policy", c->req.method,
          (unsigned)c->peer.uid, (int)c->peer.pid);
     conn_answer_local(c, ACKRPC_PERMISSION_DENIED, "not allowed to call this method",
                       !complete);
@@ -830,6 +1015,7 @@ static int conn_check_head(ackrpc_call *c, const akr_frame *f, int complete) {
 static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
   ackrpc_server *s = c->server;
   const method_entry *m = c->method;
+  c->t_start_us = now_us(); /* the request is complete */
   pending_remove(c);
   /* The buffer may have moved since the head was checked. */
   c->req.body = f->body;
@@ -857,7 +1043,7 @@ static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
   uint64_t budget = (uint64_t)s->opt.handler_timeout_ms * 1000u;
   int client_deadline = c->req.timeout_us && c->req.timeout_us < budget;
   if (client_deadline) budget = c->req.timeout_us;
-  c->deadline_us = now_us() + budget;
+  c->deadline_us = c->t_start_us + budget;
   if (s->cache && cache_begin(c)) return; /* a repeated call id */
 
   c->state = ST_HANDLING;
@@ -944,8 +1130,8 @@ static void conn_resume(ackrpc_call *c) {
       fe = AKR_FRAME_TRUNCATED; /* never dispatched */
     }
     if (fe != AKR_FRAME_INCOMPLETE) {
-      slog(s, ACKRPC_LOG_INFO, "pid %d: %s", (int)c->peer.pid,
-           akr_frame_error_text(fe));
+      slog(s, ACKRPC_LOG_INFO, "event=bad_request peer_uid=%u peer_pid=%d error=\"%s\"",
+           (unsigned)c->peer.uid, (int)c->peer.pid, akr_frame_error_text(fe));
       conn_watch(c, 0);
       conn_answer_local(c, akr_frame_error_status(fe), akr_frame_error_text(fe), 1);
       continue;
@@ -1002,6 +1188,9 @@ static ackrpc_call *conn_detach(ackrpc_call *c) {
   n->frame_len = c->frame_len;
   n->uid_counted = c->uid_counted;
   c->uid_counted = 0;
+  n->stat_m = c->stat_m;
+  n->t_start_us = c->t_start_us;
+  c->stat_m = NULL;
   n->state = ST_HANDLING;
   event_assign(&n->io, s->base, n->fd, EV_READ | EV_PERSIST, on_io, n);
   evtimer_assign(&n->timer, s->base, on_timer, n);
@@ -1029,15 +1218,18 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
       c->state = ST_DONE; /* an idle session: no frame to answer */
       break;
     }
-    slog(s, ACKRPC_LOG_INFO, "pid %d: request not complete within %u ms",
-         (int)c->peer.pid, s->opt.read_timeout_ms);
+    slog(s, ACKRPC_LOG_INFO, "event=read_timeout peer_uid=%u peer_pid=%d ms=%u",
+         (unsigned)c->peer.uid, (int)c->peer.pid, s->opt.read_timeout_ms);
     conn_watch(c, 0);
     conn_answer_local(c, ACKRPC_DEADLINE_EXCEEDED,
                       "request not received within the server's read timeout", 1);
     break;
   case ST_HANDLING: {
     if (atomic_exchange_explicit(&c->answered, 1, memory_order_acq_rel)) return;
-    slog(s, ACKRPC_LOG_WARNING, "%s: no reply before the deadline", c->req.method);
+    slog(s, ACKRPC_LOG_WARNING,
+         "event=handler_deadline method=%s peer_uid=%u peer_pid=%d "
+         "error=\"no reply before the deadline\"",
+         c->req.method, (unsigned)c->peer.uid, (int)c->peer.pid);
     /* The handler keeps `c` (and the request in its arena) until it
      * replies; the connection moves to a fresh object so that the session,
      * and calls pipelined behind this one, go on. */
@@ -1094,13 +1286,15 @@ static void conn_start(ackrpc_server *s, int fd) {
   c->uid_counted = uid_enter(s, c->peer.uid) == 0;
   pending_add(c);
   if (!c->uid_counted) {
-    slog(s, ACKRPC_LOG_WARNING, "uid %u has too many connections (limit %u)",
-         (unsigned)c->peer.uid, s->opt.max_connections_per_uid);
+    slog(s, ACKRPC_LOG_WARNING,
+         "event=uid_limit peer_uid=%u peer_pid=%d limit=%u "
+         "error=\"too many connections from this uid\"",
+         (unsigned)c->peer.uid, (int)c->peer.pid, s->opt.max_connections_per_uid);
     conn_answer_local(c, ACKRPC_RESOURCE_EXHAUSTED,
                       "too many connections from this uid", 1);
   } else if (!policy_allows(s->policy, s->euid, c)) {
-    slog(s, ACKRPC_LOG_INFO, "refused uid %u (pid %d) by policy", (unsigned)c->peer.uid,
-         (int)c->peer.pid);
+    slog(s, ACKRPC_LOG_INFO, "event=refused peer_uid=%u peer_pid=%d by=server_policy",
+         (unsigned)c->peer.uid, (int)c->peer.pid);
     conn_answer_local(c, ACKRPC_PERMISSION_DENIED, "not allowed to use this server", 1);
   }
   conn_resume(c);
@@ -1178,8 +1372,10 @@ static int make_room(ackrpc_server *s) {
 static void evict_oldest_pending(ackrpc_server *s) {
   ackrpc_call *c = s->pend_head;
   if (!c) return;
-  slog(s, ACKRPC_LOG_INFO, "pid %d: dropping an incomplete request to admit another",
-       (int)c->peer.pid);
+  slog(s, ACKRPC_LOG_INFO,
+       "event=evicted peer_uid=%u peer_pid=%d "
+       "error=\"incomplete request dropped to admit another\"",
+       (unsigned)c->peer.uid, (int)c->peer.pid);
   conn_watch(c, 0);
   conn_answer_local(c, ACKRPC_RESOURCE_EXHAUSTED,
                     "server busy: incomplete request dropped", 1);
@@ -1197,7 +1393,8 @@ static void accept_some(ackrpc_server *s, int max) {
       /* Out of descriptors or memory: libevent would call us again at once
        * and spin. Stop watching; retry on a timer or when a connection
        * closes. */
-      slog(s, ACKRPC_LOG_WARNING, "accept: %s; pausing", strerror(errno));
+      slog(s, ACKRPC_LOG_WARNING, "event=accept_failed error=\"%s\" action=pause ms=%d",
+           strerror(errno), EMFILE_RETRY_MS);
       pause_accepting(s, EMFILE_RETRY_MS);
       return;
     }
@@ -1230,11 +1427,18 @@ static void on_resume_timer(evutil_socket_t fd, short what, void *arg) {
 /* --- stopping ---------------------------------------------------------- */
 
 static void close_listener(ackrpc_server *s) {
+  if (s->ctl_ev) event_del(s->ctl_ev);
+  akr_ctl_close(&s->ctl);
   if (s->lst.fd < 0 && s->lst.lock_fd < 0) return;
   if (s->accepting) event_del(s->accept_ev);
   s->accepting = 0;
   evtimer_del(s->resume_timer);
-  akr_unlisten(&s->addr, &s->lst);
+  /* A socket systemd passed, or one handed to a successor, is not ours to
+   * remove: only our descriptors go. */
+  if (s->inherited || s->handed_over)
+    akr_unlisten_keep(&s->lst);
+  else
+    akr_unlisten(&s->addr, &s->lst);
 }
 
 static void finish(ackrpc_server *s) {
@@ -1248,9 +1452,28 @@ static void check_drained(ackrpc_server *s) {
   if (s->stopping && !s->finished && s->n_conns == 0) finish(s);
 }
 
+/* A successor asks for the listening socket (takeover.c). */
+static void on_ctl(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  ackrpc_server *s = arg;
+  const char *why;
+  if (s->stopping || !akr_ctl_serve(&s->ctl, &s->lst, &why)) {
+    if (!s->stopping && strcmp(why, "no connection") != 0)
+      slog(s, ACKRPC_LOG_WARNING, "event=handover_refused address=%s reason=\"%s\"",
+           s->address_text, why);
+    return;
+  }
+  slog(s, ACKRPC_LOG_INFO, "event=handed_over address=%s connections=%zu",
+       s->address_text, s->n_conns);
+  s->handed_over = 1;
+  begin_stop(s);
+}
+
 static void begin_stop(ackrpc_server *s) {
   s->stopping = 1;
-  slog(s, ACKRPC_LOG_INFO, "stopping: %zu connection(s) in flight", s->n_conns);
+  slog(s, ACKRPC_LOG_INFO, "event=stopping address=%s connections=%zu", s->address_text,
+       s->n_conns);
   /* Connections already in the kernel's queue have sent their requests (or
    * are sending them): serve them rather than reset them. */
   if (s->lst.fd >= 0) accept_some(s, INT32_MAX);
@@ -1269,7 +1492,10 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   ackrpc_server *s = arg;
-  slog(s, ACKRPC_LOG_WARNING, "drain time over: closing %zu connection(s)", s->n_conns);
+  slog(s, ACKRPC_LOG_WARNING,
+       "event=drain_timeout address=%s connections=%zu error=\"drain time over: "
+       "calls in flight answered UNAVAILABLE\"",
+       s->address_text, s->n_conns);
   for (ackrpc_call *c = s->conns, *next; c; c = next) {
     next = c->next;
     if ((c->state == ST_HANDLING &&
@@ -1327,8 +1553,23 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
                                 ackrpc_server **ret_server) {
   if (!options || !ret_server || !options->address) return ACKRPC_E_INVAL;
   akr_address addr;
-  ackrpc_status st = akr_address_parse(options->address, &addr);
-  if (st != ACKRPC_OK) return st;
+  const char *sd = options->address;
+  int inherit = strncmp(sd, AKR_SYSTEMD_PREFIX, strlen(AKR_SYSTEMD_PREFIX)) == 0;
+  int inherited_fd = -1;
+  ackrpc_status st;
+  if (inherit) {
+    st = akr_inherit(sd + strlen(AKR_SYSTEMD_PREFIX), &inherited_fd);
+    if (st != ACKRPC_OK) return st;
+    memset(&addr, 0, sizeof addr);
+    addr.len = sizeof addr.sa;
+    if (getsockname(inherited_fd, (struct sockaddr *)&addr.sa, &addr.len) != 0)
+      return ACKRPC_E_SYSTEM;
+    addr.abstract = addr.len > offsetof(struct sockaddr_un, sun_path) &&
+                    addr.sa.sun_path[0] == '\0';
+  } else {
+    st = akr_address_parse(options->address, &addr);
+    if (st != ACKRPC_OK) return st;
+  }
 
   ackrpc_server *s = calloc(1, sizeof *s);
   if (!s) return ACKRPC_E_NOMEM;
@@ -1355,7 +1596,11 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   s->opt.policy = NULL; /* kept in s->policy */
   s->lst.fd = -1;
   s->lst.lock_fd = -1;
+  s->ctl.fd = -1;
   s->wake_fd = -1;
+  s->created_us = now_us();
+  s->inherited = inherit;
+  if (inherit) s->opt.handover = 0;
   atomic_init(&s->refs, 1);
   atomic_init(&s->stop_requested, 0);
   pthread_mutex_init(&s->mu, NULL);
@@ -1393,8 +1638,35 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
     if (st != ACKRPC_OK) goto fail;
   }
   s->opt.socket_group = NULL;
-  st = akr_listen(&s->addr, s->opt.socket_mode, group, s->opt.backlog, &s->lst);
-  if (st != ACKRPC_OK) goto fail;
+  if (!s->opt.disable_builtins) {
+    st = akr_builtins_register(s);
+    if (st != ACKRPC_OK) goto fail;
+  }
+  if (inherit) {
+    s->lst.fd = inherited_fd;
+  } else {
+    st = ACKRPC_NOT_FOUND;
+    if (s->opt.handover) {
+      st = akr_takeover(&s->addr, &s->lst);
+      if (st == ACKRPC_OK)
+        slog(s, ACKRPC_LOG_INFO, "event=took_over address=%s", s->address_text);
+      else if (st != ACKRPC_NOT_FOUND)
+        goto fail;
+    }
+    if (st == ACKRPC_NOT_FOUND)
+      st = akr_listen(&s->addr, s->opt.socket_mode, group, s->opt.backlog, &s->lst);
+    if (st != ACKRPC_OK) goto fail;
+    if (s->opt.handover) {
+      st = akr_ctl_listen(&s->addr, &s->ctl);
+      if (st != ACKRPC_OK) goto fail;
+      s->ctl_ev = event_new(s->base, s->ctl.fd, EV_READ | EV_PERSIST, on_ctl, s);
+      if (!s->ctl_ev) {
+        st = ACKRPC_E_NOMEM;
+        goto fail;
+      }
+      event_add(s->ctl_ev, NULL);
+    }
+  }
   s->accept_ev = event_new(s->base, s->lst.fd, EV_READ | EV_PERSIST, on_accept, s);
   if (!s->accept_ev) {
     st = ACKRPC_E_NOMEM;
@@ -1406,6 +1678,8 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   return ACKRPC_OK;
 fail : {
   int e = errno;
+  /* An inherited socket stays systemd's: closing our descriptor is all
+   * that close_listener() does with it. */
   ackrpc_server_free(s);
   errno = e;
   return st;
@@ -1457,6 +1731,7 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
   akr_rc_free(s->cache);
   s->cache = NULL;
   if (s->accept_ev) event_free(s->accept_ev);
+  if (s->ctl_ev) event_free(s->ctl_ev);
   if (s->wake_ev) event_free(s->wake_ev);
   if (s->resume_timer) event_free(s->resume_timer);
   if (s->drain_timer) event_free(s->drain_timer);
@@ -1478,8 +1753,11 @@ static void server_unref(ackrpc_server *s) {
   if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
   for (size_t i = 0; i < s->method_cap; i++) {
     free((char *)s->methods[i].m.name);
+    free(s->methods[i].stats);
     policy_free(s->methods[i].policy);
   }
+  free(s->services);
+  free(s->svc_builtin);
   policy_free(s->policy);
   free(s->methods);
   free(s->uids);

@@ -361,6 +361,9 @@ static int serve_main(int argc, char **argv) {
       .max_connections_per_uid = (uint32_t)max_per_uid,
       .read_timeout_ms = (uint32_t)read_timeout_ms,
   };
+  const char *level = getenv("ACKRPC_LOG_LEVEL"); /* debug: one line per call */
+  if (level && ackrpc_log_level_parse(level, &options.log_level) != ACKRPC_OK)
+    fprintf(stderr, PROG " serve: ignoring ACKRPC_LOG_LEVEL=%s\n", level);
   ackrpc_server *server = NULL;
   ackrpc_status st = ackrpc_server_new(&options, &server);
   if (st != ACKRPC_OK) {

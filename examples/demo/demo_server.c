@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <ackrpc/ackrpc.h>
@@ -82,6 +83,12 @@ int main(int argc, char **argv) {
 
   inbox box = {0};
   ackrpc_server_options options = {.address = address};
+  const char *level = getenv("ACKRPC_LOG_LEVEL"); /* debug: one line per call */
+  if (level && ackrpc_log_level_parse(level, &options.log_level) != ACKRPC_OK)
+    fprintf(
+        stderr,
+        "demo_server: ignoring ACKRPC_LOG_LEVEL=%s (error, warning, info or debug)\n",
+        level);
   ackrpc_server *server = NULL;
   ackrpc_status st = ackrpc_server_new(&options, &server);
   if (st != ACKRPC_OK) {

@@ -91,6 +91,7 @@ typedef struct receiver {
   uint32_t slow_ms;
   int slow_done;
   int reply_cache; /* --reply-cache */
+  int handover;    /* --handover */
 } receiver;
 
 static const char *const SCHEMA = "CREATE TABLE IF NOT EXISTS letters ("
@@ -473,14 +474,18 @@ static int usage(FILE *out, int rc) {
   fprintf(
       out,
       "usage: mailbox_receiver [--slow-ack SEQ] [--slow-ack-ms MS] [--reply-cache]\n"
-      "                        SOCKET DB\n"
+      "                        [--handover] SOCKET DB\n"
       "       mailbox_receiver --count DB\n"
       "Serves ackrpc.mailbox.Mailbox on SOCKET (a path or @name), storing letters\n"
       "in the SQLite database DB, until SIGTERM or SIGINT. --count prints the\n"
       "number of letters in DB.\n"
       "  --slow-ack SEQ    delay the ack of the first letter with seq SEQ\n"
       "  --slow-ack-ms MS  by MS milliseconds (default 3000)\n"
-      "  --reply-cache     turn on the server's reply cache\n");
+      "  --reply-cache     turn on the server's reply cache\n"
+      "  --handover        take the socket over from a running receiver (restart\n"
+      "                    without refusing a call), and offer it to the next\n"
+      "SOCKET may be systemd: (socket activation: examples/systemd). Environment:\n"
+      "ACKRPC_LOG_LEVEL=debug logs one line per call (key=value, on stderr).\n");
   return rc;
 }
 
@@ -502,7 +507,14 @@ static int serve(receiver *r, const char *address, const char *db_path) {
   /* --reply-cache: the server answers a retry whose first call is still in
    * the writer's queue, or already answered OK, without a second job. The
    * database's UNIQUE call id stays the guarantee (it survives restarts). */
-  ackrpc_server_options options = {.address = address, .reply_cache = r->reply_cache};
+  ackrpc_server_options options = {
+      .address = address, .reply_cache = r->reply_cache, .handover = r->handover};
+  const char *level = getenv("ACKRPC_LOG_LEVEL");
+  if (level && ackrpc_log_level_parse(level, &options.log_level) != ACKRPC_OK)
+    fprintf(stderr,
+            "mailbox_receiver: ignoring ACKRPC_LOG_LEVEL=%s (error, warning, "
+            "info or debug)\n",
+            level);
   ackrpc_server *server = NULL;
   ackrpc_status st = ackrpc_server_new(&options, &server);
   if (st != ACKRPC_OK) {
@@ -604,6 +616,11 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--reply-cache") == 0) {
       r.reply_cache = 1;
       i--; /* a flag without a value */
+      continue;
+    }
+    if (strcmp(argv[i], "--handover") == 0) {
+      r.handover = 1;
+      i--;
       continue;
     }
     if (strcmp(argv[i], "--slow-ack") == 0 &&

@@ -25,13 +25,28 @@ typedef struct ackrpc_method {
   const struct ProtobufCMessageDescriptor *reply;
 } ackrpc_method;
 
+/* One .proto file's google.protobuf.FileDescriptorProto, serialized
+ * (without source code info), for reflection. */
+typedef struct ackrpc_file_descriptor {
+  const char *name; /* "dir/name.proto", as protoc names it */
+  const uint8_t *data;
+  size_t len;
+} ackrpc_file_descriptor;
+
 /* A service: its full name and its methods, in .proto order. Generated
  * code emits one per service as a static const table (for registration and
- * reflection). */
+ * reflection). `files` is what reflection serves for it: the descriptor of
+ * the .proto file that declares the service and of every file that file
+ * imports, transitively, each once, dependencies first (so the set is
+ * self-contained); NULL with n_files 0 when there are none (the methods are
+ * still listed, with their message type names). Generated tables point
+ * `files` at static data shared by the services of one .proto file. */
 typedef struct ackrpc_service {
   const char *name; /* "package.Service" */
   const ackrpc_method *methods;
   size_t n_methods;
+  const ackrpc_file_descriptor *files;
+  size_t n_files;
 } ackrpc_service;
 
 /* Who may call: a rule on the peer's kernel-reported credentials. A peer is
@@ -96,6 +111,13 @@ typedef void (*ackrpc_log_fn)(void *user, ackrpc_log_level level, const char *me
  * options struct leaves `log` NULL; pass ackrpc_log_discard to silence. */
 ACKRPC_EXPORT void ackrpc_log_stderr(void *user, ackrpc_log_level level,
                                      const char *message);
+
+/* Parses a log level's name, in any case: "error", "warning" (or "warn"),
+ * "info", "debug". For programs that take a level from their command line or
+ * environment (the shipped servers read ACKRPC_LOG_LEVEL). Returns OK and
+ * sets *ret_level, or E_INVAL (NULL or unknown name; *ret_level untouched). */
+ACKRPC_EXPORT ackrpc_status ackrpc_log_level_parse(const char *name,
+                                                   ackrpc_log_level *ret_level);
 
 /* A sink that drops everything. */
 ACKRPC_EXPORT void ackrpc_log_discard(void *user, ackrpc_log_level level,

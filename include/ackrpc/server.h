@@ -34,8 +34,13 @@ typedef struct ackrpc_call ackrpc_call;
  *   ackrpc_server_options o = {.address = "/run/app.sock"};
  * is a complete, safe configuration. */
 typedef struct ackrpc_server_options {
-  /* "/path/to.sock" (a socket file the server owns) or "@name" (Linux
-   * abstract namespace). Required. Copied. */
+  /* "/path/to.sock" (a socket file the server owns), "@name" (Linux
+   * abstract namespace), or "systemd:" / "systemd:NAME" (a listening socket
+   * inherited from systemd's socket activation, docs/OPERATIONS.md: the one
+   * socket passed, or the one whose FileDescriptorName= is NAME). An
+   * inherited socket belongs to systemd: the server neither creates, locks
+   * nor removes its file, and it ignores socket_mode, socket_group, backlog
+   * and handover. Required. Copied. */
   const char *address;
   /* The loop to attach to. NULL: the server creates and owns one, and
    * ackrpc_server_run() runs it. */
@@ -89,7 +94,12 @@ typedef struct ackrpc_server_options {
    * before any byte is read; others get PERMISSION_DENIED. NULL: anyone who
    * can open the socket (its file mode decides). */
   const ackrpc_policy *policy;
-  /* Log sink and its threshold. Default: ackrpc_log_stderr at WARNING. */
+  /* Log sink and its threshold. Default: ackrpc_log_stderr at WARNING.
+   * Lines are key=value pairs (docs/SECURITY.md lists them). At
+   * ACKRPC_LOG_DEBUG the server also logs one line per call answered:
+   * "call method=pkg.S/M status=OK us=35 peer_uid=1000 peer_pid=42
+   * bytes_in=88 bytes_out=40" (latency from the request complete to the
+   * reply written); below DEBUG that costs one comparison. */
   ackrpc_log_fn log;
   void *log_user;
   ackrpc_log_level log_level;
@@ -121,6 +131,24 @@ typedef struct ackrpc_server_options {
   uint32_t reply_cache_entries;
   size_t reply_cache_bytes;
   uint32_t reply_cache_age_ms;
+  /* Nonzero turns off the built-in services (ackrpc/reflection.proto):
+   * ackrpc.reflection.Reflection (the services, methods and message schemas
+   * this server has), ackrpc.reflection.Health (SERVING, or NOT_SERVING once
+   * stopping) and ackrpc.reflection.Stats (per-method counts and
+   * latencies). They are on by default; they are read-only and answer only
+   * peers the server-wide policy admits (docs/SECURITY.md says what they
+   * reveal). */
+  int disable_builtins;
+  /* Zero-downtime restarts (path and abstract addresses; docs/OPERATIONS.md).
+   * Nonzero: ackrpc_server_new() first asks a server already running on the
+   * address (one started with this option) for its listening socket, over
+   * the control socket "ADDRESS.ctl", and serves that very socket: no
+   * connection is refused during the restart. The predecessor stops
+   * accepting, finishes the calls it has (as ackrpc_server_stop()) and its
+   * ackrpc_server_run() returns. With no predecessor, the server binds as
+   * usual. Either way it then offers its own socket to the next one. Only a
+   * peer with the server's effective uid may use the control socket. */
+  int handover;
 } ackrpc_server_options;
 
 /* A handler. `request` is the decoded request message, of the type given at
@@ -146,7 +174,15 @@ typedef void (*ackrpc_handler_fn)(ackrpc_call *call,
  * address"), E_EXISTS (a non-socket file or a symlink is in the way),
  * E_UNSAFE_DIR (the directory is writable by other users without the sticky
  * bit, or owned by another user), NOT_FOUND (unknown socket_group or policy
- * group), E_NOMEM, E_SYSTEM (errno is set). */
+ * group), E_NOMEM, E_SYSTEM (errno is set).
+ * A "systemd:" address serves the inherited socket instead (no file, no
+ * lock): NOT_FOUND if systemd passed none to this process (or none of that
+ * name), E_ADDRESS if LISTEN_* are malformed or the descriptor is not a
+ * listening Unix stream socket. With `handover`, a predecessor that offers
+ * the socket is asked first; a handover that starts but fails gives
+ * E_ADDRESS (a peer of another uid, or descriptors that do not check out)
+ * or E_SYSTEM, and the predecessor keeps serving. Unless disable_builtins,
+ * the built-in services are registered here. */
 ACKRPC_EXPORT ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
                                               ackrpc_server **ret_server);
 
@@ -159,6 +195,20 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_add_method(ackrpc_server *server,
                                                      const ackrpc_method *method,
                                                      ackrpc_handler_fn handler,
                                                      void *user);
+
+/* Records a service for reflection: its name, its methods' names and types,
+ * and the .proto descriptors reflection serves for it (service->files).
+ * Generated P__S_register() functions call it; call it yourself for a table
+ * you build by hand. It registers no handler: methods are served only once
+ * added with ackrpc_server_add_method(). Methods registered without a
+ * service record are listed all the same, grouped by the service part of
+ * their name, without descriptors. The server keeps the pointer: `service`
+ * and everything it points to must stay valid while the server lives
+ * (generated tables are static). Register before the loop runs.
+ * Errors: E_INVAL (NULL, no name, a method or file entry with NULL fields),
+ * E_EXISTS (a service of that name is already recorded), E_NOMEM. */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_add_service_info(ackrpc_server *server,
+                                                           const ackrpc_service *service);
 
 /* Installs (or, with NULL, removes) the policy of one registered method,
  * on top of the server-wide one. It is checked as soon as a request's head
@@ -207,6 +257,28 @@ ACKRPC_EXPORT struct event_base *ackrpc_server_base(const ackrpc_server *server)
 /* Connections open right now (accepted, not yet closed). Loop thread
  * only. */
 ACKRPC_EXPORT size_t ackrpc_server_connections(const ackrpc_server *server);
+
+/* Statistics of one method since the server was created: every call
+ * answered (the reply written, or the client gone while it was written), by
+ * status, with the bytes of its request and reply frames and its latency
+ * from the request complete to the reply written. Percentiles come from a
+ * fixed log-linear histogram: at most 1/8 above the true value. */
+typedef struct ackrpc_method_stats {
+  const char *method; /* "package.Service/Method"; valid until the server is freed */
+  uint64_t calls;
+  uint64_t errors;        /* calls answered with a status other than OK */
+  uint64_t by_status[17]; /* indexed by canonical code, 0 (OK) to 16 */
+  uint64_t bytes_in, bytes_out;
+  uint64_t p50_us, p90_us, p99_us, p999_us, max_us;
+} ackrpc_method_stats;
+
+/* Copies the statistics of up to `cap` registered methods (built-in ones
+ * included), sorted by name, into out[] (owned by the caller; `out` may be
+ * NULL when cap is 0) and returns how many methods there are: call with
+ * cap 0 to size the array. Loop thread only (the counters are updated there
+ * without locks). NULL server: 0. */
+ACKRPC_EXPORT size_t ackrpc_server_stats(const ackrpc_server *server,
+                                         ackrpc_method_stats *out, size_t cap);
 
 /* --- Inside a call. All accessors take a call the handler holds, i.e. one
  * not yet answered. Returned pointers belong to the call and stay valid

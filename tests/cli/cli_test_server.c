@@ -1,8 +1,12 @@
 /* cli_test_server.c: the server the ackrpc tool's tests call (run_cli_tests.py):
  * ackrpc.clitest.Test (Echo, Fail, Inspect, Crash) and
- * ackrpc.clitest2.Legacy2 (Echo), on the address given, until SIGTERM.
+ * ackrpc.clitest2.Legacy2 (Echo), registered with their generated register
+ * functions (so reflection has their descriptors), and
+ * ackrpc.clitest.Plain/Echo registered by hand with ackrpc_server_add_method()
+ * (listed by reflection, without descriptors), on the address given, until
+ * SIGTERM. --no-builtins turns the built-in services off.
  *
- *   cli_test_server SOCKET */
+ *   cli_test_server SOCKET [--no-builtins] */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,12 +82,17 @@ static void crash(ackrpc_call *call, const Google__Protobuf__Empty *req, void *u
   _exit(3);
 }
 
+static void plain_echo(ackrpc_call *call, const ProtobufCMessage *req, void *user) {
+  (void)user;
+  ackrpc_call_reply(call, ACKRPC_OK, NULL, req);
+}
+
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: cli_test_server SOCKET\n");
+  if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "--no-builtins") != 0)) {
+    fprintf(stderr, "usage: cli_test_server SOCKET [--no-builtins]\n");
     return 2;
   }
-  ackrpc_server_options o = {.address = argv[1]};
+  ackrpc_server_options o = {.address = argv[1], .disable_builtins = argc == 3};
   if (ackrpc_server_new(&o, &server) != ACKRPC_OK) {
     fprintf(stderr, "cli_test_server: cannot serve %s\n", argv[1]);
     return 1;
@@ -91,8 +100,12 @@ int main(int argc, char **argv) {
   ackrpc__clitest__Test_handlers h = {
       .Echo = echo, .Fail = fail, .Inspect = inspect, .Crash = crash};
   ackrpc__clitest2__Legacy2_handlers h2 = {.Echo = echo2};
+  const ackrpc_method plain = {"ackrpc.clitest.Plain/Echo",
+                               &ackrpc__clitest__all_types__descriptor,
+                               &ackrpc__clitest__all_types__descriptor};
   if (ackrpc__clitest__Test_register(server, &h, NULL) != ACKRPC_OK ||
-      ackrpc__clitest2__Legacy2_register(server, &h2, NULL) != ACKRPC_OK) {
+      ackrpc__clitest2__Legacy2_register(server, &h2, NULL) != ACKRPC_OK ||
+      ackrpc_server_add_method(server, &plain, plain_echo, NULL) != ACKRPC_OK) {
     fprintf(stderr, "cli_test_server: cannot register the services\n");
     ackrpc_server_free(server);
     return 1;

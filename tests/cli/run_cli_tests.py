@@ -5,6 +5,10 @@ standard error and its exit status. One group of checks per ctest:
 
     run_cli_tests.py --group NAME --ackrpc BIN --server BIN
                      --descriptor-set clitest.pb --build-dir DIR --proto-dir DIR
+                     [--reflection]
+
+With --reflection, calls that would pass clitest.pb (the descriptors of the
+services the server runs) pass none: the tool asks the server (reflection).
 
 Exit status 0 when every check of the group passed, 1 otherwise (each
 failure is printed with the command, its output and what was expected).
@@ -39,9 +43,9 @@ class Env:
         self.failures = 0
         self.checks = 0
 
-    def start_server(self):
+    def start_server(self, *extra):
         self.stop_server()
-        self.server = subprocess.Popen([self.args.server, self.socket])
+        self.server = subprocess.Popen([self.args.server, self.socket, *extra])
         for _ in range(500):
             if os.path.exists(self.socket):
                 return
@@ -71,6 +75,11 @@ class Env:
         return r.returncode, r.stdout, r.stderr.decode(errors="replace")
 
     def desc(self, name="clitest.pb"):
+        if self.args.reflection and name == "clitest.pb":
+            return []
+        return ["--descriptor-set", os.path.join(self.args.build_dir, name)]
+
+    def desc_file(self, name):
         return ["--descriptor-set", os.path.join(self.args.build_dir, name)]
 
     def call(self, method, request=None, *opts, desc="clitest.pb", stdin=None):
@@ -303,7 +312,8 @@ def g_errors(e):
     e.expect("status without message", e.call(m, {"code": 5}), rc=5,
              err_has=["NOT_FOUND (5)"])
     e.expect("unknown method", e.call("ackrpc.clitest.Test/Nope", {}),
-             rc=EXIT["dataerr"], err_has=["not in the descriptors"])
+             rc=EXIT["dataerr"], err_has=["has no descriptors for ackrpc.clitest.Test/Nope"
+                                          if e.args.reflection else "not in the descriptors"])
     e.expect("unknown field", e.call(ECHO, {"nope": 1}), rc=EXIT["dataerr"],
              err_has=["unknown field \"nope\""])
     e.expect("nested unknown field", e.call(ECHO, {"fInner": {"children": [{}, {"x": 1}]}}),
@@ -403,9 +413,9 @@ def g_options(e):
         f.write(b"\xff\xff\xff")
     e.expect("bad descriptor set", e.run("call", "-D", junk, e.socket, ECHO, "{}"),
              rc=EXIT["noinput"], err_has=["not a serialized"])
-    # No descriptors: reflection is not available yet.
-    e.expect("no descriptors", e.run("call", e.socket, ECHO, "{}"), rc=EXIT["unsupported"],
-             err_has=["reflection is not available yet", "--descriptor-set"])
+    # No descriptors: the server's reflection gives them.
+    e.expect("no descriptors", e.run("call", e.socket, ECHO, '{"fInt32": 3}'),
+             out_json={"fInt32": 3})
 
 
 def g_help(e):
@@ -424,9 +434,9 @@ def g_help(e):
              err_has=["unknown command"])
     e.start_server()
     for cmd in ("health", "stats"):
-        e.expect(cmd, e.run(cmd, e.socket), rc=EXIT["unsupported"],
-                 err_has=["does not offer"])
+        e.expect(cmd, e.run(cmd, e.socket), out_has=["SERVING" if cmd == "health" else "CALLS"])
         e.expect(f"{cmd} without socket", e.run(cmd), rc=EXIT["usage"])
+        e.expect(f"{cmd} bad option", e.run(cmd, "--bogus", e.socket), rc=EXIT["usage"])
 
 
 def g_list(e):
@@ -455,8 +465,6 @@ def g_list(e):
     code, out, err = e.run("list", "-P", os.path.join(p, "clitest.proto"), "-P",
                            os.path.join(p, "clitest2.proto"))
     e.check(code == 0 and out.decode() == want, "list --proto", f"{out.decode()}\n{err}")
-    e.expect("list SOCKET alone", e.run("list", e.socket), rc=EXIT["unsupported"],
-             err_has=["reflection is not available yet"])
     e.expect("list nothing", e.run("list"), rc=EXIT["usage"])
 
 
@@ -497,8 +505,150 @@ def g_describe(e):
     e.start_server()
     code, out, err = e.run("describe", *e.desc(), e.socket, "ackrpc.clitest.Color")
     e.check(code == 0 and b"enum Color" in out, "describe SOCKET NAME", err)
-    e.expect("describe SOCKET alone", e.run("describe", e.socket, "x.Y"),
-             rc=EXIT["unsupported"], err_has=["reflection is not available yet"])
+    e.expect("describe SOCKET unknown", e.run("describe", e.socket, "x.Y"),
+             rc=EXIT["dataerr"], err_has=["is not a service, method, message or enum"])
+
+
+BUILTIN_LIST = (
+    "ackrpc.reflection.Reflection\n"
+    "  ackrpc.reflection.Reflection/ListServices(ackrpc.reflection.ListServicesRequest) "
+    "returns (ackrpc.reflection.ListServicesReply)\n"
+    "  ackrpc.reflection.Reflection/FileContainingSymbol(ackrpc.reflection.FileRequest) "
+    "returns (ackrpc.reflection.FileReply)\n"
+    "ackrpc.reflection.Health\n"
+    "  ackrpc.reflection.Health/Check(ackrpc.reflection.HealthRequest) "
+    "returns (ackrpc.reflection.HealthReply)\n"
+    "ackrpc.reflection.Stats\n"
+    "  ackrpc.reflection.Stats/Get(ackrpc.reflection.StatsRequest) "
+    "returns (ackrpc.reflection.StatsReply)\n")
+
+
+def g_reflection(e):
+    """list, describe and call with nothing but the socket: the server's
+    built-in reflection service."""
+    e.start_server()
+    code, out, err = e.run("list", e.socket)
+    text = out.decode()
+    want_user = ("ackrpc.clitest.Test\n"
+                 "  ackrpc.clitest.Test/Echo(ackrpc.clitest.AllTypes) returns "
+                 "(ackrpc.clitest.AllTypes)\n"
+                 "  ackrpc.clitest.Test/Fail(ackrpc.clitest.FailRequest) returns "
+                 "(google.protobuf.Empty)\n"
+                 "  ackrpc.clitest.Test/Inspect(google.protobuf.Empty) returns "
+                 "(ackrpc.clitest.CallInfo)\n"
+                 "  ackrpc.clitest.Test/Crash(google.protobuf.Empty) returns "
+                 "(google.protobuf.Empty)\n"
+                 "ackrpc.clitest2.Legacy2\n"
+                 "  ackrpc.clitest2.Legacy2/Echo(ackrpc.clitest2.Legacy) returns "
+                 "(ackrpc.clitest2.Legacy)\n"
+                 "ackrpc.clitest.Plain  (no descriptors)\n"
+                 "  ackrpc.clitest.Plain/Echo(ackrpc.clitest.AllTypes) returns "
+                 "(ackrpc.clitest.AllTypes)\n")
+    e.check(code == 0 and text == want_user + BUILTIN_LIST, "list by reflection",
+            f"{code}\n{text}\n{err}")
+    code, out, err = e.run("list", "-1", e.socket)
+    e.check(code == 0 and out.decode().split()[:2] == ["ackrpc.clitest.Test/Echo",
+                                                      "ackrpc.clitest.Test/Fail"] and
+            "ackrpc.reflection.Stats/Get" in out.decode().split(), "list -1 by reflection",
+            f"{code} {out!r} {err}")
+    # describe: services, methods, messages, nested types, enums, imports.
+    for name, want in [
+            ("ackrpc.clitest.Test", "service Test {\n"),
+            ("ackrpc.clitest.Test/Fail", "message FailRequest {\n  int32 code = 1;\n"),
+            ("ackrpc.clitest.AllTypes", "map<int64, .ackrpc.clitest.Inner> m_int64_inner = 32;"),
+            ("ackrpc.clitest.Color", "INFRARED = -3;"),
+            ("ackrpc.clitest2.Legacy", "optional int32 count = 2 [default = 7];"),
+            ("google.protobuf.Timestamp", "int64 seconds = 1;"),
+            ("ackrpc.reflection.HealthReply", "enum ServingStatus {")]:
+        code, out, err = e.run("describe", e.socket, name)
+        e.check(code == 0 and want in out.decode(), f"describe {name} by reflection",
+                f"{code}\n{out.decode()}\n{err}")
+    # The same text as from the descriptor set.
+    code, out, _ = e.run("describe", e.socket, "ackrpc.clitest.AllTypes")
+    code2, out2, _ = e.run("describe", *e.desc_file("clitest.pb"), "ackrpc.clitest.AllTypes")
+    e.check(code == 0 and out == out2, "describe: reflection == descriptor set",
+            f"{out.decode()}\n---\n{out2.decode()}")
+    # call: a plain call, a built-in method, a method without descriptors.
+    e.expect("call by reflection", e.run("call", e.socket, ECHO, '{"rString": ["a"]}'),
+             out_json={"rString": ["a"]})
+    e.expect("call a built-in method", e.run("call", e.socket,
+                                             "ackrpc.reflection.Health/Check", "{}"),
+             out_json={"status": "SERVING"})
+    e.expect("call without descriptors", e.run("call", e.socket, "ackrpc.clitest.Plain/Echo",
+                                               "{}"),
+             rc=EXIT["dataerr"], err_has=["has no descriptors for ackrpc.clitest.Plain/Echo"])
+    code, out, err = e.run("call", "--binary", e.socket, "ackrpc.clitest.Plain/Echo",
+                           stdin=b"\x18\x05")
+    e.check(code == 0 and out == b"\x18\x05", "call --binary without descriptors",
+            f"{code} {out!r} {err}")
+    e.expect("call unknown method", e.run("call", e.socket, "ackrpc.clitest.Test/Nope", "{}"),
+             rc=EXIT["dataerr"], err_has=["has no descriptors"])
+    # A server without the built-in services: 78, and descriptors still work.
+    e.start_server("--no-builtins")
+    for argv in (["list", e.socket], ["describe", e.socket, "ackrpc.clitest.Color"],
+                 ["call", e.socket, ECHO, "{}"]):
+        e.expect(f"{argv[0]} without built-ins", e.run(*argv), rc=EXIT["unsupported"],
+                 err_has=["does not offer ackrpc.reflection.Reflection/",
+                          "--descriptor-set"])
+    for cmd in ("health", "stats"):
+        e.expect(f"{cmd} without built-ins", e.run(cmd, e.socket), rc=EXIT["unsupported"],
+                 err_has=["does not offer ackrpc.reflection."])
+    e.expect("call -D without built-ins", e.run("call", *e.desc_file("clitest.pb"), e.socket,
+                                                ECHO, '{"fInt32": 4}'),
+             out_json={"fInt32": 4})
+    # Nobody there: not delivered.
+    e.stop_server()
+    for argv in (["list", e.socket], ["health", e.socket], ["stats", e.socket],
+                 ["describe", e.socket, "x.Y"], ["call", e.socket, ECHO, "{}"]):
+        e.expect(f"{argv[0]} with no server", e.run(*argv), rc=EXIT["not_delivered"],
+                 err_has=["E_CONNECT"])
+
+
+def g_health(e):
+    e.start_server()
+    e.expect("health", e.run("health", e.socket), out_has=["SERVING\n"])
+    code, out, err = e.run("health", "-q", e.socket)
+    e.check(code == 0 and out == b"", "health -q", f"{code} {out!r} {err}")
+    e.expect("health bad address", e.run("health", "/" + "x" * 200), rc=EXIT["usage"])
+
+
+def g_stats(e):
+    e.start_server()
+    fail = "ackrpc.clitest.Test/Fail"
+    for code in (0, 0, 5, 3, 5):
+        e.call(fail, {"code": code})
+    for _ in range(3):
+        e.call(ECHO, {"fString": "x" * 100})
+    code, out, err = e.run("stats", "--json", e.socket)
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        doc = {}
+    e.check(code == 0 and doc.get("connections", 0) >= 1 and "uptimeMs" in doc,
+            "stats --json", f"{code} {out!r} {err}")
+    by = {m["method"]: m for m in doc.get("methods", [])}
+    f = by.get(fail, {})
+    e.check(f.get("calls") == 5 and f.get("errors") == 3 and
+            f.get("statuses") == {"OK": 2, "NOT_FOUND": 2, "INVALID_ARGUMENT": 1},
+            "stats: calls and errors by status", json.dumps(f))
+    ec = by.get(ECHO, {})
+    e.check(ec.get("calls") == 3 and ec.get("errors") == 0 and ec.get("bytesIn", 0) > 300 and
+            ec.get("bytesOut", 0) > 300 and 0 < ec.get("p50Us", 0) <= ec.get("p99Us", 0) <=
+            ec.get("maxUs", 0) and ec.get("maxUs", 0) < 10_000_000, "stats: bytes and latency",
+            json.dumps(ec))
+    e.check(by.get("ackrpc.clitest.Test/Crash", {}).get("calls") == 0 and
+            "ackrpc.reflection.Stats/Get" in by, "stats lists every method", json.dumps(by))
+    code, out, err = e.run("stats", "--json", "--active", e.socket)
+    doc = json.loads(out) if code == 0 else {}
+    e.check(all(m["calls"] > 0 for m in doc.get("methods", [])) and
+            fail in [m["method"] for m in doc.get("methods", [])], "stats --active",
+            f"{code} {out!r}")
+    code, out, err = e.run("stats", e.socket)
+    text = out.decode()
+    line = next((ln for ln in text.splitlines() if ln.startswith(fail + " ")), "")
+    e.check(code == 0 and text.startswith("uptime ") and "METHOD" in text and
+            line.split()[1:3] == ["5", "3"] and "NOT_FOUND=2" in line and "OK=2" in line,
+            "stats table", text)
 
 
 GROUPS = {name[2:]: fn for name, fn in globals().items() if name.startswith("g_")}
@@ -512,13 +662,15 @@ def main():
     ap.add_argument("--descriptor-set", required=True)
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--proto-dir", required=True)
+    ap.add_argument("--reflection", action="store_true")
     args = ap.parse_args()
     e = Env(args)
     try:
         GROUPS[args.group](e)
     finally:
         e.close()
-    print(f"cli_{args.group}: {e.checks - e.failures}/{e.checks} checks passed")
+    mode = " (reflection)" if args.reflection else ""
+    print(f"cli_{args.group}{mode}: {e.checks - e.failures}/{e.checks} checks passed")
     return 1 if e.failures or e.checks == 0 else 0
 
 

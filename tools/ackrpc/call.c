@@ -86,8 +86,7 @@ static int write_all(FILE *f, const void *p, size_t n) {
   return fflush(f);
 }
 
-/* Exit status and stderr lines for a call's status. */
-static int report_status(const ackrpc_result *r, ackrpc_status st, const char *method) {
+int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *method) {
   if (st == ACKRPC_OK) return AKRCLI_EXIT_OK;
   const char *msg = r->message && r->message[0] ? r->message : ackrpc_strerror(st);
   fprintf(stderr, "%s: %s (%d): %s", AKRCLI_PROG, ackrpc_status_name(st), (int)st, msg);
@@ -211,7 +210,8 @@ int akrcli_cmd_call(int argc, char **argv) {
   if (binary && (d.n_sets || d.n_protos) && verbose)
     fprintf(stderr, "%s call: --binary: the descriptors are not used\n", AKRCLI_PROG);
   if (!binary) {
-    if ((rc = akrcli_load_descriptors("call", &d, socket, &pool)) != 0) goto out;
+    if ((rc = akrcli_load_descriptors("call", &d, socket, method_name, &pool)) != 0)
+      goto out;
     method = akrcli_pool_method(&pool, method_name);
     if (!method) {
       fprintf(stderr,
@@ -278,7 +278,7 @@ int akrcli_cmd_call(int argc, char **argv) {
     print_hex(stderr, res.call_id, res.call_id_len);
     fputc('\n', stderr);
   }
-  rc = report_status(&res, st, method_name);
+  rc = akrcli_report_status(&res, st, method_name);
   if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED) goto out;
 
   /* Acked: print the reply (for a non-OK status, only if the server sent

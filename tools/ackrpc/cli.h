@@ -24,7 +24,7 @@ enum {
   AKRCLI_EXIT_SOFTWARE = 70,      /* internal error (out of memory, system call) */
   AKRCLI_EXIT_NO_ACK = 75,        /* sent, no reply: outcome unknown */
   AKRCLI_EXIT_BAD_REPLY = 76,     /* acked, but the reply does not decode */
-  AKRCLI_EXIT_UNSUPPORTED = 78,   /* needs server support not available yet */
+  AKRCLI_EXIT_UNSUPPORTED = 78,   /* the server does not offer the built-in service */
 };
 
 /* Limits of the command line and of what is read. */
@@ -61,11 +61,43 @@ extern const char akrcli_desc_help[];
 int akrcli_descopts_take(akrcli_descopts *d, int opt, const char *arg);
 
 /* Fills `pool` for a subcommand: from the files given, or else from the
- * server's reflection (not available yet: says so). `socket` may be NULL.
- * Prints what went wrong and returns an exit status; 0 on success (then the
- * caller clears the pool). */
+ * server's reflection (the files that define or use `symbol`; "" for all).
+ * `socket` may be NULL (then files are required). Prints what went wrong and
+ * returns an exit status; 0 on success (then the caller clears the pool). */
 int akrcli_load_descriptors(const char *cmd, const akrcli_descopts *d,
-                            const char *socket, akrcli_pool *pool);
+                            const char *socket, const char *symbol, akrcli_pool *pool);
+
+/* --- The server's built-in services (reflect.c) --- */
+
+struct ProtobufCMessage;
+struct ProtobufCMessageDescriptor;
+
+/* The built-in methods (proto/ackrpc/reflection.proto). */
+extern const ackrpc_method akrcli_m_list_services;
+extern const ackrpc_method akrcli_m_file_containing_symbol;
+extern const ackrpc_method akrcli_m_health;
+extern const ackrpc_method akrcli_m_stats;
+
+/* Calls a built-in method of the server at `socket` (a request of the
+ * method's type, NULL for an empty one). On OK returns 0 and *ret_reply
+ * (free with protobuf_c_message_free_unpacked()). Otherwise prints why and
+ * returns an exit status: 78 if the server does not offer the method
+ * (UNIMPLEMENTED: built-ins turned off, or an older server); with
+ * `ret_status` set, a server status other than those is returned there
+ * (and the exit status for it) without printing, for the caller to
+ * explain. */
+int akrcli_builtin_call(const char *cmd, const char *socket, const ackrpc_method *m,
+                        const struct ProtobufCMessage *request,
+                        struct ProtobufCMessage **ret_reply, ackrpc_status *ret_status);
+
+/* Asks the server (reflection) for the files that define or use `symbol`
+ * ("" for every service's) and adds them to the pool (not yet built).
+ * Prints what went wrong and returns an exit status; 0 on success. */
+int akrcli_reflect_files(const char *cmd, const char *socket, const char *symbol,
+                         akrcli_pool *pool);
+
+/* Exit status and standard-error lines for a call's outcome (call.c). */
+int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *method);
 
 /* Reads all of a file ("-": stdin) up to `max` bytes. Returns 0 with a
  * malloc'd buffer (NUL-terminated, the NUL not counted), or -1 with errno

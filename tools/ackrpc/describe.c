@@ -235,7 +235,9 @@ int akrcli_cmd_describe(int argc, char **argv) {
   const char *socket = npos == 2 ? argv[optind] : NULL;
   const char *name = argv[optind + npos - 1];
   akrcli_pool pool = {0};
-  int rc = akrcli_load_descriptors("describe", &d, socket, &pool);
+  /* By reflection: every service's files (NAME may be a type no method
+   * uses directly, such as a nested message). */
+  int rc = akrcli_load_descriptors("describe", &d, socket, "", &pool);
   if (rc != 0) goto out;
 
   const akrcli_method *method = akrcli_pool_method(&pool, name);

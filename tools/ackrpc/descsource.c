@@ -4,14 +4,12 @@
  *                           --descriptor_set_out=FILE ...)
  *   --proto FILE [-I DIR]   runs protoc on FILE to make one (protoc is needed
  *                           for this option only)
- *   neither                 the server's reflection service: not available
- *                           yet, so this says so (exit 78) and asks for one
- *                           of the options.
- *
- * When the server gains reflection, akrcli_load_descriptors() will ask it
- * for the FileDescriptorProtos of its services (each serialized, with their
- * imports) and add them to the pool as one FileDescriptorSet; nothing else
- * in the tool changes. */
+ *   neither                 the server's reflection service
+ *                           (ackrpc.reflection.Reflection/FileContainingSymbol,
+ *                           reflect.c): the FileDescriptorProtos of the
+ *                           services concerned, with their imports, added to
+ *                           the pool as one FileDescriptorSet. A server that
+ *                           does not offer it: exit 78. */
 #include "cli.h"
 
 #include <errno.h>
@@ -26,7 +24,7 @@
 extern char **environ;
 
 const char akrcli_desc_help[] =
-    "Descriptors (needed until servers offer reflection):\n"
+    "Descriptors (default: asked of the server at SOCKET, by reflection):\n"
     "  -D, --descriptor-set FILE  a FileDescriptorSet, as made by\n"
     "                             protoc --include_imports --descriptor_set_out=FILE\n"
     "  -P, --proto FILE           a .proto file; runs protoc (a run-time dependency\n"
@@ -51,8 +49,8 @@ const char akrcli_exit_help[] =
     "  75     sent, but no reply (outcome unknown): retry only with the same\n"
     "         --call-id\n"
     "  76     acked, but the reply does not decode with the descriptors\n"
-    "  78     needs server support that is not available yet (reflection,\n"
-    "         health, stats)\n";
+    "  78     the server does not offer the built-in service needed\n"
+    "         (reflection, health, stats: turned off, or an older server)\n";
 
 int akrcli_descopts_take(akrcli_descopts *d, int opt, const char *arg) {
   const char **list;
@@ -242,20 +240,18 @@ out:
 }
 
 int akrcli_load_descriptors(const char *cmd, const akrcli_descopts *d,
-                            const char *socket, akrcli_pool *pool) {
-  if (d->n_sets == 0 && d->n_protos == 0) {
-    if (socket)
-      fprintf(stderr,
-              "%s %s: server reflection is not available yet: pass the service's "
-              "descriptors with --descriptor-set FILE or --proto FILE\n",
-              AKRCLI_PROG, cmd);
-    else
-      fprintf(stderr,
-              "%s %s: no descriptors: pass --descriptor-set FILE or --proto FILE\n",
-              AKRCLI_PROG, cmd);
-    return socket ? AKRCLI_EXIT_UNSUPPORTED : AKRCLI_EXIT_USAGE;
-  }
+                            const char *socket, const char *symbol, akrcli_pool *pool) {
   int rc;
+  if (d->n_sets == 0 && d->n_protos == 0) {
+    if (!socket) {
+      fprintf(stderr,
+              "%s %s: no descriptors: pass SOCKET (a server's reflection), "
+              "--descriptor-set FILE or --proto FILE\n",
+              AKRCLI_PROG, cmd);
+      return AKRCLI_EXIT_USAGE;
+    }
+    if ((rc = akrcli_reflect_files(cmd, socket, symbol, pool)) != 0) return rc;
+  }
   for (size_t i = 0; i < d->n_sets; i++)
     if ((rc = add_set_file(cmd, d->sets[i], pool)) != 0) return rc;
   if (d->n_protos && (rc = run_protoc(cmd, d, pool)) != 0) return rc;

@@ -1,17 +1,47 @@
 /* list.c: `ackrpc list [SOCKET]`: the services and their methods, from the
- * descriptors given (or, once servers offer it, from reflection). */
+ * descriptors given, or else from the server's reflection (ListServices,
+ * which also lists methods registered without descriptors). */
 #include <getopt.h>
 #include <stdio.h>
 
+#include <protobuf-c/protobuf-c.h>
+
+#include "ackrpc/reflection.pb-c.h"
 #include "cli.h"
+
+/* By reflection: ListServices. */
+static int list_by_reflection(const char *socket, int methods_only) {
+  ProtobufCMessage *msg = NULL;
+  int rc =
+      akrcli_builtin_call("list", socket, &akrcli_m_list_services, NULL, &msg, NULL);
+  if (rc != 0) return rc;
+  const Ackrpc__Reflection__ListServicesReply *r =
+      (const Ackrpc__Reflection__ListServicesReply *)msg;
+  for (size_t i = 0; i < r->n_services; i++) {
+    const Ackrpc__Reflection__ServiceInfo *s = r->services[i];
+    if (!methods_only)
+      printf("%s%s\n", s->name, s->has_descriptors ? "" : "  (no descriptors)");
+    for (size_t j = 0; j < s->n_methods; j++) {
+      const Ackrpc__Reflection__MethodInfo *m = s->methods[j];
+      if (methods_only)
+        printf("%s\n", m->name);
+      else
+        printf("  %s(%s) returns (%s)\n", m->name, m->request_type, m->reply_type);
+    }
+  }
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return fflush(stdout) == 0 ? 0 : AKRCLI_EXIT_SOFTWARE;
+}
 
 static const char usage[] =
     "usage: ackrpc list [OPTIONS] [SOCKET]\n"
     "\n"
     "Lists the services and their methods: each service's full name, then one\n"
     "indented line per method: its name as `ackrpc call` takes it, the request\n"
-    "and the reply types. SOCKET may be left out when descriptors are given\n"
-    "(servers do not offer reflection yet: with SOCKET alone, exit status 78).\n"
+    "and the reply types. With SOCKET alone, the server says (reflection: its\n"
+    "built-in services included; \"(no descriptors)\" marks a service whose\n"
+    "methods were registered without them); with descriptors, SOCKET may be\n"
+    "left out.\n"
     "\n"
     "Options:\n"
     "  -1, --methods   only the method names (package.Service/Method), one a line\n"
@@ -43,8 +73,10 @@ int akrcli_cmd_list(int argc, char **argv) {
     return AKRCLI_EXIT_USAGE;
   }
   const char *socket = optind < argc ? argv[optind] : NULL;
+  if (socket && !d.n_sets && !d.n_protos)
+    return list_by_reflection(socket, methods_only);
   akrcli_pool pool = {0};
-  int rc = akrcli_load_descriptors("list", &d, socket, &pool);
+  int rc = akrcli_load_descriptors("list", &d, socket, "", &pool);
   if (rc == 0) {
     for (size_t i = 0; i < pool.n_services; i++) {
       const akrcli_service *s = &pool.services[i];

@@ -13,13 +13,13 @@ static const char usage[] =
     "  call SOCKET METHOD [JSON]   call a method: JSON in, JSON out\n"
     "  list [SOCKET]               list the services and their methods\n"
     "  describe [SOCKET] NAME      show a service, method, message or enum as .proto\n"
-    "  health SOCKET               the server's health (not available yet)\n"
-    "  stats SOCKET                the server's statistics (not available yet)\n"
+    "  health SOCKET               whether the server is serving\n"
+    "  stats SOCKET                the server's per-method statistics\n"
     "\n"
     "`ackrpc COMMAND --help` tells more; `ackrpc --version` prints the version.\n"
-    "SOCKET is a socket path or @name (Linux abstract namespace). Until servers\n"
-    "offer reflection, call, list and describe take the services' descriptors\n"
-    "with --descriptor-set FILE or --proto FILE.\n"
+    "SOCKET is a socket path or @name (Linux abstract namespace). call, list and\n"
+    "describe ask the server for the services' descriptors (reflection), unless\n"
+    "given with --descriptor-set FILE or --proto FILE.\n"
     "Documentation: ackrpc(1), docs/CLI.md.\n";
 
 static const struct {

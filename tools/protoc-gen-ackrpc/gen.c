@@ -79,6 +79,12 @@ typedef struct file_model {
   size_t n_services;
   Policy **policies; /* distinct decoded policies, freed with the model */
   size_t n_policies;
+  /* For reflection: this file and its imports, transitively, dependencies
+   * first (protoc's order), each serialized without source code info. */
+  const char **desc_names;
+  uint8_t **desc_data;
+  size_t *desc_len;
+  size_t n_descs;
 } file_model;
 
 /* Everything one generation run shares: the request and the errors. */
@@ -649,6 +655,52 @@ static char *guard_for(const char *proto_name) {
   return buf_take(&b);
 }
 
+/* Marks `f` and everything it imports in `want` (indexes of the request's
+ * proto_file). Bounded: a file is visited once. */
+static void mark_deps(const context *cx, const FileProto *f, unsigned char *want) {
+  for (size_t i = 0; i < cx->request->n_proto_file; i++) {
+    if (cx->request->proto_file[i] != f) continue;
+    if (want[i]) return;
+    want[i] = 1;
+  }
+  for (size_t d = 0; d < f->n_dependency; d++) {
+    const FileProto *dep = f->dependency[d] ? find_file(cx, f->dependency[d]) : NULL;
+    if (dep) mark_deps(cx, dep, want);
+  }
+}
+
+/* Serializes the file and its transitive imports for reflection, in the
+ * request's order, which protoc makes topological (imports first). Source
+ * code info is left out: reflection needs the schema, not the comments and
+ * spans. */
+static void collect_descriptors(const context *cx, file_model *fm, const FileProto *f) {
+  size_t n = cx->request->n_proto_file;
+  unsigned char *want = xmalloc(n ? n : 1);
+  memset(want, 0, n ? n : 1);
+  mark_deps(cx, f, want);
+  for (size_t i = 0; i < n; i++)
+    fm->n_descs += want[i];
+  fm->desc_names = xmalloc((fm->n_descs ? fm->n_descs : 1) * sizeof *fm->desc_names);
+  fm->desc_data = xmalloc((fm->n_descs ? fm->n_descs : 1) * sizeof *fm->desc_data);
+  fm->desc_len = xmalloc((fm->n_descs ? fm->n_descs : 1) * sizeof *fm->desc_len);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!want[i]) continue;
+    FileProto *p = cx->request->proto_file[i];
+    Google__Protobuf__SourceCodeInfo *info = p->source_code_info;
+    p->source_code_info = NULL;
+    size_t len = google__protobuf__file_descriptor_proto__get_packed_size(p);
+    uint8_t *data = xmalloc(len ? len : 1);
+    google__protobuf__file_descriptor_proto__pack(p, data);
+    p->source_code_info = info;
+    fm->desc_names[k] = p->name ? p->name : "";
+    fm->desc_data[k] = data;
+    fm->desc_len[k] = len;
+    k++;
+  }
+  free(want);
+}
+
 /* Returns 0 if the model is complete, -1 if errors were reported. */
 static int build_file(context *cx, file_model *fm, const char *name) {
   size_t errors_before = cx->errors.len;
@@ -679,7 +731,9 @@ static int build_file(context *cx, file_model *fm, const char *name) {
     build_service(cx, fm, f, si);
   if (cx->errors.len != errors_before) return -1;
   check_collisions(cx, fm);
-  return cx->errors.len != errors_before ? -1 : 0;
+  if (cx->errors.len != errors_before) return -1;
+  if (fm->n_services) collect_descriptors(cx, fm, f);
+  return 0;
 }
 
 static void free_file(file_model *fm) {
@@ -706,6 +760,11 @@ static void free_file(file_model *fm) {
   for (size_t i = 0; i < fm->n_policies; i++)
     ackrpc__caller_policy__free_unpacked(fm->policies[i], NULL);
   free(fm->policies);
+  for (size_t i = 0; i < fm->n_descs; i++)
+    free(fm->desc_data[i]);
+  free(fm->desc_names);
+  free(fm->desc_data);
+  free(fm->desc_len);
   free(fm->stem);
   free(fm->guard);
 }
@@ -949,6 +1008,30 @@ static void print_policies(akrgen_buf *b, const file_model *fm) {
   }
 }
 
+/* The descriptors of collect_descriptors(), as C arrays. */
+static void print_descriptors(akrgen_buf *b, const file_model *fm) {
+  buf_puts(b, "\n/* What reflection serves for the services of this file: the\n"
+              " * serialized google.protobuf.FileDescriptorProto of this file and of\n"
+              " * every file it imports, transitively, dependencies first, without\n"
+              " * source code info (ackrpc_service.files). */\n");
+  for (size_t i = 0; i < fm->n_descs; i++) {
+    buf_printf(b, "static const uint8_t akrgen_file_%zu[%zu] = {", i,
+               fm->desc_len[i] ? fm->desc_len[i] : 1);
+    for (size_t j = 0; j < fm->desc_len[i]; j++)
+      buf_printf(b, "%s0x%02x,", j % 16 ? "" : "\n    ", fm->desc_data[i][j]);
+    if (!fm->desc_len[i]) buf_puts(b, "0");
+    buf_puts(b, "\n};\n");
+  }
+  buf_printf(b, "static const ackrpc_file_descriptor akrgen_files[%zu] = {\n",
+             fm->n_descs);
+  for (size_t i = 0; i < fm->n_descs; i++) {
+    buf_puts(b, "    {\"");
+    buf_c_string(b, fm->desc_names[i]);
+    buf_printf(b, "\", akrgen_file_%zu, %zu},\n", i, fm->desc_len[i]);
+  }
+  buf_puts(b, "};\n");
+}
+
 static void print_source(akrgen_buf *b, const file_model *fm) {
   banner(b, fm, "Method tables, handler registration and asynchronous stubs.");
   buf_puts(b, "#include <stdio.h>\n#include <stdlib.h>\n\n");
@@ -958,6 +1041,7 @@ static void print_source(akrgen_buf *b, const file_model *fm) {
     return;
   }
   print_policies(b, fm);
+  print_descriptors(b, fm);
   buf_puts(b, "\n/* The handler of a method whose handler is NULL. */\n"
               "static void akrgen_unimplemented(ackrpc_call *call,\n"
               "    const ProtobufCMessage *request, void *user) {\n"
@@ -988,7 +1072,8 @@ static void print_source(akrgen_buf *b, const file_model *fm) {
     buf_puts(b, "};\n\n");
     buf_printf(b, "const ackrpc_service %s_service = {\"", P);
     buf_c_string(b, sm->full_name);
-    buf_printf(b, "\", %s_methods, %zu};\n\n", P, sm->n_methods);
+    buf_printf(b, "\", %s_methods, %zu, akrgen_files, %zu};\n\n", P, sm->n_methods,
+               fm->n_descs);
 
     buf_printf(b,
                "/* What %s_register() gives the server: the handlers and the\n"
@@ -1026,8 +1111,11 @@ static void print_source(akrgen_buf *b, const file_model *fm) {
         "  if (status != ACKRPC_OK) {\n"
         "    free(binding);\n"
         "    return status;\n"
-        "  }\n",
-        P, P, s, s);
+        "  }\n"
+        "  /* For reflection: the service, its methods and its descriptors. */\n"
+        "  status = ackrpc_server_add_service_info(server, &%s_service);\n"
+        "  if (status != ACKRPC_OK) return status;\n",
+        P, P, s, s, P);
     for (size_t m = 0; m < sm->n_methods; m++) {
       const method_model *mm = &sm->methods[m];
       buf_printf(

@@ -1,0 +1,150 @@
+/* reflect.c: the ackrpc tool's client of the servers' built-in services
+ * (proto/ackrpc/reflection.proto, served by libackrpc's builtin.c):
+ * reflection for list, describe and call; health and stats for their
+ * commands. The messages are libackrpc's own protoc-c types. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "ackrpc/reflection.pb-c.h"
+#include "cli.h"
+
+const ackrpc_method akrcli_m_list_services = {
+    "ackrpc.reflection.Reflection/ListServices",
+    &ackrpc__reflection__list_services_request__descriptor,
+    &ackrpc__reflection__list_services_reply__descriptor};
+const ackrpc_method akrcli_m_file_containing_symbol = {
+    "ackrpc.reflection.Reflection/FileContainingSymbol",
+    &ackrpc__reflection__file_request__descriptor,
+    &ackrpc__reflection__file_reply__descriptor};
+const ackrpc_method akrcli_m_health = {"ackrpc.reflection.Health/Check",
+                                       &ackrpc__reflection__health_request__descriptor,
+                                       &ackrpc__reflection__health_reply__descriptor};
+const ackrpc_method akrcli_m_stats = {"ackrpc.reflection.Stats/Get",
+                                      &ackrpc__reflection__stats_request__descriptor,
+                                      &ackrpc__reflection__stats_reply__descriptor};
+
+#define BUILTIN_TIMEOUT_MS 10000
+
+int akrcli_builtin_call(const char *cmd, const char *socket, const ackrpc_method *m,
+                        const ProtobufCMessage *request, ProtobufCMessage **ret_reply,
+                        ackrpc_status *ret_status) {
+  ackrpc_client *client = NULL;
+  ackrpc_client_options co = {.address = socket, .timeout_ms = BUILTIN_TIMEOUT_MS};
+  ackrpc_status st = ackrpc_client_new(&co, &client);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, "%s %s: %s: %s\n", AKRCLI_PROG, cmd, socket, ackrpc_strerror(st));
+    return st == ACKRPC_E_NOMEM ? AKRCLI_EXIT_SOFTWARE : AKRCLI_EXIT_USAGE;
+  }
+  /* An empty request of any of these types encodes as no bytes. */
+  /* Room for any of the request types (protobuf_c_message_init() writes
+   * the whole struct). */
+  union {
+    ProtobufCMessage base;
+    max_align_t align;
+    unsigned char room[256];
+  } empty;
+  if (!request) {
+    if (m->request->sizeof_message > sizeof empty) {
+      ackrpc_client_free(client);
+      fprintf(stderr, "%s %s: internal error: request type too large\n", AKRCLI_PROG,
+              cmd);
+      return AKRCLI_EXIT_SOFTWARE;
+    }
+    protobuf_c_message_init(m->request, &empty.base);
+    request = &empty.base;
+  }
+  ackrpc_result res = {0};
+  st = ackrpc_client_call(client, m, request, NULL, &res);
+  int rc = 0;
+  if (st == ACKRPC_OK && res.reply) {
+    *ret_reply = res.reply;
+    res.reply = NULL;
+  } else if (st == ACKRPC_OK) {
+    fprintf(stderr, "%s %s: %s: the reply does not decode as %s\n", AKRCLI_PROG, cmd,
+            m->name, m->reply->name);
+    rc = AKRCLI_EXIT_BAD_REPLY;
+  } else if (st == ACKRPC_UNIMPLEMENTED) {
+    fprintf(stderr,
+            "%s %s: %s: the server does not offer %s (its built-in services are "
+            "turned off, or it is an older ackrpc)%s\n",
+            AKRCLI_PROG, cmd, socket, m->name,
+            m == &akrcli_m_list_services || m == &akrcli_m_file_containing_symbol
+                ? ": pass the descriptors with --descriptor-set FILE or --proto FILE"
+                : "");
+    rc = AKRCLI_EXIT_UNSUPPORTED;
+  } else if (ret_status && ackrpc_status_outcome(st) == ACKRPC_OUTCOME_ACKED) {
+    *ret_status = st;
+    rc = (int)st;
+  } else {
+    rc = akrcli_report_status(&res, st, m->name);
+  }
+  ackrpc_result_clear(&res);
+  ackrpc_client_free(client);
+  return rc;
+}
+
+/* Appends a varint to out (at most 10 bytes). */
+static size_t put_varint(uint8_t *out, uint64_t v) {
+  size_t n = 0;
+  do {
+    out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    v >>= 7;
+  } while (v);
+  return n;
+}
+
+int akrcli_reflect_files(const char *cmd, const char *socket, const char *symbol,
+                         akrcli_pool *pool) {
+  Ackrpc__Reflection__FileRequest req = ACKRPC__REFLECTION__FILE_REQUEST__INIT;
+  req.symbol = (char *)(symbol ? symbol : "");
+  ProtobufCMessage *reply = NULL;
+  ackrpc_status status = ACKRPC_OK;
+  int rc = akrcli_builtin_call(cmd, socket, &akrcli_m_file_containing_symbol, &req.base,
+                               &reply, &status);
+  if (rc != 0 && status == ACKRPC_NOT_FOUND) {
+    fprintf(stderr,
+            "%s %s: the server has no descriptors for %s (not served, or registered "
+            "without descriptors: pass --descriptor-set FILE or --proto FILE)\n",
+            AKRCLI_PROG, cmd, *req.symbol ? req.symbol : "any service");
+    return AKRCLI_EXIT_DATAERR;
+  }
+  if (rc != 0 && status != ACKRPC_OK) {
+    fprintf(stderr, "%s %s: reflection failed: %s (%d)\n", AKRCLI_PROG, cmd,
+            ackrpc_status_name(status), (int)status);
+    return rc;
+  }
+  if (rc != 0) return rc;
+  const Ackrpc__Reflection__FileReply *files =
+      (const Ackrpc__Reflection__FileReply *)reply;
+  size_t total = 0;
+  for (size_t i = 0; i < files->n_file_descriptor_proto; i++)
+    total += 11 + files->file_descriptor_proto[i].len;
+  uint8_t *set = malloc(total ? total : 1);
+  if (!set) {
+    protobuf_c_message_free_unpacked(reply, NULL);
+    fprintf(stderr, "%s %s: out of memory\n", AKRCLI_PROG, cmd);
+    return AKRCLI_EXIT_SOFTWARE;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < files->n_file_descriptor_proto; i++) {
+    const ProtobufCBinaryData *f = &files->file_descriptor_proto[i];
+    set[n++] = 0x0a;
+    n += put_varint(set + n, f->len);
+    if (f->len) memcpy(set + n, f->data, f->len);
+    n += f->len;
+  }
+  protobuf_c_message_free_unpacked(reply, NULL);
+  char err[512];
+  rc = 0;
+  if (akrcli_pool_add_set(pool, set, n, err, sizeof err) < 0) {
+    fprintf(stderr, "%s %s: the server's descriptors do not decode: %s\n", AKRCLI_PROG,
+            cmd, err);
+    rc = AKRCLI_EXIT_BAD_REPLY;
+  }
+  free(set);
+  return rc;
+}
