@@ -154,6 +154,12 @@ struct ackrpc_call {
   int rc_ready;
   int reply_ok;
   uint8_t *late;
+  /* Replies to pipelined frames answered inline, sent together with the
+   * last one in a single send() (loop-owned, unlike `out`): bytes
+   * [batch_off, batch_len) always go out before `out`, so order is kept. */
+  uint8_t *batch;
+  size_t batch_off, batch_len, batch_cap;
+  int corked; /* another complete frame follows the one being served */
   size_t late_len;
   /* Statistics (stats.h): the method the current frame was admitted for
    * (NULL: nothing to count), when the request was complete (0: never
@@ -546,6 +552,8 @@ static ackrpc_call *conn_get(ackrpc_server *s) {
   c->request = NULL;
   c->close_after_write = 0;
   c->out_off = c->out_len = 0;
+  c->batch_off = c->batch_len = 0;
+  c->corked = 0;
   c->rc_entry = NULL;
   c->rc_wait = (akr_rc_waiter){0};
   c->rc_ready = 0;
@@ -575,6 +583,11 @@ static void conn_destroy(ackrpc_call *c, int on_loop) {
       c->out = NULL;
       c->out_cap = 0;
     }
+    if (c->batch_cap > KEEP_BUFFER) {
+      free(c->batch);
+      c->batch = NULL;
+      c->batch_cap = 0;
+    }
     akr_arena_reset(&c->arena, 0);
     c->next = s->pool;
     s->pool = c;
@@ -583,6 +596,7 @@ static void conn_destroy(ackrpc_call *c, int on_loop) {
     akr_arena_release(&c->arena);
     free(c->in);
     free(c->out);
+    free(c->batch);
     free(c);
   }
   server_unref(s);
@@ -721,12 +735,13 @@ static void conn_next_call(ackrpc_call *c) {
 }
 
 /* Writes what is left of c->out, then moves the connection on. */
-static void conn_write(ackrpc_call *c) {
-  while (c->out_off < c->out_len) {
-    ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
+/* Sends buf[*off, len). 1 once all is sent; 0 if it has to wait (the
+ * connection is then WRITING, watching EV_WRITE) or the peer is gone (DONE). */
+static int conn_send(ackrpc_call *c, const uint8_t *buf, size_t *off, size_t len) {
+  while (*off < len) {
+    ssize_t n = send(c->fd, buf + *off, len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
-      c->out_off += (size_t)n;
+      *off += (size_t)n;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -736,18 +751,54 @@ static void conn_write(ackrpc_call *c) {
         conn_set_timer(c, now_us() + (uint64_t)c->server->opt.read_timeout_ms * 1000u);
       }
       conn_watch(c, EV_WRITE);
-      return;
+      return 0;
     }
     c->state = ST_DONE; /* the peer is gone */
     conn_record(c);
-    return;
+    return 0;
   }
+  return 1;
+}
+
+/* The reply in `out` is on its way: count it, then close or move on to the
+ * next frame. */
+static void conn_written(ackrpc_call *c) {
   evtimer_del(&c->timer);
   conn_record(c);
   if (c->close_after_write)
     c->state = ST_DONE;
   else
     conn_next_call(c);
+}
+
+/* Writes the batched replies, then what is left of `out`, then moves the
+ * connection on. */
+static void conn_write(ackrpc_call *c) {
+  if (c->batch_len) {
+    if (!conn_send(c, c->batch, &c->batch_off, c->batch_len)) return;
+    c->batch_off = c->batch_len = 0;
+  }
+  if (!conn_send(c, c->out, &c->out_off, c->out_len)) return;
+  conn_written(c);
+}
+
+/* Moves the reply in `out` to the batch, to go out with the next one. -1 if
+ * out of memory (the caller then writes it now). */
+static int conn_batch(ackrpc_call *c) {
+  size_t n = c->out_len - c->out_off;
+  if (c->batch_len + n > c->batch_cap) {
+    size_t cap = c->batch_cap ? c->batch_cap : 4096;
+    while (cap < c->batch_len + n)
+      cap *= 2;
+    uint8_t *p = realloc(c->batch, cap);
+    if (!p) return -1;
+    c->batch = p;
+    c->batch_cap = cap;
+  }
+  memcpy(c->batch + c->batch_len, c->out + c->out_off, n);
+  c->batch_len += n;
+  c->out_off = c->out_len; /* counted as written; out_len stays for the stats */
+  return 0;
 }
 
 static const char *status_text(uint32_t status) {
@@ -871,7 +922,16 @@ ackrpc_status ackrpc_call_reply(ackrpc_call *c, ackrpc_status status,
     /* Inside the handler, on the loop: write now. The loop's reference
      * keeps the object alive; dispatch carries on once the handler returns. */
     cache_finish(c, c->out, c->out_len);
-    conn_write(c);
+    /* Pipelined frames: the answer waits for the next one (corked), or
+     * joins those waiting, so that all go out in a single send(). */
+    if ((c->corked || c->batch_len) && conn_batch(c) == 0) {
+      if (c->corked)
+        conn_written(c);
+      else
+        conn_write(c);
+    } else {
+      conn_write(c);
+    }
     conn_unref(c, 1);
     return ret;
   }
@@ -1135,13 +1195,36 @@ static void conn_resume(ackrpc_call *c) {
       if (!conn_check_head(c, &f, fe == AKR_FRAME_OK)) continue;
     }
     if (fe == AKR_FRAME_OK) {
+      /* Pipelined: if another whole frame is already here, an inline answer
+       * to this one waits to go out with the next in a single send(). */
+      akr_frame next;
+      c->corked =
+          avail - f.frame_len >= AKR_PREFIX_LEN &&
+          akr_frame_scan(at + f.frame_len, avail - f.frame_len, AKR_FRAME_REQUEST,
+                         s->opt.max_request_size, &next, NULL) == AKR_FRAME_OK;
       conn_dispatch(c, &f);
+      c->corked = 0;
       /* A handler, or the first call with the same id, still has the call:
        * stop reading meanwhile, or level-triggered readiness from pipelined
        * frames would wake the loop again and again. An inline answer leaves
        * the read interest as it was, which in a session saves an epoll_ctl
        * pair per call. */
-      if (c->state == ST_HANDLING || c->state == ST_WAITING) conn_watch(c, 0);
+      if (c->state == ST_HANDLING || c->state == ST_WAITING) {
+        conn_watch(c, 0);
+        /* Answers batched so far need not wait for this one. What cannot
+         * be sent at once stays first in line, before this call's reply. */
+        if (c->batch_len) {
+          size_t off = c->batch_off;
+          while (off < c->batch_len) {
+            ssize_t n = send(c->fd, c->batch + off, c->batch_len - off,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n <= 0 && !(n < 0 && errno == EINTR)) break;
+            if (n > 0) off += (size_t)n;
+          }
+          c->batch_off = off;
+          if (off == c->batch_len) c->batch_off = c->batch_len = 0;
+        }
+      }
       continue;
     }
     if (fe == AKR_FRAME_INCOMPLETE && c->eof) {
@@ -1212,6 +1295,16 @@ static ackrpc_call *conn_detach(ackrpc_call *c) {
   c->in = in;
   c->in_cap = in_cap;
   c->in_off = c->in_len = 0;
+  /* Batched answers to earlier frames belong to the connection too. */
+  uint8_t *batch = n->batch;
+  size_t batch_cap = n->batch_cap;
+  n->batch = c->batch;
+  n->batch_cap = c->batch_cap;
+  n->batch_off = c->batch_off;
+  n->batch_len = c->batch_len;
+  c->batch = batch;
+  c->batch_cap = batch_cap;
+  c->batch_off = c->batch_len = 0;
   n->eof = c->eof;
   n->calls_done = c->calls_done;
   n->frame_len = c->frame_len;
@@ -1752,6 +1845,7 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
     akr_arena_release(&c->arena);
     free(c->in);
     free(c->out);
+    free(c->batch);
     free(c);
   }
   /* Every waiting repeat was closed above; calls a handler still holds

@@ -195,3 +195,59 @@ FX_TEST(asession, argument_errors_never_call_back) {
   cr_assert_eq(t.calls, 0, "no callback for a call that returned an error");
   event_base_free(base);
 }
+
+/* Pipelined frames answered in different ways (inline, from another thread,
+ * from a loop timer, with an error status): every call gets its own reply,
+ * in order, whether the server sent it alone or batched with others. */
+FX_TEST(asession, mixed_answers_in_a_pipeline_keep_their_order) {
+  ackrpc_server_options o = {.address = fx_sock()};
+  fx_server_start(&o);
+  ackrpc_client *c = fx_client(fx_sock(), 10000);
+  struct event_base *base = event_base_new();
+  ackrpc_async_session *s = NULL;
+  cr_assert_eq(ackrpc_async_session_open(c, base, &s), ACKRPC_OK);
+  tracker t = {0};
+  slot sl[MAX_CALLS];
+  char text[MAX_CALLS][16];
+  static const Ackrpc__Test__EchoRequest__Mode modes[] = {
+      ACKRPC__TEST__ECHO_REQUEST__MODE__INLINE,
+      ACKRPC__TEST__ECHO_REQUEST__MODE__INLINE,
+      ACKRPC__TEST__ECHO_REQUEST__MODE__DEFER_THREAD,
+      ACKRPC__TEST__ECHO_REQUEST__MODE__INLINE,
+  };
+  int n = 40;
+  for (int i = 0; i < n; i++) {
+    snprintf(text[i], sizeof text[i], "m%d", i);
+    Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+    req.text = text[i];
+    req.mode = modes[i % 4];
+    req.delay_ms = 5;
+    if (i % 7 == 3) {
+      req.mode = ACKRPC__TEST__ECHO_REQUEST__MODE__INLINE;
+      req.reply_status = ACKRPC_NOT_FOUND;
+      req.reply_message = "absent";
+    }
+    sl[i].t = &t;
+    sl[i].index = i;
+    cr_assert_eq(
+        ackrpc_async_session_call(s, &fx_echo_method, &req.base, NULL, on_done, &sl[i]),
+        ACKRPC_OK);
+  }
+  run_until(base, &t, n, 10000);
+  cr_assert_eq(t.calls, n);
+  for (int i = 0; i < n; i++) {
+    cr_assert_eq(t.order[i], i, "completion %d was call %d", i, t.order[i]);
+    if (i % 7 == 3) {
+      cr_assert_eq(t.status[i], ACKRPC_NOT_FOUND, "call %d: %s", i,
+                   ackrpc_status_name(t.status[i]));
+    } else {
+      cr_assert_eq(t.status[i], ACKRPC_OK, "call %d: %s", i,
+                   ackrpc_status_name(t.status[i]));
+      cr_assert_str_eq(t.text[i], text[i], "call %d got another call's reply", i);
+    }
+  }
+  fx_deferred_join();
+  ackrpc_async_session_close(s);
+  run_until(base, &t, n + 1, 200);
+  event_base_free(base);
+}
