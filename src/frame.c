@@ -261,48 +261,57 @@ static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret) {
   return -1;
 }
 
+/* Reads one field's key at *p and steps over its value: for a length-
+ * delimited field, *ret_data and *ret_len locate the value; a group's start
+ * or end tag has no value. Returns -1 at malformed bytes (truncated, bad wire
+ * type): callers stop there and leave the verdict to the decoder. */
+static int next_field(const uint8_t **p, const uint8_t *end, uint64_t *ret_key,
+                      const uint8_t **ret_data, uint64_t *ret_len) {
+  uint64_t v;
+  if (get_varint(p, end, ret_key)) return -1;
+  switch (*ret_key & 7) {
+  case 0: return get_varint(p, end, &v);
+  case 1:
+    if (end - *p < 8) return -1;
+    *p += 8;
+    return 0;
+  case 5:
+    if (end - *p < 4) return -1;
+    *p += 4;
+    return 0;
+  case 2:
+    if (get_varint(p, end, ret_len) || *ret_len > (uint64_t)(end - *p)) return -1;
+    *ret_data = *p;
+    *p += *ret_len;
+    return 0;
+  case 3:
+  case 4: return 0;
+  default: return -1;
+  }
+}
+
 /* Walks one message (or group body) at `depth`. Returns -1 if too deep, 0
  * otherwise; *p is left after the message, or after a group's end tag. A
  * NULL desc means an unknown group: its fields are skipped, its nested
  * groups still counted (the decoder recurses into them too). */
 static int walk(const ProtobufCMessageDescriptor *desc, const uint8_t **p,
-                const uint8_t *end, unsigned depth, unsigned max_depth,
-                uint32_t group_field) {
+                const uint8_t *end, unsigned depth, unsigned max_depth) {
   if (depth > max_depth) return -1;
   while (*p < end) {
-    uint64_t key, v;
-    if (get_varint(p, end, &key)) return 0;
-    uint32_t field = (uint32_t)(key >> 3);
-    switch (key & 7) {
-    case 0:
-      if (get_varint(p, end, &v)) return 0;
-      break;
-    case 1:
-      if (end - *p < 8) return 0;
-      *p += 8;
-      break;
-    case 5:
-      if (end - *p < 4) return 0;
-      *p += 4;
-      break;
-    case 2: {
-      if (get_varint(p, end, &v) || v > (uint64_t)(end - *p)) return 0;
-      const uint8_t *sub = *p;
-      *p += v;
+    uint64_t key, len;
+    const uint8_t *data;
+    if (next_field(p, end, &key, &data, &len)) return 0;
+    if ((key & 7) == 2) {
       const ProtobufCFieldDescriptor *f =
-          desc ? protobuf_c_message_descriptor_get_field(desc, (unsigned)field) : NULL;
+          desc ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
+               : NULL;
       if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
-          walk(f->descriptor, &sub, sub + v, depth + 1, max_depth, 0))
+          walk(f->descriptor, &data, data + len, depth + 1, max_depth))
         return -1;
-      break;
-    }
-    case 3:
-      if (walk(NULL, p, end, depth + 1, max_depth, field)) return -1;
-      break;
-    case 4:
-      (void)group_field;
+    } else if ((key & 7) == 3) {
+      if (walk(NULL, p, end, depth + 1, max_depth)) return -1;
+    } else if ((key & 7) == 4) {
       return 0; /* end of the group being walked (or stray: decoder refuses) */
-    default: return 0;
     }
   }
   return 0;
@@ -311,7 +320,7 @@ static int walk(const ProtobufCMessageDescriptor *desc, const uint8_t **p,
 int akr_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                     size_t len, unsigned max_depth) {
   const uint8_t *p = data;
-  return walk(desc, &p, data + len, 1, max_depth, 0);
+  return walk(desc, &p, data + len, 1, max_depth);
 }
 
 int akr_method_name_valid(const char *name) {
@@ -356,30 +365,16 @@ int akr_metadata_key_valid(const char *key, size_t len) {
 static akr_frame_error head_strings_nul(const uint8_t *p, const uint8_t *end,
                                         int in_metadata) {
   while (p < end) {
-    uint64_t key, v;
-    if (get_varint(&p, end, &key)) return AKR_FRAME_OK;
-    switch (key & 7) {
-    case 0:
-      if (get_varint(&p, end, &v)) return AKR_FRAME_OK;
-      break;
-    case 1:
-      if (end - p < 8) return AKR_FRAME_OK;
-      p += 8;
-      break;
-    case 5:
-      if (end - p < 4) return AKR_FRAME_OK;
-      p += 4;
-      break;
-    case 2:
-      if (get_varint(&p, end, &v) || v > (uint64_t)(end - p)) return AKR_FRAME_OK;
-      if ((key >> 3) == 1 && memchr(p, 0, (size_t)v))
-        return in_metadata ? AKR_FRAME_BAD_METADATA : AKR_FRAME_BAD_METHOD;
-      if (!in_metadata && (key >> 3) == 4 && head_strings_nul(p, p + v, 1))
-        return AKR_FRAME_BAD_METADATA;
-      p += v;
-      break;
-    default: return AKR_FRAME_OK;
-    }
+    uint64_t key, len;
+    const uint8_t *data;
+    if (next_field(&p, end, &key, &data, &len)) return AKR_FRAME_OK;
+    if ((key & 7) == 3 || (key & 7) == 4)
+      return AKR_FRAME_OK; /* heads have no groups */
+    if ((key & 7) != 2) continue;
+    if ((key >> 3) == 1 && memchr(data, 0, (size_t)len))
+      return in_metadata ? AKR_FRAME_BAD_METADATA : AKR_FRAME_BAD_METHOD;
+    if (!in_metadata && (key >> 3) == 4 && head_strings_nul(data, data + len, 1))
+      return AKR_FRAME_BAD_METADATA;
   }
   return AKR_FRAME_OK;
 }
