@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "address.h"
+#include "clock.h"
 #include "frame.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
@@ -81,15 +82,9 @@ struct ackrpc_session {
   ackrpc_session *next_idle;
 };
 
-static uint64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void id_source_init(id_source *ids, const void *salt) {
   if (getrandom(ids->prefix, sizeof ids->prefix, 0) != sizeof ids->prefix) {
-    uint64_t t = now_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)salt;
+    uint64_t t = akr_now_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)salt;
     memcpy(ids->prefix, &t, sizeof t);
   }
   atomic_init(&ids->next, 1);
@@ -458,7 +453,7 @@ static ackrpc_status connect_failed(const akr_address *addr, int err,
 /* Waits for `events` until the deadline. 1: ready, 0: deadline, -1: error. */
 static int wait_fd(int fd, short events, uint64_t deadline_us) {
   for (;;) {
-    uint64_t now = now_us();
+    uint64_t now = akr_now_us();
     if (now >= deadline_us) return 0;
     uint64_t left_ms = (deadline_us - now + 999) / 1000;
     struct pollfd p = {.fd = fd, .events = events};
@@ -477,7 +472,7 @@ static int blocking_connect(const akr_address *addr, uint64_t deadline_us,
     /* EAGAIN: the server's listen queue is full. Nothing was sent, so
      * retrying until the deadline is safe. */
     if (errno != EAGAIN) return -1;
-    uint64_t now = now_us();
+    uint64_t now = akr_now_us();
     if (now + backoff >= deadline_us) {
       errno = EAGAIN;
       return -1;
@@ -556,7 +551,7 @@ static ackrpc_status one_shot(ackrpc_client *client, const char *method_name,
   uint32_t timeout_ms =
       options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
   if (wait_ms && wait_ms < timeout_ms) timeout_ms = wait_ms;
-  uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
+  uint64_t deadline = akr_now_us() + (uint64_t)timeout_ms * 1000u;
   request_frame f;
   ackrpc_status st = encode_request_raw(
       &client->ids, method_name, raw, raw_len, request, options,
@@ -625,7 +620,7 @@ static ackrpc_status call_with_retries(id_source *ids, uint32_t default_timeout_
   }
   uint32_t timeout_ms =
       options && options->timeout_ms ? options->timeout_ms : default_timeout_ms;
-  uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
+  uint64_t deadline = akr_now_us() + (uint64_t)timeout_ms * 1000u;
   ackrpc_call_options o = options ? *options : (ackrpc_call_options){0};
   uint8_t id[16];
   if (!o.call_id) {
@@ -637,7 +632,7 @@ static ackrpc_status call_with_retries(id_source *ids, uint32_t default_timeout_
     /* The request carries what is left of the call's deadline, so the
      * server keeps working on an attempt the client stops waiting for, and
      * a retry joins it (same call id); the attempt waits attempt_ms. */
-    uint64_t now = now_us();
+    uint64_t now = akr_now_us();
     uint64_t left_ms = now < deadline ? (deadline - now) / 1000u : 0;
     if (left_ms == 0) left_ms = 1;
     o.timeout_ms = (uint32_t)left_ms;
@@ -647,7 +642,7 @@ static ackrpc_status call_with_retries(id_source *ids, uint32_t default_timeout_
     if (attempt >= rules->max_attempts || !retryable(rules, st)) return st;
     uint64_t wait = backoff_us(rules, attempt, ids);
     /* No attempt starts with less than a millisecond left. */
-    if (now_us() + wait + 1000u >= deadline) return st;
+    if (akr_now_us() + wait + 1000u >= deadline) return st;
     sleep_us(wait);
   }
 }
@@ -725,7 +720,7 @@ ackrpc_status ackrpc_session_open(ackrpc_client *client, uint32_t timeout_ms,
   s->retry = client->retry;
   id_source_init(&s->ids, s);
   uint64_t deadline =
-      now_us() + (uint64_t)(timeout_ms ? timeout_ms : s->timeout_ms) * 1000u;
+      akr_now_us() + (uint64_t)(timeout_ms ? timeout_ms : s->timeout_ms) * 1000u;
   if (blocking_connect(&s->addr, deadline, &s->fd) != 0) {
     ackrpc_status st = errno == EAGAIN ? ACKRPC_E_BUSY : ACKRPC_E_CONNECT;
     free(s);
@@ -749,7 +744,7 @@ static ackrpc_status session_once(ackrpc_session *s, const ackrpc_method *method
   uint32_t sent_ms =
       options && options->timeout_ms ? options->timeout_ms : s->timeout_ms;
   uint32_t timeout_ms = wait_ms && wait_ms < sent_ms ? wait_ms : sent_ms;
-  uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
+  uint64_t deadline = akr_now_us() + (uint64_t)timeout_ms * 1000u;
   request_frame f;
   st = encode_request(&s->ids, method, request, options, sent_ms, &f, r);
   if (st != ACKRPC_OK) goto out;
@@ -888,7 +883,7 @@ static void async_cb(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   async_call *a = arg;
   if (what & EV_TIMEOUT && a->phase != A_DONE && a->phase != A_CONNECT &&
-      now_us() >= a->deadline_us) {
+      akr_now_us() >= a->deadline_us) {
     if (a->phase == A_SEND)
       fail(&a->result, ACKRPC_E_SEND_TIMEOUT, 0, "%zu of %zu bytes sent", a->out_off,
            a->out_len);
@@ -904,10 +899,7 @@ static void async_cb(evutil_socket_t fd, short what, void *arg) {
 static void async_wait(async_call *a, int fd, short what, uint64_t delay_us) {
   event_del(&a->ev);
   event_assign(&a->ev, a->base, fd, what, async_cb, a);
-  uint64_t now = now_us();
-  uint64_t d = delay_us ? delay_us : (a->deadline_us > now ? a->deadline_us - now : 0);
-  struct timeval tv = {.tv_sec = (time_t)(d / 1000000u),
-                       .tv_usec = (suseconds_t)(d % 1000000u)};
+  struct timeval tv = delay_us ? akr_tv_us(delay_us) : akr_tv_until(a->deadline_us);
   event_add(&a->ev, &tv);
 }
 
@@ -937,7 +929,7 @@ static int async_retry(async_call *a) {
   b *= 1000u;
   a->rng = a->rng * 6364136223846793005u + 1442695040888963407u;
   uint64_t wait = b / 2 + (a->rng >> 11) % (b / 2 + 1);
-  uint64_t start = now_us() + wait;
+  uint64_t start = akr_now_us() + wait;
   if (start + 1000u >= a->call_deadline_us) return 0;
   event_del(&a->ev);
   if (a->fd >= 0) close(a->fd);
@@ -972,7 +964,7 @@ static void async_step(async_call *a) {
         break;
       }
       int err = errno;
-      if (err == EAGAIN && now_us() + a->backoff_us < a->deadline_us) {
+      if (err == EAGAIN && akr_now_us() + a->backoff_us < a->deadline_us) {
         async_wait(a, -1, 0, a->backoff_us); /* queue full: retry later */
         a->backoff_us = a->backoff_us * 2 > BUSY_RETRY_MAX_US ? BUSY_RETRY_MAX_US
                                                               : a->backoff_us * 2;
@@ -1035,7 +1027,7 @@ ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base 
   }
   a->timeout_ms =
       options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
-  a->call_deadline_us = now_us() + (uint64_t)a->timeout_ms * 1000u;
+  a->call_deadline_us = akr_now_us() + (uint64_t)a->timeout_ms * 1000u;
   a->attempt = 1;
   a->rng = id_source_random(&client->ids);
   request_frame f;
@@ -1069,7 +1061,7 @@ ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base 
   a->deadline_us = a->call_deadline_us;
   if (a->rules.max_attempts > 1 && a->rules.attempt_ms &&
       a->rules.attempt_ms < a->timeout_ms)
-    a->deadline_us = now_us() + (uint64_t)a->rules.attempt_ms * 1000u;
+    a->deadline_us = akr_now_us() + (uint64_t)a->rules.attempt_ms * 1000u;
   a->backoff_us = BUSY_RETRY_MIN_US;
   a->done = done;
   a->user = user;
@@ -1200,7 +1192,7 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
   p->done = done;
   p->user = user;
   p->reply_desc = method->reply;
-  p->deadline_us = now_us() + (uint64_t)p->timeout_ms * 1000u;
+  p->deadline_us = akr_now_us() + (uint64_t)p->timeout_ms * 1000u;
   if (s->tail)
     s->tail->next = p;
   else
@@ -1267,7 +1259,7 @@ static void as_fail_all(ackrpc_async_session *s, ackrpc_status unsent, int err,
  * be taken back out of the byte stream: the connection is dropped instead.
  * Returns -1 (as UINT64_MAX) if it failed the session. */
 static uint64_t as_deadlines(ackrpc_async_session *s) {
-  uint64_t now = now_us(), next = 0;
+  uint64_t now = akr_now_us(), next = 0;
   for (pending *p = s->head; p; p = p->next) {
     if (p->finished) continue;
     if (p->deadline_us > now) {
@@ -1290,7 +1282,7 @@ static uint64_t as_deadlines(ackrpc_async_session *s) {
 
 /* Connects if calls are waiting. 0: connected (or nothing to do yet). */
 static void as_connect(ackrpc_async_session *s) {
-  uint64_t now = now_us();
+  uint64_t now = akr_now_us();
   if (s->fd >= 0 || !s->head || now < s->retry_at_us) return;
   if (akr_connect(&s->addr, &s->fd) == 0) {
     s->backoff_us = s->retry_at_us = 0;
@@ -1418,8 +1410,7 @@ static void as_run(ackrpc_async_session *s) {
   if (s->fd < 0 && s->retry_at_us && (!wake || s->retry_at_us < wake))
     wake = s->retry_at_us;
   if (wake) {
-    uint64_t now = now_us(), d = wake > now ? wake - now : 0;
-    struct timeval tv = {(time_t)(d / 1000000u), (suseconds_t)(d % 1000000u)};
+    struct timeval tv = akr_tv_until(wake);
     evtimer_add(&s->timer, &tv);
   } else {
     evtimer_del(&s->timer);

@@ -30,6 +30,7 @@
 #include <sqlite3.h>
 
 #include "ackrpc/client.h"
+#include "clock.h"
 #include "frame.h"
 
 #define DEFAULT_CALL_TIMEOUT_MS 10000
@@ -136,12 +137,6 @@ typedef struct message {
   int64_t enqueued_at_ms;
   unsigned attempts;
 } message;
-
-static uint64_t mono_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static int64_t wall_ms(void) {
   struct timespec ts;
@@ -314,7 +309,7 @@ ackrpc_status ackrpc_outbox_open(const ackrpc_outbox_options *o, ackrpc_outbox *
   ob->retry_on = retry_on;
   ob->on_attempt = o->on_attempt;
   ob->on_attempt_user = o->on_attempt_user;
-  ob->rng = mono_us() ^ (uint64_t)(uintptr_t)ob;
+  ob->rng = akr_now_us() ^ (uint64_t)(uintptr_t)ob;
   ackrpc_status st = ACKRPC_OK;
   if (o->address) {
     ackrpc_client_options co = {.address = o->address,
@@ -360,7 +355,7 @@ static void new_call_id(ackrpc_outbox *ob, uint8_t id[16]) {
   if (getrandom(id, 16, 0) == 16) return;
   /* No entropy source: time, address and a counter still never repeat
    * within this process, and collide across processes only by bad luck. */
-  uint64_t a = (uint64_t)wall_ms() ^ mono_us(), b = next_random(ob);
+  uint64_t a = (uint64_t)wall_ms() ^ akr_now_us(), b = next_random(ob);
   memcpy(id, &a, 8);
   memcpy(id + 8, &b, 8);
 }
@@ -490,7 +485,7 @@ static void message_free(message *m) {
  * *ret_found 1 (m filled) or 0 (nothing due; *ret_wait_us is how long until
  * something is, UINT64_MAX if the outbox is empty). Under mu. */
 static int pick(ackrpc_outbox *ob, message *m, int *ret_found, uint64_t *ret_wait_us) {
-  uint64_t now = mono_us(), wait = UINT64_MAX;
+  uint64_t now = akr_now_us(), wait = UINT64_MAX;
   *ret_found = 0;
   for (size_t i = 0; i < ob->n_methods; i++) {
     method_queue *q = &ob->methods[i];
@@ -599,13 +594,13 @@ static ackrpc_outbox_fate record(ackrpc_outbox *ob, message *m,
   }
   if (rc != SQLITE_OK) {
     /* Not recorded: the message stays the head and is sent again. */
-    if (q) q->next_at_us = mono_us() + backoff_us(ob, attempts);
+    if (q) q->next_at_us = akr_now_us() + backoff_us(ob, attempts);
     return ACKRPC_OUTBOX_RETRY;
   }
   m->attempts = attempts;
   if (q)
     q->next_at_us =
-        fate == ACKRPC_OUTBOX_RETRY ? mono_us() + backoff_us(ob, attempts) : 0;
+        fate == ACKRPC_OUTBOX_RETRY ? akr_now_us() + backoff_us(ob, attempts) : 0;
   return fate;
 }
 
@@ -724,7 +719,7 @@ ackrpc_status ackrpc_outbox_pump(ackrpc_outbox *ob, unsigned max,
 
 ackrpc_status ackrpc_outbox_wait_idle(ackrpc_outbox *ob, uint32_t timeout_ms) {
   if (!ob) return ACKRPC_E_INVAL;
-  uint64_t end = mono_us() + (uint64_t)timeout_ms * 1000u;
+  uint64_t end = akr_now_us() + (uint64_t)timeout_ms * 1000u;
   for (;;) {
     uint64_t any = 0;
     pthread_mutex_lock(&ob->mu);
@@ -732,7 +727,7 @@ ackrpc_status ackrpc_outbox_wait_idle(ackrpc_outbox *ob, uint32_t timeout_ms) {
     pthread_mutex_unlock(&ob->mu);
     if (rc != SQLITE_OK) return db_status(rc);
     if (!any) return ACKRPC_OK;
-    if (mono_us() >= end) return ACKRPC_DEADLINE_EXCEEDED;
+    if (akr_now_us() >= end) return ACKRPC_DEADLINE_EXCEEDED;
     struct timespec ts = {0, IDLE_POLL_MS * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }

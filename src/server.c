@@ -36,6 +36,7 @@
 
 #include "ackrpc/wire.pb-c.h"
 #include "address.h"
+#include "clock.h"
 #include "frame.h"
 #include "reply_cache.h"
 #include "server_internal.h"
@@ -236,20 +237,6 @@ static void check_drained(ackrpc_server *s);
 static void begin_stop(ackrpc_server *s);
 static void cache_finish(ackrpc_call *c, const uint8_t *frame, size_t len);
 static void conn_record(ackrpc_call *c);
-
-static uint64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static struct timeval tv_until(uint64_t deadline_us) {
-  uint64_t now = now_us();
-  uint64_t d = deadline_us > now ? deadline_us - now : 0;
-  struct timeval tv = {.tv_sec = (time_t)(d / 1000000u),
-                       .tv_usec = (suseconds_t)(d % 1000000u)};
-  return tv;
-}
 
 static void slog(ackrpc_server *s, ackrpc_log_level level, const char *fmt, ...) {
   if (level > s->opt.log_level) return;
@@ -452,7 +439,7 @@ int akr_server_serving(const ackrpc_server *s) {
 }
 
 uint64_t akr_server_uptime_us(const ackrpc_server *s) {
-  return now_us() - s->created_us;
+  return akr_now_us() - s->created_us;
 }
 
 _Static_assert(sizeof(((ackrpc_method_stats *)0)->by_status) / sizeof(uint64_t) ==
@@ -611,7 +598,7 @@ static void pending_add(ackrpc_call *c) {
   ackrpc_server *s = c->server;
   if (c->pending) return;
   c->pending = 1;
-  c->pending_since_us = now_us();
+  c->pending_since_us = akr_now_us();
   c->pend_next = NULL;
   c->pend_prev = s->pend_tail;
   if (s->pend_tail)
@@ -672,7 +659,7 @@ static void conn_watch(ackrpc_call *c, short what) {
 }
 
 static void conn_set_timer(ackrpc_call *c, uint64_t deadline_us) {
-  struct timeval tv = tv_until(deadline_us);
+  struct timeval tv = akr_tv_until(deadline_us);
   evtimer_add(&c->timer, &tv);
 }
 
@@ -748,7 +735,8 @@ static int conn_send(ackrpc_call *c, const uint8_t *buf, size_t *off, size_t len
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       if (c->state != ST_WRITING) {
         c->state = ST_WRITING;
-        conn_set_timer(c, now_us() + (uint64_t)c->server->opt.read_timeout_ms * 1000u);
+        conn_set_timer(c,
+                       akr_now_us() + (uint64_t)c->server->opt.read_timeout_ms * 1000u);
       }
       conn_watch(c, EV_WRITE);
       return 0;
@@ -818,7 +806,7 @@ static void conn_record(ackrpc_call *c) {
   int debug = s->opt.log_level >= ACKRPC_LOG_DEBUG;
   uint64_t us = 0;
   int timed = c->t_start_us != 0;
-  if (timed) us = now_us() - c->t_start_us;
+  if (timed) us = akr_now_us() - c->t_start_us;
   c->t_start_us = 0;
   akr_stats_record(m->stats, c->reply_status, c->frame_len, c->out_len, timed, us);
   if (debug)
@@ -975,7 +963,7 @@ static int cache_begin(ackrpc_call *c) {
   const uint8_t *frame = NULL;
   size_t len = 0;
   switch (akr_rc_begin(s->cache, c->req.method, c->req.call_id, c->req.call_id_len,
-                       now_us(), &e, &frame, &len)) {
+                       akr_now_us(), &e, &frame, &len)) {
   case AKR_RC_MISS: c->rc_entry = e; return 0;
   case AKR_RC_UNTRACKED: return 0;
   case AKR_RC_HIT:
@@ -1002,8 +990,8 @@ static void cache_finish(ackrpc_call *c, const uint8_t *frame, size_t len) {
   akr_rc_entry *e = c->rc_entry;
   if (!e) return;
   c->rc_entry = NULL;
-  akr_rc_waiter *w =
-      akr_rc_finish(c->server->cache, e, c->reply_ok && frame, frame, len, now_us());
+  akr_rc_waiter *w = akr_rc_finish(c->server->cache, e, c->reply_ok && frame, frame,
+                                   len, akr_now_us());
   while (w) {
     akr_rc_waiter *next = w->next;
     ackrpc_call *wc = waiter_call(w);
@@ -1077,7 +1065,7 @@ static int conn_check_head(ackrpc_call *c, const akr_frame *f, int complete) {
 static void conn_dispatch(ackrpc_call *c, const akr_frame *f) {
   ackrpc_server *s = c->server;
   const method_entry *m = c->method;
-  c->t_start_us = now_us(); /* the request is complete */
+  c->t_start_us = akr_now_us(); /* the request is complete */
   pending_remove(c);
   /* The buffer may have moved since the head was checked. */
   c->req.body = f->body;
@@ -1255,7 +1243,7 @@ static void conn_resume(ackrpc_call *c) {
     if (r == 0) {
       if (!skip_read) conn_shed(c);
       if (!c->read_deadline_us) {
-        c->read_deadline_us = now_us() + (uint64_t)s->opt.read_timeout_ms * 1000u;
+        c->read_deadline_us = akr_now_us() + (uint64_t)s->opt.read_timeout_ms * 1000u;
         conn_set_timer(c, c->read_deadline_us);
       }
       conn_watch(c, EV_READ);
@@ -1454,8 +1442,7 @@ static void pause_accepting(ackrpc_server *s, unsigned retry_ms) {
     s->accepting = 0;
   }
   if (retry_ms) {
-    struct timeval tv = {.tv_sec = retry_ms / 1000,
-                         .tv_usec = (retry_ms % 1000) * 1000};
+    struct timeval tv = akr_tv_us((uint64_t)retry_ms * 1000u);
     evtimer_add(s->resume_timer, &tv);
   }
 }
@@ -1464,7 +1451,7 @@ static void pause_accepting(ackrpc_server *s, unsigned retry_ms) {
  * may be now, UINT64_MAX if there is none. */
 static uint64_t evictable_in_us(const ackrpc_server *s) {
   if (!s->pend_head) return UINT64_MAX;
-  uint64_t age = now_us() - s->pend_head->pending_since_us;
+  uint64_t age = akr_now_us() - s->pend_head->pending_since_us;
   return age >= EVICT_MIN_AGE_US ? 0 : EVICT_MIN_AGE_US - age;
 }
 
@@ -1604,8 +1591,7 @@ static void begin_stop(ackrpc_server *s) {
     next = c->next;
     if (c->state == ST_READING) conn_resume(c); /* ends idle sessions */
   }
-  struct timeval tv = {.tv_sec = s->opt.drain_timeout_ms / 1000,
-                       .tv_usec = (s->opt.drain_timeout_ms % 1000) * 1000};
+  struct timeval tv = akr_tv_us((uint64_t)s->opt.drain_timeout_ms * 1000u);
   evtimer_add(s->drain_timer, &tv);
   check_drained(s);
 }
@@ -1720,7 +1706,7 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   s->lst.lock_fd = -1;
   s->ctl.fd = -1;
   s->wake_fd = -1;
-  s->created_us = now_us();
+  s->created_us = akr_now_us();
   s->inherited = inherit;
   if (inherit) s->opt.handover = 0;
   atomic_init(&s->refs, 1);
