@@ -197,7 +197,7 @@ struct ackrpc_server {
   ackrpc_call *pend_head, *pend_tail;
   size_t n_pending;
   uid_count *uids; /* open connections per peer uid */
-  size_t n_uids;
+  size_t n_uids, uids_cap;
   ackrpc_call *pool;
   size_t n_pool;
   int stopping, finished;
@@ -633,10 +633,16 @@ static int uid_enter(ackrpc_server *s, uid_t uid) {
     s->uids[i].n++;
     return 0;
   }
-  uid_count *t = realloc(s->uids, (s->n_uids + 1) * sizeof *t);
-  if (!t) return -1;
-  s->uids = t;
-  t[s->n_uids++] = (uid_count){uid, 1};
+  /* The array only grows: a uid whose last connection closed leaves its
+   * slot free, and the next connection must not cost an allocation. */
+  if (s->n_uids == s->uids_cap) {
+    size_t cap = s->uids_cap ? 2 * s->uids_cap : 8;
+    uid_count *t = realloc(s->uids, cap * sizeof *t);
+    if (!t) return -1;
+    s->uids = t;
+    s->uids_cap = cap;
+  }
+  s->uids[s->n_uids++] = (uid_count){uid, 1};
   return 0;
 }
 
