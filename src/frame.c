@@ -9,7 +9,6 @@
 #include "frame.h"
 
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <string.h>
 
 #include "ackrpc/wire.pb-c.h"
@@ -100,26 +99,26 @@ akr_frame_error akr_frame_scan(const uint8_t *buf, size_t len, uint8_t want_type
 struct akr_arena_chunk {
   akr_arena_chunk *next;
   size_t size; /* usable bytes after the header */
-  int mapped;  /* from mmap: unmapped on release, so RSS drops at once */
+  int mapped;  /* a block of akr_spare (its size: the header and `size`) */
   max_align_t data[];
 };
 
 #define ARENA_ALIGN (_Alignof(max_align_t))
 #define ARENA_FIRST_CHUNK 4096
-/* Chunks this large come straight from mmap: a refused oversized decode
- * (up to the budget, e.g. 64 MiB) then gives its memory back to the system
- * when the call ends, instead of leaving it resident in malloc's heap. */
-#define ARENA_MMAP_MIN (256u << 10)
 
-static akr_arena_chunk *chunk_new(size_t size) {
+/* Large chunks are blocks of the arena's spare store (spare.h): a large
+ * request's decode then reuses the pages of the one before instead of
+ * faulting in fresh ones, and a refused oversized decode gives its memory
+ * back to the system (unmapped), not to malloc's heap. */
+static akr_arena_chunk *chunk_new(akr_arena *arena, size_t size) {
   size_t bytes = sizeof(akr_arena_chunk) + size;
   akr_arena_chunk *c;
-  if (size >= ARENA_MMAP_MIN) {
-    void *p =
-        mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-    c = p;
+  if (size >= AKR_SPARE_MIN) {
+    size_t got;
+    c = akr_spare_get(arena->spare, bytes, &got);
+    if (!c) return NULL;
     c->mapped = 1;
+    size = got - sizeof *c;
   } else {
     c = malloc(bytes);
     if (!c) return NULL;
@@ -129,9 +128,9 @@ static akr_arena_chunk *chunk_new(size_t size) {
   return c;
 }
 
-static void chunk_free(akr_arena_chunk *c) {
+static void chunk_free(akr_arena *arena, akr_arena_chunk *c) {
   if (c->mapped)
-    munmap(c, sizeof *c + c->size);
+    akr_spare_put(arena->spare, c, sizeof *c + c->size);
   else
     free(c);
 }
@@ -167,13 +166,15 @@ void *akr_arena_alloc(akr_arena *arena, size_t size) {
     size_t want = arena->total ? arena->total : ARENA_FIRST_CHUNK;
     if (want < rounded) want = rounded;
     if (want > room) want = room;
-    akr_arena_chunk *c = chunk_new(want);
+    akr_arena_chunk *c = chunk_new(arena, want);
     if (!c) {
       arena->refused = 1;
       return NULL;
     }
     c->next = arena->chunks;
     arena->chunks = c;
+    /* A kept block may be larger than asked: it lends `want` bytes only, so
+     * the cap holds. */
     arena->total += want;
     arena->cur = (uint8_t *)c->data;
     arena->left = want;
@@ -195,7 +196,7 @@ void akr_arena_reset(akr_arena *arena, size_t cap) {
     if (!next && c->size == ARENA_FIRST_CHUNK)
       keep = c;
     else
-      chunk_free(c);
+      chunk_free(arena, c);
     c = next;
   }
   arena->chunks = keep;
@@ -212,7 +213,7 @@ void akr_arena_release(akr_arena *arena) {
   akr_arena_chunk *c = arena->chunks;
   while (c) {
     akr_arena_chunk *next = c->next;
-    chunk_free(c);
+    chunk_free(arena, c);
     c = next;
   }
   arena->chunks = NULL;

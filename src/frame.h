@@ -27,6 +27,7 @@
 
 #include "ackrpc/common.h"
 #include "ackrpc/status.h"
+#include "spare.h"
 
 #define AKR_PREFIX_LEN 12
 #define AKR_MAGIC0 0x41 /* 'A' */
@@ -89,9 +90,10 @@ typedef struct akr_arena {
   akr_arena_chunk *chunks;
   uint8_t *cur;
   size_t left;
-  size_t total; /* bytes of all chunks */
-  size_t cap;   /* refuse to grow beyond this many bytes */
-  int refused;  /* an allocation hit the cap */
+  size_t total;     /* bytes of all chunks */
+  size_t cap;       /* refuse to grow beyond this many bytes */
+  int refused;      /* an allocation hit the cap */
+  akr_spare *spare; /* where large chunks come from and go (NULL: mmap) */
 } akr_arena;
 
 void akr_arena_init(akr_arena *arena, size_t cap);

@@ -68,6 +68,11 @@
 #define EMFILE_RETRY_MS 100   /* accept retry after running out of fds */
 #define INITIAL_BUFFER 4096
 #define KEEP_BUFFER (64u << 10) /* pooled connections keep buffers this small */
+/* Large input buffers and decode chunks freed by calls are kept for the next
+ * large call (spare.h), up to twice the largest request, and unmapped after
+ * an interval in which no call asked for one. */
+#define SPARE_BUDGET(max_request) (2 * (size_t)(max_request) + 2 * AKR_SPARE_MIN)
+#define SPARE_IDLE_MS 1000
 #define POOL_MAX 256
 /* Decoding a request may allocate this much (protobuf-c can need ~30x the
  * wire size for pathological input); beyond it: RESOURCE_EXHAUSTED. */
@@ -121,6 +126,7 @@ struct ackrpc_call {
   /* input: bytes [in_off, in_len) of `in` are unread frames */
   uint8_t *in;
   size_t in_off, in_len, in_cap;
+  int in_block; /* `in` is a block of the spare store, not from malloc */
   int eof;
   int drained;               /* the last read left the socket empty */
   int head_done;             /* the current frame's head is decoded and admitted */
@@ -183,7 +189,9 @@ struct ackrpc_server {
   int wake_fd;
   struct event *wake_ev;
   struct event *drain_timer;
-  method_entry *methods; /* open addressing, `method_cap` a power of two */
+  akr_spare spare;           /* large buffers kept for the next large call */
+  struct event *spare_timer; /* unmaps them once unasked for */
+  method_entry *methods;     /* open addressing, `method_cap` a power of two */
   size_t n_methods, method_cap;
   policy *policy; /* server-wide, checked at accept */
   uid_t euid;
@@ -438,6 +446,10 @@ int akr_server_serving(const ackrpc_server *s) {
   return !s->stopping && !s->handed_over && !atomic_load(&s->stop_requested);
 }
 
+size_t akr_server_spare_bytes(const ackrpc_server *s) {
+  return s->spare.bytes;
+}
+
 uint64_t akr_server_uptime_us(const ackrpc_server *s) {
   return akr_now_us() - s->created_us;
 }
@@ -524,6 +536,7 @@ static ackrpc_call *conn_get(ackrpc_server *s) {
     c = calloc(1, sizeof *c);
     if (!c) return NULL;
     akr_arena_init(&c->arena, 0);
+    c->arena.spare = &s->spare;
   }
   c->server = s;
   c->state = ST_READING;
@@ -553,18 +566,42 @@ static ackrpc_call *conn_get(ackrpc_server *s) {
   return c;
 }
 
+/* Frees the input buffer: a block goes back to `spare` (NULL: unmapped). */
+static void conn_in_free(ackrpc_call *c, akr_spare *spare) {
+  if (c->in_block)
+    akr_spare_put(spare, c->in, c->in_cap);
+  else
+    free(c->in);
+  c->in = NULL;
+  c->in_cap = c->in_off = c->in_len = 0;
+  c->in_block = 0;
+}
+
+/* Blocks were given back: unmap them if no call asks for one soon. */
+static void spare_watch(ackrpc_server *s) {
+  if (s->spare.n && !evtimer_pending(s->spare_timer, NULL)) {
+    struct timeval tv = akr_tv_us(SPARE_IDLE_MS * 1000u);
+    evtimer_add(s->spare_timer, &tv);
+  }
+}
+
+static void on_spare_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  ackrpc_server *s = arg;
+  if (akr_spare_idle(&s->spare)) spare_watch(s);
+}
+
 static void conn_destroy(ackrpc_call *c, int on_loop) {
   ackrpc_server *s = c->server;
   free(c->late);
   c->late = NULL;
-  /* Pooling touches loop-owned lists: only on the loop, and only while the
-   * server is alive. */
-  if (on_loop && !s->closed && s->n_pool < POOL_MAX) {
-    if (c->in_cap > KEEP_BUFFER) {
-      free(c->in);
-      c->in = NULL;
-      c->in_cap = 0;
-    }
+  /* The spare store and pooling are the loop's: only on the loop, and only
+   * while the server is alive. */
+  akr_spare *spare = on_loop && !s->closed ? &s->spare : NULL;
+  c->arena.spare = spare;
+  if (spare && s->n_pool < POOL_MAX) {
+    if (c->in_cap > KEEP_BUFFER) conn_in_free(c, spare);
     if (c->out_cap > KEEP_BUFFER) {
       free(c->out);
       c->out = NULL;
@@ -579,9 +616,11 @@ static void conn_destroy(ackrpc_call *c, int on_loop) {
     c->next = s->pool;
     s->pool = c;
     s->n_pool++;
+    spare_watch(s);
   } else {
     akr_arena_release(&c->arena);
-    free(c->in);
+    conn_in_free(c, spare);
+    if (spare) spare_watch(s);
     free(c->out);
     free(c->batch);
     free(c);
@@ -716,6 +755,7 @@ static void conn_next_call(ackrpc_call *c) {
    * what decoding took now, not when the next frame comes (an idle
    * connection would otherwise keep up to its decode budget mapped). */
   akr_arena_reset(&c->arena, 0);
+  if (c->server->spare.n) spare_watch(c->server);
   c->in_off += c->frame_len;
   c->frame_len = 0;
   c->head_done = 0;
@@ -1129,10 +1169,23 @@ static int conn_fill(ackrpc_call *c, size_t need) {
   }
   if (want > c->in_cap) {
     size_t cap = want < INITIAL_BUFFER ? INITIAL_BUFFER : want;
-    uint8_t *p = realloc(c->in, cap);
-    if (!p) return -1;
-    c->in = p;
-    c->in_cap = cap;
+    if (cap >= AKR_SPARE_MIN) {
+      /* A large frame: a block, likely the pages of the last large call's
+       * buffer, already faulted in. */
+      uint8_t *p = akr_spare_get(&c->server->spare, cap, &cap);
+      if (!p) return -1;
+      if (c->in_len) memcpy(p, c->in, c->in_len);
+      conn_in_free(c, &c->server->spare);
+      c->in_len = avail;
+      c->in = p;
+      c->in_cap = cap;
+      c->in_block = 1;
+    } else {
+      uint8_t *p = realloc(c->in, cap);
+      if (!p) return -1;
+      c->in = p;
+      c->in_cap = cap;
+    }
   }
   for (;;) {
     size_t room = c->in_cap - c->in_len;
@@ -1157,10 +1210,9 @@ static int conn_fill(ackrpc_call *c, size_t need) {
  * not 8 KiB each. Buffers come back on the next read. */
 static void conn_shed(ackrpc_call *c) {
   if (c->in_len != c->in_off) return;
-  free(c->in);
-  c->in = NULL;
-  c->in_cap = c->in_off = c->in_len = 0;
+  conn_in_free(c, &c->server->spare);
   akr_arena_release(&c->arena);
+  spare_watch(c->server);
 }
 
 /* The connection's state machine. Called only from the loop's callbacks, never
@@ -1282,12 +1334,15 @@ static ackrpc_call *conn_detach(ackrpc_call *c) {
    * (freed with it). */
   uint8_t *in = n->in;
   size_t in_cap = n->in_cap;
+  int in_block = n->in_block;
   n->in = c->in;
   n->in_cap = c->in_cap;
+  n->in_block = c->in_block;
   n->in_off = c->in_off;
   n->in_len = c->in_len;
   c->in = in;
   c->in_cap = in_cap;
+  c->in_block = in_block;
   c->in_off = c->in_len = 0;
   /* Batched answers to earlier frames belong to the connection too. */
   uint8_t *batch = n->batch;
@@ -1689,6 +1744,7 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   if (!s) return ACKRPC_E_NOMEM;
   s->opt = *options;
   if (!s->opt.max_request_size) s->opt.max_request_size = DEFAULT_MAX_REQUEST;
+  akr_spare_init(&s->spare, SPARE_BUDGET(s->opt.max_request_size));
   if (!s->opt.read_timeout_ms) s->opt.read_timeout_ms = DEFAULT_READ_TIMEOUT_MS;
   if (!s->opt.handler_timeout_ms)
     s->opt.handler_timeout_ms = DEFAULT_HANDLER_TIMEOUT_MS;
@@ -1745,7 +1801,8 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   s->wake_ev = event_new(s->base, s->wake_fd, EV_READ | EV_PERSIST, on_wake, s);
   s->resume_timer = evtimer_new(s->base, on_resume_timer, s);
   s->drain_timer = evtimer_new(s->base, on_drain_timeout, s);
-  if (!s->wake_ev || !s->resume_timer || !s->drain_timer) goto fail;
+  s->spare_timer = evtimer_new(s->base, on_spare_timer, s);
+  if (!s->wake_ev || !s->resume_timer || !s->drain_timer || !s->spare_timer) goto fail;
   gid_t group = (gid_t)-1;
   if (options->socket_group) {
     st = resolve_group(options->socket_group, &group);
@@ -1835,7 +1892,7 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
     ackrpc_call *c = s->pool;
     s->pool = c->next;
     akr_arena_release(&c->arena);
-    free(c->in);
+    conn_in_free(c, NULL);
     free(c->out);
     free(c->batch);
     free(c);
@@ -1850,6 +1907,8 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
   if (s->wake_ev) event_free(s->wake_ev);
   if (s->resume_timer) event_free(s->resume_timer);
   if (s->drain_timer) event_free(s->drain_timer);
+  if (s->spare_timer) event_free(s->spare_timer);
+  akr_spare_trim(&s->spare);
   if (s->own_base && s->base) event_base_free(s->base);
   s->base = NULL;
   if (s->wake_fd >= 0) close(s->wake_fd);

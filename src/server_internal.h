@@ -3,6 +3,7 @@
 #ifndef AKR_SERVER_INTERNAL_H
 #define AKR_SERVER_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ackrpc/server.h"
@@ -33,6 +34,10 @@ int akr_server_serving(const ackrpc_server *server);
 
 /* Microseconds since ackrpc_server_new(). */
 uint64_t akr_server_uptime_us(const ackrpc_server *server);
+
+/* Bytes of large buffers kept for the next large call (spare.h). Loop
+ * thread only. */
+size_t akr_server_spare_bytes(const ackrpc_server *server);
 
 /* Registers the built-in services (builtin.c) on a new server. */
 ackrpc_status akr_builtins_register(ackrpc_server *server);
