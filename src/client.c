@@ -10,6 +10,11 @@
  * bound every wait by the call's deadline. The asynchronous call does the
  * same steps from libevent callbacks on the caller's base.
  *
+ * A blocking call sends a large frame in pieces (sendmsg): its large byte
+ * strings go out from the caller's request, which cannot change before the
+ * call returns. Asynchronous calls copy the whole frame: their request may
+ * change as soon as the call has started.
+ *
  * Retries (ackrpc_retry_policy, docs/DELIVERY.md) wrap one attempt: the
  * blocking calls in call_with_retries(), the asynchronous one by going back
  * to its first step after a timer. Every attempt reuses the first one's
@@ -39,6 +44,7 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_MAX_REPLY (4u << 20)
 #define STACK_FRAME 4096 /* requests and replies up to this size use no malloc */
+#define IOV_FRAME_MIN (64u << 10) /* blocking calls send larger frames in pieces */
 #define REPLY_HEAD_BUDGET (256u << 10)
 #define BUSY_RETRY_MIN_US 500
 #define BUSY_RETRY_MAX_US 50000
@@ -222,33 +228,44 @@ static ackrpc_status fail(ackrpc_result *r, ackrpc_status st, int err, const cha
   return st;
 }
 
-/* The request frame, encoded once per call. */
+/* The request frame, encoded once per call: bytes[0..len), or, if n_iov is
+ * not 0, the pieces iov[0..n_iov) (len bytes in all) whose copied parts are
+ * in `bytes` and whose large byte strings are in the caller's request. */
 typedef struct request_frame {
   uint8_t *bytes;
   size_t len;
+  size_t n_iov;
+  struct iovec iov[AKR_IOV_MAX];
   uint8_t stack[STACK_FRAME];
 } request_frame;
+
+static void free_request(request_frame *f);
 
 static ackrpc_status encode_request_raw(id_source *ids, const char *method_name,
                                         const uint8_t *raw, size_t raw_len,
                                         const ProtobufCMessage *request,
                                         const ackrpc_call_options *opt,
-                                        uint32_t timeout_ms, request_frame *f,
-                                        ackrpc_result *r);
+                                        uint32_t timeout_ms, int in_place,
+                                        request_frame *f, ackrpc_result *r);
 
 static ackrpc_status encode_request(id_source *ids, const ackrpc_method *method,
                                     const ProtobufCMessage *request,
                                     const ackrpc_call_options *opt, uint32_t timeout_ms,
-                                    request_frame *f, ackrpc_result *r) {
-  return encode_request_raw(ids, method->name, NULL, 0, request, opt, timeout_ms, f, r);
+                                    int in_place, request_frame *f, ackrpc_result *r) {
+  return encode_request_raw(ids, method->name, NULL, 0, request, opt, timeout_ms,
+                            in_place, f, r);
 }
 
+/* Encodes the request frame. With `in_place` (a blocking call: the request
+ * stays unchanged until the call returns) a large frame is encoded as pieces
+ * that leave its large byte strings where they are: copying them into one
+ * buffer was most of a large call's CPU. */
 static ackrpc_status encode_request_raw(id_source *ids, const char *method_name,
                                         const uint8_t *raw, size_t raw_len,
                                         const ProtobufCMessage *request,
                                         const ackrpc_call_options *opt,
-                                        uint32_t timeout_ms, request_frame *f,
-                                        ackrpc_result *r) {
+                                        uint32_t timeout_ms, int in_place,
+                                        request_frame *f, ackrpc_result *r) {
   if (opt && opt->call_id) {
     if (opt->call_id_len == 0 || opt->call_id_len > ACKRPC_MAX_CALL_ID)
       return fail(r, ACKRPC_E_INVAL, 0, "call id must be 1 to %d bytes",
@@ -274,6 +291,21 @@ static ackrpc_status encode_request_raw(id_source *ids, const char *method_name,
   if (n == 0)
     return fail(r, ACKRPC_E_INVAL, 0,
                 "request breaks a protocol limit (method name, metadata, or size)");
+  f->n_iov = 0;
+  if (in_place && n >= IOV_FRAME_MIN) {
+    size_t need;
+    f->bytes = f->stack;
+    f->len = akr_request_encode_iov(&spec, f->stack, sizeof f->stack, f->iov,
+                                    AKR_IOV_MAX, &f->n_iov, &need);
+    if (!f->len && need) {
+      f->bytes = malloc(need);
+      if (!f->bytes) return fail(r, ACKRPC_E_NOMEM, ENOMEM, "request of %zu bytes", n);
+      f->len = akr_request_encode_iov(&spec, f->bytes, need, f->iov, AKR_IOV_MAX,
+                                      &f->n_iov, &need);
+    }
+    if (f->len) return ACKRPC_OK;
+    free_request(f); /* mostly small fields: one buffer after all */
+  }
   f->bytes = n <= sizeof f->stack ? f->stack : malloc(n);
   if (!f->bytes) return fail(r, ACKRPC_E_NOMEM, ENOMEM, "request of %zu bytes", n);
   f->len = akr_request_encode(&spec, f->bytes);
@@ -484,6 +516,55 @@ static int blocking_connect(const akr_address *addr, uint64_t deadline_us,
   }
 }
 
+/* After a send of `n` bytes (0 or -1) at `off` of a `len`-byte frame: 1 to
+ * send again (interrupted, or writable again before the deadline); 0 with
+ * the call's status in *ret (not delivered, or the server's early answer). */
+static int send_again(int fd, ssize_t n, size_t off, size_t len, uint64_t deadline,
+                      size_t max_reply, const ProtobufCMessageDescriptor *desc,
+                      ackrpc_result *r, ackrpc_status *ret) {
+  if (n < 0 && errno == EINTR) return 1;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    int w = wait_fd(fd, POLLOUT, deadline);
+    if (w > 0) return 1;
+    *ret = w == 0 ? fail(r, ACKRPC_E_SEND_TIMEOUT, 0, "%zu of %zu bytes sent", off, len)
+                  : fail(r, ACKRPC_E_SEND, errno, "waiting to send");
+    return 0;
+  }
+  *ret = send_failed(fd, errno, max_reply, desc, r);
+  return 0;
+}
+
+/* send_frame() for a frame in pieces: sendmsg() from where they are. */
+static ackrpc_status send_pieces(int fd, const request_frame *f, uint64_t deadline,
+                                 size_t max_reply,
+                                 const ProtobufCMessageDescriptor *desc,
+                                 ackrpc_result *r) {
+  /* The pieces not sent yet: iov[first..n_iov). A copy of the frame's, which
+   * a session may send again on a new connection. */
+  struct iovec iov[AKR_IOV_MAX];
+  size_t n_iov = f->n_iov, first = 0, off = 0;
+  memcpy(iov, f->iov, n_iov * sizeof *iov);
+  ackrpc_status st = ACKRPC_OK;
+  while (off < f->len) {
+    struct msghdr m = {.msg_iov = iov + first, .msg_iovlen = n_iov - first};
+    ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (n <= 0) {
+      if (!send_again(fd, n, off, f->len, deadline, max_reply, desc, r, &st)) return st;
+      continue;
+    }
+    off += (size_t)n;
+    /* Step over the pieces sent, then into the one sent in part. */
+    size_t left = (size_t)n;
+    while (left && left >= iov[first].iov_len)
+      left -= iov[first++].iov_len;
+    if (left) {
+      iov[first].iov_base = (uint8_t *)iov[first].iov_base + left;
+      iov[first].iov_len -= left;
+    }
+  }
+  return ACKRPC_OK;
+}
+
 /* Sends the whole frame. Returns OK once every byte is sent (delivered);
  * otherwise the call's status (not delivered, or the server's early answer)
  * is in r. */
@@ -491,22 +572,15 @@ static ackrpc_status send_frame(int fd, const request_frame *f, uint64_t deadlin
                                 size_t max_reply,
                                 const ProtobufCMessageDescriptor *desc,
                                 ackrpc_result *r) {
+  if (f->n_iov) return send_pieces(fd, f, deadline, max_reply, desc, r);
+  ackrpc_status st = ACKRPC_OK;
   size_t off = 0;
   while (off < f->len) {
     ssize_t n = send(fd, f->bytes + off, f->len - off, MSG_NOSIGNAL);
-    if (n > 0) {
+    if (n > 0)
       off += (size_t)n;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int w = wait_fd(fd, POLLOUT, deadline);
-      if (w > 0) continue;
-      return w == 0 ? fail(r, ACKRPC_E_SEND_TIMEOUT, 0, "%zu of %zu bytes sent", off,
-                           f->len)
-                    : fail(r, ACKRPC_E_SEND, errno, "waiting to send");
-    }
-    return send_failed(fd, errno, max_reply, desc, r);
+    else if (!send_again(fd, n, off, f->len, deadline, max_reply, desc, r, &st))
+      return st;
   }
   return ACKRPC_OK;
 }
@@ -555,7 +629,8 @@ static ackrpc_status one_shot(ackrpc_client *client, const char *method_name,
   request_frame f;
   ackrpc_status st = encode_request_raw(
       &client->ids, method_name, raw, raw_len, request, options,
-      options && options->timeout_ms ? options->timeout_ms : client->timeout_ms, &f, r);
+      options && options->timeout_ms ? options->timeout_ms : client->timeout_ms, 1, &f,
+      r);
   if (st != ACKRPC_OK) return st;
   int fd;
   if (blocking_connect(&client->addr, deadline, &fd) != 0) {
@@ -746,7 +821,7 @@ static ackrpc_status session_once(ackrpc_session *s, const ackrpc_method *method
   uint32_t timeout_ms = wait_ms && wait_ms < sent_ms ? wait_ms : sent_ms;
   uint64_t deadline = akr_now_us() + (uint64_t)timeout_ms * 1000u;
   request_frame f;
-  st = encode_request(&s->ids, method, request, options, sent_ms, &f, r);
+  st = encode_request(&s->ids, method, request, options, sent_ms, 1, &f, r);
   if (st != ACKRPC_OK) goto out;
   /* A kept connection the server has since ended (idle timeout, shutdown)
    * is not probed before each call: sending to a closed Unix socket fails
@@ -1032,7 +1107,7 @@ ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base 
   a->rng = id_source_random(&client->ids);
   request_frame f;
   ackrpc_status st = encode_request(&client->ids, method, request, options,
-                                    a->timeout_ms, &f, &a->result);
+                                    a->timeout_ms, 0, &f, &a->result);
   if (st != ACKRPC_OK) {
     ackrpc_result_clear(&a->result);
     free(a);
@@ -1155,8 +1230,8 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
   if (!p) return ACKRPC_E_NOMEM;
   p->timeout_ms = options && options->timeout_ms ? options->timeout_ms : s->timeout_ms;
   request_frame f;
-  ackrpc_status st =
-      encode_request(&s->ids, method, request, options, p->timeout_ms, &f, &p->result);
+  ackrpc_status st = encode_request(&s->ids, method, request, options, p->timeout_ms, 0,
+                                    &f, &p->result);
   if (st == ACKRPC_OK && s->out_off && s->out_len + f.len > s->out_cap) {
     /* Reclaim what is already sent before growing: with frames about the
      * size of the socket buffer a send pass rarely drains everything, and

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -166,6 +167,33 @@ typedef struct akr_request_spec {
 
 size_t akr_request_size(akr_request_spec *spec);
 size_t akr_request_encode(const akr_request_spec *spec, uint8_t *out);
+
+/* The same frame as a list of pieces for sendmsg(), so that a large body is
+ * sent from the caller's memory instead of being copied into one buffer
+ * first. For senders that write the frame before the message may change
+ * (the blocking client; an asynchronous call must copy). Called after
+ * akr_request_size(). The prefix, the head and the body's small fields are
+ * copied into `scratch`; these are pieces of their own, pointing where they
+ * are, and must stay unchanged until the frame is sent:
+ *   - a raw body of at least AKR_IOV_REF_MIN bytes;
+ *   - bytes and string values of at least AKR_IOV_REF_MIN bytes in fields
+ *     (repeated or not) of the body message itself, the first
+ *     (max_iov - 1) / 2 of them; those in nested messages are copied
+ *     (protobuf-c packs a nested message into a temporary buffer).
+ * Returns akr_request_size()'s frame size with iov[0..*ret_n_iov) filled
+ * (at most max_iov entries; more than AKR_IOV_MAX are not used): their bytes
+ * in order are exactly akr_request_encode()'s. Returns 0 with
+ * *ret_scratch_need set if `scratch_cap` is below that many bytes (call again
+ * with as many). Returns 0 with *ret_scratch_need 0 when the frame should be
+ * encoded by akr_request_encode() instead: less than 3/4 of it would be sent
+ * in place (the copy saved would not pay for the pieces), max_iov is below
+ * 3, or the message did not pack as akr_request_size() measured it.
+ * Allocates nothing itself (protobuf-c does for a nested message). */
+#define AKR_IOV_MAX 64
+#define AKR_IOV_REF_MIN (16u << 10)
+size_t akr_request_encode_iov(const akr_request_spec *spec, uint8_t *scratch,
+                              size_t scratch_cap, struct iovec *iov, size_t max_iov,
+                              size_t *ret_n_iov, size_t *ret_scratch_need);
 
 typedef struct akr_reply_spec {
   uint32_t status;

@@ -154,6 +154,9 @@ ACKRPC_EXPORT ackrpc_client *ackrpc_client_free(ackrpc_client *client);
  * E_BAD_REPLY (outcome unknown); E_INVAL, E_NOMEM, E_SYSTEM (nothing sent).
  * With a retry policy (options->retry, or the client's), the status and
  * result are those of the last attempt; ret_result->attempts counts them.
+ * `request` and everything its fields point to must stay valid and
+ * unchanged until the call returns: large bytes and string values (16 KiB
+ * and more) are sent from where they are, not copied first.
  * Safe to call from many threads on one client. */
 ACKRPC_EXPORT ackrpc_status ackrpc_client_call(ackrpc_client *client,
                                                const ackrpc_method *method,
@@ -199,7 +202,9 @@ ACKRPC_EXPORT ackrpc_session *ackrpc_session_close(ackrpc_session *session);
  * not checked here), and the reply body comes back undecoded in
  * ret_result->reply_bytes whatever the status (ret_result->reply stays
  * NULL). Always a one-shot call (the pool is not used). Otherwise exactly
- * like ackrpc_client_call(); E_INVAL also for a malformed method name. */
+ * like ackrpc_client_call(); E_INVAL also for a malformed method name.
+ * `body` must stay unchanged until the call returns (a large one is sent
+ * from where it is). */
 ACKRPC_EXPORT ackrpc_status ackrpc_client_call_raw(ackrpc_client *client,
                                                    const char *method,
                                                    const uint8_t *body, size_t body_len,
