@@ -1169,6 +1169,9 @@ static int conn_fill(ackrpc_call *c, size_t need) {
   }
   if (want > c->in_cap) {
     size_t cap = want < INITIAL_BUFFER ? INITIAL_BUFFER : want;
+    /* From a session's second call on, room for a few frames of this size:
+     * a pipelining client's frames then come in a few per read, not one. */
+    if (c->calls_done && cap < KEEP_BUFFER / 4) cap *= 4;
     if (cap >= AKR_SPARE_MIN) {
       /* A large frame: a block, likely the pages of the last large call's
        * buffer, already faulted in. */
