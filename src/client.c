@@ -256,16 +256,14 @@ static ackrpc_status encode_request(id_source *ids, const ackrpc_method *method,
                             in_place, f, r);
 }
 
-/* Encodes the request frame. With `in_place` (a blocking call: the request
- * stays unchanged until the call returns) a large frame is encoded as pieces
- * that leave its large byte strings where they are: copying them into one
- * buffer was most of a large call's CPU. */
-static ackrpc_status encode_request_raw(id_source *ids, const char *method_name,
-                                        const uint8_t *raw, size_t raw_len,
-                                        const ProtobufCMessage *request,
-                                        const ackrpc_call_options *opt,
-                                        uint32_t timeout_ms, int in_place,
-                                        request_frame *f, ackrpc_result *r) {
+/* Sets the call id (the caller's or a new one, in r) and describes the
+ * request frame in *spec; its size in *ret_len. */
+static ackrpc_status request_spec(id_source *ids, const char *method_name,
+                                  const uint8_t *raw, size_t raw_len,
+                                  const ProtobufCMessage *request,
+                                  const ackrpc_call_options *opt, uint32_t timeout_ms,
+                                  akr_request_spec *spec, size_t *ret_len,
+                                  ackrpc_result *r) {
   if (opt && opt->call_id) {
     if (opt->call_id_len == 0 || opt->call_id_len > ACKRPC_MAX_CALL_ID)
       return fail(r, ACKRPC_E_INVAL, 0, "call id must be 1 to %d bytes",
@@ -276,7 +274,7 @@ static ackrpc_status encode_request_raw(id_source *ids, const char *method_name,
     id_source_take(ids, r->call_id);
     r->call_id_len = 16;
   }
-  akr_request_spec spec = {
+  *spec = (akr_request_spec){
       .method = method_name,
       .timeout_us = (uint64_t)timeout_ms * 1000u,
       .call_id = r->call_id,
@@ -287,10 +285,28 @@ static ackrpc_status encode_request_raw(id_source *ids, const char *method_name,
       .raw_body = raw,
       .raw_body_len = raw_len,
   };
-  size_t n = akr_request_size(&spec);
-  if (n == 0)
+  *ret_len = akr_request_size(spec);
+  if (*ret_len == 0)
     return fail(r, ACKRPC_E_INVAL, 0,
                 "request breaks a protocol limit (method name, metadata, or size)");
+  return ACKRPC_OK;
+}
+
+/* Encodes the request frame. With `in_place` (a blocking call: the request
+ * stays unchanged until the call returns) a large frame is encoded as pieces
+ * that leave its large byte strings where they are: copying them into one
+ * buffer was most of a large call's CPU. */
+static ackrpc_status encode_request_raw(id_source *ids, const char *method_name,
+                                        const uint8_t *raw, size_t raw_len,
+                                        const ProtobufCMessage *request,
+                                        const ackrpc_call_options *opt,
+                                        uint32_t timeout_ms, int in_place,
+                                        request_frame *f, ackrpc_result *r) {
+  akr_request_spec spec;
+  size_t n;
+  ackrpc_status st = request_spec(ids, method_name, raw, raw_len, request, opt,
+                                  timeout_ms, &spec, &n, r);
+  if (st != ACKRPC_OK) return st;
   f->n_iov = 0;
   if (in_place && n >= IOV_FRAME_MIN) {
     size_t need;
@@ -1229,10 +1245,12 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
   pending *p = calloc(1, sizeof *p);
   if (!p) return ACKRPC_E_NOMEM;
   p->timeout_ms = options && options->timeout_ms ? options->timeout_ms : s->timeout_ms;
-  request_frame f;
-  ackrpc_status st = encode_request(&s->ids, method, request, options, p->timeout_ms, 0,
-                                    &f, &p->result);
-  if (st == ACKRPC_OK && s->out_off && s->out_len + f.len > s->out_cap) {
+  /* Encoded straight into the output buffer: the body's one copy. */
+  akr_request_spec spec;
+  size_t n;
+  ackrpc_status st = request_spec(&s->ids, method->name, NULL, 0, request, options,
+                                  p->timeout_ms, &spec, &n, &p->result);
+  if (st == ACKRPC_OK && s->out_off && s->out_len + n > s->out_cap) {
     /* Reclaim what is already sent before growing: with frames about the
      * size of the socket buffer a send pass rarely drains everything, and
      * the buffer would otherwise grow (and be copied) without bound. */
@@ -1240,16 +1258,15 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
     s->out_len -= s->out_off;
     s->out_off = 0;
   }
-  if (st == ACKRPC_OK && s->out_len + f.len > s->out_cap) {
+  if (st == ACKRPC_OK && s->out_len + n > s->out_cap) {
     size_t cap = s->out_cap ? s->out_cap : 4096;
-    while (cap < s->out_len + f.len)
+    while (cap < s->out_len + n)
       cap *= 2;
     uint8_t *q = realloc(s->out, cap);
     if (q) {
       s->out = q;
       s->out_cap = cap;
     } else {
-      free_request(&f);
       st = ACKRPC_E_NOMEM;
     }
   }
@@ -1258,10 +1275,8 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
     free(p);
     return st;
   }
-  memcpy(s->out + s->out_len, f.bytes, f.len);
-  s->out_len += f.len;
-  s->queued += f.len;
-  free_request(&f);
+  s->out_len += akr_request_encode(&spec, s->out + s->out_len);
+  s->queued += n;
   p->end = s->queued;
   p->result.attempts = 1;
   p->done = done;
