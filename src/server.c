@@ -125,8 +125,8 @@ struct ackrpc_call {
   ackrpc_peer peer;
   /* input: bytes [in_off, in_len) of `in` are unread frames */
   uint8_t *in;
-  size_t in_off, in_len, in_cap;
-  int in_block; /* `in` is a block of the spare store, not from malloc */
+  size_t in_off, in_len, in_cap; /* from malloc below AKR_SPARE_MIN, else a
+                                  * block of the spare store (spare.h) */
   int eof;
   int drained;               /* the last read left the socket empty */
   int head_done;             /* the current frame's head is decoded and admitted */
@@ -568,13 +568,12 @@ static ackrpc_call *conn_get(ackrpc_server *s) {
 
 /* Frees the input buffer: a block goes back to `spare` (NULL: unmapped). */
 static void conn_in_free(ackrpc_call *c, akr_spare *spare) {
-  if (c->in_block)
+  if (c->in_cap >= AKR_SPARE_MIN)
     akr_spare_put(spare, c->in, c->in_cap);
   else
     free(c->in);
   c->in = NULL;
   c->in_cap = c->in_off = c->in_len = 0;
-  c->in_block = 0;
 }
 
 /* Blocks were given back: unmap them if no call asks for one soon. */
@@ -755,7 +754,7 @@ static void conn_next_call(ackrpc_call *c) {
    * what decoding took now, not when the next frame comes (an idle
    * connection would otherwise keep up to its decode budget mapped). */
   akr_arena_reset(&c->arena, 0);
-  if (c->server->spare.n) spare_watch(c->server);
+  spare_watch(c->server);
   c->in_off += c->frame_len;
   c->frame_len = 0;
   c->head_done = 0;
@@ -1177,12 +1176,11 @@ static int conn_fill(ackrpc_call *c, size_t need) {
        * buffer, already faulted in. */
       uint8_t *p = akr_spare_get(&c->server->spare, cap, &cap);
       if (!p) return -1;
-      if (c->in_len) memcpy(p, c->in, c->in_len);
+      if (avail) memcpy(p, c->in + c->in_off, avail);
       conn_in_free(c, &c->server->spare);
-      c->in_len = avail;
       c->in = p;
       c->in_cap = cap;
-      c->in_block = 1;
+      c->in_len = avail;
     } else {
       uint8_t *p = realloc(c->in, cap);
       if (!p) return -1;
@@ -1337,15 +1335,12 @@ static ackrpc_call *conn_detach(ackrpc_call *c) {
    * (freed with it). */
   uint8_t *in = n->in;
   size_t in_cap = n->in_cap;
-  int in_block = n->in_block;
   n->in = c->in;
   n->in_cap = c->in_cap;
-  n->in_block = c->in_block;
   n->in_off = c->in_off;
   n->in_len = c->in_len;
   c->in = in;
   c->in_cap = in_cap;
-  c->in_block = in_block;
   c->in_off = c->in_len = 0;
   /* Batched answers to earlier frames belong to the connection too. */
   uint8_t *batch = n->batch;

@@ -20,11 +20,20 @@ void akr_spare_init(akr_spare *s, size_t max_bytes) {
   s->max_bytes = max_bytes;
 }
 
-static void slot_drop(akr_spare *s, unsigned i) {
-  munmap(s->slot[i].p, s->slot[i].size);
-  s->bytes -= s->slot[i].size;
+/* Takes slot i's block out of the store; its size in *ret_size. */
+static void *slot_take(akr_spare *s, unsigned i, size_t *ret_size) {
+  void *p = s->slot[i].p;
+  *ret_size = s->slot[i].size;
+  s->bytes -= *ret_size;
   memmove(&s->slot[i], &s->slot[i + 1], (s->n - i - 1) * sizeof s->slot[0]);
   s->n--;
+  return p;
+}
+
+static void slot_drop(akr_spare *s, unsigned i) {
+  size_t size;
+  void *p = slot_take(s, i, &size);
+  munmap(p, size);
 }
 
 void *akr_spare_get(akr_spare *s, size_t min, size_t *ret_size) {
@@ -38,15 +47,7 @@ void *akr_spare_get(akr_spare *s, size_t min, size_t *ret_size) {
       if (s->slot[i].size >= size &&
           (best == s->n || s->slot[i].size < s->slot[best].size))
         best = i;
-    if (best < s->n) {
-      void *p = s->slot[best].p;
-      *ret_size = s->slot[best].size;
-      s->bytes -= *ret_size;
-      memmove(&s->slot[best], &s->slot[best + 1],
-              (s->n - best - 1) * sizeof s->slot[0]);
-      s->n--;
-      return p;
-    }
+    if (best < s->n) return slot_take(s, best, ret_size);
   }
   void *p =
       mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
