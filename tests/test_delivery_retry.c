@@ -276,6 +276,8 @@ FX_TEST(retry, backoff_grows_with_jitter) {
 }
 
 FX_TEST(retry, attempts_stay_inside_the_deadline) {
+  /* Backoffs of 10-40 ms inside a 300 ms deadline: several attempts, then the
+   * call ends near its deadline rather than after a million attempts. */
   ackrpc_retry_policy p = {
       .max_attempts = 1000000, .initial_backoff_ms = 20, .max_backoff_ms = 40};
   ackrpc_client *c = client_with(fx_sock(), 300, &p, 0);
@@ -283,10 +285,27 @@ FX_TEST(retry, attempts_stay_inside_the_deadline) {
   uint64_t t0 = fx_now_us();
   cr_assert_eq(echo(c, NULL, &r), ACKRPC_E_CONNECT);
   uint64_t dt = fx_now_us() - t0;
-  cr_assert_leq(dt, 300000 + 5000, "the call outlived its deadline: %llu us",
+  cr_assert_leq(dt, 300000 + fx_slack_us(), "the call outlived its deadline: %llu us",
                 (unsigned long long)dt);
   cr_assert_gt(r.attempts, 3);
   cr_assert_lt(r.attempts, 40);
+  ackrpc_result_clear(&r);
+}
+
+FX_TEST(retry, no_backoff_is_slept_past_the_deadline) {
+  /* The first backoff (2.5-5 s) would end after the 300 ms deadline: the
+   * call gives up at once instead of sleeping into it. A client that slept
+   * would take 2.5 s or more, well past the slack for a loaded machine. */
+  ackrpc_retry_policy p = {
+      .max_attempts = 10, .initial_backoff_ms = 5000, .max_backoff_ms = 5000};
+  ackrpc_client *c = client_with(fx_sock(), 300, &p, 0);
+  ackrpc_result r;
+  uint64_t t0 = fx_now_us();
+  cr_assert_eq(echo(c, NULL, &r), ACKRPC_E_CONNECT);
+  uint64_t dt = fx_now_us() - t0;
+  cr_assert_eq(r.attempts, 1);
+  cr_assert_lt(dt, 300000 + 1000000, "slept into the deadline: %llu us",
+               (unsigned long long)dt);
   ackrpc_result_clear(&r);
 }
 
