@@ -49,6 +49,7 @@ for s in "${steps[@]}"; do
 done
 
 summary=()      # one line per step
+failed_logs=()  # "STEP LOG" for each ctest run that failed: reprinted at the end
 tests_passed=0
 tests_failed=0
 any_failed=0
@@ -74,6 +75,26 @@ count_ctest() {
   ctest_counts="$((total - failed)) passed, $failed failed"
 }
 
+# The names of the tests ctest listed as failed in LOG, space-separated.
+failed_names() {
+  sed -n '/The following tests FAILED:/,$p' "$1" |
+    sed -nE 's/^[[:space:]]*[0-9]+ - ([^ ]+) .*/\1/p' | tr '\n' ' ' | sed 's/ $//'
+}
+
+# Prints the last lines of each failed test's own output in LOG (ctest
+# --output-on-failure prints it under the test's result line).
+print_failed_output() {
+  local name
+  for name in $(failed_names "$1"); do
+    echo "--- $name (last 80 lines of its output)"
+    awk -v n="$name" '
+      $0 ~ "Test +#[0-9]+: " n " " { on = 1; print; next }
+      on && /^ *[0-9]+\/[0-9]+ Test +#[0-9]+: / { on = 0 }
+      on && /tests passed, [0-9]+ tests? failed/ { on = 0 }
+      on { print }' "$1" | tail -n 80
+  done
+}
+
 # configure + build + ctest. NAME DIR [cmake args...]
 build_and_test() {
   local name=$1 dir=$2 start rc log
@@ -95,7 +116,9 @@ build_and_test() {
   rc=${PIPESTATUS[0]}
   count_ctest "$log"
   if [ "$rc" -ne 0 ]; then
-    record "$name" FAIL $((SECONDS - start)) "ctest: $ctest_counts"; return 1
+    failed_logs+=("$name $log")
+    record "$name" FAIL $((SECONDS - start)) "ctest: $ctest_counts: $(failed_names "$log")"
+    return 1
   fi
   record "$name" PASS $((SECONDS - start)) "ctest: $ctest_counts"
 }
@@ -251,6 +274,10 @@ for s in "${steps[@]}"; do
   fi
 done
 
+for f in "${failed_logs[@]}"; do
+  note "${f%% *}: the failed tests again"
+  print_failed_output "${f#* }"
+done
 note "summary"
 printf '%s\n' "${summary[@]}"
 if [ "$any_failed" -ne 0 ]; then
