@@ -738,6 +738,29 @@ static ackrpc_status call_with_retries(id_source *ids, uint32_t default_timeout_
   }
 }
 
+/* A blocking entry point's answer to a bad argument: E_INVAL, with `why` in
+ * ret_result (if any). */
+static ackrpc_status refuse(ackrpc_result *ret_result, const char *why) {
+  if (!ret_result) return ACKRPC_E_INVAL;
+  memset(ret_result, 0, sizeof *ret_result);
+  return fail(ret_result, ACKRPC_E_INVAL, 0, "%s", why);
+}
+
+/* The rest of a blocking entry point: the attempts, their result in
+ * ret_result or in a local one cleared before returning. */
+static ackrpc_status blocking_call(id_source *ids, uint32_t default_timeout_ms,
+                                   const retry_rules *rules,
+                                   const ackrpc_call_options *options, attempt_fn fn,
+                                   attempt_args *a, ackrpc_result *ret_result) {
+  ackrpc_result local = {0};
+  ackrpc_result *r = ret_result ? ret_result : &local;
+  memset(r, 0, sizeof *r);
+  ackrpc_status st =
+      call_with_retries(ids, default_timeout_ms, rules, options, fn, a, r);
+  if (!ret_result) ackrpc_result_clear(&local);
+  return st;
+}
+
 static ackrpc_status raw_attempt(void *ctx, const ackrpc_call_options *o,
                                  uint32_t wait_ms, ackrpc_result *r) {
   attempt_args *a = ctx;
@@ -749,20 +772,12 @@ ackrpc_status ackrpc_client_call_raw(ackrpc_client *client, const char *method,
                                      const uint8_t *body, size_t body_len,
                                      const ackrpc_call_options *options,
                                      ackrpc_result *ret_result) {
-  ackrpc_result local = {0};
-  ackrpc_result *r = ret_result ? ret_result : &local;
-  memset(r, 0, sizeof *r);
-  ackrpc_status st;
-  if (!client || !method || !akr_method_name_valid(method) || (body_len && !body)) {
-    st = fail(r, ACKRPC_E_INVAL, 0, "missing argument or malformed method name");
-  } else {
-    attempt_args a = {
-        .client = client, .method_name = method, .raw = body, .raw_len = body_len};
-    st = call_with_retries(&client->ids, client->timeout_ms, &client->retry, options,
-                           raw_attempt, &a, r);
-  }
-  if (!ret_result) ackrpc_result_clear(&local);
-  return st;
+  attempt_args a = {
+      .client = client, .method_name = method, .raw = body, .raw_len = body_len};
+  if (!client || !method || !akr_method_name_valid(method) || (body_len && !body))
+    return refuse(ret_result, "missing argument or malformed method name");
+  return blocking_call(&client->ids, client->timeout_ms, &client->retry, options,
+                       raw_attempt, &a, ret_result);
 }
 
 static ackrpc_status pooled_call(ackrpc_client *client, const ackrpc_method *method,
@@ -783,19 +798,11 @@ ackrpc_status ackrpc_client_call(ackrpc_client *client, const ackrpc_method *met
                                  const ProtobufCMessage *request,
                                  const ackrpc_call_options *options,
                                  ackrpc_result *ret_result) {
-  ackrpc_result local = {0};
-  ackrpc_result *r = ret_result ? ret_result : &local;
-  memset(r, 0, sizeof *r);
-  ackrpc_status st;
-  if (!client || !call_args_ok(method, request)) {
-    st = fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
-  } else {
-    attempt_args a = {.client = client, .method = method, .request = request};
-    st = call_with_retries(&client->ids, client->timeout_ms, &client->retry, options,
-                           client_attempt, &a, r);
-  }
-  if (!ret_result) ackrpc_result_clear(&local);
-  return st;
+  attempt_args a = {.client = client, .method = method, .request = request};
+  if (!client || !call_args_ok(method, request))
+    return refuse(ret_result, "missing or mismatched argument");
+  return blocking_call(&client->ids, client->timeout_ms, &client->retry, options,
+                       client_attempt, &a, ret_result);
 }
 
 /* --- sessions ---------------------------------------------------------- */
@@ -876,19 +883,11 @@ ackrpc_status ackrpc_session_call(ackrpc_session *s, const ackrpc_method *method
                                   const ProtobufCMessage *request,
                                   const ackrpc_call_options *options,
                                   ackrpc_result *ret_result) {
-  ackrpc_result local = {0};
-  ackrpc_result *r = ret_result ? ret_result : &local;
-  memset(r, 0, sizeof *r);
-  ackrpc_status st;
-  if (!s || !call_args_ok(method, request)) {
-    st = fail(r, ACKRPC_E_INVAL, 0, "missing or mismatched argument");
-  } else {
-    attempt_args a = {.session = s, .method = method, .request = request};
-    st = call_with_retries(&s->ids, s->timeout_ms, &s->retry, options, session_attempt,
-                           &a, r);
-  }
-  if (!ret_result) ackrpc_result_clear(&local);
-  return st;
+  attempt_args a = {.session = s, .method = method, .request = request};
+  if (!s || !call_args_ok(method, request))
+    return refuse(ret_result, "missing or mismatched argument");
+  return blocking_call(&s->ids, s->timeout_ms, &s->retry, options, session_attempt, &a,
+                       ret_result);
 }
 
 ackrpc_session *ackrpc_session_close(ackrpc_session *s) {
