@@ -46,6 +46,7 @@
 #define STACK_FRAME 4096 /* requests and replies up to this size use no malloc */
 #define IOV_FRAME_MIN (64u << 10) /* blocking calls send larger frames in pieces */
 #define REPLY_HEAD_BUDGET (256u << 10)
+#define REPLY_HEAD_ROOM 1024u /* on the stack, the start of that budget */
 #define BUSY_RETRY_MIN_US 500
 #define BUSY_RETRY_MAX_US 50000
 #define DEFAULT_BACKOFF_MS 10
@@ -388,8 +389,11 @@ static void decode_reply_frame(const akr_frame *fp,
                                ackrpc_result *r) {
   akr_frame f = *fp;
   akr_frame_error fe;
+  /* A reply head (a status and a short message) fits on the stack; a long
+   * message spills into allocated chunks. */
+  _Alignas(max_align_t) uint8_t room[REPLY_HEAD_ROOM];
   akr_arena arena;
-  akr_arena_init(&arena, REPLY_HEAD_BUDGET);
+  akr_arena_init_on(&arena, REPLY_HEAD_BUDGET, room, sizeof room);
   akr_reply reply;
   fe = akr_reply_decode(&f, &arena, &reply);
   if (fe != AKR_FRAME_OK) {

@@ -152,6 +152,14 @@ void akr_arena_init(akr_arena *arena, size_t cap) {
   arena->cap = cap;
 }
 
+void akr_arena_init_on(akr_arena *arena, size_t cap, void *buf, size_t len) {
+  akr_arena_init(arena, cap);
+  if (len > cap) len = cap;
+  arena->cur = buf;
+  arena->left = len;
+  arena->total = len;
+}
+
 void *akr_arena_alloc(akr_arena *arena, size_t size) {
   if (size == 0) size = 1;
   size_t rounded = (size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);

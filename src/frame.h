@@ -98,6 +98,11 @@ typedef struct akr_arena {
 } akr_arena;
 
 void akr_arena_init(akr_arena *arena, size_t cap);
+/* akr_arena_init() whose first `len` bytes come from `buf`: the caller's,
+ * aligned for max_align_t, never freed by the arena and needed until it is
+ * released. They count against `cap`; a decode that fits in them allocates
+ * nothing. A reset forgets them. */
+void akr_arena_init_on(akr_arena *arena, size_t cap, void *buf, size_t len);
 void *akr_arena_alloc(akr_arena *arena, size_t size);
 void akr_arena_reset(akr_arena *arena, size_t cap);
 void akr_arena_release(akr_arena *arena);

@@ -360,6 +360,56 @@ Test(frame, reply_round_trip) {
   free(buf);
 }
 
+Test(frame, arena_on_a_callers_buffer_uses_it_first) {
+  _Alignas(max_align_t) uint8_t room[256];
+  akr_arena arena;
+  akr_arena_init_on(&arena, 1024, room, sizeof room);
+  /* What fits comes from the buffer, aligned, with no chunk allocated. */
+  uint8_t *a = akr_arena_alloc(&arena, 10);
+  uint8_t *b = akr_arena_alloc(&arena, 100);
+  cr_assert(a >= room && a + 10 <= room + sizeof room,
+            "first block outside the buffer");
+  cr_assert(b >= room && b + 100 <= room + sizeof room,
+            "second block outside the buffer");
+  cr_assert_eq((uintptr_t)b % _Alignof(max_align_t), 0);
+  cr_assert_null(arena.chunks, "a block that fits allocated a chunk");
+  /* More than is left spills into a chunk; the buffer counts against the
+   * cap, so 1024 - 256 bytes are left for chunks. */
+  uint8_t *c = akr_arena_alloc(&arena, 600);
+  cr_assert_not_null(c);
+  cr_assert(c < room || c >= room + sizeof room, "a spilled block inside the buffer");
+  cr_assert_not_null(arena.chunks);
+  cr_assert_null(akr_arena_alloc(&arena, 600), "the cap counts the buffer");
+  cr_assert_eq(arena.refused, 1);
+  /* Releasing frees the chunks only (a free of `room` would fail ASan). */
+  akr_arena_release(&arena);
+  /* A buffer larger than the cap lends only the cap. */
+  akr_arena_init_on(&arena, 64, room, sizeof room);
+  cr_assert_not_null(akr_arena_alloc(&arena, 64));
+  cr_assert_null(akr_arena_alloc(&arena, 1));
+  akr_arena_release(&arena);
+}
+
+Test(frame, reply_decodes_into_a_callers_buffer) {
+  akr_reply_spec spec = {.status = ACKRPC_NOT_FOUND, .message = "no such key"};
+  size_t n;
+  uint8_t *buf = encode_reply(&spec, &n);
+  akr_frame frame;
+  cr_assert_eq(akr_frame_scan(buf, n, AKR_FRAME_REPLY, n, &frame, NULL), AKR_FRAME_OK);
+  _Alignas(max_align_t) uint8_t room[1024];
+  akr_arena arena;
+  akr_arena_init_on(&arena, 4096, room, sizeof room);
+  akr_reply rep;
+  cr_assert_eq(akr_reply_decode(&frame, &arena, &rep), AKR_FRAME_OK);
+  cr_assert_str_eq(rep.message, "no such key");
+  cr_assert(rep.message >= (const char *)room &&
+                rep.message < (const char *)room + sizeof room,
+            "the head was not decoded into the caller's buffer");
+  cr_assert_null(arena.chunks, "a short reply head allocated a chunk");
+  akr_arena_release(&arena);
+  free(buf);
+}
+
 Test(frame, reply_round_trip_empty) {
   /* OK, no message, no body: an empty head, the shortest frame there is. */
   akr_reply_spec spec = {.status = ACKRPC_OK};
