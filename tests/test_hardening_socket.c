@@ -86,8 +86,9 @@ HS_TEST(hsock, kill9_restart_and_second_instance_refused) {
 
   uint64_t t0 = fx_now_us();
   pid_t b = hs_server_proc(&o, 0, &st);
-  cr_assert_eq(st, ACKRPC_OK, "restart after kill -9: %s (the stale socket or the "
-                              "lock left by the crash blocks it)",
+  cr_assert_eq(st, ACKRPC_OK,
+               "restart after kill -9: %s (the stale socket or the "
+               "lock left by the crash blocks it)",
                ackrpc_status_name(st));
   cr_assert_eq(echo_calls(sock, 1), 1, "the first call after the restart failed");
   printf("hardening: restart after kill -9: first call OK %.1f ms after start\n",
@@ -107,10 +108,13 @@ HS_TEST(hsock, kill9_restart_and_second_instance_refused) {
                ackrpc_status_name(st));
   cr_assert_null(dup);
   cr_assert_eq(inode_of(sock), sock_ino, "the refused instance replaced the socket");
-  cr_assert_eq(inode_of(lock_of(sock)), lock_ino, "the refused instance touched the lock");
+  cr_assert_eq(inode_of(lock_of(sock)), lock_ino,
+               "the refused instance touched the lock");
   int ok = echo_calls(sock, 100);
-  cr_assert_eq(ok, 100, "the first instance answered %d/100 calls after a refused "
-                        "second start", ok);
+  cr_assert_eq(ok, 100,
+               "the first instance answered %d/100 calls after a refused "
+               "second start",
+               ok);
 
   /* Even with its lock file deleted, a live server is not taken over: the
    * newcomer finds the socket answering. */
@@ -146,8 +150,8 @@ HS_TEST(hsock, kill9_restart_and_second_instance_refused) {
 
 typedef struct watch {
   const char *sock, *lock;
-  mode_t allowed;    /* permission bits the socket may ever have */
-  gid_t group;       /* group bits only with this group */
+  mode_t allowed; /* permission bits the socket may ever have */
+  gid_t group;    /* group bits only with this group */
   atomic_int stop;
   atomic_ulong seen_sock; /* read by the starting thread while it runs */
   unsigned long seen_lock;
@@ -179,8 +183,10 @@ static void startups_under_umask_000(mode_t mode, const char *group_name, gid_t 
   mode_t old = umask(0);
   pthread_t thr;
   cr_assert_eq(pthread_create(&thr, NULL, watch_main, &w), 0);
-  ackrpc_server_options o = {.address = sock, .socket_mode = mode,
-                             .socket_group = group_name, .log = ackrpc_log_discard};
+  ackrpc_server_options o = {.address = sock,
+                             .socket_mode = mode,
+                             .socket_group = group_name,
+                             .log = ackrpc_log_discard};
   int failed = 0, starts = 0;
   ackrpc_status first = ACKRPC_OK;
   mode_t final_mode = 0;
@@ -218,8 +224,9 @@ static void startups_under_umask_000(mode_t mode, const char *group_name, gid_t 
   cr_assert_eq(w.group_early, 0,
                "group permission bits were seen %lu times before the group was set",
                w.group_early);
-  cr_assert_gt(seen_sock, 0, "the watcher never saw the socket: the test proves "
-                               "nothing on this machine");
+  cr_assert_gt(seen_sock, 0,
+               "the watcher never saw the socket: the test proves "
+               "nothing on this machine");
 }
 
 HS_TEST(hsock, umask_000_mode_never_wider_than_configured) {
@@ -341,7 +348,8 @@ HS_TEST(hsock, symlink_at_lock_path_refused_not_followed) {
   st = try_start(sock);
   cr_assert_eq(st, ACKRPC_E_EXISTS, "dangling symlink at PATH.lock: %s",
                ackrpc_status_name(st));
-  cr_assert(!exists(nowhere), "the dangling lock symlink was followed (target created)");
+  cr_assert(!exists(nowhere),
+            "the dangling lock symlink was followed (target created)");
   cr_assert(link_is(lock, nowhere));
   cr_assert(!exists(sock));
   unlink(lock);
@@ -400,7 +408,8 @@ static void print_log(const char *log) {
   FILE *f = fopen(log, "re");
   if (!f) return;
   char line[512];
-  while (fgets(line, sizeof line, f)) fprintf(stderr, "  | %s", line);
+  while (fgets(line, sizeof line, f))
+    fprintf(stderr, "  | %s", line);
   fclose(f);
 }
 
@@ -448,7 +457,8 @@ static void sigterm_drains(char *const argv[], const char *sock, const char *met
   int ws = 0;
   int exited = hs_wait(pid, 15000, &ws) == 0;
   if (!exited) hs_kill(pid);
-  if (!got || status != 0 || !exited || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0) print_log(log);
+  if (!got || status != 0 || !exited || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+    print_log(log);
   cr_assert(sock_gone, "%s: the socket file is still there 5 s after SIGTERM", argv[0]);
   cr_assert(lock_gone, "%s: the lock file is still there 5 s after SIGTERM", argv[0]);
   cr_assert_lt(late, 0, "%s accepted a new connection after SIGTERM", argv[0]);
@@ -486,8 +496,8 @@ HS_TEST(hsock, demo_server_sigterm_drains_and_removes_socket_and_lock) {
   char *argv[] = {HS_DEMO_SERVER_BIN, (char *)sock, NULL};
   /* ackrpc.demo.Note{seq: 7, text: "in flight"}, encoded by hand (the demo's
    * .proto is not compiled for the tests). */
-  static const uint8_t note[] = {0x08, 0x07, 0x1a, 0x09, 'i', 'n', ' ', 'f',
-                                 'l',  'i',  'g',  'h',  't'};
+  static const uint8_t note[] = {0x08, 0x07, 0x1a, 0x09, 'i', 'n', ' ',
+                                 'f',  'l',  'i',  'g',  'h', 't'};
   sigterm_drains(argv, sock, "ackrpc.demo.Inbox/Deliver", note, sizeof note,
                  fx_path("demo.log"));
 #else
