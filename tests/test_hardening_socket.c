@@ -187,22 +187,22 @@ static void startups_under_umask_000(mode_t mode, const char *group_name, gid_t 
                              .socket_mode = mode,
                              .socket_group = group_name,
                              .log = ackrpc_log_discard};
-  int failed = 0, starts = 0;
+  int failed = 0, starts;
   ackrpc_status first = ACKRPC_OK;
   mode_t final_mode = 0;
   /* At least n start-ups, and more (up to 20 n) until the watcher has seen
    * the socket at all: on a loaded machine it may not be scheduled inside
    * the short life of the first n sockets. */
-  for (int i = 0; i < n || (atomic_load(&w.seen_sock) == 0 && i < 20 * n); i++) {
+  for (starts = 0; starts < n || (atomic_load(&w.seen_sock) == 0 && starts < 20 * n);
+       starts++) {
     ackrpc_server *s = NULL;
     ackrpc_status st = ackrpc_server_new(&o, &s);
-    starts++;
     if (st != ACKRPC_OK) {
       if (!failed++) first = st;
       continue;
     }
     struct stat sb;
-    if (i == 0 && lstat(sock, &sb) == 0) final_mode = sb.st_mode & 07777;
+    if (starts == 0 && lstat(sock, &sb) == 0) final_mode = sb.st_mode & 07777;
     ackrpc_server_free(s);
   }
   atomic_store(&w.stop, 1);
