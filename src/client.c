@@ -967,7 +967,9 @@ typedef struct async_call {
   size_t out_len, out_off;
   reply_buf in;
   ackrpc_result result;
-  ackrpc_done_fn done;
+  ackrpc_done_fn done;            /* or, for a stub: */
+  ackrpc_stub_adapter_fn adapter; /* adapter(result, typed, user) */
+  ackrpc_stub_fn typed;
   void *user;
 } async_call;
 
@@ -1004,7 +1006,10 @@ static void async_finish(async_call *a) {
   free(a->out);
   a->out = NULL;
   reply_buf_free(&a->in);
-  a->done(&a->result, a->user);
+  if (a->adapter)
+    a->adapter(&a->result, a->typed, a->user);
+  else
+    a->done(&a->result, a->user);
   ackrpc_result_clear(&a->result);
   free(a);
 }
@@ -1104,12 +1109,14 @@ static void async_step(async_call *a) {
   }
 }
 
-ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base *base,
-                                       const ackrpc_method *method,
-                                       const ProtobufCMessage *request,
-                                       const ackrpc_call_options *options,
-                                       ackrpc_done_fn done, void *user) {
-  if (!client || !call_args_ok(method, request) || !base || !done)
+static ackrpc_status async_start(ackrpc_client *client, struct event_base *base,
+                                 const ackrpc_method *method,
+                                 const ProtobufCMessage *request,
+                                 const ackrpc_call_options *options,
+                                 ackrpc_done_fn done, ackrpc_stub_adapter_fn adapter,
+                                 ackrpc_stub_fn typed, void *user) {
+  if (!client || !call_args_ok(method, request) || !base ||
+      (!done && !(adapter && typed)))
     return ACKRPC_E_INVAL;
   async_call *a = calloc(1, sizeof *a);
   if (!a) return ACKRPC_E_NOMEM;
@@ -1158,12 +1165,49 @@ ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base 
     a->deadline_us = akr_now_us() + (uint64_t)a->rules.attempt_ms * 1000u;
   a->backoff_us = BUSY_RETRY_MIN_US;
   a->done = done;
+  a->adapter = adapter;
+  a->typed = typed;
   a->user = user;
   reply_buf_init(&a->in);
   /* Start from the loop, so `done` never runs inside this function. */
   event_assign(&a->ev, base, -1, 0, async_cb, a);
   event_active(&a->ev, EV_TIMEOUT, 0);
   return ACKRPC_OK;
+}
+
+ackrpc_status ackrpc_client_call_async(ackrpc_client *client, struct event_base *base,
+                                       const ackrpc_method *method,
+                                       const ProtobufCMessage *request,
+                                       const ackrpc_call_options *options,
+                                       ackrpc_done_fn done, void *user) {
+  if (!done) return ACKRPC_E_INVAL;
+  return async_start(client, base, method, request, options, done, NULL, NULL, user);
+}
+
+ackrpc_status ackrpc_stub_call_async(ackrpc_client *client, struct event_base *base,
+                                     const ackrpc_method *method,
+                                     const ProtobufCMessage *request,
+                                     const ackrpc_call_options *options,
+                                     ackrpc_stub_adapter_fn adapter,
+                                     ackrpc_stub_fn done, void *user) {
+  if (!adapter || !done) return ACKRPC_E_INVAL;
+  return async_start(client, base, method, request, options, NULL, adapter, done, user);
+}
+
+ackrpc_status ackrpc_stub_call(ackrpc_client *client, const ackrpc_method *method,
+                               const ProtobufCMessage *request,
+                               ProtobufCMessage **ret_reply,
+                               const ackrpc_call_options *options,
+                               ackrpc_result *ret_result) {
+  ackrpc_result local = {0};
+  ackrpc_result *r = ret_result ? ret_result : &local;
+  ackrpc_status st = ackrpc_client_call(client, method, request, options, r);
+  if (st == ACKRPC_OK && ret_reply) {
+    *ret_reply = r->reply;
+    r->reply = NULL;
+  }
+  if (!ret_result) ackrpc_result_clear(&local);
+  return st;
 }
 
 /* --- asynchronous sessions --------------------------------------------- */

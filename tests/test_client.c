@@ -47,7 +47,8 @@ static ackrpc_status call_fake(fx_fake_mode mode, const void *reply, size_t len,
 }
 
 static uint32_t le32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
 }
 
 FX_TEST(client, no_server_is_not_delivered) {
@@ -101,17 +102,21 @@ FX_TEST(client, close_without_reply_is_no_ack) {
   cr_assert_geq(len, 12);
   cr_assert(got[0] == 'A' && got[1] == 'K' && got[2] == 1 && got[3] == 1, "bad prefix");
   uint32_t hl = le32(got + 4), bl = le32(got + 8);
-  cr_assert_eq((size_t)12 + hl + bl, len, "frame length %u+%u+12 != %zu bytes sent", hl, bl, len);
+  cr_assert_eq((size_t)12 + hl + bl, len, "frame length %u+%u+12 != %zu bytes sent", hl,
+               bl, len);
   Ackrpc__Wire__RequestHead *h = ackrpc__wire__request_head__unpack(NULL, hl, got + 12);
   cr_assert_not_null(h, "the request head does not decode");
   int method_ok = h->method && strcmp(h->method, FX_ECHO) == 0;
-  int id_ok = h->call_id.len == r.call_id_len && memcmp(h->call_id.data, r.call_id, r.call_id_len) == 0;
+  int id_ok = h->call_id.len == r.call_id_len &&
+              memcmp(h->call_id.data, r.call_id, r.call_id_len) == 0;
   uint64_t t = h->timeout_us;
   ackrpc__wire__request_head__free_unpacked(h, NULL);
   cr_assert(method_ok, "method on the wire");
   cr_assert(id_ok, "the result's call id is the one on the wire");
-  cr_assert(t > 0 && t <= 4000000, "timeout_us %llu for a 4000 ms call", (unsigned long long)t);
-  Ackrpc__Test__EchoRequest *body = ackrpc__test__echo_request__unpack(NULL, bl, got + 12 + hl);
+  cr_assert(t > 0 && t <= 4000000, "timeout_us %llu for a 4000 ms call",
+            (unsigned long long)t);
+  Ackrpc__Test__EchoRequest *body =
+      ackrpc__test__echo_request__unpack(NULL, bl, got + 12 + hl);
   cr_assert_not_null(body);
   int text_ok = strcmp(body->text, "to the fake") == 0;
   ackrpc__test__echo_request__free_unpacked(body, NULL);
@@ -169,7 +174,8 @@ FX_TEST(client, truncated_reply_is_no_ack) {
   size_t n = big_reply(&frame, 100);
   ackrpc_result r = {0};
   ackrpc_status st = call_fake(FX_FAKE_REPLY, frame, n - 10, NULL, &r, NULL);
-  cr_assert(st == ACKRPC_E_NO_ACK || st == ACKRPC_E_BAD_REPLY, "got %s", ackrpc_status_name(st));
+  cr_assert(st == ACKRPC_E_NO_ACK || st == ACKRPC_E_BAD_REPLY, "got %s",
+            ackrpc_status_name(st));
   cr_assert_eq(ackrpc_status_outcome(st), ACKRPC_OUTCOME_NO_ACK);
   ackrpc_result_clear(&r);
 }
@@ -217,7 +223,8 @@ FX_TEST(client, undecodable_reply_body_is_bad_reply) {
   ackrpc_result r = {0};
   ackrpc_status st = call_fake(FX_FAKE_REPLY, frame, n, NULL, &r, NULL);
   cr_assert_eq(ackrpc_status_outcome(st), ACKRPC_OUTCOME_NO_ACK,
-               "an OK reply whose body does not decode: got %s", ackrpc_status_name(st));
+               "an OK reply whose body does not decode: got %s",
+               ackrpc_status_name(st));
   cr_assert_null(r.reply);
   ackrpc_result_clear(&r);
 }
@@ -231,7 +238,8 @@ FX_TEST(client, silent_server_is_ack_timeout) {
   cr_assert_eq(st, ACKRPC_E_ACK_TIMEOUT, "got %s", ackrpc_status_name(st));
   cr_assert_eq(ackrpc_status_outcome(st), ACKRPC_OUTCOME_NO_ACK);
   cr_assert_geq(dt, 299000, "gave up after %llu us", (unsigned long long)dt);
-  cr_assert_leq(dt, 300000 + fx_slack_us(), "gave up after %llu us", (unsigned long long)dt);
+  cr_assert_leq(dt, 300000 + fx_slack_us(), "gave up after %llu us",
+                (unsigned long long)dt);
   ackrpc_result_clear(&r);
 }
 
@@ -251,7 +259,8 @@ FX_TEST(client, unread_large_request_is_send_timeout) {
   free(blob);
   cr_assert_eq(st, ACKRPC_E_SEND_TIMEOUT, "got %s", ackrpc_status_name(st));
   cr_assert_eq(ackrpc_status_outcome(st), ACKRPC_OUTCOME_NOT_DELIVERED);
-  cr_assert_leq(dt, 300000 + fx_slack_us(), "gave up after %llu us", (unsigned long long)dt);
+  cr_assert_leq(dt, 300000 + fx_slack_us(), "gave up after %llu us",
+                (unsigned long long)dt);
   ackrpc_result_clear(&r);
 }
 
@@ -273,7 +282,8 @@ FX_TEST(client, full_backlog_is_busy) {
   }
   ackrpc_status st = ACKRPC_OK;
   if (busy) st = call_text(fx_client(fx_sock(), 2000), "x", NULL);
-  for (int i = 0; i < n; i++) close(fds[i]);
+  for (int i = 0; i < n; i++)
+    close(fds[i]);
   cr_assert(busy, "could not fill the listen queue with %d connections", n);
   cr_assert_eq(st, ACKRPC_E_BUSY, "got %s", ackrpc_status_name(st));
   cr_assert_eq(ackrpc_status_outcome(st), ACKRPC_OUTCOME_NOT_DELIVERED);
@@ -285,7 +295,8 @@ FX_TEST(client, invalid_calls_send_nothing) {
   ackrpc_client *c = fx_client(fx_sock(), 5000);
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
   ackrpc_result r = {0};
-  cr_assert_eq(ackrpc_client_call(NULL, &fx_echo_method, &req.base, NULL, &r), ACKRPC_E_INVAL);
+  cr_assert_eq(ackrpc_client_call(NULL, &fx_echo_method, &req.base, NULL, &r),
+               ACKRPC_E_INVAL);
   ackrpc_result_clear(&r);
   cr_assert_eq(ackrpc_client_call(c, NULL, &req.base, NULL, &r), ACKRPC_E_INVAL);
   ackrpc_result_clear(&r);
@@ -298,8 +309,10 @@ FX_TEST(client, invalid_calls_send_nothing) {
   ackrpc_result_clear(&r);
 
   static ackrpc_metadata many[ACKRPC_MAX_METADATA + 1];
-  for (size_t i = 0; i < ACKRPC_MAX_METADATA + 1; i++) many[i] = (ackrpc_metadata){"k", "v", 1};
-  ackrpc_call_options too_many = {.metadata = many, .metadata_count = ACKRPC_MAX_METADATA + 1};
+  for (size_t i = 0; i < ACKRPC_MAX_METADATA + 1; i++)
+    many[i] = (ackrpc_metadata){"k", "v", 1};
+  ackrpc_call_options too_many = {.metadata = many,
+                                  .metadata_count = ACKRPC_MAX_METADATA + 1};
   cr_assert_eq(fx_echo(c, &req, &too_many, &r), ACKRPC_E_INVAL, "65 metadata entries");
   ackrpc_result_clear(&r);
 
@@ -308,7 +321,8 @@ FX_TEST(client, invalid_calls_send_nothing) {
     ackrpc_metadata md = {bad_keys[i], "v", 1};
     ackrpc_call_options co = {.metadata = &md, .metadata_count = 1};
     st = fx_echo(c, &req, &co, &r);
-    cr_assert_eq(st, ACKRPC_E_INVAL, "metadata key \"%s\": %s", bad_keys[i], ackrpc_status_name(st));
+    cr_assert_eq(st, ACKRPC_E_INVAL, "metadata key \"%s\": %s", bad_keys[i],
+                 ackrpc_status_name(st));
     ackrpc_result_clear(&r);
   }
   static uint8_t big[ACKRPC_MAX_METADATA_VALUE + 1];
@@ -374,7 +388,8 @@ static ackrpc_status start_async(ackrpc_client *c, struct async_call *a,
   req.text = (char *)text;
   a->in_start = 1;
   a->pending++;
-  ackrpc_status st = ackrpc_client_call_async(c, a->base, m, &req.base, co, async_done, a);
+  ackrpc_status st =
+      ackrpc_client_call_async(c, a->base, m, &req.base, co, async_done, a);
   a->in_start = 0;
   if (st != ACKRPC_OK) a->pending--;
   return st;
@@ -443,10 +458,12 @@ FX_TEST(client, async_error_never_calls_back) {
   cr_assert_eq(ackrpc_client_call_async(NULL, a.base, &fx_echo_method, &req.base, NULL,
                                         async_done, &a),
                ACKRPC_E_INVAL);
-  cr_assert_eq(ackrpc_client_call_async(c, NULL, &fx_echo_method, &req.base, NULL, async_done, &a),
+  cr_assert_eq(ackrpc_client_call_async(c, NULL, &fx_echo_method, &req.base, NULL,
+                                        async_done, &a),
                ACKRPC_E_INVAL);
-  cr_assert_eq(ackrpc_client_call_async(c, a.base, &fx_echo_method, &req.base, NULL, NULL, &a),
-               ACKRPC_E_INVAL);
+  cr_assert_eq(
+      ackrpc_client_call_async(c, a.base, &fx_echo_method, &req.base, NULL, NULL, &a),
+      ACKRPC_E_INVAL);
   run_loop(a.base, 100);
   cr_assert_eq(a.done, 0, "a call that returned an error called back");
   event_base_free(a.base);
@@ -463,7 +480,8 @@ FX_TEST(client, async_many_in_flight) {
   int pending = N;
   char text[N][16];
   for (int i = 0; i < N; i++) {
-    a[i] = (struct async_call){.base = base, .loop_thread = pthread_self(), .pending = 0};
+    a[i] =
+        (struct async_call){.base = base, .loop_thread = pthread_self(), .pending = 0};
     snprintf(text[i], sizeof text[i], "call %d", i);
     cr_assert_eq(start_async(c, &a[i], &fx_echo_method, text[i], NULL), ACKRPC_OK);
     a[i].pending = 1000; /* no loopexit from one call */
@@ -472,11 +490,13 @@ FX_TEST(client, async_many_in_flight) {
   while (pending > 0 && fx_now_us() < end) {
     event_base_loop(base, EVLOOP_ONCE);
     pending = 0;
-    for (int i = 0; i < N; i++) pending += a[i].done == 0;
+    for (int i = 0; i < N; i++)
+      pending += a[i].done == 0;
   }
   for (int i = 0; i < N; i++) {
     cr_assert_eq(a[i].done, 1, "call %d: callback ran %d times", i, a[i].done);
-    cr_assert_eq(a[i].status, ACKRPC_OK, "call %d: %s", i, ackrpc_status_name(a[i].status));
+    cr_assert_eq(a[i].status, ACKRPC_OK, "call %d: %s", i,
+                 ackrpc_status_name(a[i].status));
     cr_assert_not_null(a[i].reply);
     cr_assert_str_eq(((Ackrpc__Test__EchoReply *)a[i].reply)->text, text[i],
                      "call %d got another call's reply", i);
@@ -517,6 +537,75 @@ FX_TEST(client, async_survives_client_free) {
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, ACKRPC_OK, "%s", ackrpc_status_name(a.status));
   cr_assert_str_eq(((Ackrpc__Test__EchoReply *)a.reply)->text, "orphan");
+  async_clear(&a);
+  event_base_free(a.base);
+}
+
+/* --- the runtime of generated stubs --- */
+
+FX_TEST(client, stub_call_hands_over_the_reply) {
+  ackrpc_server_options so = {.address = fx_sock()};
+  fx_server_start(&so);
+  ackrpc_client *c = fx_client(fx_sock(), 5000);
+  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+  req.text = "stub";
+  ProtobufCMessage *reply = NULL;
+  ackrpc_result r = {0};
+  ackrpc_status st = ackrpc_stub_call(c, &fx_echo_method, &req.base, &reply, NULL, &r);
+  cr_assert_eq(st, ACKRPC_OK, "%s", ackrpc_status_name(st));
+  cr_assert_not_null(reply, "the reply was not handed over");
+  cr_assert_null(r.reply, "the result still owns the reply it handed over");
+  cr_assert_str_eq(((Ackrpc__Test__EchoReply *)reply)->text, "stub");
+  protobuf_c_message_free_unpacked(reply, NULL);
+  ackrpc_result_clear(&r);
+  /* A failed call leaves *ret_reply as it was. */
+  ackrpc_client *none = fx_client(fx_path("nobody.sock"), 1000);
+  reply = (ProtobufCMessage *)&req;
+  st = ackrpc_stub_call(none, &fx_echo_method, &req.base, &reply, NULL, NULL);
+  cr_assert_eq(st, ACKRPC_E_CONNECT, "%s", ackrpc_status_name(st));
+  cr_assert_eq(reply, (ProtobufCMessage *)&req, "*ret_reply changed on failure");
+}
+
+typedef void (*echo_done_fn)(ackrpc_status status, Ackrpc__Test__EchoReply *reply,
+                             struct async_call *a);
+
+static void typed_echo_done(ackrpc_status status, Ackrpc__Test__EchoReply *reply,
+                            struct async_call *a) {
+  a->done++;
+  a->status = status;
+  a->message = reply ? strdup(reply->text) : NULL;
+  if (--a->pending <= 0) event_base_loopexit(a->base, NULL);
+}
+
+static void echo_adapter(ackrpc_result *r, ackrpc_stub_fn done, void *user) {
+  ((echo_done_fn)done)(r->status, (Ackrpc__Test__EchoReply *)r->reply, user);
+}
+
+FX_TEST(client, stub_call_async_runs_the_adapter_once) {
+  ackrpc_server_options so = {.address = fx_sock()};
+  fx_server_start(&so);
+  ackrpc_client *c = fx_client(fx_sock(), 5000);
+  struct async_call a = {.base = event_base_new(), .loop_thread = pthread_self()};
+  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+  req.text = "typed";
+  cr_assert_eq(ackrpc_stub_call_async(c, a.base, &fx_echo_method, &req.base, NULL, NULL,
+                                      (ackrpc_stub_fn)typed_echo_done, &a),
+               ACKRPC_E_INVAL, "a NULL adapter is refused");
+  cr_assert_eq(ackrpc_stub_call_async(c, a.base, &fx_echo_method, &req.base, NULL,
+                                      echo_adapter, NULL, &a),
+               ACKRPC_E_INVAL, "a NULL done is refused");
+  a.pending = 1;
+  cr_assert_eq(ackrpc_stub_call_async(c, a.base, &fx_echo_method, &req.base, NULL,
+                                      echo_adapter, (ackrpc_stub_fn)typed_echo_done,
+                                      &a),
+               ACKRPC_OK);
+  cr_assert_eq(a.done, 0, "the adapter ran inside ackrpc_stub_call_async");
+  run_loop(a.base, 10000);
+  run_loop(a.base, 100);
+  cr_assert_eq(a.done, 1, "the adapter ran %d times", a.done);
+  cr_assert_eq(a.status, ACKRPC_OK, "%s", ackrpc_status_name(a.status));
+  cr_assert_not_null(a.message);
+  cr_assert_str_eq(a.message, "typed");
   async_clear(&a);
   event_base_free(a.base);
 }

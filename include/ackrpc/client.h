@@ -231,6 +231,45 @@ ACKRPC_EXPORT ackrpc_status ackrpc_client_call_async(
     const struct ProtobufCMessage *request, const ackrpc_call_options *options,
     ackrpc_done_fn done, void *user);
 
+/* --- The runtime of generated stubs (docs/GENERATOR.md). ---
+ * protoc-gen-ackrpc's typed stubs are thin wrappers over these two calls,
+ * so that generated code holds tables and casts, not logic. */
+
+/* ackrpc_client_call() that hands the decoded reply to the caller: on OK,
+ * if ret_reply is not NULL, *ret_reply receives the reply (the caller's, to
+ * free with protobuf_c_message_free_unpacked(reply, NULL) or its type's
+ * free_unpacked function) and ret_result->reply is left NULL; on any other
+ * status *ret_reply is untouched. ret_result may be NULL; otherwise it is
+ * zeroed first and cleared by the caller, as for ackrpc_client_call().
+ * Statuses and errors: those of ackrpc_client_call(). */
+ACKRPC_EXPORT ackrpc_status ackrpc_stub_call(ackrpc_client *client,
+                                             const ackrpc_method *method,
+                                             const struct ProtobufCMessage *request,
+                                             struct ProtobufCMessage **ret_reply,
+                                             const ackrpc_call_options *options,
+                                             ackrpc_result *ret_result);
+
+/* A function pointer of any type, passed through untouched: a stub stores
+ * its typed callback here and its adapter casts it back to that type. */
+typedef void (*ackrpc_stub_fn)(void);
+
+/* Completes an asynchronous stub call: calls `done` (cast back to its own
+ * type) with what it wants from `result`. Same ownership as ackrpc_done_fn:
+ * `result` is cleared after the adapter returns. */
+typedef void (*ackrpc_stub_adapter_fn)(ackrpc_result *result, ackrpc_stub_fn done,
+                                       void *user);
+
+/* ackrpc_client_call_async() whose completion is adapter(result, done,
+ * user): the call keeps the three in its own state, so a typed stub needs
+ * no allocation of its own. Same contract as ackrpc_client_call_async():
+ * on OK the adapter runs exactly once, later, on the thread running `base`;
+ * on an error it never runs. Errors: E_INVAL (also a NULL adapter or done),
+ * E_NOMEM. */
+ACKRPC_EXPORT ackrpc_status ackrpc_stub_call_async(
+    ackrpc_client *client, struct event_base *base, const ackrpc_method *method,
+    const struct ProtobufCMessage *request, const ackrpc_call_options *options,
+    ackrpc_stub_adapter_fn adapter, ackrpc_stub_fn done, void *user);
+
 /* --- Asynchronous sessions: pipelined calls on one connection. --- */
 
 typedef struct ackrpc_async_session ackrpc_async_session;
