@@ -10,7 +10,12 @@
 #include <string.h>
 
 #include "ackrpc/wire.pb-c.h"
-#include "frame.h"
+#include "mem/arena.h"
+#include "wire/depth.h"
+#include "wire/encode.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+#include "wire/names.h"
 
 #define ALIGN alignof(max_align_t)
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "fixture.h"
-#include "reply_cache.h"
+#include "server/reply_cache.h"
 
 /* --- the module --------------------------------------------------------- */
 

@@ -12,7 +12,12 @@
 
 #include "ackrpc/bench.pb-c.h"
 #include "ackrpc/wire.pb-c.h"
-#include "frame.h"
+#include "mem/arena.h"
+#include "wire/depth.h"
+#include "wire/encode.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+#include "wire/names.h"
 
 /* --- hand-built bytes --------------------------------------------------- */
 

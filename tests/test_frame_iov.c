@@ -13,7 +13,12 @@
 #include <string.h>
 
 #include "ackrpc/bench.pb-c.h"
-#include "frame.h"
+#include "mem/arena.h"
+#include "wire/depth.h"
+#include "wire/encode.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+#include "wire/names.h"
 #include "pieces.pb-c.h"
 #include "test.pb-c.h"
 

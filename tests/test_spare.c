@@ -10,9 +10,14 @@
 #include <string.h>
 
 #include "fixture.h"
-#include "frame.h"
-#include "server_internal.h"
-#include "spare.h"
+#include "mem/arena.h"
+#include "wire/depth.h"
+#include "wire/encode.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+#include "wire/names.h"
+#include "server/server_internal.h"
+#include "mem/spare.h"
 
 #define MIB (1u << 20)
 

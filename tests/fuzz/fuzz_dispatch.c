@@ -26,8 +26,13 @@
 
 #include "ackrpc/ackrpc.h"
 #include "ackrpc/wire.pb-c.h"
-#include "frame.h"
-#include "server_internal.h"
+#include "mem/arena.h"
+#include "wire/depth.h"
+#include "wire/encode.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+#include "wire/names.h"
+#include "server/server_internal.h"
 
 #define MAX_TURNS 2000
 

@@ -17,7 +17,12 @@
 #include <string.h>
 
 #include "ackrpc/wire.pb-c.h"
-#include "frame.h"
+#include "mem/arena.h"
+#include "wire/depth.h"
+#include "wire/encode.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+#include "wire/names.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

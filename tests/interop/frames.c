@@ -6,7 +6,12 @@
 #include <stdlib.h>
 
 #include "ackrpc/bench.pb-c.h"
-#include "frame.h"
+#include "mem/arena.h"
+#include "wire/depth.h"
+#include "wire/encode.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+#include "wire/names.h"
 
 static void print_hex(const char *label, const uint8_t *p, size_t n) {
   printf("%s ", label);

@@ -6,7 +6,7 @@
  * look there. The cost on a call is one hash of ~40 bytes, one allocation at
  * begin and one copy of the reply frame at finish.
  */
-#include "reply_cache.h"
+#include "server/reply_cache.h"
 
 #include <stdlib.h>
 #include <string.h>

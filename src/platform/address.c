@@ -1,6 +1,6 @@
 /* address.c: socket addresses (paths and the abstract namespace) and the
  * server's ownership of its socket file. */
-#include "address.h"
+#include "platform/address.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -30,8 +30,13 @@
 #include <sqlite3.h>
 
 #include "ackrpc/client.h"
-#include "clock.h"
-#include "frame.h"
+#include "core/clock.h"
+#include "mem/arena.h"
+#include "wire/depth.h"
+#include "wire/encode.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+#include "wire/names.h"
 
 #define DEFAULT_CALL_TIMEOUT_MS 10000
 #define DEFAULT_BACKOFF_MS 50

@@ -1,5 +1,5 @@
 /* spare.c: large buffers kept for the next call. See spare.h. */
-#include "spare.h"
+#include "mem/spare.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -21,7 +21,7 @@
  * The listening socket is one kernel object the whole time: connections
  * that arrive while neither process accepts wait in its queue.
  */
-#include "address.h"
+#include "platform/address.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* stats.c: percentiles from the latency histogram of stats.h. */
-#include "stats.h"
+#include "server/stats.h"
 
 /* The largest value that falls in bucket `b`. */
 static uint64_t bucket_upper(unsigned b) {

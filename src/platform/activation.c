@@ -9,7 +9,7 @@
  *
  * Not here: what the server does with it (server.c: it neither locks nor
  * removes anything for an inherited socket). */
-#include "address.h"
+#include "platform/address.h"
 
 #include <errno.h>
 #include <fcntl.h>

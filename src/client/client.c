@@ -37,9 +37,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "address.h"
-#include "clock.h"
-#include "frame.h"
+#include "platform/address.h"
+#include "core/clock.h"
+#include "mem/arena.h"
+#include "wire/depth.h"
+#include "wire/encode.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+#include "wire/names.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_MAX_REPLY (4u << 20)

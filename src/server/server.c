@@ -35,12 +35,17 @@
 #include <unistd.h>
 
 #include "ackrpc/wire.pb-c.h"
-#include "address.h"
-#include "clock.h"
-#include "frame.h"
-#include "reply_cache.h"
-#include "server_internal.h"
-#include "stats.h"
+#include "platform/address.h"
+#include "core/clock.h"
+#include "mem/arena.h"
+#include "wire/depth.h"
+#include "wire/encode.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+#include "wire/names.h"
+#include "server/reply_cache.h"
+#include "server/server_internal.h"
+#include "server/stats.h"
 
 #define DEFAULT_MAX_REQUEST (4u << 20)
 #define DEFAULT_READ_TIMEOUT_MS 10000
