@@ -1,5 +1,7 @@
-# Install rules: public headers, libackrpc (shared + static), the CMake package
-# (find_package(ackrpc) -> ackrpc::ackrpc, ackrpc::ackrpc_static) and ackrpc.pc.
+# Install rules: public headers, libackrpc and libackrpc-outbox (shared +
+# static), the CMake package (find_package(ackrpc) -> ackrpc::ackrpc,
+# ackrpc::ackrpc_static, ackrpc::outbox, ackrpc::outbox_static), ackrpc.pc
+# and ackrpc-outbox.pc.
 # Not here: the tools' own install rules, which tools/CMakeLists.txt may add to
 # the export set ackrpcTargets (it is processed before this file).
 #
@@ -20,7 +22,8 @@ install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/ackrpc"
         COMPONENT Development
         FILES_MATCHING PATTERN "*.h")
 
-install(TARGETS ackrpc_shared ackrpc_static EXPORT ackrpcTargets
+install(TARGETS ackrpc_shared ackrpc_static ackrpc_outbox_shared ackrpc_outbox_static
+        EXPORT ackrpcTargets
         LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"
           COMPONENT Runtime NAMELINK_COMPONENT Development
         ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Development
@@ -87,5 +90,8 @@ _ackrpc_pc_dir(ACKRPC_PC_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
 _ackrpc_pc_dir(ACKRPC_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
 configure_file("${PROJECT_SOURCE_DIR}/cmake/ackrpc.pc.in"
                "${PROJECT_BINARY_DIR}/package/ackrpc.pc" @ONLY)
+configure_file("${PROJECT_SOURCE_DIR}/cmake/ackrpc-outbox.pc.in"
+               "${PROJECT_BINARY_DIR}/package/ackrpc-outbox.pc" @ONLY)
 install(FILES "${PROJECT_BINARY_DIR}/package/ackrpc.pc"
+              "${PROJECT_BINARY_DIR}/package/ackrpc-outbox.pc"
         DESTINATION "${ACKRPC_INSTALL_PKGCONFIGDIR}" COMPONENT Development)

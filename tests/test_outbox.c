@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ackrpc/outbox.h>
+
 #include "fixture.h"
 
 FX_SUITE(outbox);
@@ -341,7 +343,7 @@ FX_TEST(outbox, dead_letter_after_max_attempts_keeps_the_last_status) {
   cr_assert_str_eq(req->text, "doomed", "the body is kept");
   ackrpc__test__echo_request__free_unpacked(req, NULL);
   ackrpc_outbox_message_clear(&m);
-  cr_assert_eq(ackrpc_outbox_dead_letter(ob, 1, &m), ACKRPC_NOT_FOUND);
+  cr_assert_eq(ackrpc_outbox_dead_letter(ob, 1, &m), ACKRPC_E_NOT_FOUND);
   ackrpc_outbox_close(ob);
 }
 
@@ -416,7 +418,7 @@ FX_TEST(outbox, wait_idle_times_out) {
   cr_assert_eq(ackrpc_outbox_start(ob), ACKRPC_OK);
   cr_assert_eq(put_echo(ob, "x", NULL), ACKRPC_OK);
   uint64_t t0 = fx_now_us();
-  cr_assert_eq(ackrpc_outbox_wait_idle(ob, 200), ACKRPC_DEADLINE_EXCEEDED);
+  cr_assert_eq(ackrpc_outbox_wait_idle(ob, 200), ACKRPC_E_WAIT_TIMEOUT);
   cr_assert_lt(fx_now_us() - t0, 200000 + fx_slack_us());
   cr_assert_eq(counts(ob).in_flight, 1);
   ackrpc_outbox_close(ob); /* stops the worker */
@@ -427,7 +429,7 @@ FX_TEST(outbox, one_owner_per_database) {
   ackrpc_outbox_options o = {.path = fx_path("outbox.db")};
   ackrpc_outbox *second = NULL;
   /* The lock wait (busy timeout) bounds this. */
-  cr_assert_eq(ackrpc_outbox_open(&o, &second), ACKRPC_UNAVAILABLE);
+  cr_assert_eq(ackrpc_outbox_open(&o, &second), ACKRPC_E_STORE_LOCKED);
   cr_assert_null(second);
   ackrpc_outbox_close(ob);
   cr_assert_eq(ackrpc_outbox_open(&o, &second), ACKRPC_OK, "free again after close");
@@ -444,7 +446,7 @@ FX_TEST(outbox, not_a_database) {
   close(fd);
   ackrpc_outbox_options o = {.path = path};
   ackrpc_outbox *ob = NULL;
-  cr_assert_eq(ackrpc_outbox_open(&o, &ob), ACKRPC_DATA_LOSS);
+  cr_assert_eq(ackrpc_outbox_open(&o, &ob), ACKRPC_E_STORE_CORRUPT);
   cr_assert_null(ob);
 }
 

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include <ackrpc/ackrpc.h>
+#include <ackrpc/outbox.h>
 
 #include "mailbox.ackrpc.h"
 

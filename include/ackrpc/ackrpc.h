@@ -1,10 +1,11 @@
-/* ackrpc/ackrpc.h: the umbrella header: everything public in libackrpc. */
+/* ackrpc/ackrpc.h: the umbrella header: everything public in libackrpc.
+ * The durable outbox is a library of its own: include <ackrpc/outbox.h>
+ * and link libackrpc-outbox (ackrpc::outbox, pkg-config ackrpc-outbox). */
 #ifndef ACKRPC_ACKRPC_H
 #define ACKRPC_ACKRPC_H
 
 #include <ackrpc/client.h>
 #include <ackrpc/common.h>
-#include <ackrpc/outbox.h>
 #include <ackrpc/server.h>
 #include <ackrpc/status.h>
 

@@ -32,12 +32,14 @@ typedef struct ackrpc_client ackrpc_client;
  * it, and a backoff that would end past it ends the call instead. A failed
  * attempt is tried again, while attempts are left, if its status is:
  *   - not delivered: E_CONNECT, E_BUSY, E_SEND, E_SEND_TIMEOUT (the server
- *     never saw the request: always safe);
+ *     never saw the request: always safe), and E_NOMEM, E_SYSTEM (this
+ *     process ran short of memory or descriptors before sending);
  *   - delivered, no ack: E_NO_ACK, E_ACK_TIMEOUT, E_BAD_REPLY (the server
  *     may have acted: safe because the call id stays the same);
  *   - a server status listed in retry_on (e.g. UNAVAILABLE,
- *     RESOURCE_EXHAUSTED). Other server statuses, and local API errors
- *     (E_INVAL, E_NOMEM, E_SYSTEM), end the call at once.
+ *     RESOURCE_EXHAUSTED). Other server statuses, and errors in the call
+ *     itself (E_INVAL, E_ADDRESS), end the call at once.
+ * The durable outbox (ackrpc/outbox.h) follows the same rule.
  * Before attempt n+1 the client sleeps a backoff b = min(max_backoff_ms,
  * initial_backoff_ms * 2^(n-1)), jittered uniformly in [b/2, b] so that
  * clients that failed together do not retry together. */

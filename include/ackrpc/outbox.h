@@ -19,13 +19,18 @@
  * sent again, with its id).
  *
  * One process at a time: the database is opened in SQLite's exclusive
- * locking mode, so a second ackrpc_outbox_open() on it fails (UNAVAILABLE)
- * until the first is closed or its process ends. Nothing here prints.
+ * locking mode, so a second ackrpc_outbox_open() on it fails
+ * (E_STORE_LOCKED) until the first is closed or its process ends. Nothing
+ * here prints.
  *
- * Statuses for the database: E_SYSTEM (cannot open, I/O error), DATA_LOSS
- * (the file is not a database or is corrupt), RESOURCE_EXHAUSTED (the disk or
- * the database is full: nothing was stored), UNAVAILABLE (another process
- * has it open), E_NOMEM.
+ * The outbox is its own library, libackrpc-outbox (CMake ackrpc::outbox,
+ * pkg-config ackrpc-outbox), on top of libackrpc: only programs that use it
+ * link SQLite. <ackrpc/ackrpc.h> does not include this header.
+ *
+ * Statuses for the database, all local (status.h): E_STORE_IO (cannot
+ * open, I/O error), E_STORE_CORRUPT (the file is not a database or is
+ * damaged), E_STORE_FULL (the disk or the database is full: nothing was
+ * stored), E_STORE_LOCKED (another process has it open), E_NOMEM.
  */
 #ifndef ACKRPC_OUTBOX_H
 #define ACKRPC_OUTBOX_H
@@ -92,7 +97,8 @@ typedef struct ackrpc_outbox_options {
   /* Server statuses after which a message is tried again. NULL: the
    * default, DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE, RESOURCE_EXHAUSTED.
    * Any other non-OK status from the server dead-letters the message at
-   * once. "Not delivered" and "delivered, no ack" are always tried again.
+   * once. "Not delivered" and "delivered, no ack" are always tried again,
+   * as are E_NOMEM and E_SYSTEM (the rule of ackrpc_retry_policy).
    * Copied. */
   const ackrpc_status *retry_on;
   size_t n_retry_on;
@@ -105,8 +111,8 @@ typedef struct ackrpc_outbox_options {
  * process. Messages left by an earlier run are due at once. On success the
  * caller owns *ret_outbox (ackrpc_outbox_close()); on error it is
  * untouched. Errors: E_INVAL (NULL argument or path, a retry_on status that
- * is not a canonical code 1..16), E_ADDRESS (bad address), UNAVAILABLE,
- * DATA_LOSS, E_SYSTEM, E_NOMEM. */
+ * is not a canonical code 1..16), E_ADDRESS (bad address), and the database
+ * statuses above. */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_open(const ackrpc_outbox_options *options,
                                                ackrpc_outbox **ret_outbox);
 
@@ -153,8 +159,8 @@ ACKRPC_EXPORT ackrpc_status ackrpc_outbox_pump(ackrpc_outbox *outbox, unsigned m
                                                unsigned *ret_attempts);
 
 /* Waits until no message is pending (all acked or dead-lettered), or
- * `timeout_ms` passes (DEADLINE_EXCEEDED). Needs the worker running (or
- * another thread pumping). Errors: E_INVAL, DEADLINE_EXCEEDED, database
+ * `timeout_ms` passes (E_WAIT_TIMEOUT). Needs the worker running (or
+ * another thread pumping). Errors: E_INVAL, E_WAIT_TIMEOUT, database
  * statuses. */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_wait_idle(ackrpc_outbox *outbox,
                                                     uint32_t timeout_ms);
@@ -190,7 +196,7 @@ typedef struct ackrpc_outbox_message {
 } ackrpc_outbox_message;
 
 /* Reads the dead letter with the smallest id greater than `after_id` into
- * *ret_message (zero it first; clear it after). NOT_FOUND if there is none.
+ * *ret_message (zero it first; clear it after). E_NOT_FOUND if there is none.
  * Errors: E_INVAL, E_NOMEM and the database statuses (then *ret_message is
  * untouched). */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_dead_letter(

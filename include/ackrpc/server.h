@@ -86,7 +86,7 @@ typedef struct ackrpc_server_options {
   mode_t socket_mode;
   /* Group of the socket file, by name (path addresses only); NULL keeps the
    * process's group. With socket_mode 0660 this admits a group of users.
-   * An unknown name fails ackrpc_server_new() with NOT_FOUND. */
+   * An unknown name fails ackrpc_server_new() with E_NOT_FOUND. */
   const char *socket_group;
   /* Listen backlog. Default 1024. */
   int backlog;
@@ -173,10 +173,10 @@ typedef void (*ackrpc_handler_fn)(ackrpc_call *call,
  * address: never truncated), E_ADDR_IN_USE ("another server is serving this
  * address"), E_EXISTS (a non-socket file or a symlink is in the way),
  * E_UNSAFE_DIR (the directory is writable by other users without the sticky
- * bit, or owned by another user), NOT_FOUND (unknown socket_group or policy
+ * bit, or owned by another user), E_NOT_FOUND (unknown socket_group or policy
  * group), E_NOMEM, E_SYSTEM (errno is set).
  * A "systemd:" address serves the inherited socket instead (no file, no
- * lock): NOT_FOUND if systemd passed none to this process (or none of that
+ * lock): E_NOT_FOUND if systemd passed none to this process (or none of that
  * name), E_ADDRESS if LISTEN_* are malformed or the descriptor is not a
  * listening Unix stream socket. With `handover`, a predecessor that offers
  * the socket is asked first; a handover that starts but fails gives
@@ -214,7 +214,7 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_add_service_info(ackrpc_server *server
  * on top of the server-wide one. It is checked as soon as a request's head
  * has arrived, before its body is read; a refused peer gets
  * PERMISSION_DENIED. The policy is copied and group names are resolved now.
- * Errors: E_INVAL (NULL server or name), NOT_FOUND (no such method, or an
+ * Errors: E_INVAL (NULL server or name), E_NOT_FOUND (no such method, or an
  * unknown group name), E_NOMEM. */
 ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_policy(
     ackrpc_server *server, const char *method, const ackrpc_policy *policy);

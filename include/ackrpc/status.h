@@ -17,6 +17,11 @@
  *     DEADLINE_EXCEEDED and UNAVAILABLE answered by the server itself while a
  *     handler held the call mean "the handler may still act": treat them like
  *     "delivered, no ack" and retry only with the same call id.
+ *
+ * Codes 0 to 16 only ever mean what a server answered. Whatever this side
+ * decides has a local code: a call that failed here (100 to 199, by outcome),
+ * a misuse of the API or a resource of this process (200 and up), the
+ * outbox's store (220 and up). Local codes never travel on the wire.
  */
 #ifndef ACKRPC_STATUS_H
 #define ACKRPC_STATUS_H
@@ -76,7 +81,15 @@ extern "C" {
     "the call was already answered by the server "                                     \
     "(deadline or shutdown)")                                                          \
   X(E_UNSAFE_DIR, 208,                                                                 \
-    "the socket's directory would let another user replace the socket")
+    "the socket's directory would let another user replace the socket")                \
+  X(E_NOT_FOUND, 209,                                                                  \
+    "a name given to an ackrpc function names nothing (method, group, socket, entry)") \
+  X(E_WAIT_TIMEOUT, 210, "the wait ended before what it waited for happened")          \
+  /* Local: the durable store (libackrpc-outbox); nothing was stored or read. */       \
+  X(E_STORE_IO, 220, "the store could not be read or written (I/O error)")             \
+  X(E_STORE_CORRUPT, 221, "the store is not a database or is damaged")                 \
+  X(E_STORE_FULL, 222, "the disk or the store is full")                                \
+  X(E_STORE_LOCKED, 223, "another process holds the store")
 
 typedef enum ackrpc_status {
 #define ACKRPC_STATUS_ENUM_(name, value, msg) ACKRPC_##name = value,

@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/retry.h"
+#include "core/rng.h"
 #include "platform/address.h"
 #include "core/clock.h"
 #include "mem/arena.h"
@@ -54,23 +56,16 @@
 #define REPLY_HEAD_ROOM 1024u /* on the stack, the start of that budget */
 #define BUSY_RETRY_MIN_US 500
 #define BUSY_RETRY_MAX_US 50000
-#define DEFAULT_BACKOFF_MS 10
-#define DEFAULT_MAX_BACKOFF_MS 1000
 
 /* Where call ids come from: 64 random bits, then a counter. Unique across
  * clients and restarts without a system call per call. */
 typedef struct id_source {
   uint8_t prefix[8];
   atomic_uint_least64_t next;
-  atomic_uint_least64_t jitter; /* the backoff's random numbers */
+  akr_rng rng; /* the prefix, and the backoff's jitter */
 } id_source;
 
-/* A retry policy, checked and reduced to what the attempts need. */
-typedef struct retry_rules {
-  unsigned max_attempts; /* <= 1: none */
-  uint32_t initial_ms, max_ms, attempt_ms;
-  uint32_t retry_on; /* bit n: canonical status n is retried */
-} retry_rules;
+typedef akr_retry_rules retry_rules;
 
 struct ackrpc_client {
   akr_address addr;
@@ -95,70 +90,22 @@ struct ackrpc_session {
 };
 
 static void id_source_init(id_source *ids, const void *salt) {
-  if (getrandom(ids->prefix, sizeof ids->prefix, 0) != sizeof ids->prefix) {
-    uint64_t t = akr_now_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)salt;
-    memcpy(ids->prefix, &t, sizeof t);
-  }
+  akr_rng_init(&ids->rng, salt);
+  uint64_t prefix = akr_rng_next(&ids->rng);
+  memcpy(ids->prefix, &prefix, sizeof ids->prefix);
   atomic_init(&ids->next, 1);
-  uint64_t seed;
-  memcpy(&seed, ids->prefix, sizeof seed);
-  atomic_init(&ids->jitter, seed);
 }
 
-/* A random number for the backoff's jitter (splitmix64 of a counter):
- * lock-free, and the same client's threads draw different numbers. */
-static uint64_t id_source_random(id_source *ids) {
-  uint64_t z = atomic_fetch_add_explicit(&ids->jitter, 0x9e3779b97f4a7c15u,
-                                         memory_order_relaxed) +
-               0x9e3779b97f4a7c15u;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
-/* Checks a policy and reduces it to rules; E_INVAL for a listed status
- * that is not a canonical code 1..16. NULL gives no retries. */
 static ackrpc_status retry_rules_make(const ackrpc_retry_policy *p, retry_rules *ret) {
-  memset(ret, 0, sizeof *ret);
-  if (!p) return ACKRPC_OK;
-  if (p->n_retry_on && !p->retry_on) return ACKRPC_E_INVAL;
-  for (size_t i = 0; i < p->n_retry_on; i++) {
-    if (p->retry_on[i] == ACKRPC_OK || !ackrpc_status_is_canonical(p->retry_on[i]))
-      return ACKRPC_E_INVAL;
-    ret->retry_on |= 1u << (unsigned)p->retry_on[i];
-  }
-  ret->max_attempts = p->max_attempts;
-  ret->initial_ms = p->initial_backoff_ms ? p->initial_backoff_ms : DEFAULT_BACKOFF_MS;
-  ret->max_ms = p->max_backoff_ms ? p->max_backoff_ms : DEFAULT_MAX_BACKOFF_MS;
-  if (ret->max_ms < ret->initial_ms) ret->max_ms = ret->initial_ms;
-  ret->attempt_ms = p->attempt_timeout_ms;
-  return ACKRPC_OK;
+  return akr_retry_rules_make(p, ret);
 }
 
-/* Whether a failed attempt may be tried again (the same call id). */
 static int retryable(const retry_rules *rules, ackrpc_status st) {
-  switch (st) {
-  case ACKRPC_E_CONNECT:
-  case ACKRPC_E_BUSY:
-  case ACKRPC_E_SEND:
-  case ACKRPC_E_SEND_TIMEOUT: return 1; /* not delivered */
-  case ACKRPC_E_NO_ACK:
-  case ACKRPC_E_ACK_TIMEOUT:
-  case ACKRPC_E_BAD_REPLY: return 1; /* delivered, no ack */
-  default:
-    return st != ACKRPC_OK && ackrpc_status_is_canonical(st) &&
-           (rules->retry_on >> (unsigned)st & 1u);
-  }
+  return akr_retryable(rules->retry_on, st);
 }
 
-/* The backoff before attempt `attempt` + 1, in microseconds. */
 static uint64_t backoff_us(const retry_rules *rules, unsigned attempt, id_source *ids) {
-  uint64_t b = rules->initial_ms;
-  for (unsigned i = 1; i < attempt && b < rules->max_ms; i++)
-    b *= 2;
-  if (b > rules->max_ms) b = rules->max_ms;
-  b *= 1000u;
-  return b / 2 + id_source_random(ids) % (b / 2 + 1);
+  return akr_backoff_us(rules->initial_ms, rules->max_ms, attempt, &ids->rng);
 }
 
 static void id_source_take(id_source *ids, uint8_t out[16]) {
@@ -967,7 +914,7 @@ typedef struct async_call {
   uint64_t call_deadline_us;
   unsigned attempt;
   retry_rules rules;
-  uint64_t rng;
+  akr_rng rng;
   uint8_t *out;
   size_t out_len, out_off;
   reply_buf in;
@@ -1026,13 +973,8 @@ static int async_retry(async_call *a) {
   a->result.attempts = a->attempt;
   if (a->attempt >= a->rules.max_attempts || !retryable(&a->rules, a->result.status))
     return 0;
-  uint64_t b = a->rules.initial_ms;
-  for (unsigned i = 1; i < a->attempt && b < a->rules.max_ms; i++)
-    b *= 2;
-  if (b > a->rules.max_ms) b = a->rules.max_ms;
-  b *= 1000u;
-  a->rng = a->rng * 6364136223846793005u + 1442695040888963407u;
-  uint64_t wait = b / 2 + (a->rng >> 11) % (b / 2 + 1);
+  uint64_t wait =
+      akr_backoff_us(a->rules.initial_ms, a->rules.max_ms, a->attempt, &a->rng);
   uint64_t start = akr_now_us() + wait;
   if (start + 1000u >= a->call_deadline_us) return 0;
   event_del(&a->ev);
@@ -1135,7 +1077,7 @@ static ackrpc_status async_start(ackrpc_client *client, struct event_base *base,
       options && options->timeout_ms ? options->timeout_ms : client->timeout_ms;
   a->call_deadline_us = akr_now_us() + (uint64_t)a->timeout_ms * 1000u;
   a->attempt = 1;
-  a->rng = id_source_random(&client->ids);
+  akr_rng_seed(&a->rng, akr_rng_next(&client->ids.rng));
   request_frame f;
   ackrpc_status st = encode_request(&client->ids, method, request, options,
                                     a->timeout_ms, 0, &f, &a->result);

@@ -58,19 +58,19 @@ static long find_name(const char *names, const char *name, long n_fds) {
 ackrpc_status akr_inherit(const char *name, int *ret_fd) {
   const char *pid_s = getenv("LISTEN_PID");
   const char *fds_s = getenv("LISTEN_FDS");
-  if (!pid_s || !fds_s) return ACKRPC_NOT_FOUND;
+  if (!pid_s || !fds_s) return ACKRPC_E_NOT_FOUND;
   long pid = parse_decimal(pid_s, 0x7fffffffL);
   long n = parse_decimal(fds_s, MAX_LISTEN_FDS);
   if (pid < 0 || n < 0) return ACKRPC_E_ADDRESS;
-  if (pid != (long)getpid() || n == 0) return ACKRPC_NOT_FOUND;
+  if (pid != (long)getpid() || n == 0) return ACKRPC_E_NOT_FOUND;
   long index;
   if (name && *name) {
     const char *names = getenv("LISTEN_FDNAMES");
-    if (!names) return ACKRPC_NOT_FOUND;
+    if (!names) return ACKRPC_E_NOT_FOUND;
     index = find_name(names, name, n);
-    if (index < 0) return ACKRPC_NOT_FOUND;
+    if (index < 0) return ACKRPC_E_NOT_FOUND;
   } else {
-    if (n != 1) return ACKRPC_NOT_FOUND; /* which one? a name must say */
+    if (n != 1) return ACKRPC_E_NOT_FOUND; /* which one? a name must say */
     index = 0;
   }
   int fd = LISTEN_FDS_START + (int)index;

@@ -69,7 +69,7 @@ ackrpc_status akr_check_parent(const char *path);
  * checked, not trusted): with `name` empty, the only one passed; else the
  * one named `name`. Checks that it is a listening Unix stream socket and
  * makes it non-blocking and close-on-exec. The environment is left as it
- * is. Errors: NOT_FOUND (none passed to this process, none of that name,
+ * is. Errors: E_NOT_FOUND (none passed to this process, none of that name,
  * or several and no name), E_ADDRESS (malformed variables, or the
  * descriptor is not a listening Unix stream socket). */
 ackrpc_status akr_inherit(const char *name, int *ret_fd);
@@ -90,7 +90,7 @@ ackrpc_status akr_ctl_address(const akr_address *address, akr_address *ret);
  * socket (and, for a path, its lock). On OK, *ret_listener holds both,
  * checked: a listening Unix stream socket bound to `address`, and the lock
  * file PATH.lock; the predecessor has let go of its control socket.
- * NOT_FOUND: nobody offers it (no control socket, or nobody listening on
+ * E_NOT_FOUND: nobody offers it (no control socket, or nobody listening on
  * it); then nothing changed. Other errors (E_SYSTEM, E_ADDRESS for bad
  * descriptors or a peer of another uid, E_ADDR_IN_USE) mean a predecessor
  * answered but the handover failed. */

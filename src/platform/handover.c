@@ -131,7 +131,7 @@ ackrpc_status akr_takeover(const akr_address *address, akr_listener *ret) {
   if (connect(fd, (const struct sockaddr *)&ctl.sa, ctl.len) != 0) {
     int e = errno;
     close(fd);
-    if (e == ENOENT || e == ECONNREFUSED) return ACKRPC_NOT_FOUND;
+    if (e == ENOENT || e == ECONNREFUSED) return ACKRPC_E_NOT_FOUND;
     errno = e;
     return ACKRPC_E_SYSTEM;
   }

@@ -274,7 +274,7 @@ static ackrpc_status resolve_group(const char *name, gid_t *ret_gid) {
   char buf[4096];
   struct group gr, *found = NULL;
   if (getgrnam_r(name, &gr, buf, sizeof buf, &found) != 0 || !found)
-    return ACKRPC_NOT_FOUND;
+    return ACKRPC_E_NOT_FOUND;
   *ret_gid = found->gr_gid;
   return ACKRPC_OK;
 }
@@ -306,7 +306,7 @@ static ackrpc_status policy_copy(const ackrpc_policy *in, policy **ret) {
       if (!in->group_names[i] ||
           resolve_group(in->group_names[i], &p->gids[p->n_gids]) != ACKRPC_OK) {
         policy_free(p);
-        return ACKRPC_NOT_FOUND;
+        return ACKRPC_E_NOT_FOUND;
       }
       p->n_gids++;
     }
@@ -511,7 +511,7 @@ ackrpc_status ackrpc_server_set_method_policy(ackrpc_server *s, const char *meth
                                               const ackrpc_policy *p) {
   if (!s || !method) return ACKRPC_E_INVAL;
   method_entry *e = (method_entry *)find_method(s, method);
-  if (!e) return ACKRPC_NOT_FOUND;
+  if (!e) return ACKRPC_E_NOT_FOUND;
   policy *copy;
   ackrpc_status st = policy_copy(p, &copy);
   if (st != ACKRPC_OK) return st;
@@ -1819,15 +1819,15 @@ ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
   if (inherit) {
     s->lst.fd = inherited_fd;
   } else {
-    st = ACKRPC_NOT_FOUND;
+    st = ACKRPC_E_NOT_FOUND;
     if (s->opt.handover) {
       st = akr_takeover(&s->addr, &s->lst);
       if (st == ACKRPC_OK)
         slog(s, ACKRPC_LOG_INFO, "event=took_over address=%s", s->address_text);
-      else if (st != ACKRPC_NOT_FOUND)
+      else if (st != ACKRPC_E_NOT_FOUND)
         goto fail;
     }
-    if (st == ACKRPC_NOT_FOUND)
+    if (st == ACKRPC_E_NOT_FOUND)
       st = akr_listen(&s->addr, s->opt.socket_mode, group, s->opt.backlog, &s->lst);
     if (st != ACKRPC_OK) goto fail;
     if (s->opt.handover) {

@@ -11,6 +11,9 @@ ackrpc__wire__* code, a missing `static`) or a declared one that is missing.
 The SONAME is checked too when --soname is given.
 
 --update rewrites symbols.txt from the headers (and checks nothing else).
+--only / --skip choose the headers of one library (libackrpc-outbox has
+outbox.h, libackrpc the others); --no-needed REGEX fails if the library has a
+NEEDED entry matching it (libackrpc must not need SQLite).
 """
 import argparse
 import difflib
@@ -29,10 +32,11 @@ DECL_NAME_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 DATA_NAME_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(\[[^\]]*\]\s*)*$")
 
 
-def header_exports(include_dir):
+def header_exports(include_dir, only=(), skip=()):
     """Names of the functions declared with ACKRPC_EXPORT in the headers."""
     names = {}
-    headers = sorted(pathlib.Path(include_dir).glob("*.h"))
+    headers = sorted(h for h in pathlib.Path(include_dir).glob("*.h")
+                     if (not only or h.name in only) and h.name not in skip)
     if not headers:
         sys.exit(f"check_symbols: no headers in {include_dir}")
     for header in headers:
@@ -77,6 +81,12 @@ def soname_of(readelf, library):
     return m.group(1) if m else None
 
 
+def needed_of(readelf, library):
+    out = subprocess.run([readelf, "-d", library], check=True,
+                         capture_output=True, text=True).stdout
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+
+
 def diff(a_name, a, b_name, b):
     return "".join(difflib.unified_diff(
         [s + "\n" for s in sorted(a)], [s + "\n" for s in sorted(b)],
@@ -91,11 +101,16 @@ def main():
     ap.add_argument("--soname", help="expected SONAME, e.g. libackrpc.so.0")
     ap.add_argument("--nm", default="nm")
     ap.add_argument("--readelf", default="readelf")
+    ap.add_argument("--only", action="append", default=[],
+                    help="read only this header (repeatable)")
+    ap.add_argument("--skip", action="append", default=[],
+                    help="leave this header out (repeatable)")
+    ap.add_argument("--no-needed", help="regex no NEEDED entry may match")
     ap.add_argument("--update", action="store_true",
                     help="rewrite --expected from the headers")
     args = ap.parse_args()
 
-    declared = header_exports(args.headers)
+    declared = header_exports(args.headers, args.only, args.skip)
     expected_path = pathlib.Path(args.expected)
     if args.update:
         expected_path.write_text("".join(n + "\n" for n in sorted(declared)))
@@ -114,7 +129,9 @@ def main():
         print(f"FAIL: the ACKRPC_EXPORT declarations in {args.headers} and "
               f"{expected_path} differ. If the API change is intended, run\n"
               f"  python3 {sys.argv[0]} --update --headers {args.headers} "
-              f"--expected {args.expected}\n"
+              f"--expected {args.expected}"
+              + "".join(f" --only {h}" for h in args.only)
+              + "".join(f" --skip {h}" for h in args.skip) + "\n"
               f"and commit the list.\n"
               + diff("symbols.txt", committed, "headers", set(declared)))
     if [l for l in committed_lines if l] != sorted(committed):
@@ -144,6 +161,14 @@ def main():
         if soname != args.soname:
             failures += 1
             print(f"FAIL: SONAME is {soname!r}, expected {args.soname!r}")
+
+    if args.no_needed:
+        bad = [n for n in needed_of(args.readelf, args.library)
+               if re.search(args.no_needed, n)]
+        if bad:
+            failures += 1
+            print(f"FAIL: {args.library} needs {', '.join(bad)} "
+                  f"(matches {args.no_needed!r})")
 
     if failures:
         return 1

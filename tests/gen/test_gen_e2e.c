@@ -185,7 +185,7 @@ FX_TEST(gen, register_errors) {
   cr_assert_eq(demo__Store_register(server, &store, NULL), ACKRPC_OK);
   cr_assert_eq(demo__Store_register(server, &store, NULL), ACKRPC_E_EXISTS);
   /* policy.Groups/Admins names the group `odd "name"?`, which no system has. */
-  cr_assert_eq(policy__Groups_register(server, &groups, NULL), ACKRPC_NOT_FOUND);
+  cr_assert_eq(policy__Groups_register(server, &groups, NULL), ACKRPC_E_NOT_FOUND);
   server = ackrpc_server_free(server); /* frees the bindings, even of failures */
 }
 

@@ -52,6 +52,15 @@ for f in ackrpcConfig.cmake ackrpcConfigVersion.cmake ackrpcTargets.cmake; do
   [ -f "$lib/cmake/ackrpc/$f" ] || fail "$lib/cmake/ackrpc/$f not installed"
 done
 [ -f "$lib/pkgconfig/ackrpc.pc" ] || fail "$lib/pkgconfig/ackrpc.pc not installed"
+outbox_soname=${soname/libackrpc/libackrpc-outbox}
+[ -f "$lib/libackrpc-outbox.a" ] || fail "libackrpc-outbox.a not installed in $lib"
+[ -e "$lib/$outbox_soname" ] || fail "$outbox_soname not installed in $lib"
+[ -f "$lib/pkgconfig/ackrpc-outbox.pc" ] || fail "$lib/pkgconfig/ackrpc-outbox.pc not installed"
+if readelf -d "$lib/$soname" | grep -q 'NEEDED.*sqlite'; then
+  fail "libackrpc needs SQLite: only libackrpc-outbox may"
+fi
+readelf -d "$lib/$outbox_soname" | grep -q "NEEDED.*\[$soname\]" \
+  || fail "libackrpc-outbox does not link $soname"
 
 gen_args=()
 [ -n "$generator" ] && gen_args=(-G "$generator")
@@ -65,14 +74,21 @@ cmake_build() { # NAME VIA [extra -D...]
   cmake --build "$work/$name" > "$work/$name.build.log" 2>&1 \
     || { cat "$work/$name.build.log"; fail "build ($name)"; }
 }
-run() { # EXE
-  "$1" || fail "$(basename "$1") exited with $?"
+run() { # EXE [ARGS...]
+  "$@" || fail "$(basename "$1") exited with $?"
 }
 
 step "find_package(ackrpc) with CMAKE_PREFIX_PATH"
 cmake_build cmake cmake -DCMAKE_PREFIX_PATH="$prefix"
 run "$work/cmake/downstream_shared"
 run "$work/cmake/downstream_static"
+run "$work/cmake/downstream_outbox_shared" "$work/outbox-shared.db"
+run "$work/cmake/downstream_outbox_static" "$work/outbox-static.db"
+readelf -d "$work/cmake/downstream_outbox_shared" | grep -q "NEEDED.*\[$outbox_soname\]" \
+  || fail "downstream_outbox_shared does not link $outbox_soname"
+if readelf -d "$work/cmake/downstream_shared" | grep -q 'NEEDED.*sqlite'; then
+  fail "a program that does not use the outbox links SQLite"
+fi
 readelf -d "$work/cmake/downstream_shared" | grep -q "NEEDED.*\[$soname\]" \
   || fail "downstream_shared does not link $soname"
 if readelf -d "$work/cmake/downstream_static" | grep -q 'NEEDED.*libackrpc'; then
@@ -83,6 +99,7 @@ export PKG_CONFIG_PATH="$lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 step "pkg-config with PKG_CONFIG_PATH: pkg_check_modules"
 cmake_build pkgconfig pkgconfig
 run "$work/pkgconfig/downstream_pkgconfig"
+run "$work/pkgconfig/downstream_outbox_pkgconfig" "$work/outbox-pkgconfig.db"
 
 step "pkg-config with PKG_CONFIG_PATH: $cc \$(pkg-config --cflags --libs ackrpc)"
 [ "$(pkg-config --modversion ackrpc)" != "" ] || fail "pkg-config --modversion ackrpc"
@@ -92,5 +109,11 @@ step "pkg-config with PKG_CONFIG_PATH: $cc \$(pkg-config --cflags --libs ackrpc)
       -Wl,-rpath,"$(pkg-config --variable=libdir ackrpc)" \
   || fail "compile with pkg-config flags"
 run "$work/downstream_cc"
+# shellcheck disable=SC2046,SC2086
+"$cc" $cflags -o "$work/downstream_outbox_cc" "$downstream/outbox_main.c" \
+      $(pkg-config --cflags --libs ackrpc-outbox) \
+      -Wl,-rpath,"$(pkg-config --variable=libdir ackrpc-outbox)" \
+  || fail "compile with pkg-config flags (ackrpc-outbox)"
+run "$work/downstream_outbox_cc" "$work/outbox-cc.db"
 
 step "all checks passed"

@@ -126,12 +126,12 @@ def g_activation(e):
     os.unlink(sock)
 
     # Bad or missing LISTEN_* variables: refused, nothing served.
-    bad = [({}, "NOT_FOUND"),
-           ({"LISTEN_PID": "1", "LISTEN_FDS": "1"}, "NOT_FOUND"),
+    bad = [({}, "E_NOT_FOUND"),
+           ({"LISTEN_PID": "1", "LISTEN_FDS": "1"}, "E_NOT_FOUND"),
            ({"LISTEN_PID": "$$", "LISTEN_FDS": "x1"}, "E_ADDRESS"),
            ({"LISTEN_PID": "$$", "LISTEN_FDS": "99999"}, "E_ADDRESS"),
            ({"LISTEN_PID": "$$", "LISTEN_FDS": "1", "FD3": "file"}, "E_ADDRESS"),
-           ({"LISTEN_PID": "$$", "LISTEN_FDS": "2"}, "NOT_FOUND")]
+           ({"LISTEN_PID": "$$", "LISTEN_FDS": "2"}, "E_NOT_FOUND")]
     for vars_, want in bad:
         setup = "exec 3</dev/null; " if vars_.get("FD3") else ""
         assigns = " ".join(f"{k}={v}" for k, v in vars_.items() if k != "FD3")

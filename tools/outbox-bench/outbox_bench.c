@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <ackrpc/ackrpc.h>
+#include <ackrpc/outbox.h>
 
 #include "ackrpc/bench.pb-c.h"
 

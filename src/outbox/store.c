@@ -1,0 +1,192 @@
+/* store.c: the outbox's SQLite database: the schema, the statements, and
+ * SQLite's result codes as statuses (outbox_internal.h).
+ *
+ * One database in WAL mode with synchronous=FULL (every commit is fsync'ed:
+ * a message is durable when enqueue returns, through a power cut too, which
+ * NORMAL would not promise) and exclusive locking mode (one process owns it;
+ * no shared-memory index). Table `outbox` holds the pending messages with
+ * their call ids, `dead_letters` the given-up ones. AUTOINCREMENT keeps ids
+ * increasing and never reused, which is what ackrpc_outbox_last_id()
+ * promises. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "outbox/outbox_internal.h"
+
+#define BUSY_TIMEOUT_MS 2000 /* a dying previous owner may still hold the lock */
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " method TEXT NOT NULL,"
+    " body BLOB NOT NULL,"
+    " call_id BLOB NOT NULL UNIQUE,"
+    " enqueued_at_ms INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " last_status INTEGER,"
+    " last_message TEXT);"
+    "CREATE INDEX IF NOT EXISTS outbox_by_method ON outbox (method, id);"
+    "CREATE TABLE IF NOT EXISTS dead_letters ("
+    " id INTEGER PRIMARY KEY,"
+    " method TEXT NOT NULL,"
+    " body BLOB NOT NULL,"
+    " call_id BLOB NOT NULL,"
+    " enqueued_at_ms INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " last_status INTEGER NOT NULL,"
+    " last_message TEXT,"
+    " dead_at_ms INTEGER NOT NULL);";
+
+static const char *const SQL[S_COUNT_] = {
+    [S_INSERT] = "INSERT INTO outbox (method, body, call_id, enqueued_at_ms) "
+                 "VALUES (?1, ?2, ?3, ?4)",
+    [S_HEAD] = "SELECT id, body, call_id, enqueued_at_ms, attempts FROM outbox "
+               "WHERE method = ?1 ORDER BY id LIMIT 1",
+    [S_DELETE] = "DELETE FROM outbox WHERE id = ?1",
+    [S_UPDATE] = "UPDATE outbox SET attempts = ?2, last_status = ?3, last_message = ?4 "
+                 "WHERE id = ?1",
+    [S_TO_DEAD] = "INSERT INTO dead_letters (id, method, body, call_id, enqueued_at_ms,"
+                  " attempts, last_status, last_message, dead_at_ms) "
+                  "SELECT id, method, body, call_id, enqueued_at_ms, ?2, ?3, ?4, ?5 "
+                  "FROM outbox WHERE id = ?1",
+    [S_LAST_ID] = "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
+    [S_PENDING] = "SELECT count(*) FROM outbox",
+    [S_IN_FLIGHT] = "SELECT count(*) FROM outbox WHERE attempts > 0",
+    [S_DEAD] = "SELECT count(*) FROM dead_letters",
+    [S_ANY] = "SELECT EXISTS (SELECT 1 FROM outbox)",
+    [S_DEAD_AFTER] = "SELECT id, method, body, call_id, attempts, last_status, "
+                     "last_message, enqueued_at_ms FROM dead_letters WHERE id > ?1 "
+                     "ORDER BY id LIMIT 1",
+};
+
+int64_t akr_ob_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+ackrpc_status akr_ob_status(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_OK:
+  case SQLITE_ROW:
+  case SQLITE_DONE: return ACKRPC_OK;
+  case SQLITE_NOMEM: return ACKRPC_E_NOMEM;
+  case SQLITE_FULL: return ACKRPC_E_STORE_FULL;
+  case SQLITE_CORRUPT:
+  case SQLITE_NOTADB: return ACKRPC_E_STORE_CORRUPT;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED: return ACKRPC_E_STORE_LOCKED;
+  default: return ACKRPC_E_STORE_IO;
+  }
+}
+
+int akr_ob_exec(sqlite3 *db, const char *sql) {
+  return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+void akr_ob_rollback(ackrpc_outbox *ob) {
+  if (!sqlite3_get_autocommit(ob->db)) akr_ob_exec(ob->db, "ROLLBACK");
+}
+
+int akr_ob_step_done(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int akr_ob_query_u64(sqlite3_stmt *st, uint64_t *ret) {
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *ret = (uint64_t)sqlite3_column_int64(st, 0);
+    rc = SQLITE_OK;
+  } else if (rc == SQLITE_DONE) {
+    *ret = 0;
+    rc = SQLITE_OK;
+  }
+  sqlite3_reset(st);
+  return rc;
+}
+
+long akr_ob_method_index(ackrpc_outbox *ob, const char *name) {
+  for (size_t i = 0; i < ob->n_methods; i++)
+    if (strcmp(ob->methods[i].name, name) == 0) return (long)i;
+  method_queue *t = realloc(ob->methods, (ob->n_methods + 1) * sizeof *t);
+  if (!t) return -1;
+  ob->methods = t;
+  char *copy = strdup(name);
+  if (!copy) return -1;
+  t[ob->n_methods] = (method_queue){copy, 0};
+  return (long)ob->n_methods++;
+}
+
+void akr_ob_db_close(ackrpc_outbox *ob) {
+  for (int i = 0; i < S_COUNT_; i++) {
+    sqlite3_finalize(ob->st[i]);
+    ob->st[i] = NULL;
+  }
+  sqlite3_close(ob->db);
+  ob->db = NULL;
+}
+
+ackrpc_status akr_ob_db_open(ackrpc_outbox *ob, const char *path) {
+  int rc = sqlite3_open_v2(
+      path, &ob->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      NULL);
+  if (rc != SQLITE_OK) {
+    ackrpc_status st = akr_ob_status(rc);
+    akr_ob_db_close(ob);
+    return st;
+  }
+  sqlite3_extended_result_codes(ob->db, 0);
+  sqlite3_busy_timeout(ob->db, BUSY_TIMEOUT_MS);
+  /* Exclusive before the first access: the lock is held from the first
+   * transaction on, and WAL then needs no shared memory. */
+  rc = akr_ob_exec(ob->db, "PRAGMA locking_mode=EXCLUSIVE");
+  sqlite3_stmt *st = NULL;
+  int wal = 0;
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(ob->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      const char *mode = (const char *)sqlite3_column_text(st, 0);
+      wal = mode && strcmp(mode, "wal") == 0;
+      rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+  }
+  if (rc == SQLITE_OK && !wal) rc = SQLITE_CANTOPEN;
+  if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "PRAGMA synchronous=FULL");
+  /* The schema in a write transaction: this takes the exclusive lock. */
+  if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "BEGIN IMMEDIATE");
+  if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, SCHEMA);
+  if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "COMMIT");
+  for (int i = 0; rc == SQLITE_OK && i < S_COUNT_; i++)
+    rc = sqlite3_prepare_v3(ob->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &ob->st[i],
+                            NULL);
+  /* The methods with messages (a scan, once). */
+  if (rc == SQLITE_OK)
+    rc =
+        sqlite3_prepare_v2(ob->db, "SELECT DISTINCT method FROM outbox", -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      const char *m = (const char *)sqlite3_column_text(st, 0);
+      if (m && akr_ob_method_index(ob, m) < 0) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    sqlite3_finalize(st);
+  }
+  if (rc != SQLITE_OK) {
+    ackrpc_status s = akr_ob_status(rc);
+    if (s == ACKRPC_OK) s = ACKRPC_E_STORE_IO;
+    akr_ob_rollback(ob);
+    akr_ob_db_close(ob);
+    return s;
+  }
+  return ACKRPC_OK;
+}
