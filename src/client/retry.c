@@ -22,7 +22,8 @@ ackrpc_status akr_retry_rules_make(const ackrpc_retry_policy *p, akr_retry_rules
     ackrpc_status st = akr_retry_mask(p->retry_on, p->n_retry_on, &r.retry_on);
     if (st != ACKRPC_OK) return st;
     r.max_attempts = p->max_attempts;
-    r.initial_ms = p->initial_backoff_ms ? p->initial_backoff_ms : AKR_DEFAULT_BACKOFF_MS;
+    r.initial_ms =
+        p->initial_backoff_ms ? p->initial_backoff_ms : AKR_DEFAULT_BACKOFF_MS;
     r.max_ms = p->max_backoff_ms ? p->max_backoff_ms : AKR_DEFAULT_MAX_BACKOFF_MS;
     if (r.max_ms < r.initial_ms) r.max_ms = r.initial_ms;
     r.attempt_ms = p->attempt_timeout_ms;

@@ -1,0 +1,147 @@
+/* async_session.c: asynchronous sessions: pipelined calls on one
+ * connection, on a caller's libevent loop (include/ackrpc/client.h).
+ *
+ * A session is a pipeline link (engine.c) driven by evdrive.c. Each call
+ * is one allocation holding its request frame, encoded before
+ * ackrpc_async_session_call() returns. Callbacks run in async_run() and may
+ * queue calls or close the session; a nested run only kicks the loop, and
+ * only the outermost run frees a closed session. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client_internal.h"
+#include "client/evdrive.h"
+#include "client/io.h"
+#include "client/result.h"
+#include "core/clock.h"
+
+/* One call in the pipeline. */
+typedef struct pending {
+  akr_ccall call;
+  struct iovec iov;
+  ackrpc_done_fn done;
+  void *user;
+  ackrpc_result result;
+  uint8_t frame[];
+} pending;
+
+struct ackrpc_async_session {
+  akr_evdrive drive;
+  akr_link link;
+  akr_address addr;
+  uint32_t timeout_ms;
+  akr_ids ids;
+  int closing, running;
+};
+
+static void async_run(void *arg);
+
+ackrpc_status ackrpc_async_session_open(ackrpc_client *client, struct event_base *base,
+                                        ackrpc_async_session **ret_session) {
+  if (!client || !base || !ret_session) return ACKRPC_E_INVAL;
+  ackrpc_async_session *s = calloc(1, sizeof *s);
+  if (!s) return ACKRPC_E_NOMEM;
+  s->addr = client->addr;
+  s->timeout_ms = client->timeout_ms;
+  akr_ids_init(&s->ids, s);
+  akr_link_init(&s->link, &s->addr, client->max_reply, AKR_LINK_PIPELINE, NULL, 0);
+  akr_evdrive_init(&s->drive, base, async_run, s);
+  akr_evdrive_attach(&s->drive, &s->link);
+  *ret_session = s;
+  return ACKRPC_OK;
+}
+
+ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
+                                        const ackrpc_method *method,
+                                        const ProtobufCMessage *request,
+                                        const ackrpc_call_options *options,
+                                        ackrpc_done_fn done, void *user) {
+  if (!s || !done || !akr_call_args_ok(method, request)) return ACKRPC_E_INVAL;
+  if (s->closing) return ACKRPC_E_STATE;
+  akr_call_args args = {.method = method->name, .request = request};
+  ackrpc_result probe = {0};
+  akr_request_spec spec;
+  size_t n;
+  uint32_t timeout_ms = akr_timeout_ms(options, s->timeout_ms);
+  ackrpc_status st =
+      akr_request_prepare(&s->ids, &args, options, timeout_ms, &spec, &n, &probe);
+  pending *p = st == ACKRPC_OK ? malloc(sizeof *p + n) : NULL;
+  if (st == ACKRPC_OK && !p) st = ACKRPC_E_NOMEM;
+  if (!p) {
+    ackrpc_result_clear(&probe);
+    return st;
+  }
+  /* Encoded straight into the call's allocation: the body's one copy. */
+  memset(p, 0, sizeof *p);
+  p->result = probe;
+  p->result.attempts = 1;
+  spec.call_id = p->result.call_id;
+  p->iov = (struct iovec){.iov_base = p->frame,
+                          .iov_len = akr_request_encode(&spec, p->frame)};
+  p->done = done;
+  p->user = user;
+  p->call = (akr_ccall){.iov = &p->iov,
+                        .n_iov = 1,
+                        .len = p->iov.iov_len,
+                        .deadline_us = akr_now_us() + (uint64_t)timeout_ms * 1000u,
+                        .timeout_ms = timeout_ms,
+                        .reply_desc = method->reply,
+                        .result = &p->result};
+  akr_link_push(&s->link, &p->call);
+  akr_evdrive_kick(
+      &s->drive); /* the work happens on the loop: `done` never runs in here */
+  return ACKRPC_OK;
+}
+
+void ackrpc_async_session_close(ackrpc_async_session *s) {
+  if (!s) return;
+  s->closing = 1;
+  akr_evdrive_kick(&s->drive);
+}
+
+/* Reports completed calls (once each) and frees released ones. */
+static void deliver(ackrpc_async_session *s) {
+  for (akr_ccall *c = akr_link_pop(&s->link), *next; c; c = next) {
+    next = c->next_done;
+    pending *p = (pending *)(void *)((char *)c - offsetof(pending, call));
+    if (c->completed && !c->reported) {
+      c->reported = 1;
+      p->done(&p->result, p->user);
+      ackrpc_result_clear(&p->result);
+    }
+    if (c->released) free(p);
+  }
+}
+
+/* Closed, and nothing left but calls already completed by their deadline
+ * (whose late replies would only be dropped): ends the connection and
+ * frees everything. */
+static void session_free(ackrpc_async_session *s) {
+  akr_evdrive_stop(&s->drive);
+  akr_io_close(&s->link, 1);
+  deliver(s);
+  akr_link_free(&s->link);
+  free(s);
+}
+
+static void async_run(void *arg) {
+  ackrpc_async_session *s = arg;
+  if (s->running) {
+    akr_evdrive_kick(&s->drive);
+    return;
+  }
+  s->running = 1;
+  int ready = akr_evdrive_take_ready(&s->drive);
+  for (int round = 0; round < 16; round++) {
+    akr_io_run(&s->link, ready, akr_now_us());
+    if (!s->link.done_head) break;
+    deliver(s); /* may queue calls or close the session */
+    ready = 0;
+  }
+  s->running = 0;
+  if (s->closing && !akr_link_busy(&s->link)) {
+    session_free(s);
+    return;
+  }
+  akr_evdrive_arm(&s->drive, &s->link, akr_now_us());
+}

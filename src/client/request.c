@@ -1,0 +1,114 @@
+/* request.c: call ids, timeouts and request frames (request.h). */
+#include "client/request.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/result.h"
+
+#define IOV_FRAME_MIN (64u << 10) /* blocking calls send larger frames in pieces */
+
+void akr_ids_init(akr_ids *ids, const void *salt) {
+  akr_rng_init(&ids->rng, salt);
+  uint64_t prefix = akr_rng_next(&ids->rng);
+  memcpy(ids->prefix, &prefix, sizeof ids->prefix);
+  atomic_init(&ids->next, 1);
+}
+
+static void ids_take(akr_ids *ids, uint8_t out[16]) {
+  uint64_t n = atomic_fetch_add_explicit(&ids->next, 1, memory_order_relaxed);
+  memcpy(out, ids->prefix, 8);
+  for (int i = 0; i < 8; i++)
+    out[8 + i] = (uint8_t)(n >> (56 - 8 * i));
+}
+
+int akr_call_args_ok(const ackrpc_method *method, const ProtobufCMessage *request) {
+  return method && method->name && method->request && method->reply &&
+         (!request || request->descriptor == method->request);
+}
+
+uint32_t akr_timeout_ms(const ackrpc_call_options *o, uint32_t default_ms) {
+  return o && o->timeout_ms ? o->timeout_ms : default_ms;
+}
+
+ackrpc_status akr_request_prepare(akr_ids *ids, const akr_call_args *a,
+                                  const ackrpc_call_options *opt, uint32_t timeout_ms,
+                                  akr_request_spec *spec, size_t *ret_len,
+                                  ackrpc_result *r) {
+  if (r->call_id_len == 0) {
+    if (opt && opt->call_id) {
+      if (opt->call_id_len == 0 || opt->call_id_len > ACKRPC_MAX_CALL_ID)
+        return akr_result_fail(r, ACKRPC_E_INVAL, 0, "call id must be 1 to %d bytes",
+                               ACKRPC_MAX_CALL_ID);
+      memcpy(r->call_id, opt->call_id, opt->call_id_len);
+      r->call_id_len = opt->call_id_len;
+    } else {
+      ids_take(ids, r->call_id);
+      r->call_id_len = 16;
+    }
+  }
+  *spec = (akr_request_spec){
+      .method = a->method,
+      .timeout_us = (uint64_t)timeout_ms * 1000u,
+      .call_id = r->call_id,
+      .call_id_len = r->call_id_len,
+      .metadata = opt ? opt->metadata : NULL,
+      .n_metadata = opt ? opt->metadata_count : 0,
+      .body = a->request,
+      .raw_body = a->raw,
+      .raw_body_len = a->raw_len,
+  };
+  *ret_len = akr_request_size(spec);
+  if (*ret_len == 0)
+    return akr_result_fail(
+        r, ACKRPC_E_INVAL, 0,
+        "request breaks a protocol limit (method name, metadata, or size)");
+  return ACKRPC_OK;
+}
+
+void akr_request_frame_free(akr_request_frame *f) {
+  free(f->heap);
+  f->heap = NULL;
+}
+
+/* Pieces that leave the request's large byte strings where they are; 0 if
+ * the frame is better sent as one buffer. */
+static int encode_pieces(akr_request_frame *f, const akr_request_spec *spec) {
+  size_t need;
+  f->len = akr_request_encode_iov(spec, f->stack, sizeof f->stack, f->iov, AKR_IOV_MAX,
+                                  &f->n_iov, &need);
+  if (!f->len && need) {
+    f->heap = malloc(need);
+    if (!f->heap) return 0;
+    f->len = akr_request_encode_iov(spec, f->heap, need, f->iov, AKR_IOV_MAX, &f->n_iov,
+                                    &need);
+  }
+  if (f->len) return 1;
+  akr_request_frame_free(f); /* mostly small fields: one buffer after all */
+  return 0;
+}
+
+ackrpc_status akr_request_frame_encode(akr_request_frame *f, akr_ids *ids,
+                                       const akr_call_args *a,
+                                       const ackrpc_call_options *opt,
+                                       uint32_t timeout_ms, int in_place,
+                                       ackrpc_result *r) {
+  akr_request_spec spec;
+  size_t n;
+  f->heap = NULL;
+  f->n_iov = 0;
+  ackrpc_status st = akr_request_prepare(ids, a, opt, timeout_ms, &spec, &n, r);
+  if (st != ACKRPC_OK) return st;
+  if (in_place && n >= IOV_FRAME_MIN && encode_pieces(f, &spec)) return ACKRPC_OK;
+  uint8_t *p = f->stack;
+  if (n > sizeof f->stack) {
+    p = f->heap = malloc(n);
+    if (!p)
+      return akr_result_fail(r, ACKRPC_E_NOMEM, ENOMEM, "request of %zu bytes", n);
+  }
+  f->len = akr_request_encode(&spec, p);
+  f->iov[0] = (struct iovec){.iov_base = p, .iov_len = f->len};
+  f->n_iov = 1;
+  return ACKRPC_OK;
+}

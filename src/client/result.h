@@ -1,0 +1,28 @@
+/* result.h: filling an ackrpc_result (internal: not installed): a local
+ * failure with its explanation, or a reply frame decoded into the server's
+ * status, message and reply. Shared by the engine and the entry points, so
+ * that a status always comes with the same kind of message. */
+#ifndef AKR_CLIENT_RESULT_H
+#define AKR_CLIENT_RESULT_H
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "ackrpc/client.h"
+#include "wire/frame.h"
+
+/* Sets a local status, its errno (0: none) and an explanation
+ * (printf-style; ": strerror(err)" is appended when err is not 0) in `r`.
+ * Returns `st`. */
+ackrpc_status akr_result_fail(ackrpc_result *r, ackrpc_status st, int err,
+                              const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Fills `r` from a complete reply frame: the server's status and message,
+ * and the reply decoded with `desc` (an OK reply always gives a message, an
+ * error reply one only if it has a body); with `desc` NULL, the body's bytes
+ * in reply_bytes whatever the status. E_BAD_REPLY if the head does not
+ * decode, or an OK body does not decode with `desc`. */
+void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
+                           const ProtobufCMessageDescriptor *desc);
+
+#endif /* AKR_CLIENT_RESULT_H */
