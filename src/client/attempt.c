@@ -28,7 +28,7 @@ ackrpc_status akr_link_call(akr_link *link, akr_ids *ids, const akr_call_args *a
                  .reply_desc = a->reply_desc,
                  .result = r};
   akr_link_push(link, &c);
-  akr_poll_until(link, &c);
+  akr_poll_until(link, &c, start);
   /* A call the engine still holds (its connection is being dropped) is let
    * go with the connection: it lives on this stack. */
   if (!c.released) akr_io_close(link, 0);

@@ -155,23 +155,6 @@ void akr_link_tick(akr_link *l, uint64_t now) {
 
 /* --- what to wait for ------------------------------------------------- */
 
-int akr_link_wants_drop(const akr_link *l) {
-  return l->fd >= 0 && l->drop_why != NULL;
-}
-
-int akr_link_wants_read(const akr_link *l) {
-  return l->fd >= 0 && !l->drop_why && (l->broken || l->head != NULL);
-}
-
-int akr_link_wants_shut(const akr_link *l) {
-  return l->mode == AKR_LINK_ONE_SHOT && l->fd >= 0 && !l->shut && !l->broken &&
-         l->head && !l->cursor;
-}
-
-void akr_link_shut_done(akr_link *l) {
-  l->shut = 1;
-}
-
 akr_wait akr_link_wait(const akr_link *l, uint64_t now, int *ret_events,
                        uint64_t *ret_until_us) {
   uint64_t until = UINT64_MAX;

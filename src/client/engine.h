@@ -156,9 +156,11 @@ size_t akr_link_output(const akr_link *link, struct iovec *iov, size_t max);
 /* `n` bytes of the output were sent. */
 void akr_link_wrote(akr_link *link, size_t n);
 /* Whether the link wants the connection half-closed now (every frame of a
- * one-shot link is sent); call akr_link_shut_done() once it is. */
-int akr_link_wants_shut(const akr_link *link);
-void akr_link_shut_done(akr_link *link);
+ * one-shot link is sent); set link->shut once it is. */
+static inline int akr_link_wants_shut(const akr_link *l) {
+  return l->mode == AKR_LINK_ONE_SHOT && l->fd >= 0 && !l->shut && !l->broken &&
+         l->head && !l->cursor;
+}
 /* Sending failed with `err`: what the server may have answered is still
  * to be read (akr_link_input() ...), then akr_link_closed(). */
 void akr_link_write_failed(akr_link *link, int err);
@@ -168,7 +170,9 @@ void akr_link_write_failed(akr_link *link, int err);
 int akr_link_input(akr_link *link, uint8_t **ret_buf, size_t *ret_room);
 /* Whether reading should go on: a call still waits for a reply (or, after a
  * failed write, there may be one). */
-int akr_link_wants_read(const akr_link *link);
+static inline int akr_link_wants_read(const akr_link *l) {
+  return l->fd >= 0 && !l->drop_why && (l->broken || l->head != NULL);
+}
 /* `n` > 0 bytes were read into the input: complete replies are matched to
  * their calls. */
 void akr_link_read(akr_link *link, size_t n);
@@ -180,7 +184,9 @@ void akr_link_closed(akr_link *link, int err);
 /* Whether the engine wants the connection dropped now (a malformed reply
  * stream, or a call abandoned mid-frame): the caller closes it and calls
  * akr_link_closed(link, 0). */
-int akr_link_wants_drop(const akr_link *link);
+static inline int akr_link_wants_drop(const akr_link *l) {
+  return l->fd >= 0 && l->drop_why != NULL;
+}
 
 /* The calls with news since the last pop, in order: each has `completed`
  * set when its result is final (the driver reports it once, keeping track

@@ -92,7 +92,7 @@ void akr_io_run(akr_link *l, int ready, uint64_t now) {
     int failed = do_send(l) != 0;
     if (akr_link_wants_shut(l)) {
       shutdown(l->fd, SHUT_WR);
-      akr_link_shut_done(l);
+      l->shut = 1;
     }
     if ((failed || (ready & AKR_EV_READ)) && do_read(l)) {
       ready = 0;

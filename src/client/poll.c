@@ -18,12 +18,12 @@ static void sleep_until(uint64_t until_us) {
   }
 }
 
-/* Waits for `events` on fd until `until_us`; returns the AKR_EV_* bits that
- * are ready (0: the time came). An error or hang-up counts as both, so that
- * the next system call reports it. */
-static int wait_fd(int fd, int events, uint64_t until_us) {
+/* Waits for `events` on fd until `until_us` (`now` is the time, read by
+ * the caller); returns the AKR_EV_* bits that are ready (0: the time came).
+ * An error or hang-up counts as both, so that the next system call reports
+ * it. */
+static int wait_fd(int fd, int events, uint64_t now, uint64_t until_us) {
   for (;;) {
-    uint64_t now = akr_now_us();
     if (now >= until_us) return 0;
     uint64_t left_ms = (until_us - now + 999) / 1000;
     struct pollfd p = {.fd = fd,
@@ -36,21 +36,25 @@ static int wait_fd(int fd, int events, uint64_t until_us) {
              (p.revents & POLLOUT ? AKR_EV_WRITE : 0);
     }
     /* 0, or EINTR: check the time again (poll may wake early) */
+    now = akr_now_us();
   }
 }
 
-void akr_poll_until(akr_link *l, const akr_ccall *call) {
-  akr_io_run(l, 0, akr_now_us());
+void akr_poll_until(akr_link *l, const akr_ccall *call, uint64_t now) {
+  akr_io_run(l, 0, now);
   while (!call->completed) {
     int events;
     uint64_t until;
     int ready = 0;
-    switch (akr_link_wait(l, akr_now_us(), &events, &until)) {
+    switch (akr_link_wait(l, now, &events, &until)) {
     case AKR_WAIT_NONE: return;
     case AKR_WAIT_CONNECT: break;
     case AKR_WAIT_TIMER: sleep_until(until); break;
-    case AKR_WAIT_IO: ready = wait_fd(l->fd, events, until); break;
+    case AKR_WAIT_IO: ready = wait_fd(l->fd, events, now, until); break;
     }
-    akr_io_run(l, ready, akr_now_us());
+    /* One clock read a wake-up: the engine's decisions and the next wait
+     * share it. */
+    now = akr_now_us();
+    akr_io_run(l, ready, now);
   }
 }

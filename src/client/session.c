@@ -36,11 +36,11 @@ ackrpc_status ackrpc_session_open(ackrpc_client *client, uint32_t timeout_ms,
   /* An empty call: it completes once the link is connected. */
   ackrpc_result r = {0};
   uint32_t ms = timeout_ms ? timeout_ms : s->timeout_ms;
-  akr_ccall c = {.deadline_us = akr_now_us() + (uint64_t)ms * 1000u,
-                 .timeout_ms = ms,
-                 .result = &r};
+  uint64_t now = akr_now_us();
+  akr_ccall c = {
+      .deadline_us = now + (uint64_t)ms * 1000u, .timeout_ms = ms, .result = &r};
   akr_link_push(&s->link, &c);
-  akr_poll_until(&s->link, &c);
+  akr_poll_until(&s->link, &c, now);
   akr_link_pop(&s->link);
   ackrpc_status st = r.status;
   ackrpc_result_clear(&r);
