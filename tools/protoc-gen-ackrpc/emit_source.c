@@ -1,6 +1,8 @@
 /* emit_source.c: NAME.ackrpc.c: the const tables (policies, reflection
  * descriptors, the method table and the service record of each service),
- * the register functions and the async stubs. */
+ * the register functions and the async stubs (each a call of
+ * ackrpc_stub_call_async() with a small adapter that gives `done` back its
+ * type). */
 #include "emit_files.h"
 
 #include "emit.h"
@@ -97,32 +99,19 @@ static const char register_close[] = "  return ACKRPC_OK;\n"
 
 static const char async_stub[] =
     "\n"
-    "typedef struct akrgen_async_$id$ {\n"
-    "  $PM$_done_fn done;\n"
-    "  void *user;\n"
-    "} akrgen_async_$id$;\n"
-    "\n"
-    "static void akrgen_async_done_$id$(ackrpc_result *result, void *arg) {\n"
-    "  akrgen_async_$id$ async = *(akrgen_async_$id$ *)arg;\n"
-    "  free(arg);\n"
-    "  async.done(result->status, ($Rep$ *)result->reply, result, async.user);\n"
+    "/* Ends $PM$_call_async(): `done` back to its own type. */\n"
+    "static void akrgen_done_$id$(ackrpc_result *result, ackrpc_stub_fn done,\n"
+    "    void *user) {\n"
+    "  $PM$_done_fn typed = ($PM$_done_fn)done;\n"
+    "  typed(result->status, ($Rep$ *)result->reply, result, user);\n"
     "}\n"
     "\n"
     "ackrpc_status $PM$_call_async(ackrpc_client *client,\n"
     "    struct event_base *base, const $Req$ *request,\n"
     "    const ackrpc_call_options *options, $PM$_done_fn done, void *user) {\n"
-    "  akrgen_async_$id$ *async;\n"
-    "  ackrpc_status status;\n"
-    "  if (done == NULL) return ACKRPC_E_INVAL;\n"
-    "  async = (akrgen_async_$id$ *)malloc(sizeof *async);\n"
-    "  if (async == NULL) return ACKRPC_E_NOMEM;\n"
-    "  async->done = done;\n"
-    "  async->user = user;\n"
-    "  status = ackrpc_client_call_async(client, base, &$PM$_method,\n"
-    "      (const ProtobufCMessage *)request, options,\n"
-    "      akrgen_async_done_$id$, async);\n"
-    "  if (status != ACKRPC_OK) free(async);\n"
-    "  return status;\n"
+    "  return ackrpc_stub_call_async(client, base, &$PM$_method,\n"
+    "      (const ProtobufCMessage *)request, options, akrgen_done_$id$,\n"
+    "      (ackrpc_stub_fn)done, user);\n"
     "}\n";
 
 static void emit_id_array(akrgen_buf *b, const char *type, size_t p, const char *what,

@@ -111,58 +111,32 @@ ackrpc_status Echo_register(ackrpc_server *server, const Echo_handlers *handlers
   return ACKRPC_OK;
 }
 
-typedef struct akrgen_async_0_0 {
-  Echo_Echo_done_fn done;
-  void *user;
-} akrgen_async_0_0;
-
-static void akrgen_async_done_0_0(ackrpc_result *result, void *arg) {
-  akrgen_async_0_0 async = *(akrgen_async_0_0 *)arg;
-  free(arg);
-  async.done(result->status, (EchoReply *)result->reply, result, async.user);
+/* Ends Echo_Echo_call_async(): `done` back to its own type. */
+static void akrgen_done_0_0(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  Echo_Echo_done_fn typed = (Echo_Echo_done_fn)done;
+  typed(result->status, (EchoReply *)result->reply, result, user);
 }
 
 ackrpc_status Echo_Echo_call_async(ackrpc_client *client,
     struct event_base *base, const EchoRequest *request,
     const ackrpc_call_options *options, Echo_Echo_done_fn done, void *user) {
-  akrgen_async_0_0 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_0 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &Echo_Echo_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_0, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &Echo_Echo_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_0,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_1 {
-  Echo_Trace_done_fn done;
-  void *user;
-} akrgen_async_0_1;
-
-static void akrgen_async_done_0_1(ackrpc_result *result, void *arg) {
-  akrgen_async_0_1 async = *(akrgen_async_0_1 *)arg;
-  free(arg);
-  async.done(result->status, (EchoRequest__Trace *)result->reply, result, async.user);
+/* Ends Echo_Trace_call_async(): `done` back to its own type. */
+static void akrgen_done_0_1(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  Echo_Trace_done_fn typed = (Echo_Trace_done_fn)done;
+  typed(result->status, (EchoRequest__Trace *)result->reply, result, user);
 }
 
 ackrpc_status Echo_Trace_call_async(ackrpc_client *client,
     struct event_base *base, const EchoRequest__Trace *request,
     const ackrpc_call_options *options, Echo_Trace_done_fn done, void *user) {
-  akrgen_async_0_1 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_1 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &Echo_Trace_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_1, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &Echo_Trace_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_1,
+      (ackrpc_stub_fn)done, user);
 }

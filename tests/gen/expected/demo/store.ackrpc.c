@@ -108,58 +108,32 @@ ackrpc_status demo__Store_register(ackrpc_server *server, const demo__Store_hand
   return ACKRPC_OK;
 }
 
-typedef struct akrgen_async_0_0 {
-  demo__Store_Put_done_fn done;
-  void *user;
-} akrgen_async_0_0;
-
-static void akrgen_async_done_0_0(ackrpc_result *result, void *arg) {
-  akrgen_async_0_0 async = *(akrgen_async_0_0 *)arg;
-  free(arg);
-  async.done(result->status, (Demo__PutAck *)result->reply, result, async.user);
+/* Ends demo__Store_Put_call_async(): `done` back to its own type. */
+static void akrgen_done_0_0(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  demo__Store_Put_done_fn typed = (demo__Store_Put_done_fn)done;
+  typed(result->status, (Demo__PutAck *)result->reply, result, user);
 }
 
 ackrpc_status demo__Store_Put_call_async(ackrpc_client *client,
     struct event_base *base, const Demo__PutRequest *request,
     const ackrpc_call_options *options, demo__Store_Put_done_fn done, void *user) {
-  akrgen_async_0_0 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_0 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &demo__Store_Put_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_0, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &demo__Store_Put_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_0,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_1 {
-  demo__Store_Get_done_fn done;
-  void *user;
-} akrgen_async_0_1;
-
-static void akrgen_async_done_0_1(ackrpc_result *result, void *arg) {
-  akrgen_async_0_1 async = *(akrgen_async_0_1 *)arg;
-  free(arg);
-  async.done(result->status, (Demo__GetReply *)result->reply, result, async.user);
+/* Ends demo__Store_Get_call_async(): `done` back to its own type. */
+static void akrgen_done_0_1(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  demo__Store_Get_done_fn typed = (demo__Store_Get_done_fn)done;
+  typed(result->status, (Demo__GetReply *)result->reply, result, user);
 }
 
 ackrpc_status demo__Store_Get_call_async(ackrpc_client *client,
     struct event_base *base, const Demo__GetRequest *request,
     const ackrpc_call_options *options, demo__Store_Get_done_fn done, void *user) {
-  akrgen_async_0_1 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_1 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &demo__Store_Get_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_1, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &demo__Store_Get_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_1,
+      (ackrpc_stub_fn)done, user);
 }

@@ -689,116 +689,64 @@ ackrpc_status policy__Guarded_register(ackrpc_server *server, const policy__Guar
   return ACKRPC_OK;
 }
 
-typedef struct akrgen_async_0_0 {
-  policy__Guarded_Mine_done_fn done;
-  void *user;
-} akrgen_async_0_0;
-
-static void akrgen_async_done_0_0(ackrpc_result *result, void *arg) {
-  akrgen_async_0_0 async = *(akrgen_async_0_0 *)arg;
-  free(arg);
-  async.done(result->status, (Policy__Note *)result->reply, result, async.user);
+/* Ends policy__Guarded_Mine_call_async(): `done` back to its own type. */
+static void akrgen_done_0_0(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  policy__Guarded_Mine_done_fn typed = (policy__Guarded_Mine_done_fn)done;
+  typed(result->status, (Policy__Note *)result->reply, result, user);
 }
 
 ackrpc_status policy__Guarded_Mine_call_async(ackrpc_client *client,
     struct event_base *base, const Policy__Note *request,
     const ackrpc_call_options *options, policy__Guarded_Mine_done_fn done, void *user) {
-  akrgen_async_0_0 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_0 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &policy__Guarded_Mine_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_0, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &policy__Guarded_Mine_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_0,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_1 {
-  policy__Guarded_Others_done_fn done;
-  void *user;
-} akrgen_async_0_1;
-
-static void akrgen_async_done_0_1(ackrpc_result *result, void *arg) {
-  akrgen_async_0_1 async = *(akrgen_async_0_1 *)arg;
-  free(arg);
-  async.done(result->status, (Policy__Note *)result->reply, result, async.user);
+/* Ends policy__Guarded_Others_call_async(): `done` back to its own type. */
+static void akrgen_done_0_1(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  policy__Guarded_Others_done_fn typed = (policy__Guarded_Others_done_fn)done;
+  typed(result->status, (Policy__Note *)result->reply, result, user);
 }
 
 ackrpc_status policy__Guarded_Others_call_async(ackrpc_client *client,
     struct event_base *base, const Policy__Note *request,
     const ackrpc_call_options *options, policy__Guarded_Others_done_fn done, void *user) {
-  akrgen_async_0_1 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_1 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &policy__Guarded_Others_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_1, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &policy__Guarded_Others_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_1,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_2 {
-  policy__Guarded_Open_done_fn done;
-  void *user;
-} akrgen_async_0_2;
-
-static void akrgen_async_done_0_2(ackrpc_result *result, void *arg) {
-  akrgen_async_0_2 async = *(akrgen_async_0_2 *)arg;
-  free(arg);
-  async.done(result->status, (Policy__Note *)result->reply, result, async.user);
+/* Ends policy__Guarded_Open_call_async(): `done` back to its own type. */
+static void akrgen_done_0_2(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  policy__Guarded_Open_done_fn typed = (policy__Guarded_Open_done_fn)done;
+  typed(result->status, (Policy__Note *)result->reply, result, user);
 }
 
 ackrpc_status policy__Guarded_Open_call_async(ackrpc_client *client,
     struct event_base *base, const Policy__Note *request,
     const ackrpc_call_options *options, policy__Guarded_Open_done_fn done, void *user) {
-  akrgen_async_0_2 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_2 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &policy__Guarded_Open_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_2, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &policy__Guarded_Open_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_2,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_3 {
-  policy__Guarded_Unset_done_fn done;
-  void *user;
-} akrgen_async_0_3;
-
-static void akrgen_async_done_0_3(ackrpc_result *result, void *arg) {
-  akrgen_async_0_3 async = *(akrgen_async_0_3 *)arg;
-  free(arg);
-  async.done(result->status, (Policy__Note *)result->reply, result, async.user);
+/* Ends policy__Guarded_Unset_call_async(): `done` back to its own type. */
+static void akrgen_done_0_3(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  policy__Guarded_Unset_done_fn typed = (policy__Guarded_Unset_done_fn)done;
+  typed(result->status, (Policy__Note *)result->reply, result, user);
 }
 
 ackrpc_status policy__Guarded_Unset_call_async(ackrpc_client *client,
     struct event_base *base, const Policy__Note *request,
     const ackrpc_call_options *options, policy__Guarded_Unset_done_fn done, void *user) {
-  akrgen_async_0_3 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_3 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &policy__Guarded_Unset_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_3, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &policy__Guarded_Unset_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_3,
+      (ackrpc_stub_fn)done, user);
 }
 
 /* --- service policy.Groups --- */
@@ -864,58 +812,32 @@ ackrpc_status policy__Groups_register(ackrpc_server *server, const policy__Group
   return ACKRPC_OK;
 }
 
-typedef struct akrgen_async_1_0 {
-  policy__Groups_Admins_done_fn done;
-  void *user;
-} akrgen_async_1_0;
-
-static void akrgen_async_done_1_0(ackrpc_result *result, void *arg) {
-  akrgen_async_1_0 async = *(akrgen_async_1_0 *)arg;
-  free(arg);
-  async.done(result->status, (Policy__Note *)result->reply, result, async.user);
+/* Ends policy__Groups_Admins_call_async(): `done` back to its own type. */
+static void akrgen_done_1_0(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  policy__Groups_Admins_done_fn typed = (policy__Groups_Admins_done_fn)done;
+  typed(result->status, (Policy__Note *)result->reply, result, user);
 }
 
 ackrpc_status policy__Groups_Admins_call_async(ackrpc_client *client,
     struct event_base *base, const Policy__Note *request,
     const ackrpc_call_options *options, policy__Groups_Admins_done_fn done, void *user) {
-  akrgen_async_1_0 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_1_0 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &policy__Groups_Admins_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_1_0, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &policy__Groups_Admins_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_1_0,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_1_1 {
-  policy__Groups_Anyone_done_fn done;
-  void *user;
-} akrgen_async_1_1;
-
-static void akrgen_async_done_1_1(ackrpc_result *result, void *arg) {
-  akrgen_async_1_1 async = *(akrgen_async_1_1 *)arg;
-  free(arg);
-  async.done(result->status, (Policy__Note *)result->reply, result, async.user);
+/* Ends policy__Groups_Anyone_call_async(): `done` back to its own type. */
+static void akrgen_done_1_1(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  policy__Groups_Anyone_done_fn typed = (policy__Groups_Anyone_done_fn)done;
+  typed(result->status, (Policy__Note *)result->reply, result, user);
 }
 
 ackrpc_status policy__Groups_Anyone_call_async(ackrpc_client *client,
     struct event_base *base, const Policy__Note *request,
     const ackrpc_call_options *options, policy__Groups_Anyone_done_fn done, void *user) {
-  akrgen_async_1_1 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_1_1 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &policy__Groups_Anyone_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_1_1, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &policy__Groups_Anyone_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_1_1,
+      (ackrpc_stub_fn)done, user);
 }

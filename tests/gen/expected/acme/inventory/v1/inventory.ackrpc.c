@@ -272,172 +272,94 @@ ackrpc_status acme__inventory__v1__Inventory_register(ackrpc_server *server, con
   return ACKRPC_OK;
 }
 
-typedef struct akrgen_async_0_0 {
-  acme__inventory__v1__Inventory_GetItem_done_fn done;
-  void *user;
-} akrgen_async_0_0;
-
-static void akrgen_async_done_0_0(ackrpc_result *result, void *arg) {
-  akrgen_async_0_0 async = *(akrgen_async_0_0 *)arg;
-  free(arg);
-  async.done(result->status, (Acme__Inventory__V1__Item *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_GetItem_call_async(): `done` back to its own type. */
+static void akrgen_done_0_0(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_GetItem_done_fn typed = (acme__inventory__v1__Inventory_GetItem_done_fn)done;
+  typed(result->status, (Acme__Inventory__V1__Item *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_GetItem_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Inventory__V1__ItemRequest *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_GetItem_done_fn done, void *user) {
-  akrgen_async_0_0 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_0 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_GetItem_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_0, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_GetItem_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_0,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_1 {
-  acme__inventory__v1__Inventory_get_item_done_fn done;
-  void *user;
-} akrgen_async_0_1;
-
-static void akrgen_async_done_0_1(ackrpc_result *result, void *arg) {
-  akrgen_async_0_1 async = *(akrgen_async_0_1 *)arg;
-  free(arg);
-  async.done(result->status, (Acme__Inventory__V1__Item *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_get_item_call_async(): `done` back to its own type. */
+static void akrgen_done_0_1(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_get_item_done_fn typed = (acme__inventory__v1__Inventory_get_item_done_fn)done;
+  typed(result->status, (Acme__Inventory__V1__Item *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_get_item_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Inventory__V1__ItemRequest *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_get_item_done_fn done, void *user) {
-  akrgen_async_0_1 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_1 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_get_item_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_1, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_get_item_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_1,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_2 {
-  acme__inventory__v1__Inventory_GETItem_done_fn done;
-  void *user;
-} akrgen_async_0_2;
-
-static void akrgen_async_done_0_2(ackrpc_result *result, void *arg) {
-  akrgen_async_0_2 async = *(akrgen_async_0_2 *)arg;
-  free(arg);
-  async.done(result->status, (Acme__Inventory__V1__Item *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_GETItem_call_async(): `done` back to its own type. */
+static void akrgen_done_0_2(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_GETItem_done_fn typed = (acme__inventory__v1__Inventory_GETItem_done_fn)done;
+  typed(result->status, (Acme__Inventory__V1__Item *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_GETItem_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Inventory__V1__ItemRequest *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_GETItem_done_fn done, void *user) {
-  akrgen_async_0_2 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_2 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_GETItem_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_2, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_GETItem_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_2,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_3 {
-  acme__inventory__v1__Inventory_List_done_fn done;
-  void *user;
-} akrgen_async_0_3;
-
-static void akrgen_async_done_0_3(ackrpc_result *result, void *arg) {
-  akrgen_async_0_3 async = *(akrgen_async_0_3 *)arg;
-  free(arg);
-  async.done(result->status, (Acme__Inventory__V1__ItemList *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_List_call_async(): `done` back to its own type. */
+static void akrgen_done_0_3(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_List_done_fn typed = (acme__inventory__v1__Inventory_List_done_fn)done;
+  typed(result->status, (Acme__Inventory__V1__ItemList *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_List_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Common__Page *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_List_done_fn done, void *user) {
-  akrgen_async_0_3 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_3 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_List_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_3, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_List_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_3,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_4 {
-  acme__inventory__v1__Inventory_delete_done_fn done;
-  void *user;
-} akrgen_async_0_4;
-
-static void akrgen_async_done_0_4(ackrpc_result *result, void *arg) {
-  akrgen_async_0_4 async = *(akrgen_async_0_4 *)arg;
-  free(arg);
-  async.done(result->status, (Google__Protobuf__Empty *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_delete_call_async(): `done` back to its own type. */
+static void akrgen_done_0_4(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_delete_done_fn typed = (acme__inventory__v1__Inventory_delete_done_fn)done;
+  typed(result->status, (Google__Protobuf__Empty *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_delete_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Inventory__V1__ItemRequest *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_delete_done_fn done, void *user) {
-  akrgen_async_0_4 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_4 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_delete_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_4, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_delete_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_4,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_5 {
-  acme__inventory__v1__Inventory_Stock_done_fn done;
-  void *user;
-} akrgen_async_0_5;
-
-static void akrgen_async_done_0_5(ackrpc_result *result, void *arg) {
-  akrgen_async_0_5 async = *(akrgen_async_0_5 *)arg;
-  free(arg);
-  async.done(result->status, (Acme__Common__Quantity *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_Stock_call_async(): `done` back to its own type. */
+static void akrgen_done_0_5(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_Stock_done_fn typed = (acme__inventory__v1__Inventory_Stock_done_fn)done;
+  typed(result->status, (Acme__Common__Quantity *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_Stock_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Inventory__V1__Item__Location *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_Stock_done_fn done, void *user) {
-  akrgen_async_0_5 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_5 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_Stock_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_5, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_Stock_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_5,
+      (ackrpc_stub_fn)done, user);
 }
 
 /* --- service acme.inventory.v1.Audit --- */
@@ -488,30 +410,17 @@ ackrpc_status acme__inventory__v1__Audit_register(ackrpc_server *server, const a
   return ACKRPC_OK;
 }
 
-typedef struct akrgen_async_1_0 {
-  acme__inventory__v1__Audit_Ping_done_fn done;
-  void *user;
-} akrgen_async_1_0;
-
-static void akrgen_async_done_1_0(ackrpc_result *result, void *arg) {
-  akrgen_async_1_0 async = *(akrgen_async_1_0 *)arg;
-  free(arg);
-  async.done(result->status, (Google__Protobuf__Timestamp *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Audit_Ping_call_async(): `done` back to its own type. */
+static void akrgen_done_1_0(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Audit_Ping_done_fn typed = (acme__inventory__v1__Audit_Ping_done_fn)done;
+  typed(result->status, (Google__Protobuf__Timestamp *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Audit_Ping_call_async(ackrpc_client *client,
     struct event_base *base, const Google__Protobuf__Empty *request,
     const ackrpc_call_options *options, acme__inventory__v1__Audit_Ping_done_fn done, void *user) {
-  akrgen_async_1_0 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_1_0 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Audit_Ping_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_1_0, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Audit_Ping_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_1_0,
+      (ackrpc_stub_fn)done, user);
 }
