@@ -245,6 +245,10 @@ FX_TEST(gen, async_call) {
 
 /* --- Tables for reflection --- */
 
+/* P__S_M_method names an entry of P__S_methods (a macro): it still works
+ * wherever the object it used to be did, constant initializers included. */
+static const ackrpc_method *const put_method = &demo__Store_Put_method;
+
 FX_TEST(gen, reflection_tables) {
   cr_assert_str_eq(demo__Store_service.name, "demo.Store");
   cr_assert_eq(demo__Store_service.n_methods, 2);
@@ -253,6 +257,11 @@ FX_TEST(gen, reflection_tables) {
   cr_assert_str_eq(demo__Store_methods[1].name, "demo.Store/Get");
   cr_assert_eq(demo__Store_Put_method.request, &demo__put_request__descriptor);
   cr_assert_eq(demo__Store_Put_method.reply, &demo__put_ack__descriptor);
+  /* One table per service: each method by name is its entry. */
+  cr_assert_eq(put_method, &demo__Store_methods[0]);
+  cr_assert_eq(&demo__Store_Get_method, &demo__Store_methods[1]);
+  cr_assert_eq(&acme__inventory__v1__Inventory_Stock_method,
+               &acme__inventory__v1__Inventory_service.methods[5]);
 
   /* No package: names start with the service; wire names have no dot. */
   cr_assert_str_eq(Echo_service.name, "Echo");

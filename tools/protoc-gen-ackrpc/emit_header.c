@@ -1,7 +1,8 @@
 /* emit_header.c: NAME.ackrpc.h, what users include: per service its method
- * table and service record, the handler table and the register function;
- * per method its ackrpc_method, the typed blocking stub (static inline over
- * ackrpc_stub_call()), the async stub's declaration and its callback type. */
+ * table and service record, each method by name (a macro on the table),
+ * the handler table and the register function; per method the typed
+ * blocking stub (static inline over ackrpc_stub_call()), the async stub's
+ * declaration and its callback type. */
 #include "emit_files.h"
 
 #include "emit.h"
@@ -41,6 +42,9 @@ static const char usage[] =
     "/* For each method M of service S (P__: the package, lower-case, with \".\"\n"
     " * as \"__\"; absent if the file has no package):\n"
     " *\n"
+    " * P__S_M_method\n"
+    " *   the method's entry in P__S_methods (a macro): &P__S_M_method is the\n"
+    " *   const ackrpc_method * that ackrpc_client_call() and the rest take.\n"
     " * P__S_M_call(client, request, &reply, options, result)\n"
     " *   blocking call (ackrpc_stub_call()); returns the call's status. On OK,\n"
     " *   *ret_reply (if ret_reply is not NULL) receives the decoded reply, which\n"
@@ -63,15 +67,13 @@ static const char service_tables[] =
     "\n"
     "/* --- service $service$ --- */\n"
     "\n"
-    "/* What the wire and reflection know of each method: its full name and\n"
-    " * the protoc-c descriptors of its request and reply. */\n";
-
-static const char method_object[] = "extern const ackrpc_method $PM$_method;\n";
-
-static const char service_table[] =
-    "/* The same, in .proto order, and the service that lists them. */\n"
+    "/* The methods in .proto order (full name, protoc-c descriptors of the\n"
+    " * request and the reply), the service that lists them (reflection), and\n"
+    " * each method by name: an entry of the table. */\n"
     "extern const ackrpc_method $P$_methods[$n$];\n"
     "extern const ackrpc_service $P$_service;\n";
+
+static const char method_macro[] = "#define $PM$_method ($P$_methods[$i$])\n";
 
 static const char handlers_open[] =
     "\n"
@@ -154,9 +156,8 @@ static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
   emit(b, service_tables, &v);
   for (size_t i = 0; i < sv->n_methods; i++) {
     vars_method(&v, m, s, i);
-    emit(b, method_object, &v);
+    emit(b, method_macro, &v);
   }
-  emit(b, service_table, &v);
   emit(b, handlers_open, &v);
   for (size_t i = 0; i < sv->n_methods; i++) {
     vars_method(&v, m, s, i);

@@ -1,5 +1,5 @@
 /* emit_source.c: NAME.ackrpc.c: the const tables (policies, reflection
- * descriptors, the method table and the service record of each service),
+ * descriptors, one method table and one service record per service),
  * the register functions and the async stubs (each a call of
  * ackrpc_stub_call_async() with a small adapter that gives `done` back its
  * type). */
@@ -31,12 +31,7 @@ static const char service_open[] = "\n"
                                    "/* --- service $service$ --- */\n"
                                    "\n";
 
-static const char method_object[] =
-    "const ackrpc_method $PM$_method = {\"$wire$\", &$req_lower$__descriptor, "
-    "&$rep_lower$__descriptor};\n";
-
-static const char table_open[] = "\n"
-                                 "const ackrpc_method $P$_methods[$n$] = {\n";
+static const char table_open[] = "const ackrpc_method $P$_methods[$n$] = {\n";
 
 static const char method_entry[] =
     "    {\"$wire$\", &$req_lower$__descriptor, &$rep_lower$__descriptor},\n";
@@ -204,10 +199,7 @@ static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
   akrgen_vars v = {0};
   vars_service(&v, m, s);
   emit(b, service_open, &v);
-  for (size_t i = 0; i < sv->n_methods; i++) {
-    vars_method(&v, m, s, i);
-    emit(b, method_object, &v);
-  }
+
   emit(b, table_open, &v);
   for (size_t i = 0; i < sv->n_methods; i++) {
     vars_method(&v, m, s, i);

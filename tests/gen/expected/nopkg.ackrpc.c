@@ -53,9 +53,6 @@ static void akrgen_unimplemented(ackrpc_call *call,
 
 /* --- service Echo --- */
 
-const ackrpc_method Echo_Echo_method = {"Echo/Echo", &echo_request__descriptor, &echo_reply__descriptor};
-const ackrpc_method Echo_Trace_method = {"Echo/Trace", &echo_request__trace__descriptor, &echo_request__trace__descriptor};
-
 const ackrpc_method Echo_methods[2] = {
     {"Echo/Echo", &echo_request__descriptor, &echo_reply__descriptor},
     {"Echo/Trace", &echo_request__trace__descriptor, &echo_request__trace__descriptor},

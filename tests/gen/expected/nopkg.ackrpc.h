@@ -27,6 +27,9 @@ extern "C" {
 /* For each method M of service S (P__: the package, lower-case, with "."
  * as "__"; absent if the file has no package):
  *
+ * P__S_M_method
+ *   the method's entry in P__S_methods (a macro): &P__S_M_method is the
+ *   const ackrpc_method * that ackrpc_client_call() and the rest take.
  * P__S_M_call(client, request, &reply, options, result)
  *   blocking call (ackrpc_stub_call()); returns the call's status. On OK,
  *   *ret_reply (if ret_reply is not NULL) receives the decoded reply, which
@@ -47,13 +50,13 @@ extern "C" {
 
 /* --- service Echo --- */
 
-/* What the wire and reflection know of each method: its full name and
- * the protoc-c descriptors of its request and reply. */
-extern const ackrpc_method Echo_Echo_method;
-extern const ackrpc_method Echo_Trace_method;
-/* The same, in .proto order, and the service that lists them. */
+/* The methods in .proto order (full name, protoc-c descriptors of the
+ * request and the reply), the service that lists them (reflection), and
+ * each method by name: an entry of the table. */
 extern const ackrpc_method Echo_methods[2];
 extern const ackrpc_service Echo_service;
+#define Echo_Echo_method (Echo_methods[0])
+#define Echo_Trace_method (Echo_methods[1])
 
 /* The server side: one handler per method. A handler gets the decoded
  * request (owned by the call, valid until the call is answered) and must

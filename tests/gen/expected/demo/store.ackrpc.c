@@ -50,9 +50,6 @@ static void akrgen_unimplemented(ackrpc_call *call,
 
 /* --- service demo.Store --- */
 
-const ackrpc_method demo__Store_Put_method = {"demo.Store/Put", &demo__put_request__descriptor, &demo__put_ack__descriptor};
-const ackrpc_method demo__Store_Get_method = {"demo.Store/Get", &demo__get_request__descriptor, &demo__get_reply__descriptor};
-
 const ackrpc_method demo__Store_methods[2] = {
     {"demo.Store/Put", &demo__put_request__descriptor, &demo__put_ack__descriptor},
     {"demo.Store/Get", &demo__get_request__descriptor, &demo__get_reply__descriptor},

@@ -595,11 +595,6 @@ static void akrgen_unimplemented(ackrpc_call *call,
 
 /* --- service policy.Guarded --- */
 
-const ackrpc_method policy__Guarded_Mine_method = {"policy.Guarded/Mine", &policy__note__descriptor, &policy__note__descriptor};
-const ackrpc_method policy__Guarded_Others_method = {"policy.Guarded/Others", &policy__note__descriptor, &policy__note__descriptor};
-const ackrpc_method policy__Guarded_Open_method = {"policy.Guarded/Open", &policy__note__descriptor, &policy__note__descriptor};
-const ackrpc_method policy__Guarded_Unset_method = {"policy.Guarded/Unset", &policy__note__descriptor, &policy__note__descriptor};
-
 const ackrpc_method policy__Guarded_methods[4] = {
     {"policy.Guarded/Mine", &policy__note__descriptor, &policy__note__descriptor},
     {"policy.Guarded/Others", &policy__note__descriptor, &policy__note__descriptor},
@@ -750,9 +745,6 @@ ackrpc_status policy__Guarded_Unset_call_async(ackrpc_client *client,
 }
 
 /* --- service policy.Groups --- */
-
-const ackrpc_method policy__Groups_Admins_method = {"policy.Groups/Admins", &policy__note__descriptor, &policy__note__descriptor};
-const ackrpc_method policy__Groups_Anyone_method = {"policy.Groups/Anyone", &policy__note__descriptor, &policy__note__descriptor};
 
 const ackrpc_method policy__Groups_methods[2] = {
     {"policy.Groups/Admins", &policy__note__descriptor, &policy__note__descriptor},

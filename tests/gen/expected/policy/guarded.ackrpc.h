@@ -27,6 +27,9 @@ extern "C" {
 /* For each method M of service S (P__: the package, lower-case, with "."
  * as "__"; absent if the file has no package):
  *
+ * P__S_M_method
+ *   the method's entry in P__S_methods (a macro): &P__S_M_method is the
+ *   const ackrpc_method * that ackrpc_client_call() and the rest take.
  * P__S_M_call(client, request, &reply, options, result)
  *   blocking call (ackrpc_stub_call()); returns the call's status. On OK,
  *   *ret_reply (if ret_reply is not NULL) receives the decoded reply, which
@@ -47,15 +50,15 @@ extern "C" {
 
 /* --- service policy.Guarded --- */
 
-/* What the wire and reflection know of each method: its full name and
- * the protoc-c descriptors of its request and reply. */
-extern const ackrpc_method policy__Guarded_Mine_method;
-extern const ackrpc_method policy__Guarded_Others_method;
-extern const ackrpc_method policy__Guarded_Open_method;
-extern const ackrpc_method policy__Guarded_Unset_method;
-/* The same, in .proto order, and the service that lists them. */
+/* The methods in .proto order (full name, protoc-c descriptors of the
+ * request and the reply), the service that lists them (reflection), and
+ * each method by name: an entry of the table. */
 extern const ackrpc_method policy__Guarded_methods[4];
 extern const ackrpc_service policy__Guarded_service;
+#define policy__Guarded_Mine_method (policy__Guarded_methods[0])
+#define policy__Guarded_Others_method (policy__Guarded_methods[1])
+#define policy__Guarded_Open_method (policy__Guarded_methods[2])
+#define policy__Guarded_Unset_method (policy__Guarded_methods[3])
 
 /* The server side: one handler per method. A handler gets the decoded
  * request (owned by the call, valid until the call is answered) and must
@@ -168,13 +171,13 @@ ackrpc_status policy__Guarded_Unset_call_async(ackrpc_client *client,
 
 /* --- service policy.Groups --- */
 
-/* What the wire and reflection know of each method: its full name and
- * the protoc-c descriptors of its request and reply. */
-extern const ackrpc_method policy__Groups_Admins_method;
-extern const ackrpc_method policy__Groups_Anyone_method;
-/* The same, in .proto order, and the service that lists them. */
+/* The methods in .proto order (full name, protoc-c descriptors of the
+ * request and the reply), the service that lists them (reflection), and
+ * each method by name: an entry of the table. */
 extern const ackrpc_method policy__Groups_methods[2];
 extern const ackrpc_service policy__Groups_service;
+#define policy__Groups_Admins_method (policy__Groups_methods[0])
+#define policy__Groups_Anyone_method (policy__Groups_methods[1])
 
 /* The server side: one handler per method. A handler gets the decoded
  * request (owned by the call, valid until the call is answered) and must

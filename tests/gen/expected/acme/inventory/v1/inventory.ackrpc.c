@@ -166,13 +166,6 @@ static void akrgen_unimplemented(ackrpc_call *call,
 
 /* --- service acme.inventory.v1.Inventory --- */
 
-const ackrpc_method acme__inventory__v1__Inventory_GetItem_method = {"acme.inventory.v1.Inventory/GetItem", &acme__inventory__v1__item_request__descriptor, &acme__inventory__v1__item__descriptor};
-const ackrpc_method acme__inventory__v1__Inventory_get_item_method = {"acme.inventory.v1.Inventory/get_item", &acme__inventory__v1__item_request__descriptor, &acme__inventory__v1__item__descriptor};
-const ackrpc_method acme__inventory__v1__Inventory_GETItem_method = {"acme.inventory.v1.Inventory/GETItem", &acme__inventory__v1__item_request__descriptor, &acme__inventory__v1__item__descriptor};
-const ackrpc_method acme__inventory__v1__Inventory_List_method = {"acme.inventory.v1.Inventory/List", &acme__common__page__descriptor, &acme__inventory__v1__item_list__descriptor};
-const ackrpc_method acme__inventory__v1__Inventory_delete_method = {"acme.inventory.v1.Inventory/delete", &acme__inventory__v1__item_request__descriptor, &google__protobuf__empty__descriptor};
-const ackrpc_method acme__inventory__v1__Inventory_Stock_method = {"acme.inventory.v1.Inventory/Stock", &acme__inventory__v1__item__location__descriptor, &acme__common__quantity__descriptor};
-
 const ackrpc_method acme__inventory__v1__Inventory_methods[6] = {
     {"acme.inventory.v1.Inventory/GetItem", &acme__inventory__v1__item_request__descriptor, &acme__inventory__v1__item__descriptor},
     {"acme.inventory.v1.Inventory/get_item", &acme__inventory__v1__item_request__descriptor, &acme__inventory__v1__item__descriptor},
@@ -363,8 +356,6 @@ ackrpc_status acme__inventory__v1__Inventory_Stock_call_async(ackrpc_client *cli
 }
 
 /* --- service acme.inventory.v1.Audit --- */
-
-const ackrpc_method acme__inventory__v1__Audit_Ping_method = {"acme.inventory.v1.Audit/Ping", &google__protobuf__empty__descriptor, &google__protobuf__timestamp__descriptor};
 
 const ackrpc_method acme__inventory__v1__Audit_methods[1] = {
     {"acme.inventory.v1.Audit/Ping", &google__protobuf__empty__descriptor, &google__protobuf__timestamp__descriptor},

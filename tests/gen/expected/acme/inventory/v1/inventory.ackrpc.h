@@ -27,6 +27,9 @@ extern "C" {
 /* For each method M of service S (P__: the package, lower-case, with "."
  * as "__"; absent if the file has no package):
  *
+ * P__S_M_method
+ *   the method's entry in P__S_methods (a macro): &P__S_M_method is the
+ *   const ackrpc_method * that ackrpc_client_call() and the rest take.
  * P__S_M_call(client, request, &reply, options, result)
  *   blocking call (ackrpc_stub_call()); returns the call's status. On OK,
  *   *ret_reply (if ret_reply is not NULL) receives the decoded reply, which
@@ -47,17 +50,17 @@ extern "C" {
 
 /* --- service acme.inventory.v1.Inventory --- */
 
-/* What the wire and reflection know of each method: its full name and
- * the protoc-c descriptors of its request and reply. */
-extern const ackrpc_method acme__inventory__v1__Inventory_GetItem_method;
-extern const ackrpc_method acme__inventory__v1__Inventory_get_item_method;
-extern const ackrpc_method acme__inventory__v1__Inventory_GETItem_method;
-extern const ackrpc_method acme__inventory__v1__Inventory_List_method;
-extern const ackrpc_method acme__inventory__v1__Inventory_delete_method;
-extern const ackrpc_method acme__inventory__v1__Inventory_Stock_method;
-/* The same, in .proto order, and the service that lists them. */
+/* The methods in .proto order (full name, protoc-c descriptors of the
+ * request and the reply), the service that lists them (reflection), and
+ * each method by name: an entry of the table. */
 extern const ackrpc_method acme__inventory__v1__Inventory_methods[6];
 extern const ackrpc_service acme__inventory__v1__Inventory_service;
+#define acme__inventory__v1__Inventory_GetItem_method (acme__inventory__v1__Inventory_methods[0])
+#define acme__inventory__v1__Inventory_get_item_method (acme__inventory__v1__Inventory_methods[1])
+#define acme__inventory__v1__Inventory_GETItem_method (acme__inventory__v1__Inventory_methods[2])
+#define acme__inventory__v1__Inventory_List_method (acme__inventory__v1__Inventory_methods[3])
+#define acme__inventory__v1__Inventory_delete_method (acme__inventory__v1__Inventory_methods[4])
+#define acme__inventory__v1__Inventory_Stock_method (acme__inventory__v1__Inventory_methods[5])
 
 /* The server side: one handler per method. A handler gets the decoded
  * request (owned by the call, valid until the call is answered) and must
@@ -210,12 +213,12 @@ ackrpc_status acme__inventory__v1__Inventory_Stock_call_async(ackrpc_client *cli
 
 /* --- service acme.inventory.v1.Audit --- */
 
-/* What the wire and reflection know of each method: its full name and
- * the protoc-c descriptors of its request and reply. */
-extern const ackrpc_method acme__inventory__v1__Audit_Ping_method;
-/* The same, in .proto order, and the service that lists them. */
+/* The methods in .proto order (full name, protoc-c descriptors of the
+ * request and the reply), the service that lists them (reflection), and
+ * each method by name: an entry of the table. */
 extern const ackrpc_method acme__inventory__v1__Audit_methods[1];
 extern const ackrpc_service acme__inventory__v1__Audit_service;
+#define acme__inventory__v1__Audit_Ping_method (acme__inventory__v1__Audit_methods[0])
 
 /* The server side: one handler per method. A handler gets the decoded
  * request (owned by the call, valid until the call is answered) and must
