@@ -97,8 +97,8 @@ static const char handlers_close[] =
     " * free the server. Errors: those of ackrpc_server_add_method() and\n"
     " * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy\n"
     " * is unknown), E_INVAL (NULL argument), E_NOMEM. */\n"
-    "ackrpc_status $P$_register(ackrpc_server *server, const $P$_handlers *handlers,\n"
-    "    void *user);\n";
+    "ackrpc_status $P$_register(ackrpc_server *server,\n"
+    "    const $P$_handlers *handlers, void *user);\n";
 
 static const char method_comment[] =
     "\n/* rpc $M$($req_proto$) returns ($rep_proto$)\n";

@@ -1,6 +1,7 @@
 /* emit_source.c: NAME.ackrpc.c: the const tables (policies, reflection
  * descriptors, one method table and one service record per service),
- * the register functions and the async stubs (each a call of
+ * the register functions (a table of handlers and policies per service,
+ * walked by one loop per file) and the async stubs (each a call of
  * ackrpc_stub_call_async() with a small adapter that gives `done` back its
  * type). */
 #include "emit_files.h"
@@ -12,19 +13,59 @@ static const char source_top[] = "#include <stdio.h>\n"
                                  "\n"
                                  "#include \"$stem$.ackrpc.h\"\n";
 
-/* Registered for a method whose handler is NULL. */
-static const char unimplemented[] =
+/* The helpers of the register functions, once per file. */
+static const char slot_and_unimplemented[] =
     "\n"
-    "/* The handler of a method whose handler is NULL. */\n"
-    "static void akrgen_unimplemented(ackrpc_call *call,\n"
-    "    const ProtobufCMessage *request, void *user) {\n"
+    "/* One method as a register function installs it. */\n"
+    "typedef struct akrgen_slot {\n"
+    "  ackrpc_handler_fn handler;\n"
+    "  const ackrpc_policy *policy; /* NULL: anyone */\n"
+    "} akrgen_slot;\n"
+    "\n"
+    "/* The answer of a method whose handler is NULL. */\n"
+    "static void akrgen_unimplemented(ackrpc_call *call) {\n"
     "  char message[ACKRPC_MAX_METHOD_NAME + 64];\n"
-    "  (void)request;\n"
-    "  (void)user;\n"
     "  snprintf(message, sizeof message,\n"
     "      \"method %s is not implemented by this server\",\n"
     "      ackrpc_call_method(call));\n"
     "  ackrpc_call_reply(call, ACKRPC_UNIMPLEMENTED, message, NULL);\n"
+    "}\n";
+
+static const char bind_helper[] =
+    "\n"
+    "/* Allocates `size` bytes freed with `server`: the cleanup is registered\n"
+    " * first, so that they go with the server whatever happens next. */\n"
+    "static ackrpc_status akrgen_bind(ackrpc_server *server, size_t size,\n"
+    "    void **ret_binding) {\n"
+    "  void *binding = malloc(size);\n"
+    "  ackrpc_status status;\n"
+    "  if (binding == NULL) return ACKRPC_E_NOMEM;\n"
+    "  status = ackrpc_server_add_cleanup(server, free, binding);\n"
+    "  if (status != ACKRPC_OK) {\n"
+    "    free(binding);\n"
+    "    return status;\n"
+    "  }\n"
+    "  *ret_binding = binding;\n"
+    "  return ACKRPC_OK;\n"
+    "}\n";
+
+static const char register_helper[] =
+    "\n"
+    "/* Records `service` for reflection, then registers each of its methods\n"
+    " * with the handler and the policy of its slot. */\n"
+    "static ackrpc_status akrgen_register(ackrpc_server *server,\n"
+    "    const ackrpc_service *service, const akrgen_slot *slots, void *binding) {\n"
+    "  ackrpc_status status = ackrpc_server_add_service_info(server, service);\n"
+    "  size_t i;\n"
+    "  for (i = 0; status == ACKRPC_OK && i < service->n_methods; i++) {\n"
+    "    const ackrpc_method *method = &service->methods[i];\n"
+    "    status = ackrpc_server_add_method(server, method, slots[i].handler, "
+    "binding);\n"
+    "    if (status == ACKRPC_OK && slots[i].policy != NULL)\n"
+    "      status = ackrpc_server_set_method_policy(server, method->name,\n"
+    "                                               slots[i].policy);\n"
+    "  }\n"
+    "  return status;\n"
     "}\n";
 
 static const char service_open[] = "\n"
@@ -39,8 +80,8 @@ static const char method_entry[] =
 static const char service_record[] =
     "};\n"
     "\n"
-    "const ackrpc_service $P$_service = {\"$service$\", $P$_methods, $n$, "
-    "akrgen_files, $n_files$};\n"
+    "const ackrpc_service $P$_service = {\"$service$\", $P$_methods, $n$,\n"
+    "    akrgen_files, $n_files$};\n"
     "\n"
     "/* What $P$_register() gives the server: the handlers and the\n"
     " * user pointer, freed with the server. */\n"
@@ -54,43 +95,33 @@ static const char method_handler[] =
     "static void akrgen_handle_$id$(ackrpc_call *call,\n"
     "    const ProtobufCMessage *request, void *user) {\n"
     "  const akrgen_binding_$s$ *binding = (const akrgen_binding_$s$ *)user;\n"
-    "  binding->handlers.$member$(call, (const $Req$ *)request, binding->user);\n"
+    "  if (binding->handlers.$member$ == NULL)\n"
+    "    akrgen_unimplemented(call);\n"
+    "  else\n"
+    "    binding->handlers.$member$(call, (const $Req$ *)request, binding->user);\n"
     "}\n";
 
-static const char register_open[] =
+static const char slots_open[] =
     "\n"
-    "ackrpc_status $P$_register(ackrpc_server *server, const $P$_handlers *handlers,\n"
-    "    void *user) {\n"
+    "/* Handler and policy of each method, for $P$_register(). */\n"
+    "static const akrgen_slot akrgen_slots_$s$[$n$] = {\n";
+
+static const char register_function[] =
+    "};\n"
+    "\n"
+    "ackrpc_status $P$_register(ackrpc_server *server,\n"
+    "    const $P$_handlers *handlers, void *user) {\n"
     "  akrgen_binding_$s$ *binding;\n"
+    "  void *memory = NULL;\n"
     "  ackrpc_status status;\n"
     "  if (server == NULL || handlers == NULL) return ACKRPC_E_INVAL;\n"
-    "  binding = (akrgen_binding_$s$ *)malloc(sizeof *binding);\n"
-    "  if (binding == NULL) return ACKRPC_E_NOMEM;\n"
+    "  status = akrgen_bind(server, sizeof *binding, &memory);\n"
+    "  if (status != ACKRPC_OK) return status;\n"
+    "  binding = (akrgen_binding_$s$ *)memory;\n"
     "  binding->handlers = *handlers;\n"
     "  binding->user = user;\n"
-    "  /* First, so that the binding goes with the server whatever happens. */\n"
-    "  status = ackrpc_server_add_cleanup(server, free, binding);\n"
-    "  if (status != ACKRPC_OK) {\n"
-    "    free(binding);\n"
-    "    return status;\n"
-    "  }\n"
-    "  /* For reflection: the service, its methods and its descriptors. */\n"
-    "  status = ackrpc_server_add_service_info(server, &$P$_service);\n"
-    "  if (status != ACKRPC_OK) return status;\n";
-
-static const char register_method[] =
-    "  status = ackrpc_server_add_method(server, &$PM$_method,\n"
-    "      handlers->$member$ != NULL ? akrgen_handle_$id$ : akrgen_unimplemented,\n"
-    "      binding);\n"
-    "  if (status != ACKRPC_OK) return status;\n";
-
-static const char register_policy[] =
-    "  status = ackrpc_server_set_method_policy(server, $PM$_method.name,\n"
-    "      &akrgen_policy_$policy$);\n"
-    "  if (status != ACKRPC_OK) return status;\n";
-
-static const char register_close[] = "  return ACKRPC_OK;\n"
-                                     "}\n";
+    "  return akrgen_register(server, &$P$_service, akrgen_slots_$s$, binding);\n"
+    "}\n";
 
 static const char async_stub[] =
     "\n"
@@ -175,23 +206,6 @@ static void emit_descriptors(akrgen_buf *b, const akrgen_model *m) {
   buf_puts(b, "};\n");
 }
 
-/* The register function of service `s`. */
-static void emit_register(akrgen_buf *b, const akrgen_model *m, size_t s) {
-  const akrgen_service *sv = &m->services[s];
-  akrgen_vars v = {0};
-  vars_service(&v, m, s);
-  emit(b, register_open, &v);
-  for (size_t i = 0; i < sv->n_methods; i++) {
-    vars_method(&v, m, s, i);
-    emit(b, register_method, &v);
-    if (sv->methods[i].policy < 0) continue;
-    vars_set(&v, "policy", "%d", sv->methods[i].policy);
-    emit(b, register_policy, &v);
-  }
-  emit(b, register_close, &v);
-  vars_free(&v);
-}
-
 /* Service `s`: its tables, the handlers that cast the request to its type,
  * the register function and the async stubs. */
 static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
@@ -210,7 +224,16 @@ static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
     vars_method(&v, m, s, i);
     emit(b, method_handler, &v);
   }
-  emit_register(b, m, s);
+  emit(b, slots_open, &v);
+  for (size_t i = 0; i < sv->n_methods; i++) {
+    int p = sv->methods[i].policy;
+    buf_printf(b, "    {akrgen_handle_%zu_%zu, ", s, i);
+    if (p >= 0)
+      buf_printf(b, "&akrgen_policy_%d},\n", p);
+    else
+      buf_puts(b, "NULL},\n");
+  }
+  emit(b, register_function, &v);
   for (size_t i = 0; i < sv->n_methods; i++) {
     vars_method(&v, m, s, i);
     emit(b, async_stub, &v);
@@ -233,7 +256,9 @@ void akrgen_emit_source(akrgen_buf *b, const akrgen_model *m) {
   for (size_t i = 0; i < m->n_policies; i++)
     emit_policy(b, &m->policies[i], i);
   emit_descriptors(b, m);
-  buf_puts(b, unimplemented);
+  buf_puts(b, slot_and_unimplemented);
+  buf_puts(b, bind_helper);
+  buf_puts(b, register_helper);
   for (size_t s = 0; s < m->n_services; s++)
     emit_service(b, m, s);
 }

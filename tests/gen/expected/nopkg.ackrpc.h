@@ -76,8 +76,8 @@ typedef struct Echo_handlers {
  * free the server. Errors: those of ackrpc_server_add_method() and
  * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
-ackrpc_status Echo_register(ackrpc_server *server, const Echo_handlers *handlers,
-    void *user);
+ackrpc_status Echo_register(ackrpc_server *server,
+    const Echo_handlers *handlers, void *user);
 
 /* rpc Echo(EchoRequest) returns (EchoReply)
  * reply freed with echo_reply__free_unpacked(reply, NULL) */

@@ -76,8 +76,8 @@ typedef struct demo__Store_handlers {
  * free the server. Errors: those of ackrpc_server_add_method() and
  * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
-ackrpc_status demo__Store_register(ackrpc_server *server, const demo__Store_handlers *handlers,
-    void *user);
+ackrpc_status demo__Store_register(ackrpc_server *server,
+    const demo__Store_handlers *handlers, void *user);
 
 /* rpc Put(demo.PutRequest) returns (demo.PutAck)
  * reply freed with demo__put_ack__free_unpacked(reply, NULL) */

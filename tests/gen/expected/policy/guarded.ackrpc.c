@@ -581,16 +581,51 @@ static const ackrpc_file_descriptor akrgen_files[3] = {
     {"policy/guarded.proto", akrgen_file_2, 393},
 };
 
-/* The handler of a method whose handler is NULL. */
-static void akrgen_unimplemented(ackrpc_call *call,
-    const ProtobufCMessage *request, void *user) {
+/* One method as a register function installs it. */
+typedef struct akrgen_slot {
+  ackrpc_handler_fn handler;
+  const ackrpc_policy *policy; /* NULL: anyone */
+} akrgen_slot;
+
+/* The answer of a method whose handler is NULL. */
+static void akrgen_unimplemented(ackrpc_call *call) {
   char message[ACKRPC_MAX_METHOD_NAME + 64];
-  (void)request;
-  (void)user;
   snprintf(message, sizeof message,
       "method %s is not implemented by this server",
       ackrpc_call_method(call));
   ackrpc_call_reply(call, ACKRPC_UNIMPLEMENTED, message, NULL);
+}
+
+/* Allocates `size` bytes freed with `server`: the cleanup is registered
+ * first, so that they go with the server whatever happens next. */
+static ackrpc_status akrgen_bind(ackrpc_server *server, size_t size,
+    void **ret_binding) {
+  void *binding = malloc(size);
+  ackrpc_status status;
+  if (binding == NULL) return ACKRPC_E_NOMEM;
+  status = ackrpc_server_add_cleanup(server, free, binding);
+  if (status != ACKRPC_OK) {
+    free(binding);
+    return status;
+  }
+  *ret_binding = binding;
+  return ACKRPC_OK;
+}
+
+/* Records `service` for reflection, then registers each of its methods
+ * with the handler and the policy of its slot. */
+static ackrpc_status akrgen_register(ackrpc_server *server,
+    const ackrpc_service *service, const akrgen_slot *slots, void *binding) {
+  ackrpc_status status = ackrpc_server_add_service_info(server, service);
+  size_t i;
+  for (i = 0; status == ACKRPC_OK && i < service->n_methods; i++) {
+    const ackrpc_method *method = &service->methods[i];
+    status = ackrpc_server_add_method(server, method, slots[i].handler, binding);
+    if (status == ACKRPC_OK && slots[i].policy != NULL)
+      status = ackrpc_server_set_method_policy(server, method->name,
+                                               slots[i].policy);
+  }
+  return status;
 }
 
 /* --- service policy.Guarded --- */
@@ -602,7 +637,8 @@ const ackrpc_method policy__Guarded_methods[4] = {
     {"policy.Guarded/Unset", &policy__note__descriptor, &policy__note__descriptor},
 };
 
-const ackrpc_service policy__Guarded_service = {"policy.Guarded", policy__Guarded_methods, 4, akrgen_files, 3};
+const ackrpc_service policy__Guarded_service = {"policy.Guarded", policy__Guarded_methods, 4,
+    akrgen_files, 3};
 
 /* What policy__Guarded_register() gives the server: the handlers and the
  * user pointer, freed with the server. */
@@ -614,74 +650,59 @@ typedef struct akrgen_binding_0 {
 static void akrgen_handle_0_0(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.Mine(call, (const Policy__Note *)request, binding->user);
+  if (binding->handlers.Mine == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Mine(call, (const Policy__Note *)request, binding->user);
 }
 
 static void akrgen_handle_0_1(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.Others(call, (const Policy__Note *)request, binding->user);
+  if (binding->handlers.Others == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Others(call, (const Policy__Note *)request, binding->user);
 }
 
 static void akrgen_handle_0_2(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.Open(call, (const Policy__Note *)request, binding->user);
+  if (binding->handlers.Open == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Open(call, (const Policy__Note *)request, binding->user);
 }
 
 static void akrgen_handle_0_3(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.Unset(call, (const Policy__Note *)request, binding->user);
+  if (binding->handlers.Unset == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Unset(call, (const Policy__Note *)request, binding->user);
 }
 
-ackrpc_status policy__Guarded_register(ackrpc_server *server, const policy__Guarded_handlers *handlers,
-    void *user) {
+/* Handler and policy of each method, for policy__Guarded_register(). */
+static const akrgen_slot akrgen_slots_0[4] = {
+    {akrgen_handle_0_0, &akrgen_policy_0},
+    {akrgen_handle_0_1, &akrgen_policy_1},
+    {akrgen_handle_0_2, &akrgen_policy_2},
+    {akrgen_handle_0_3, &akrgen_policy_0},
+};
+
+ackrpc_status policy__Guarded_register(ackrpc_server *server,
+    const policy__Guarded_handlers *handlers, void *user) {
   akrgen_binding_0 *binding;
+  void *memory = NULL;
   ackrpc_status status;
   if (server == NULL || handlers == NULL) return ACKRPC_E_INVAL;
-  binding = (akrgen_binding_0 *)malloc(sizeof *binding);
-  if (binding == NULL) return ACKRPC_E_NOMEM;
+  status = akrgen_bind(server, sizeof *binding, &memory);
+  if (status != ACKRPC_OK) return status;
+  binding = (akrgen_binding_0 *)memory;
   binding->handlers = *handlers;
   binding->user = user;
-  /* First, so that the binding goes with the server whatever happens. */
-  status = ackrpc_server_add_cleanup(server, free, binding);
-  if (status != ACKRPC_OK) {
-    free(binding);
-    return status;
-  }
-  /* For reflection: the service, its methods and its descriptors. */
-  status = ackrpc_server_add_service_info(server, &policy__Guarded_service);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &policy__Guarded_Mine_method,
-      handlers->Mine != NULL ? akrgen_handle_0_0 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_set_method_policy(server, policy__Guarded_Mine_method.name,
-      &akrgen_policy_0);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &policy__Guarded_Others_method,
-      handlers->Others != NULL ? akrgen_handle_0_1 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_set_method_policy(server, policy__Guarded_Others_method.name,
-      &akrgen_policy_1);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &policy__Guarded_Open_method,
-      handlers->Open != NULL ? akrgen_handle_0_2 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_set_method_policy(server, policy__Guarded_Open_method.name,
-      &akrgen_policy_2);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &policy__Guarded_Unset_method,
-      handlers->Unset != NULL ? akrgen_handle_0_3 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_set_method_policy(server, policy__Guarded_Unset_method.name,
-      &akrgen_policy_0);
-  if (status != ACKRPC_OK) return status;
-  return ACKRPC_OK;
+  return akrgen_register(server, &policy__Guarded_service, akrgen_slots_0, binding);
 }
 
 /* Ends policy__Guarded_Mine_call_async(): `done` back to its own type. */
@@ -751,7 +772,8 @@ const ackrpc_method policy__Groups_methods[2] = {
     {"policy.Groups/Anyone", &policy__note__descriptor, &policy__note__descriptor},
 };
 
-const ackrpc_service policy__Groups_service = {"policy.Groups", policy__Groups_methods, 2, akrgen_files, 3};
+const ackrpc_service policy__Groups_service = {"policy.Groups", policy__Groups_methods, 2,
+    akrgen_files, 3};
 
 /* What policy__Groups_register() gives the server: the handlers and the
  * user pointer, freed with the server. */
@@ -763,45 +785,39 @@ typedef struct akrgen_binding_1 {
 static void akrgen_handle_1_0(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_1 *binding = (const akrgen_binding_1 *)user;
-  binding->handlers.Admins(call, (const Policy__Note *)request, binding->user);
+  if (binding->handlers.Admins == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Admins(call, (const Policy__Note *)request, binding->user);
 }
 
 static void akrgen_handle_1_1(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_1 *binding = (const akrgen_binding_1 *)user;
-  binding->handlers.Anyone(call, (const Policy__Note *)request, binding->user);
+  if (binding->handlers.Anyone == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Anyone(call, (const Policy__Note *)request, binding->user);
 }
 
-ackrpc_status policy__Groups_register(ackrpc_server *server, const policy__Groups_handlers *handlers,
-    void *user) {
+/* Handler and policy of each method, for policy__Groups_register(). */
+static const akrgen_slot akrgen_slots_1[2] = {
+    {akrgen_handle_1_0, &akrgen_policy_3},
+    {akrgen_handle_1_1, NULL},
+};
+
+ackrpc_status policy__Groups_register(ackrpc_server *server,
+    const policy__Groups_handlers *handlers, void *user) {
   akrgen_binding_1 *binding;
+  void *memory = NULL;
   ackrpc_status status;
   if (server == NULL || handlers == NULL) return ACKRPC_E_INVAL;
-  binding = (akrgen_binding_1 *)malloc(sizeof *binding);
-  if (binding == NULL) return ACKRPC_E_NOMEM;
+  status = akrgen_bind(server, sizeof *binding, &memory);
+  if (status != ACKRPC_OK) return status;
+  binding = (akrgen_binding_1 *)memory;
   binding->handlers = *handlers;
   binding->user = user;
-  /* First, so that the binding goes with the server whatever happens. */
-  status = ackrpc_server_add_cleanup(server, free, binding);
-  if (status != ACKRPC_OK) {
-    free(binding);
-    return status;
-  }
-  /* For reflection: the service, its methods and its descriptors. */
-  status = ackrpc_server_add_service_info(server, &policy__Groups_service);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &policy__Groups_Admins_method,
-      handlers->Admins != NULL ? akrgen_handle_1_0 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_set_method_policy(server, policy__Groups_Admins_method.name,
-      &akrgen_policy_3);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &policy__Groups_Anyone_method,
-      handlers->Anyone != NULL ? akrgen_handle_1_1 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  return ACKRPC_OK;
+  return akrgen_register(server, &policy__Groups_service, akrgen_slots_1, binding);
 }
 
 /* Ends policy__Groups_Admins_call_async(): `done` back to its own type. */

@@ -82,8 +82,8 @@ typedef struct policy__Guarded_handlers {
  * free the server. Errors: those of ackrpc_server_add_method() and
  * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
-ackrpc_status policy__Guarded_register(ackrpc_server *server, const policy__Guarded_handlers *handlers,
-    void *user);
+ackrpc_status policy__Guarded_register(ackrpc_server *server,
+    const policy__Guarded_handlers *handlers, void *user);
 
 /* rpc Mine(policy.Note) returns (policy.Note)
  * callers admitted: same uid as the server
@@ -197,8 +197,8 @@ typedef struct policy__Groups_handlers {
  * free the server. Errors: those of ackrpc_server_add_method() and
  * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
-ackrpc_status policy__Groups_register(ackrpc_server *server, const policy__Groups_handlers *handlers,
-    void *user);
+ackrpc_status policy__Groups_register(ackrpc_server *server,
+    const policy__Groups_handlers *handlers, void *user);
 
 /* rpc Admins(policy.Note) returns (policy.Note)
  * callers admitted: uids 0 1000, gids 0, groups root odd "name"?

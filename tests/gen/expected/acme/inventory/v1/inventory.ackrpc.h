@@ -88,8 +88,8 @@ typedef struct acme__inventory__v1__Inventory_handlers {
  * free the server. Errors: those of ackrpc_server_add_method() and
  * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
-ackrpc_status acme__inventory__v1__Inventory_register(ackrpc_server *server, const acme__inventory__v1__Inventory_handlers *handlers,
-    void *user);
+ackrpc_status acme__inventory__v1__Inventory_register(ackrpc_server *server,
+    const acme__inventory__v1__Inventory_handlers *handlers, void *user);
 
 /* rpc GetItem(acme.inventory.v1.ItemRequest) returns (acme.inventory.v1.Item)
  * reply freed with acme__inventory__v1__item__free_unpacked(reply, NULL) */
@@ -236,8 +236,8 @@ typedef struct acme__inventory__v1__Audit_handlers {
  * free the server. Errors: those of ackrpc_server_add_method() and
  * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
-ackrpc_status acme__inventory__v1__Audit_register(ackrpc_server *server, const acme__inventory__v1__Audit_handlers *handlers,
-    void *user);
+ackrpc_status acme__inventory__v1__Audit_register(ackrpc_server *server,
+    const acme__inventory__v1__Audit_handlers *handlers, void *user);
 
 /* rpc Ping(google.protobuf.Empty) returns (google.protobuf.Timestamp)
  * reply freed with google__protobuf__timestamp__free_unpacked(reply, NULL) */
