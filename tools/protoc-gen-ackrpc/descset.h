@@ -6,11 +6,13 @@
 #include "model.h"
 #include "proto.h"
 
-/* Fills model->files: `file` and every file it imports, transitively, in
- * the request's order (protoc's: dependencies first), each serialized
- * without source code info, so that each service is self-contained:
- * imports such as google/protobuf/empty.proto have no services, hence no
- * generated code of their own to carry them. */
+/* Fills model->files: `file` and the files needed to decode its messages,
+ * transitively, in the request's order (protoc's: dependencies first), each
+ * serialized without source code info and with only those imports listed.
+ * An import that provides no type the file refers to (one made for custom
+ * options, such as ackrpc/options.proto, which brings
+ * google/protobuf/descriptor.proto) is left out, so the set stays small and
+ * self-contained: every dependency a file lists is in the set. */
 void akrgen_descset_collect(const akrgen_request *request,
                             const akrgen_file_proto *file, akrgen_model *model);
 

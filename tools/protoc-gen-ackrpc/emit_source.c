@@ -183,10 +183,11 @@ static void emit_policy(akrgen_buf *b, const akrgen_policy *p, size_t i) {
 
 /* The reflection set of the model (descset.c), as C arrays. */
 static void emit_descriptors(akrgen_buf *b, const akrgen_model *m) {
-  buf_puts(b, "\n/* What reflection serves for the services of this file: the\n"
-              " * serialized google.protobuf.FileDescriptorProto of this file and of\n"
-              " * every file it imports, transitively, dependencies first, without\n"
-              " * source code info (ackrpc_service.files). */\n");
+  buf_puts(b,
+           "\n/* What reflection serves for the services of this file: the\n"
+           " * serialized google.protobuf.FileDescriptorProto of this file and of\n"
+           " * the files needed to decode its messages, dependencies first, without\n"
+           " * source code info (ackrpc_service.files). */\n");
   for (size_t i = 0; i < m->n_files; i++) {
     const akrgen_blob *f = &m->files[i];
     buf_printf(b, "static const uint8_t akrgen_file_%zu[%zu] = {", i,

@@ -73,9 +73,9 @@ typedef struct akrgen_model {
   size_t n_services;
   akrgen_policy *policies; /* each decoded option, in .proto order */
   size_t n_policies;
-  /* What reflection serves for the services (descset.c): this file and
-   * its imports, transitively, dependencies first. Empty if the file has no
-   * services. */
+  /* What reflection serves for the services (descset.c): this file and the
+   * files needed to decode its messages, dependencies first. Empty if the
+   * file has no services. */
   akrgen_blob *files;
   size_t n_files;
 } akrgen_model;

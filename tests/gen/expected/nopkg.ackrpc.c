@@ -9,7 +9,7 @@
 
 /* What reflection serves for the services of this file: the
  * serialized google.protobuf.FileDescriptorProto of this file and of
- * every file it imports, transitively, dependencies first, without
+ * the files needed to decode its messages, dependencies first, without
  * source code info (ackrpc_service.files). */
 static const uint8_t akrgen_file_0[347] = {
     0x0a,0x0b,0x6e,0x6f,0x70,0x6b,0x67,0x2e,0x70,0x72,0x6f,0x74,0x6f,0x22,0xcf,0x01,

@@ -9,7 +9,7 @@
 
 /* What reflection serves for the services of this file: the
  * serialized google.protobuf.FileDescriptorProto of this file and of
- * every file it imports, transitively, dependencies first, without
+ * the files needed to decode its messages, dependencies first, without
  * source code info (ackrpc_service.files). */
 static const uint8_t akrgen_file_0[303] = {
     0x0a,0x10,0x64,0x65,0x6d,0x6f,0x2f,0x73,0x74,0x6f,0x72,0x65,0x2e,0x70,0x72,0x6f,

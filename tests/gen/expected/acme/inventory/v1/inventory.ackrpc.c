@@ -9,7 +9,7 @@
 
 /* What reflection serves for the services of this file: the
  * serialized google.protobuf.FileDescriptorProto of this file and of
- * every file it imports, transitively, dependencies first, without
+ * the files needed to decode its messages, dependencies first, without
  * source code info (ackrpc_service.files). */
 static const uint8_t akrgen_file_0[236] = {
     0x0a,0x17,0x61,0x63,0x6d,0x65,0x2f,0x63,0x6f,0x6d,0x6d,0x6f,0x6e,0x2f,0x74,0x79,
