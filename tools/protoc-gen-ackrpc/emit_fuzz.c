@@ -42,6 +42,19 @@ static const char fuzz_handler[] =
     "  ackrpc_call_reply(call, ACKRPC_OK, NULL, &reply.base);\n"
     "}\n";
 
+static const char register_open[] =
+    "\n"
+    "/* $service$ with every handler set. */\n"
+    "static void akrgen_fuzz_register_$s$(ackrpc_server *server) {\n"
+    "  $P$_handlers h;\n"
+    "  memset(&h, 0, sizeof h);\n";
+
+static const char register_member[] = "  h.$member$ = akrgen_fuzz_$id$;\n";
+
+static const char register_close[] =
+    "  if ($P$_register(server, &h, NULL) != ACKRPC_OK) abort();\n"
+    "}\n";
+
 static const char setup_open[] =
     "\n"
     "/* The server, created once per process on an abstract address. */\n"
@@ -59,15 +72,8 @@ static const char setup_open[] =
     "  options.log = ackrpc_log_discard;\n"
     "  if (ackrpc_server_new(&options, &akrgen_fuzz_server) != ACKRPC_OK) abort();\n";
 
-static const char register_open[] = "  {\n"
-                                    "    $P$_handlers h;\n"
-                                    "    memset(&h, 0, sizeof h);\n";
-
-static const char register_member[] = "    h.$member$ = akrgen_fuzz_$id$;\n";
-
-static const char register_close[] =
-    "    if ($P$_register(akrgen_fuzz_server, &h, NULL) != ACKRPC_OK) abort();\n"
-    "  }\n";
+static const char setup_register[] =
+    "  akrgen_fuzz_register_$s$(akrgen_fuzz_server);\n";
 
 static const char setup_close[] =
     "  memset(&akrgen_fuzz_addr, 0, sizeof akrgen_fuzz_addr);\n"
@@ -77,7 +83,7 @@ static const char setup_close[] =
     "                                     strlen(address));\n"
     "}\n";
 
-static const char conn_io[] =
+static const char conn_send[] =
     "\n"
     "/* One connection: the client end is driven by events on the server's loop,\n"
     " * so one thread runs both ends. */\n"
@@ -89,36 +95,45 @@ static const char conn_io[] =
     "  struct event *ev;\n"
     "} akrgen_fuzz_conn;\n"
     "\n"
-    "static void akrgen_fuzz_io(evutil_socket_t fd, short what, void *arg) {\n"
-    "  akrgen_fuzz_conn *c = (akrgen_fuzz_conn *)arg;\n"
-    "  if (what & EV_WRITE) {\n"
-    "    while (c->sent < c->size) {\n"
-    "      ssize_t n = send(fd, c->data + c->sent, c->size - c->sent, MSG_NOSIGNAL);\n"
-    "      if (n > 0) {\n"
-    "        c->sent += (size_t)n;\n"
-    "      } else if (n < 0 && errno == EAGAIN) {\n"
-    "        return;\n"
-    "      } else {\n"
-    "        break; /* the server closed first (it may refuse early) */\n"
-    "      }\n"
-    "    }\n"
-    "    shutdown(fd, SHUT_WR);\n"
-    "    event_del(c->ev);\n"
-    "    event_assign(c->ev, event_get_base(c->ev), fd, EV_READ | EV_PERSIST,\n"
-    "                 akrgen_fuzz_io, c);\n"
-    "    event_add(c->ev, NULL);\n"
-    "    return;\n"
-    "  }\n"
-    "  for (;;) {\n"
-    "    char sink[4096];\n"
-    "    ssize_t n = recv(fd, sink, sizeof sink, 0);\n"
-    "    if (n > 0) continue;\n"
+    "static void akrgen_fuzz_io(evutil_socket_t fd, short what, void *arg);\n"
+    "\n"
+    "/* Writes the input; once it is all sent (or the server closed first: it\n"
+    " * may refuse early), half-closes and waits for the end of the reply. */\n"
+    "static void akrgen_fuzz_send(akrgen_fuzz_conn *c) {\n"
+    "  while (c->sent < c->size) {\n"
+    "    ssize_t n = send(c->fd, c->data + c->sent, c->size - c->sent, MSG_NOSIGNAL);\n"
     "    if (n < 0 && errno == EAGAIN) return;\n"
-    "    c->closed = 1; /* EOF or error: the call is over */\n"
-    "    event_del(c->ev);\n"
-    "    event_base_loopbreak(event_get_base(c->ev));\n"
-    "    return;\n"
+    "    if (n <= 0) break;\n"
+    "    c->sent += (size_t)n;\n"
     "  }\n"
+    "  shutdown(c->fd, SHUT_WR);\n"
+    "  event_del(c->ev);\n"
+    "  event_assign(c->ev, event_get_base(c->ev), c->fd, EV_READ | EV_PERSIST,\n"
+    "               akrgen_fuzz_io, c);\n"
+    "  event_add(c->ev, NULL);\n"
+    "}\n";
+
+static const char conn_drain[] =
+    "\n"
+    "/* Reads the reply away; at EOF (or an error) the call is over. */\n"
+    "static void akrgen_fuzz_drain(akrgen_fuzz_conn *c) {\n"
+    "  char sink[4096];\n"
+    "  ssize_t n;\n"
+    "  do {\n"
+    "    n = recv(c->fd, sink, sizeof sink, 0);\n"
+    "  } while (n > 0);\n"
+    "  if (n < 0 && errno == EAGAIN) return;\n"
+    "  c->closed = 1;\n"
+    "  event_del(c->ev);\n"
+    "  event_base_loopbreak(event_get_base(c->ev));\n"
+    "}\n"
+    "\n"
+    "static void akrgen_fuzz_io(evutil_socket_t fd, short what, void *arg) {\n"
+    "  (void)fd;\n"
+    "  if (what & EV_WRITE)\n"
+    "    akrgen_fuzz_send((akrgen_fuzz_conn *)arg);\n"
+    "  else\n"
+    "    akrgen_fuzz_drain((akrgen_fuzz_conn *)arg);\n"
     "}\n";
 
 static const char test_one_input[] =
@@ -146,12 +161,17 @@ static const char test_one_input[] =
     "  return 0;\n"
     "}\n";
 
-/* Registers service `s` with the fuzz handlers, inside the setup. */
-static void emit_register(akrgen_buf *b, const akrgen_model *m, size_t s) {
+/* The handlers of service `s` and the function that registers them. */
+static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
+  size_t n = m->services[s].n_methods;
   akrgen_vars v = {0};
+  for (size_t i = 0; i < n; i++) {
+    vars_method(&v, m, s, i);
+    emit(b, fuzz_handler, &v);
+  }
   vars_service(&v, m, s);
   emit(b, register_open, &v);
-  for (size_t i = 0; i < m->services[s].n_methods; i++) {
+  for (size_t i = 0; i < n; i++) {
     vars_method(&v, m, s, i);
     emit(b, register_member, &v);
   }
@@ -170,17 +190,16 @@ void akrgen_emit_fuzz(akrgen_buf *b, const akrgen_model *m) {
       " * ACKRPC_GENERATE_FUZZ is ON; libFuzzer (or a replay main) supplies main().");
   vars_file(&v, m);
   emit(b, fuzz_top, &v);
-  for (size_t s = 0; s < m->n_services; s++) {
-    for (size_t i = 0; i < m->services[s].n_methods; i++) {
-      vars_method(&v, m, s, i);
-      emit(b, fuzz_handler, &v);
-    }
-  }
-  buf_puts(b, setup_open);
   for (size_t s = 0; s < m->n_services; s++)
-    emit_register(b, m, s);
+    emit_service(b, m, s);
+  buf_puts(b, setup_open);
+  for (size_t s = 0; s < m->n_services; s++) {
+    vars_set(&v, "s", "%zu", s);
+    emit(b, setup_register, &v);
+  }
   buf_puts(b, setup_close);
-  buf_puts(b, conn_io);
+  buf_puts(b, conn_send);
+  buf_puts(b, conn_drain);
   buf_puts(b, test_one_input);
   vars_free(&v);
 }
