@@ -1,19 +1,24 @@
 /* test_gen_e2e.c: the code protoc-gen-ackrpc generates, used as a user would:
  * typed blocking and async stubs, handler tables registered on a real server
  * (a NULL handler answers UNIMPLEMENTED), caller policies from the .proto
- * (PERMISSION_DENIED before the handler runs), and the reflection tables.
+ * (PERMISSION_DENIED before the handler runs), the reflection tables and
+ * the descriptors they serve (also to the ackrpc tool, when it is built).
  * The fixtures are tests/gen/fixtures; ackrpc_generate() builds them. */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <event2/event.h>
 
 #include "fixture.h"
+#include "google/protobuf/descriptor.pb-c.h"
 
 #include "acme/inventory/v1/inventory.ackrpc.h"
 #include "demo/store.ackrpc.h"
 #include "nopkg.ackrpc.h"
 #include "policy/guarded.ackrpc.h"
+#include "reexport/user.ackrpc.h"
 
 FX_SUITE(gen);
 
@@ -245,6 +250,10 @@ FX_TEST(gen, async_call) {
 
 /* --- Tables for reflection --- */
 
+/* P__S_M_method names an entry of P__S_methods (a macro): it still works
+ * wherever the object it used to be did, constant initializers included. */
+static const ackrpc_method *const put_method = &demo__Store_Put_method;
+
 FX_TEST(gen, reflection_tables) {
   cr_assert_str_eq(demo__Store_service.name, "demo.Store");
   cr_assert_eq(demo__Store_service.n_methods, 2);
@@ -253,6 +262,11 @@ FX_TEST(gen, reflection_tables) {
   cr_assert_str_eq(demo__Store_methods[1].name, "demo.Store/Get");
   cr_assert_eq(demo__Store_Put_method.request, &demo__put_request__descriptor);
   cr_assert_eq(demo__Store_Put_method.reply, &demo__put_ack__descriptor);
+  /* One table per service: each method by name is its entry. */
+  cr_assert_eq(put_method, &demo__Store_methods[0]);
+  cr_assert_eq(&demo__Store_Get_method, &demo__Store_methods[1]);
+  cr_assert_eq(&acme__inventory__v1__Inventory_Stock_method,
+               &acme__inventory__v1__Inventory_service.methods[5]);
 
   /* No package: names start with the service; wire names have no dot. */
   cr_assert_str_eq(Echo_service.name, "Echo");
@@ -276,3 +290,109 @@ FX_TEST(gen, reflection_tables) {
   cr_assert_null(h.delete_);
   cr_assert_eq(acme__inventory__v1__Inventory_service.n_methods, 6);
 }
+
+/* --- What reflection serves --- */
+
+static int serves(const ackrpc_service *svc, const char *file) {
+  for (size_t i = 0; i < svc->n_files; i++)
+    if (strcmp(svc->files[i].name, file) == 0) return 1;
+  return 0;
+}
+
+/* Every file of the service's set decodes and every import it lists comes
+ * before it in the set: a descriptor pool can be built from the set alone. */
+static void check_self_contained(const ackrpc_service *svc) {
+  cr_assert_gt(svc->n_files, 0, "%s serves descriptors", svc->name);
+  for (size_t i = 0; i < svc->n_files; i++) {
+    const ackrpc_file_descriptor *fd = &svc->files[i];
+    Google__Protobuf__FileDescriptorProto *f =
+        google__protobuf__file_descriptor_proto__unpack(NULL, fd->len, fd->data);
+    cr_assert_not_null(f, "%s: %s decodes", svc->name, fd->name);
+    cr_assert_str_eq(f->name, fd->name);
+    for (size_t d = 0; d < f->n_dependency; d++) {
+      int before = 0;
+      for (size_t j = 0; j < i && !before; j++)
+        before = strcmp(svc->files[j].name, f->dependency[d]) == 0;
+      cr_assert(before, "%s: %s imports %s, which the set lacks before it", svc->name,
+                fd->name, f->dependency[d]);
+    }
+    google__protobuf__file_descriptor_proto__free_unpacked(f, NULL);
+  }
+}
+
+FX_TEST(gen, served_descriptors_are_self_contained) {
+  const ackrpc_service *all[] = {&demo__Store_service,
+                                 &Echo_service,
+                                 &acme__inventory__v1__Inventory_service,
+                                 &acme__inventory__v1__Audit_service,
+                                 &policy__Guarded_service,
+                                 &policy__Groups_service,
+                                 &reexport__Uses_service};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    check_self_contained(all[i]);
+
+  /* ackrpc/options.proto is imported for the policy options only: neither
+   * it nor the descriptor.proto it imports is served. */
+  cr_assert(!serves(&policy__Guarded_service, "ackrpc/options.proto"));
+  cr_assert(!serves(&policy__Guarded_service, "google/protobuf/descriptor.proto"));
+  cr_assert_eq(policy__Guarded_service.n_files, 1);
+  cr_assert_str_eq(policy__Guarded_service.files[0].name, "policy/guarded.proto");
+  cr_assert(!serves(&reexport__Uses_service, "ackrpc/options.proto"));
+  cr_assert(!serves(&reexport__Uses_service, "google/protobuf/descriptor.proto"));
+
+  /* What the messages use is served: well-known types, other packages, and
+   * a file's public imports (facade.proto re-exports base.proto). */
+  cr_assert(serves(&acme__inventory__v1__Audit_service, "google/protobuf/empty.proto"));
+  cr_assert(
+      serves(&acme__inventory__v1__Audit_service, "google/protobuf/timestamp.proto"));
+  cr_assert(serves(&acme__inventory__v1__Inventory_service, "acme/common/types.proto"));
+  cr_assert(serves(&reexport__Uses_service, "google/protobuf/duration.proto"));
+  cr_assert(serves(&reexport__Uses_service, "reexport/facade.proto"));
+  cr_assert(serves(&reexport__Uses_service, "reexport/base.proto"));
+
+  /* The options stay in the served descriptor, as fields unknown to a
+   * reader without ackrpc/options.proto. */
+  Google__Protobuf__FileDescriptorProto *f =
+      google__protobuf__file_descriptor_proto__unpack(
+          NULL, policy__Guarded_service.files[0].len,
+          policy__Guarded_service.files[0].data);
+  cr_assert_not_null(f);
+  cr_assert_eq(f->n_dependency, 0);
+  cr_assert_not_null(f->service[0]->options);
+  cr_assert_gt(f->service[0]->options->base.n_unknown_fields, 0);
+  google__protobuf__file_descriptor_proto__free_unpacked(f, NULL);
+}
+
+#ifdef GEN_ACKRPC_CLI
+/* Runs the ackrpc tool with `args` (shell words); returns its exit status,
+ * with its output (stdout and stderr) in `out`. */
+static int run_cli(const char *args, char *out, size_t size) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", GEN_ACKRPC_CLI, args);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  size_t n = fread(out, 1, size - 1, p);
+  out[n] = '\0';
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The tool builds its descriptor pool from what the server serves: a
+ * service whose .proto uses policy options works by reflection alone. */
+FX_TEST(gen, cli_by_reflection) {
+  served s;
+  char args[512], out[8192];
+  serve_start(&s);
+  snprintf(args, sizeof args, "describe '%s' policy.Guarded", fx_sock());
+  cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+  cr_assert(strstr(out, "Open"), "%s", out);
+  snprintf(args, sizeof args, "call '%s' policy.Guarded/Open '{\"text\": \"hi\"}'",
+           fx_sock());
+  cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+  cr_assert(strstr(out, "\"hi\""), "%s", out);
+  snprintf(args, sizeof args, "describe '%s' acme.inventory.v1.Item", fx_sock());
+  cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+  cr_assert(strstr(out, "google.protobuf.Timestamp"), "%s", out);
+  serve_stop(&s);
+}
+#endif

@@ -1,6 +1,11 @@
 /* gen.h: the code generator of protoc-gen-ackrpc: from protoc's
  * CodeGeneratorRequest to the contents of NAME.ackrpc.h, NAME.ackrpc.c and,
- * on request, NAME.ackrpc-fuzz.c. No I/O here (main.c reads and writes). */
+ * on request, NAME.ackrpc-fuzz.c. No I/O here (main.c reads and writes).
+ *
+ * Inside, two passes per .proto file: model.c turns the request into a
+ * checked model of the file (model.h), or errors; emit_header.c,
+ * emit_source.c and emit_fuzz.c each print one file from the model, with
+ * the template printer of emit.c. */
 #ifndef AKRGEN_GEN_H
 #define AKRGEN_GEN_H
 

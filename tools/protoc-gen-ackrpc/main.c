@@ -11,7 +11,9 @@
  *       own service code does not compile for methods that differ only in
  *       case, and ackrpc does not use it).
  *
- * Not here: what is generated (gen.c) and where (cmake/AckrpcGenerate.cmake).
+ * Not here: what is generated (gen.c: a model of each file, model.c, printed
+ * by one emitter per output file, emit_*.c) and where
+ * (cmake/AckrpcGenerate.cmake).
  */
 #include <errno.h>
 #include <stdio.h>

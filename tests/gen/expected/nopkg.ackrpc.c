@@ -9,7 +9,7 @@
 
 /* What reflection serves for the services of this file: the
  * serialized google.protobuf.FileDescriptorProto of this file and of
- * every file it imports, transitively, dependencies first, without
+ * the files needed to decode its messages, dependencies first, without
  * source code info (ackrpc_service.files). */
 static const uint8_t akrgen_file_0[347] = {
     0x0a,0x0b,0x6e,0x6f,0x70,0x6b,0x67,0x2e,0x70,0x72,0x6f,0x74,0x6f,0x22,0xcf,0x01,
@@ -39,29 +39,62 @@ static const ackrpc_file_descriptor akrgen_files[1] = {
     {"nopkg.proto", akrgen_file_0, 347},
 };
 
-/* The handler of a method whose handler is NULL. */
-static void akrgen_unimplemented(ackrpc_call *call,
-    const ProtobufCMessage *request, void *user) {
+/* One method as a register function installs it. */
+typedef struct akrgen_slot {
+  ackrpc_handler_fn handler;
+  const ackrpc_policy *policy; /* NULL: anyone */
+} akrgen_slot;
+
+/* The answer of a method whose handler is NULL. */
+static void akrgen_unimplemented(ackrpc_call *call) {
   char message[ACKRPC_MAX_METHOD_NAME + 64];
-  (void)request;
-  (void)user;
   snprintf(message, sizeof message,
       "method %s is not implemented by this server",
       ackrpc_call_method(call));
   ackrpc_call_reply(call, ACKRPC_UNIMPLEMENTED, message, NULL);
 }
 
-/* --- service Echo --- */
+/* Allocates `size` bytes freed with `server`: the cleanup is registered
+ * first, so that they go with the server whatever happens next. */
+static ackrpc_status akrgen_bind(ackrpc_server *server, size_t size,
+    void **ret_binding) {
+  void *binding = malloc(size);
+  ackrpc_status status;
+  if (binding == NULL) return ACKRPC_E_NOMEM;
+  status = ackrpc_server_add_cleanup(server, free, binding);
+  if (status != ACKRPC_OK) {
+    free(binding);
+    return status;
+  }
+  *ret_binding = binding;
+  return ACKRPC_OK;
+}
 
-const ackrpc_method Echo_Echo_method = {"Echo/Echo", &echo_request__descriptor, &echo_reply__descriptor};
-const ackrpc_method Echo_Trace_method = {"Echo/Trace", &echo_request__trace__descriptor, &echo_request__trace__descriptor};
+/* Records `service` for reflection, then registers each of its methods
+ * with the handler and the policy of its slot. */
+static ackrpc_status akrgen_register(ackrpc_server *server,
+    const ackrpc_service *service, const akrgen_slot *slots, void *binding) {
+  ackrpc_status status = ackrpc_server_add_service_info(server, service);
+  size_t i;
+  for (i = 0; status == ACKRPC_OK && i < service->n_methods; i++) {
+    const ackrpc_method *method = &service->methods[i];
+    status = ackrpc_server_add_method(server, method, slots[i].handler, binding);
+    if (status == ACKRPC_OK && slots[i].policy != NULL)
+      status = ackrpc_server_set_method_policy(server, method->name,
+                                               slots[i].policy);
+  }
+  return status;
+}
+
+/* --- service Echo --- */
 
 const ackrpc_method Echo_methods[2] = {
     {"Echo/Echo", &echo_request__descriptor, &echo_reply__descriptor},
     {"Echo/Trace", &echo_request__trace__descriptor, &echo_request__trace__descriptor},
 };
 
-const ackrpc_service Echo_service = {"Echo", Echo_methods, 2, akrgen_files, 1};
+const ackrpc_service Echo_service = {"Echo", Echo_methods, 2,
+    akrgen_files, 1};
 
 /* What Echo_register() gives the server: the handlers and the
  * user pointer, freed with the server. */
@@ -73,96 +106,67 @@ typedef struct akrgen_binding_0 {
 static void akrgen_handle_0_0(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.Echo(call, (const EchoRequest *)request, binding->user);
+  if (binding->handlers.Echo == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Echo(call, (const EchoRequest *)request, binding->user);
 }
 
 static void akrgen_handle_0_1(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.Trace(call, (const EchoRequest__Trace *)request, binding->user);
+  if (binding->handlers.Trace == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Trace(call, (const EchoRequest__Trace *)request, binding->user);
 }
 
-ackrpc_status Echo_register(ackrpc_server *server, const Echo_handlers *handlers,
-    void *user) {
+/* Handler and policy of each method, for Echo_register(). */
+static const akrgen_slot akrgen_slots_0[2] = {
+    {akrgen_handle_0_0, NULL},
+    {akrgen_handle_0_1, NULL},
+};
+
+ackrpc_status Echo_register(ackrpc_server *server,
+    const Echo_handlers *handlers, void *user) {
   akrgen_binding_0 *binding;
+  void *memory = NULL;
   ackrpc_status status;
   if (server == NULL || handlers == NULL) return ACKRPC_E_INVAL;
-  binding = (akrgen_binding_0 *)malloc(sizeof *binding);
-  if (binding == NULL) return ACKRPC_E_NOMEM;
+  status = akrgen_bind(server, sizeof *binding, &memory);
+  if (status != ACKRPC_OK) return status;
+  binding = (akrgen_binding_0 *)memory;
   binding->handlers = *handlers;
   binding->user = user;
-  /* First, so that the binding goes with the server whatever happens. */
-  status = ackrpc_server_add_cleanup(server, free, binding);
-  if (status != ACKRPC_OK) {
-    free(binding);
-    return status;
-  }
-  /* For reflection: the service, its methods and its descriptors. */
-  status = ackrpc_server_add_service_info(server, &Echo_service);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &Echo_Echo_method,
-      handlers->Echo != NULL ? akrgen_handle_0_0 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &Echo_Trace_method,
-      handlers->Trace != NULL ? akrgen_handle_0_1 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  return ACKRPC_OK;
+  return akrgen_register(server, &Echo_service, akrgen_slots_0, binding);
 }
 
-typedef struct akrgen_async_0_0 {
-  Echo_Echo_done_fn done;
-  void *user;
-} akrgen_async_0_0;
-
-static void akrgen_async_done_0_0(ackrpc_result *result, void *arg) {
-  akrgen_async_0_0 async = *(akrgen_async_0_0 *)arg;
-  free(arg);
-  async.done(result->status, (EchoReply *)result->reply, result, async.user);
+/* Ends Echo_Echo_call_async(): `done` back to its own type. */
+static void akrgen_done_0_0(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  Echo_Echo_done_fn typed = (Echo_Echo_done_fn)done;
+  typed(result->status, (EchoReply *)result->reply, result, user);
 }
 
 ackrpc_status Echo_Echo_call_async(ackrpc_client *client,
     struct event_base *base, const EchoRequest *request,
     const ackrpc_call_options *options, Echo_Echo_done_fn done, void *user) {
-  akrgen_async_0_0 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_0 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &Echo_Echo_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_0, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &Echo_Echo_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_0,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_1 {
-  Echo_Trace_done_fn done;
-  void *user;
-} akrgen_async_0_1;
-
-static void akrgen_async_done_0_1(ackrpc_result *result, void *arg) {
-  akrgen_async_0_1 async = *(akrgen_async_0_1 *)arg;
-  free(arg);
-  async.done(result->status, (EchoRequest__Trace *)result->reply, result, async.user);
+/* Ends Echo_Trace_call_async(): `done` back to its own type. */
+static void akrgen_done_0_1(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  Echo_Trace_done_fn typed = (Echo_Trace_done_fn)done;
+  typed(result->status, (EchoRequest__Trace *)result->reply, result, user);
 }
 
 ackrpc_status Echo_Trace_call_async(ackrpc_client *client,
     struct event_base *base, const EchoRequest__Trace *request,
     const ackrpc_call_options *options, Echo_Trace_done_fn done, void *user) {
-  akrgen_async_0_1 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_1 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &Echo_Trace_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_1, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &Echo_Trace_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_1,
+      (ackrpc_stub_fn)done, user);
 }

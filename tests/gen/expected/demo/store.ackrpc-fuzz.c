@@ -48,6 +48,15 @@ static void akrgen_fuzz_0_1(ackrpc_call *call, const Demo__GetRequest *request,
   ackrpc_call_reply(call, ACKRPC_OK, NULL, &reply.base);
 }
 
+/* demo.Store with every handler set. */
+static void akrgen_fuzz_register_0(ackrpc_server *server) {
+  demo__Store_handlers h;
+  memset(&h, 0, sizeof h);
+  h.Put = akrgen_fuzz_0_0;
+  h.Get = akrgen_fuzz_0_1;
+  if (demo__Store_register(server, &h, NULL) != ACKRPC_OK) abort();
+}
+
 /* The server, created once per process on an abstract address. */
 static ackrpc_server *akrgen_fuzz_server;
 static struct sockaddr_un akrgen_fuzz_addr;
@@ -62,13 +71,7 @@ static void akrgen_fuzz_setup(void) {
   options.read_timeout_ms = 2000;
   options.log = ackrpc_log_discard;
   if (ackrpc_server_new(&options, &akrgen_fuzz_server) != ACKRPC_OK) abort();
-  {
-    demo__Store_handlers h;
-    memset(&h, 0, sizeof h);
-    h.Put = akrgen_fuzz_0_0;
-    h.Get = akrgen_fuzz_0_1;
-    if (demo__Store_register(akrgen_fuzz_server, &h, NULL) != ACKRPC_OK) abort();
-  }
+  akrgen_fuzz_register_0(akrgen_fuzz_server);
   memset(&akrgen_fuzz_addr, 0, sizeof akrgen_fuzz_addr);
   akrgen_fuzz_addr.sun_family = AF_UNIX;
   memcpy(akrgen_fuzz_addr.sun_path + 1, address + 1, strlen(address) - 1);
@@ -86,36 +89,43 @@ typedef struct akrgen_fuzz_conn {
   struct event *ev;
 } akrgen_fuzz_conn;
 
-static void akrgen_fuzz_io(evutil_socket_t fd, short what, void *arg) {
-  akrgen_fuzz_conn *c = (akrgen_fuzz_conn *)arg;
-  if (what & EV_WRITE) {
-    while (c->sent < c->size) {
-      ssize_t n = send(fd, c->data + c->sent, c->size - c->sent, MSG_NOSIGNAL);
-      if (n > 0) {
-        c->sent += (size_t)n;
-      } else if (n < 0 && errno == EAGAIN) {
-        return;
-      } else {
-        break; /* the server closed first (it may refuse early) */
-      }
-    }
-    shutdown(fd, SHUT_WR);
-    event_del(c->ev);
-    event_assign(c->ev, event_get_base(c->ev), fd, EV_READ | EV_PERSIST,
-                 akrgen_fuzz_io, c);
-    event_add(c->ev, NULL);
-    return;
-  }
-  for (;;) {
-    char sink[4096];
-    ssize_t n = recv(fd, sink, sizeof sink, 0);
-    if (n > 0) continue;
+static void akrgen_fuzz_io(evutil_socket_t fd, short what, void *arg);
+
+/* Writes the input; once it is all sent (or the server closed first: it
+ * may refuse early), half-closes and waits for the end of the reply. */
+static void akrgen_fuzz_send(akrgen_fuzz_conn *c) {
+  while (c->sent < c->size) {
+    ssize_t n = send(c->fd, c->data + c->sent, c->size - c->sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EAGAIN) return;
-    c->closed = 1; /* EOF or error: the call is over */
-    event_del(c->ev);
-    event_base_loopbreak(event_get_base(c->ev));
-    return;
+    if (n <= 0) break;
+    c->sent += (size_t)n;
   }
+  shutdown(c->fd, SHUT_WR);
+  event_del(c->ev);
+  event_assign(c->ev, event_get_base(c->ev), c->fd, EV_READ | EV_PERSIST,
+               akrgen_fuzz_io, c);
+  event_add(c->ev, NULL);
+}
+
+/* Reads the reply away; at EOF (or an error) the call is over. */
+static void akrgen_fuzz_drain(akrgen_fuzz_conn *c) {
+  char sink[4096];
+  ssize_t n;
+  do {
+    n = recv(c->fd, sink, sizeof sink, 0);
+  } while (n > 0);
+  if (n < 0 && errno == EAGAIN) return;
+  c->closed = 1;
+  event_del(c->ev);
+  event_base_loopbreak(event_get_base(c->ev));
+}
+
+static void akrgen_fuzz_io(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  if (what & EV_WRITE)
+    akrgen_fuzz_send((akrgen_fuzz_conn *)arg);
+  else
+    akrgen_fuzz_drain((akrgen_fuzz_conn *)arg);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

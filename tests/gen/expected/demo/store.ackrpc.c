@@ -9,7 +9,7 @@
 
 /* What reflection serves for the services of this file: the
  * serialized google.protobuf.FileDescriptorProto of this file and of
- * every file it imports, transitively, dependencies first, without
+ * the files needed to decode its messages, dependencies first, without
  * source code info (ackrpc_service.files). */
 static const uint8_t akrgen_file_0[303] = {
     0x0a,0x10,0x64,0x65,0x6d,0x6f,0x2f,0x73,0x74,0x6f,0x72,0x65,0x2e,0x70,0x72,0x6f,
@@ -36,29 +36,62 @@ static const ackrpc_file_descriptor akrgen_files[1] = {
     {"demo/store.proto", akrgen_file_0, 303},
 };
 
-/* The handler of a method whose handler is NULL. */
-static void akrgen_unimplemented(ackrpc_call *call,
-    const ProtobufCMessage *request, void *user) {
+/* One method as a register function installs it. */
+typedef struct akrgen_slot {
+  ackrpc_handler_fn handler;
+  const ackrpc_policy *policy; /* NULL: anyone */
+} akrgen_slot;
+
+/* The answer of a method whose handler is NULL. */
+static void akrgen_unimplemented(ackrpc_call *call) {
   char message[ACKRPC_MAX_METHOD_NAME + 64];
-  (void)request;
-  (void)user;
   snprintf(message, sizeof message,
       "method %s is not implemented by this server",
       ackrpc_call_method(call));
   ackrpc_call_reply(call, ACKRPC_UNIMPLEMENTED, message, NULL);
 }
 
-/* --- service demo.Store --- */
+/* Allocates `size` bytes freed with `server`: the cleanup is registered
+ * first, so that they go with the server whatever happens next. */
+static ackrpc_status akrgen_bind(ackrpc_server *server, size_t size,
+    void **ret_binding) {
+  void *binding = malloc(size);
+  ackrpc_status status;
+  if (binding == NULL) return ACKRPC_E_NOMEM;
+  status = ackrpc_server_add_cleanup(server, free, binding);
+  if (status != ACKRPC_OK) {
+    free(binding);
+    return status;
+  }
+  *ret_binding = binding;
+  return ACKRPC_OK;
+}
 
-const ackrpc_method demo__Store_Put_method = {"demo.Store/Put", &demo__put_request__descriptor, &demo__put_ack__descriptor};
-const ackrpc_method demo__Store_Get_method = {"demo.Store/Get", &demo__get_request__descriptor, &demo__get_reply__descriptor};
+/* Records `service` for reflection, then registers each of its methods
+ * with the handler and the policy of its slot. */
+static ackrpc_status akrgen_register(ackrpc_server *server,
+    const ackrpc_service *service, const akrgen_slot *slots, void *binding) {
+  ackrpc_status status = ackrpc_server_add_service_info(server, service);
+  size_t i;
+  for (i = 0; status == ACKRPC_OK && i < service->n_methods; i++) {
+    const ackrpc_method *method = &service->methods[i];
+    status = ackrpc_server_add_method(server, method, slots[i].handler, binding);
+    if (status == ACKRPC_OK && slots[i].policy != NULL)
+      status = ackrpc_server_set_method_policy(server, method->name,
+                                               slots[i].policy);
+  }
+  return status;
+}
+
+/* --- service demo.Store --- */
 
 const ackrpc_method demo__Store_methods[2] = {
     {"demo.Store/Put", &demo__put_request__descriptor, &demo__put_ack__descriptor},
     {"demo.Store/Get", &demo__get_request__descriptor, &demo__get_reply__descriptor},
 };
 
-const ackrpc_service demo__Store_service = {"demo.Store", demo__Store_methods, 2, akrgen_files, 1};
+const ackrpc_service demo__Store_service = {"demo.Store", demo__Store_methods, 2,
+    akrgen_files, 1};
 
 /* What demo__Store_register() gives the server: the handlers and the
  * user pointer, freed with the server. */
@@ -70,96 +103,67 @@ typedef struct akrgen_binding_0 {
 static void akrgen_handle_0_0(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.Put(call, (const Demo__PutRequest *)request, binding->user);
+  if (binding->handlers.Put == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Put(call, (const Demo__PutRequest *)request, binding->user);
 }
 
 static void akrgen_handle_0_1(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.Get(call, (const Demo__GetRequest *)request, binding->user);
+  if (binding->handlers.Get == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Get(call, (const Demo__GetRequest *)request, binding->user);
 }
 
-ackrpc_status demo__Store_register(ackrpc_server *server, const demo__Store_handlers *handlers,
-    void *user) {
+/* Handler and policy of each method, for demo__Store_register(). */
+static const akrgen_slot akrgen_slots_0[2] = {
+    {akrgen_handle_0_0, NULL},
+    {akrgen_handle_0_1, NULL},
+};
+
+ackrpc_status demo__Store_register(ackrpc_server *server,
+    const demo__Store_handlers *handlers, void *user) {
   akrgen_binding_0 *binding;
+  void *memory = NULL;
   ackrpc_status status;
   if (server == NULL || handlers == NULL) return ACKRPC_E_INVAL;
-  binding = (akrgen_binding_0 *)malloc(sizeof *binding);
-  if (binding == NULL) return ACKRPC_E_NOMEM;
+  status = akrgen_bind(server, sizeof *binding, &memory);
+  if (status != ACKRPC_OK) return status;
+  binding = (akrgen_binding_0 *)memory;
   binding->handlers = *handlers;
   binding->user = user;
-  /* First, so that the binding goes with the server whatever happens. */
-  status = ackrpc_server_add_cleanup(server, free, binding);
-  if (status != ACKRPC_OK) {
-    free(binding);
-    return status;
-  }
-  /* For reflection: the service, its methods and its descriptors. */
-  status = ackrpc_server_add_service_info(server, &demo__Store_service);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &demo__Store_Put_method,
-      handlers->Put != NULL ? akrgen_handle_0_0 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &demo__Store_Get_method,
-      handlers->Get != NULL ? akrgen_handle_0_1 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  return ACKRPC_OK;
+  return akrgen_register(server, &demo__Store_service, akrgen_slots_0, binding);
 }
 
-typedef struct akrgen_async_0_0 {
-  demo__Store_Put_done_fn done;
-  void *user;
-} akrgen_async_0_0;
-
-static void akrgen_async_done_0_0(ackrpc_result *result, void *arg) {
-  akrgen_async_0_0 async = *(akrgen_async_0_0 *)arg;
-  free(arg);
-  async.done(result->status, (Demo__PutAck *)result->reply, result, async.user);
+/* Ends demo__Store_Put_call_async(): `done` back to its own type. */
+static void akrgen_done_0_0(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  demo__Store_Put_done_fn typed = (demo__Store_Put_done_fn)done;
+  typed(result->status, (Demo__PutAck *)result->reply, result, user);
 }
 
 ackrpc_status demo__Store_Put_call_async(ackrpc_client *client,
     struct event_base *base, const Demo__PutRequest *request,
     const ackrpc_call_options *options, demo__Store_Put_done_fn done, void *user) {
-  akrgen_async_0_0 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_0 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &demo__Store_Put_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_0, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &demo__Store_Put_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_0,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_1 {
-  demo__Store_Get_done_fn done;
-  void *user;
-} akrgen_async_0_1;
-
-static void akrgen_async_done_0_1(ackrpc_result *result, void *arg) {
-  akrgen_async_0_1 async = *(akrgen_async_0_1 *)arg;
-  free(arg);
-  async.done(result->status, (Demo__GetReply *)result->reply, result, async.user);
+/* Ends demo__Store_Get_call_async(): `done` back to its own type. */
+static void akrgen_done_0_1(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  demo__Store_Get_done_fn typed = (demo__Store_Get_done_fn)done;
+  typed(result->status, (Demo__GetReply *)result->reply, result, user);
 }
 
 ackrpc_status demo__Store_Get_call_async(ackrpc_client *client,
     struct event_base *base, const Demo__GetRequest *request,
     const ackrpc_call_options *options, demo__Store_Get_done_fn done, void *user) {
-  akrgen_async_0_1 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_1 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &demo__Store_Get_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_1, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &demo__Store_Get_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_1,
+      (ackrpc_stub_fn)done, user);
 }

@@ -7,7 +7,6 @@
 #define ACKRPC_GEN_demo_2fstore_2eproto_H
 
 #include <stddef.h>
-#include <string.h>
 
 #include <ackrpc/ackrpc.h>
 #include <protobuf-c/protobuf-c.h>
@@ -28,17 +27,22 @@ extern "C" {
 /* For each method M of service S (P__: the package, lower-case, with "."
  * as "__"; absent if the file has no package):
  *
+ * P__S_M_method
+ *   the method's entry in P__S_methods (a macro): &P__S_M_method is the
+ *   const ackrpc_method * that ackrpc_client_call() and the rest take.
  * P__S_M_call(client, request, &reply, options, result)
- *   blocking call (ackrpc_client_call()); returns the call's status. On OK,
+ *   blocking call (ackrpc_stub_call()); returns the call's status. On OK,
  *   *ret_reply (if ret_reply is not NULL) receives the decoded reply, which
  *   the caller frees with its protoc-c free_unpacked function (named at
  *   each method below); otherwise *ret_reply is untouched. ret_result may
  *   be NULL; if not, it must be zeroed before and cleared after
  *   (ackrpc_result_clear()).
  * P__S_M_call_async(client, base, request, options, done, user)
- *   asynchronous call on `base` (ackrpc_client_call_async()): on OK, `done`
- *   runs exactly once, later, on the thread running `base`; on an error it
- *   never runs. Errors: E_INVAL (NULL done or argument), E_NOMEM.
+ *   asynchronous call on `base` (ackrpc_stub_call_async(), which keeps
+ *   `done` and `user` in the call: no allocation of the stub's own). On
+ *   OK, `done` runs exactly once, later, on the thread running `base`; on
+ *   an error it never runs. Errors: E_INVAL (NULL done or argument),
+ *   E_NOMEM.
  * P__S_M_done_fn: done(status, reply, result, user): `reply` is the decoded
  *   reply or NULL; it belongs to the library, unless the callback takes it
  *   by setting result->reply to NULL (then frees it with free_unpacked).
@@ -46,13 +50,13 @@ extern "C" {
 
 /* --- service demo.Store --- */
 
-/* What the wire and reflection know of each method: its full name and
- * the protoc-c descriptors of its request and reply. */
-extern const ackrpc_method demo__Store_Put_method;
-extern const ackrpc_method demo__Store_Get_method;
-/* The same, in .proto order, and the service that lists them. */
+/* The methods in .proto order (full name, protoc-c descriptors of the
+ * request and the reply), the service that lists them (reflection), and
+ * each method by name: an entry of the table. */
 extern const ackrpc_method demo__Store_methods[2];
 extern const ackrpc_service demo__Store_service;
+#define demo__Store_Put_method (demo__Store_methods[0])
+#define demo__Store_Get_method (demo__Store_methods[1])
 
 /* The server side: one handler per method. A handler gets the decoded
  * request (owned by the call, valid until the call is answered) and must
@@ -72,25 +76,19 @@ typedef struct demo__Store_handlers {
  * free the server. Errors: those of ackrpc_server_add_method() and
  * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
-ackrpc_status demo__Store_register(ackrpc_server *server, const demo__Store_handlers *handlers,
-    void *user);
+ackrpc_status demo__Store_register(ackrpc_server *server,
+    const demo__Store_handlers *handlers, void *user);
 
 /* rpc Put(demo.PutRequest) returns (demo.PutAck)
  * reply freed with demo__put_ack__free_unpacked(reply, NULL) */
 static inline ackrpc_status demo__Store_Put_call(ackrpc_client *client,
     const Demo__PutRequest *request, Demo__PutAck **ret_reply,
     const ackrpc_call_options *options, ackrpc_result *ret_result) {
-  ackrpc_result local;
-  ackrpc_result *result = ret_result != NULL ? ret_result : &local;
-  ackrpc_status status;
-  if (result == &local) memset(&local, 0, sizeof local);
-  status = ackrpc_client_call(client, &demo__Store_Put_method,
-      (const ProtobufCMessage *)request, options, result);
-  if (status == ACKRPC_OK && ret_reply != NULL) {
-    *ret_reply = (Demo__PutAck *)result->reply;
-    result->reply = NULL;
-  }
-  if (result == &local) ackrpc_result_clear(&local);
+  ProtobufCMessage *reply = NULL;
+  ackrpc_status status = ackrpc_stub_call(client, &demo__Store_Put_method,
+      (const ProtobufCMessage *)request, ret_reply != NULL ? &reply : NULL,
+      options, ret_result);
+  if (status == ACKRPC_OK && ret_reply != NULL) *ret_reply = (Demo__PutAck *)reply;
   return status;
 }
 
@@ -106,17 +104,11 @@ ackrpc_status demo__Store_Put_call_async(ackrpc_client *client,
 static inline ackrpc_status demo__Store_Get_call(ackrpc_client *client,
     const Demo__GetRequest *request, Demo__GetReply **ret_reply,
     const ackrpc_call_options *options, ackrpc_result *ret_result) {
-  ackrpc_result local;
-  ackrpc_result *result = ret_result != NULL ? ret_result : &local;
-  ackrpc_status status;
-  if (result == &local) memset(&local, 0, sizeof local);
-  status = ackrpc_client_call(client, &demo__Store_Get_method,
-      (const ProtobufCMessage *)request, options, result);
-  if (status == ACKRPC_OK && ret_reply != NULL) {
-    *ret_reply = (Demo__GetReply *)result->reply;
-    result->reply = NULL;
-  }
-  if (result == &local) ackrpc_result_clear(&local);
+  ProtobufCMessage *reply = NULL;
+  ackrpc_status status = ackrpc_stub_call(client, &demo__Store_Get_method,
+      (const ProtobufCMessage *)request, ret_reply != NULL ? &reply : NULL,
+      options, ret_result);
+  if (status == ACKRPC_OK && ret_reply != NULL) *ret_reply = (Demo__GetReply *)reply;
   return status;
 }
 

@@ -7,7 +7,6 @@
 #define ACKRPC_GEN_acme_2fcommon_2ftypes_2eproto_H
 
 #include <stddef.h>
-#include <string.h>
 
 #include <ackrpc/ackrpc.h>
 #include <protobuf-c/protobuf-c.h>

@@ -9,7 +9,7 @@
 
 /* What reflection serves for the services of this file: the
  * serialized google.protobuf.FileDescriptorProto of this file and of
- * every file it imports, transitively, dependencies first, without
+ * the files needed to decode its messages, dependencies first, without
  * source code info (ackrpc_service.files). */
 static const uint8_t akrgen_file_0[236] = {
     0x0a,0x17,0x61,0x63,0x6d,0x65,0x2f,0x63,0x6f,0x6d,0x6d,0x6f,0x6e,0x2f,0x74,0x79,
@@ -152,26 +152,54 @@ static const ackrpc_file_descriptor akrgen_files[4] = {
     {"acme/inventory/v1/inventory.proto", akrgen_file_3, 1313},
 };
 
-/* The handler of a method whose handler is NULL. */
-static void akrgen_unimplemented(ackrpc_call *call,
-    const ProtobufCMessage *request, void *user) {
+/* One method as a register function installs it. */
+typedef struct akrgen_slot {
+  ackrpc_handler_fn handler;
+  const ackrpc_policy *policy; /* NULL: anyone */
+} akrgen_slot;
+
+/* The answer of a method whose handler is NULL. */
+static void akrgen_unimplemented(ackrpc_call *call) {
   char message[ACKRPC_MAX_METHOD_NAME + 64];
-  (void)request;
-  (void)user;
   snprintf(message, sizeof message,
       "method %s is not implemented by this server",
       ackrpc_call_method(call));
   ackrpc_call_reply(call, ACKRPC_UNIMPLEMENTED, message, NULL);
 }
 
-/* --- service acme.inventory.v1.Inventory --- */
+/* Allocates `size` bytes freed with `server`: the cleanup is registered
+ * first, so that they go with the server whatever happens next. */
+static ackrpc_status akrgen_bind(ackrpc_server *server, size_t size,
+    void **ret_binding) {
+  void *binding = malloc(size);
+  ackrpc_status status;
+  if (binding == NULL) return ACKRPC_E_NOMEM;
+  status = ackrpc_server_add_cleanup(server, free, binding);
+  if (status != ACKRPC_OK) {
+    free(binding);
+    return status;
+  }
+  *ret_binding = binding;
+  return ACKRPC_OK;
+}
 
-const ackrpc_method acme__inventory__v1__Inventory_GetItem_method = {"acme.inventory.v1.Inventory/GetItem", &acme__inventory__v1__item_request__descriptor, &acme__inventory__v1__item__descriptor};
-const ackrpc_method acme__inventory__v1__Inventory_get_item_method = {"acme.inventory.v1.Inventory/get_item", &acme__inventory__v1__item_request__descriptor, &acme__inventory__v1__item__descriptor};
-const ackrpc_method acme__inventory__v1__Inventory_GETItem_method = {"acme.inventory.v1.Inventory/GETItem", &acme__inventory__v1__item_request__descriptor, &acme__inventory__v1__item__descriptor};
-const ackrpc_method acme__inventory__v1__Inventory_List_method = {"acme.inventory.v1.Inventory/List", &acme__common__page__descriptor, &acme__inventory__v1__item_list__descriptor};
-const ackrpc_method acme__inventory__v1__Inventory_delete_method = {"acme.inventory.v1.Inventory/delete", &acme__inventory__v1__item_request__descriptor, &google__protobuf__empty__descriptor};
-const ackrpc_method acme__inventory__v1__Inventory_Stock_method = {"acme.inventory.v1.Inventory/Stock", &acme__inventory__v1__item__location__descriptor, &acme__common__quantity__descriptor};
+/* Records `service` for reflection, then registers each of its methods
+ * with the handler and the policy of its slot. */
+static ackrpc_status akrgen_register(ackrpc_server *server,
+    const ackrpc_service *service, const akrgen_slot *slots, void *binding) {
+  ackrpc_status status = ackrpc_server_add_service_info(server, service);
+  size_t i;
+  for (i = 0; status == ACKRPC_OK && i < service->n_methods; i++) {
+    const ackrpc_method *method = &service->methods[i];
+    status = ackrpc_server_add_method(server, method, slots[i].handler, binding);
+    if (status == ACKRPC_OK && slots[i].policy != NULL)
+      status = ackrpc_server_set_method_policy(server, method->name,
+                                               slots[i].policy);
+  }
+  return status;
+}
+
+/* --- service acme.inventory.v1.Inventory --- */
 
 const ackrpc_method acme__inventory__v1__Inventory_methods[6] = {
     {"acme.inventory.v1.Inventory/GetItem", &acme__inventory__v1__item_request__descriptor, &acme__inventory__v1__item__descriptor},
@@ -182,7 +210,8 @@ const ackrpc_method acme__inventory__v1__Inventory_methods[6] = {
     {"acme.inventory.v1.Inventory/Stock", &acme__inventory__v1__item__location__descriptor, &acme__common__quantity__descriptor},
 };
 
-const ackrpc_service acme__inventory__v1__Inventory_service = {"acme.inventory.v1.Inventory", acme__inventory__v1__Inventory_methods, 6, akrgen_files, 4};
+const ackrpc_service acme__inventory__v1__Inventory_service = {"acme.inventory.v1.Inventory", acme__inventory__v1__Inventory_methods, 6,
+    akrgen_files, 4};
 
 /* What acme__inventory__v1__Inventory_register() gives the server: the handlers and the
  * user pointer, freed with the server. */
@@ -194,261 +223,179 @@ typedef struct akrgen_binding_0 {
 static void akrgen_handle_0_0(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.GetItem(call, (const Acme__Inventory__V1__ItemRequest *)request, binding->user);
+  if (binding->handlers.GetItem == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.GetItem(call, (const Acme__Inventory__V1__ItemRequest *)request, binding->user);
 }
 
 static void akrgen_handle_0_1(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.get_item(call, (const Acme__Inventory__V1__ItemRequest *)request, binding->user);
+  if (binding->handlers.get_item == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.get_item(call, (const Acme__Inventory__V1__ItemRequest *)request, binding->user);
 }
 
 static void akrgen_handle_0_2(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.GETItem(call, (const Acme__Inventory__V1__ItemRequest *)request, binding->user);
+  if (binding->handlers.GETItem == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.GETItem(call, (const Acme__Inventory__V1__ItemRequest *)request, binding->user);
 }
 
 static void akrgen_handle_0_3(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.List(call, (const Acme__Common__Page *)request, binding->user);
+  if (binding->handlers.List == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.List(call, (const Acme__Common__Page *)request, binding->user);
 }
 
 static void akrgen_handle_0_4(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.delete_(call, (const Acme__Inventory__V1__ItemRequest *)request, binding->user);
+  if (binding->handlers.delete_ == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.delete_(call, (const Acme__Inventory__V1__ItemRequest *)request, binding->user);
 }
 
 static void akrgen_handle_0_5(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_0 *binding = (const akrgen_binding_0 *)user;
-  binding->handlers.Stock(call, (const Acme__Inventory__V1__Item__Location *)request, binding->user);
+  if (binding->handlers.Stock == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Stock(call, (const Acme__Inventory__V1__Item__Location *)request, binding->user);
 }
 
-ackrpc_status acme__inventory__v1__Inventory_register(ackrpc_server *server, const acme__inventory__v1__Inventory_handlers *handlers,
-    void *user) {
+/* Handler and policy of each method, for acme__inventory__v1__Inventory_register(). */
+static const akrgen_slot akrgen_slots_0[6] = {
+    {akrgen_handle_0_0, NULL},
+    {akrgen_handle_0_1, NULL},
+    {akrgen_handle_0_2, NULL},
+    {akrgen_handle_0_3, NULL},
+    {akrgen_handle_0_4, NULL},
+    {akrgen_handle_0_5, NULL},
+};
+
+ackrpc_status acme__inventory__v1__Inventory_register(ackrpc_server *server,
+    const acme__inventory__v1__Inventory_handlers *handlers, void *user) {
   akrgen_binding_0 *binding;
+  void *memory = NULL;
   ackrpc_status status;
   if (server == NULL || handlers == NULL) return ACKRPC_E_INVAL;
-  binding = (akrgen_binding_0 *)malloc(sizeof *binding);
-  if (binding == NULL) return ACKRPC_E_NOMEM;
+  status = akrgen_bind(server, sizeof *binding, &memory);
+  if (status != ACKRPC_OK) return status;
+  binding = (akrgen_binding_0 *)memory;
   binding->handlers = *handlers;
   binding->user = user;
-  /* First, so that the binding goes with the server whatever happens. */
-  status = ackrpc_server_add_cleanup(server, free, binding);
-  if (status != ACKRPC_OK) {
-    free(binding);
-    return status;
-  }
-  /* For reflection: the service, its methods and its descriptors. */
-  status = ackrpc_server_add_service_info(server, &acme__inventory__v1__Inventory_service);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &acme__inventory__v1__Inventory_GetItem_method,
-      handlers->GetItem != NULL ? akrgen_handle_0_0 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &acme__inventory__v1__Inventory_get_item_method,
-      handlers->get_item != NULL ? akrgen_handle_0_1 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &acme__inventory__v1__Inventory_GETItem_method,
-      handlers->GETItem != NULL ? akrgen_handle_0_2 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &acme__inventory__v1__Inventory_List_method,
-      handlers->List != NULL ? akrgen_handle_0_3 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &acme__inventory__v1__Inventory_delete_method,
-      handlers->delete_ != NULL ? akrgen_handle_0_4 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &acme__inventory__v1__Inventory_Stock_method,
-      handlers->Stock != NULL ? akrgen_handle_0_5 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  return ACKRPC_OK;
+  return akrgen_register(server, &acme__inventory__v1__Inventory_service, akrgen_slots_0, binding);
 }
 
-typedef struct akrgen_async_0_0 {
-  acme__inventory__v1__Inventory_GetItem_done_fn done;
-  void *user;
-} akrgen_async_0_0;
-
-static void akrgen_async_done_0_0(ackrpc_result *result, void *arg) {
-  akrgen_async_0_0 async = *(akrgen_async_0_0 *)arg;
-  free(arg);
-  async.done(result->status, (Acme__Inventory__V1__Item *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_GetItem_call_async(): `done` back to its own type. */
+static void akrgen_done_0_0(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_GetItem_done_fn typed = (acme__inventory__v1__Inventory_GetItem_done_fn)done;
+  typed(result->status, (Acme__Inventory__V1__Item *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_GetItem_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Inventory__V1__ItemRequest *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_GetItem_done_fn done, void *user) {
-  akrgen_async_0_0 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_0 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_GetItem_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_0, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_GetItem_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_0,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_1 {
-  acme__inventory__v1__Inventory_get_item_done_fn done;
-  void *user;
-} akrgen_async_0_1;
-
-static void akrgen_async_done_0_1(ackrpc_result *result, void *arg) {
-  akrgen_async_0_1 async = *(akrgen_async_0_1 *)arg;
-  free(arg);
-  async.done(result->status, (Acme__Inventory__V1__Item *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_get_item_call_async(): `done` back to its own type. */
+static void akrgen_done_0_1(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_get_item_done_fn typed = (acme__inventory__v1__Inventory_get_item_done_fn)done;
+  typed(result->status, (Acme__Inventory__V1__Item *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_get_item_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Inventory__V1__ItemRequest *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_get_item_done_fn done, void *user) {
-  akrgen_async_0_1 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_1 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_get_item_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_1, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_get_item_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_1,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_2 {
-  acme__inventory__v1__Inventory_GETItem_done_fn done;
-  void *user;
-} akrgen_async_0_2;
-
-static void akrgen_async_done_0_2(ackrpc_result *result, void *arg) {
-  akrgen_async_0_2 async = *(akrgen_async_0_2 *)arg;
-  free(arg);
-  async.done(result->status, (Acme__Inventory__V1__Item *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_GETItem_call_async(): `done` back to its own type. */
+static void akrgen_done_0_2(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_GETItem_done_fn typed = (acme__inventory__v1__Inventory_GETItem_done_fn)done;
+  typed(result->status, (Acme__Inventory__V1__Item *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_GETItem_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Inventory__V1__ItemRequest *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_GETItem_done_fn done, void *user) {
-  akrgen_async_0_2 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_2 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_GETItem_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_2, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_GETItem_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_2,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_3 {
-  acme__inventory__v1__Inventory_List_done_fn done;
-  void *user;
-} akrgen_async_0_3;
-
-static void akrgen_async_done_0_3(ackrpc_result *result, void *arg) {
-  akrgen_async_0_3 async = *(akrgen_async_0_3 *)arg;
-  free(arg);
-  async.done(result->status, (Acme__Inventory__V1__ItemList *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_List_call_async(): `done` back to its own type. */
+static void akrgen_done_0_3(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_List_done_fn typed = (acme__inventory__v1__Inventory_List_done_fn)done;
+  typed(result->status, (Acme__Inventory__V1__ItemList *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_List_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Common__Page *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_List_done_fn done, void *user) {
-  akrgen_async_0_3 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_3 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_List_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_3, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_List_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_3,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_4 {
-  acme__inventory__v1__Inventory_delete_done_fn done;
-  void *user;
-} akrgen_async_0_4;
-
-static void akrgen_async_done_0_4(ackrpc_result *result, void *arg) {
-  akrgen_async_0_4 async = *(akrgen_async_0_4 *)arg;
-  free(arg);
-  async.done(result->status, (Google__Protobuf__Empty *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_delete_call_async(): `done` back to its own type. */
+static void akrgen_done_0_4(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_delete_done_fn typed = (acme__inventory__v1__Inventory_delete_done_fn)done;
+  typed(result->status, (Google__Protobuf__Empty *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_delete_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Inventory__V1__ItemRequest *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_delete_done_fn done, void *user) {
-  akrgen_async_0_4 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_4 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_delete_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_4, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_delete_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_4,
+      (ackrpc_stub_fn)done, user);
 }
 
-typedef struct akrgen_async_0_5 {
-  acme__inventory__v1__Inventory_Stock_done_fn done;
-  void *user;
-} akrgen_async_0_5;
-
-static void akrgen_async_done_0_5(ackrpc_result *result, void *arg) {
-  akrgen_async_0_5 async = *(akrgen_async_0_5 *)arg;
-  free(arg);
-  async.done(result->status, (Acme__Common__Quantity *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Inventory_Stock_call_async(): `done` back to its own type. */
+static void akrgen_done_0_5(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Inventory_Stock_done_fn typed = (acme__inventory__v1__Inventory_Stock_done_fn)done;
+  typed(result->status, (Acme__Common__Quantity *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Inventory_Stock_call_async(ackrpc_client *client,
     struct event_base *base, const Acme__Inventory__V1__Item__Location *request,
     const ackrpc_call_options *options, acme__inventory__v1__Inventory_Stock_done_fn done, void *user) {
-  akrgen_async_0_5 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_0_5 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Inventory_Stock_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_0_5, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Inventory_Stock_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_0_5,
+      (ackrpc_stub_fn)done, user);
 }
 
 /* --- service acme.inventory.v1.Audit --- */
-
-const ackrpc_method acme__inventory__v1__Audit_Ping_method = {"acme.inventory.v1.Audit/Ping", &google__protobuf__empty__descriptor, &google__protobuf__timestamp__descriptor};
 
 const ackrpc_method acme__inventory__v1__Audit_methods[1] = {
     {"acme.inventory.v1.Audit/Ping", &google__protobuf__empty__descriptor, &google__protobuf__timestamp__descriptor},
 };
 
-const ackrpc_service acme__inventory__v1__Audit_service = {"acme.inventory.v1.Audit", acme__inventory__v1__Audit_methods, 1, akrgen_files, 4};
+const ackrpc_service acme__inventory__v1__Audit_service = {"acme.inventory.v1.Audit", acme__inventory__v1__Audit_methods, 1,
+    akrgen_files, 4};
 
 /* What acme__inventory__v1__Audit_register() gives the server: the handlers and the
  * user pointer, freed with the server. */
@@ -460,58 +407,42 @@ typedef struct akrgen_binding_1 {
 static void akrgen_handle_1_0(ackrpc_call *call,
     const ProtobufCMessage *request, void *user) {
   const akrgen_binding_1 *binding = (const akrgen_binding_1 *)user;
-  binding->handlers.Ping(call, (const Google__Protobuf__Empty *)request, binding->user);
+  if (binding->handlers.Ping == NULL)
+    akrgen_unimplemented(call);
+  else
+    binding->handlers.Ping(call, (const Google__Protobuf__Empty *)request, binding->user);
 }
 
-ackrpc_status acme__inventory__v1__Audit_register(ackrpc_server *server, const acme__inventory__v1__Audit_handlers *handlers,
-    void *user) {
+/* Handler and policy of each method, for acme__inventory__v1__Audit_register(). */
+static const akrgen_slot akrgen_slots_1[1] = {
+    {akrgen_handle_1_0, NULL},
+};
+
+ackrpc_status acme__inventory__v1__Audit_register(ackrpc_server *server,
+    const acme__inventory__v1__Audit_handlers *handlers, void *user) {
   akrgen_binding_1 *binding;
+  void *memory = NULL;
   ackrpc_status status;
   if (server == NULL || handlers == NULL) return ACKRPC_E_INVAL;
-  binding = (akrgen_binding_1 *)malloc(sizeof *binding);
-  if (binding == NULL) return ACKRPC_E_NOMEM;
+  status = akrgen_bind(server, sizeof *binding, &memory);
+  if (status != ACKRPC_OK) return status;
+  binding = (akrgen_binding_1 *)memory;
   binding->handlers = *handlers;
   binding->user = user;
-  /* First, so that the binding goes with the server whatever happens. */
-  status = ackrpc_server_add_cleanup(server, free, binding);
-  if (status != ACKRPC_OK) {
-    free(binding);
-    return status;
-  }
-  /* For reflection: the service, its methods and its descriptors. */
-  status = ackrpc_server_add_service_info(server, &acme__inventory__v1__Audit_service);
-  if (status != ACKRPC_OK) return status;
-  status = ackrpc_server_add_method(server, &acme__inventory__v1__Audit_Ping_method,
-      handlers->Ping != NULL ? akrgen_handle_1_0 : akrgen_unimplemented,
-      binding);
-  if (status != ACKRPC_OK) return status;
-  return ACKRPC_OK;
+  return akrgen_register(server, &acme__inventory__v1__Audit_service, akrgen_slots_1, binding);
 }
 
-typedef struct akrgen_async_1_0 {
-  acme__inventory__v1__Audit_Ping_done_fn done;
-  void *user;
-} akrgen_async_1_0;
-
-static void akrgen_async_done_1_0(ackrpc_result *result, void *arg) {
-  akrgen_async_1_0 async = *(akrgen_async_1_0 *)arg;
-  free(arg);
-  async.done(result->status, (Google__Protobuf__Timestamp *)result->reply, result, async.user);
+/* Ends acme__inventory__v1__Audit_Ping_call_async(): `done` back to its own type. */
+static void akrgen_done_1_0(ackrpc_result *result, ackrpc_stub_fn done,
+    void *user) {
+  acme__inventory__v1__Audit_Ping_done_fn typed = (acme__inventory__v1__Audit_Ping_done_fn)done;
+  typed(result->status, (Google__Protobuf__Timestamp *)result->reply, result, user);
 }
 
 ackrpc_status acme__inventory__v1__Audit_Ping_call_async(ackrpc_client *client,
     struct event_base *base, const Google__Protobuf__Empty *request,
     const ackrpc_call_options *options, acme__inventory__v1__Audit_Ping_done_fn done, void *user) {
-  akrgen_async_1_0 *async;
-  ackrpc_status status;
-  if (done == NULL) return ACKRPC_E_INVAL;
-  async = (akrgen_async_1_0 *)malloc(sizeof *async);
-  if (async == NULL) return ACKRPC_E_NOMEM;
-  async->done = done;
-  async->user = user;
-  status = ackrpc_client_call_async(client, base, &acme__inventory__v1__Audit_Ping_method,
-      (const ProtobufCMessage *)request, options,
-      akrgen_async_done_1_0, async);
-  if (status != ACKRPC_OK) free(async);
-  return status;
+  return ackrpc_stub_call_async(client, base, &acme__inventory__v1__Audit_Ping_method,
+      (const ProtobufCMessage *)request, options, akrgen_done_1_0,
+      (ackrpc_stub_fn)done, user);
 }

@@ -7,7 +7,6 @@
 #define ACKRPC_GEN_acme_2finventory_2fv1_2finventory_2eproto_H
 
 #include <stddef.h>
-#include <string.h>
 
 #include <ackrpc/ackrpc.h>
 #include <protobuf-c/protobuf-c.h>
@@ -28,17 +27,22 @@ extern "C" {
 /* For each method M of service S (P__: the package, lower-case, with "."
  * as "__"; absent if the file has no package):
  *
+ * P__S_M_method
+ *   the method's entry in P__S_methods (a macro): &P__S_M_method is the
+ *   const ackrpc_method * that ackrpc_client_call() and the rest take.
  * P__S_M_call(client, request, &reply, options, result)
- *   blocking call (ackrpc_client_call()); returns the call's status. On OK,
+ *   blocking call (ackrpc_stub_call()); returns the call's status. On OK,
  *   *ret_reply (if ret_reply is not NULL) receives the decoded reply, which
  *   the caller frees with its protoc-c free_unpacked function (named at
  *   each method below); otherwise *ret_reply is untouched. ret_result may
  *   be NULL; if not, it must be zeroed before and cleared after
  *   (ackrpc_result_clear()).
  * P__S_M_call_async(client, base, request, options, done, user)
- *   asynchronous call on `base` (ackrpc_client_call_async()): on OK, `done`
- *   runs exactly once, later, on the thread running `base`; on an error it
- *   never runs. Errors: E_INVAL (NULL done or argument), E_NOMEM.
+ *   asynchronous call on `base` (ackrpc_stub_call_async(), which keeps
+ *   `done` and `user` in the call: no allocation of the stub's own). On
+ *   OK, `done` runs exactly once, later, on the thread running `base`; on
+ *   an error it never runs. Errors: E_INVAL (NULL done or argument),
+ *   E_NOMEM.
  * P__S_M_done_fn: done(status, reply, result, user): `reply` is the decoded
  *   reply or NULL; it belongs to the library, unless the callback takes it
  *   by setting result->reply to NULL (then frees it with free_unpacked).
@@ -46,17 +50,17 @@ extern "C" {
 
 /* --- service acme.inventory.v1.Inventory --- */
 
-/* What the wire and reflection know of each method: its full name and
- * the protoc-c descriptors of its request and reply. */
-extern const ackrpc_method acme__inventory__v1__Inventory_GetItem_method;
-extern const ackrpc_method acme__inventory__v1__Inventory_get_item_method;
-extern const ackrpc_method acme__inventory__v1__Inventory_GETItem_method;
-extern const ackrpc_method acme__inventory__v1__Inventory_List_method;
-extern const ackrpc_method acme__inventory__v1__Inventory_delete_method;
-extern const ackrpc_method acme__inventory__v1__Inventory_Stock_method;
-/* The same, in .proto order, and the service that lists them. */
+/* The methods in .proto order (full name, protoc-c descriptors of the
+ * request and the reply), the service that lists them (reflection), and
+ * each method by name: an entry of the table. */
 extern const ackrpc_method acme__inventory__v1__Inventory_methods[6];
 extern const ackrpc_service acme__inventory__v1__Inventory_service;
+#define acme__inventory__v1__Inventory_GetItem_method (acme__inventory__v1__Inventory_methods[0])
+#define acme__inventory__v1__Inventory_get_item_method (acme__inventory__v1__Inventory_methods[1])
+#define acme__inventory__v1__Inventory_GETItem_method (acme__inventory__v1__Inventory_methods[2])
+#define acme__inventory__v1__Inventory_List_method (acme__inventory__v1__Inventory_methods[3])
+#define acme__inventory__v1__Inventory_delete_method (acme__inventory__v1__Inventory_methods[4])
+#define acme__inventory__v1__Inventory_Stock_method (acme__inventory__v1__Inventory_methods[5])
 
 /* The server side: one handler per method. A handler gets the decoded
  * request (owned by the call, valid until the call is answered) and must
@@ -84,25 +88,19 @@ typedef struct acme__inventory__v1__Inventory_handlers {
  * free the server. Errors: those of ackrpc_server_add_method() and
  * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
-ackrpc_status acme__inventory__v1__Inventory_register(ackrpc_server *server, const acme__inventory__v1__Inventory_handlers *handlers,
-    void *user);
+ackrpc_status acme__inventory__v1__Inventory_register(ackrpc_server *server,
+    const acme__inventory__v1__Inventory_handlers *handlers, void *user);
 
 /* rpc GetItem(acme.inventory.v1.ItemRequest) returns (acme.inventory.v1.Item)
  * reply freed with acme__inventory__v1__item__free_unpacked(reply, NULL) */
 static inline ackrpc_status acme__inventory__v1__Inventory_GetItem_call(ackrpc_client *client,
     const Acme__Inventory__V1__ItemRequest *request, Acme__Inventory__V1__Item **ret_reply,
     const ackrpc_call_options *options, ackrpc_result *ret_result) {
-  ackrpc_result local;
-  ackrpc_result *result = ret_result != NULL ? ret_result : &local;
-  ackrpc_status status;
-  if (result == &local) memset(&local, 0, sizeof local);
-  status = ackrpc_client_call(client, &acme__inventory__v1__Inventory_GetItem_method,
-      (const ProtobufCMessage *)request, options, result);
-  if (status == ACKRPC_OK && ret_reply != NULL) {
-    *ret_reply = (Acme__Inventory__V1__Item *)result->reply;
-    result->reply = NULL;
-  }
-  if (result == &local) ackrpc_result_clear(&local);
+  ProtobufCMessage *reply = NULL;
+  ackrpc_status status = ackrpc_stub_call(client, &acme__inventory__v1__Inventory_GetItem_method,
+      (const ProtobufCMessage *)request, ret_reply != NULL ? &reply : NULL,
+      options, ret_result);
+  if (status == ACKRPC_OK && ret_reply != NULL) *ret_reply = (Acme__Inventory__V1__Item *)reply;
   return status;
 }
 
@@ -118,17 +116,11 @@ ackrpc_status acme__inventory__v1__Inventory_GetItem_call_async(ackrpc_client *c
 static inline ackrpc_status acme__inventory__v1__Inventory_get_item_call(ackrpc_client *client,
     const Acme__Inventory__V1__ItemRequest *request, Acme__Inventory__V1__Item **ret_reply,
     const ackrpc_call_options *options, ackrpc_result *ret_result) {
-  ackrpc_result local;
-  ackrpc_result *result = ret_result != NULL ? ret_result : &local;
-  ackrpc_status status;
-  if (result == &local) memset(&local, 0, sizeof local);
-  status = ackrpc_client_call(client, &acme__inventory__v1__Inventory_get_item_method,
-      (const ProtobufCMessage *)request, options, result);
-  if (status == ACKRPC_OK && ret_reply != NULL) {
-    *ret_reply = (Acme__Inventory__V1__Item *)result->reply;
-    result->reply = NULL;
-  }
-  if (result == &local) ackrpc_result_clear(&local);
+  ProtobufCMessage *reply = NULL;
+  ackrpc_status status = ackrpc_stub_call(client, &acme__inventory__v1__Inventory_get_item_method,
+      (const ProtobufCMessage *)request, ret_reply != NULL ? &reply : NULL,
+      options, ret_result);
+  if (status == ACKRPC_OK && ret_reply != NULL) *ret_reply = (Acme__Inventory__V1__Item *)reply;
   return status;
 }
 
@@ -144,17 +136,11 @@ ackrpc_status acme__inventory__v1__Inventory_get_item_call_async(ackrpc_client *
 static inline ackrpc_status acme__inventory__v1__Inventory_GETItem_call(ackrpc_client *client,
     const Acme__Inventory__V1__ItemRequest *request, Acme__Inventory__V1__Item **ret_reply,
     const ackrpc_call_options *options, ackrpc_result *ret_result) {
-  ackrpc_result local;
-  ackrpc_result *result = ret_result != NULL ? ret_result : &local;
-  ackrpc_status status;
-  if (result == &local) memset(&local, 0, sizeof local);
-  status = ackrpc_client_call(client, &acme__inventory__v1__Inventory_GETItem_method,
-      (const ProtobufCMessage *)request, options, result);
-  if (status == ACKRPC_OK && ret_reply != NULL) {
-    *ret_reply = (Acme__Inventory__V1__Item *)result->reply;
-    result->reply = NULL;
-  }
-  if (result == &local) ackrpc_result_clear(&local);
+  ProtobufCMessage *reply = NULL;
+  ackrpc_status status = ackrpc_stub_call(client, &acme__inventory__v1__Inventory_GETItem_method,
+      (const ProtobufCMessage *)request, ret_reply != NULL ? &reply : NULL,
+      options, ret_result);
+  if (status == ACKRPC_OK && ret_reply != NULL) *ret_reply = (Acme__Inventory__V1__Item *)reply;
   return status;
 }
 
@@ -170,17 +156,11 @@ ackrpc_status acme__inventory__v1__Inventory_GETItem_call_async(ackrpc_client *c
 static inline ackrpc_status acme__inventory__v1__Inventory_List_call(ackrpc_client *client,
     const Acme__Common__Page *request, Acme__Inventory__V1__ItemList **ret_reply,
     const ackrpc_call_options *options, ackrpc_result *ret_result) {
-  ackrpc_result local;
-  ackrpc_result *result = ret_result != NULL ? ret_result : &local;
-  ackrpc_status status;
-  if (result == &local) memset(&local, 0, sizeof local);
-  status = ackrpc_client_call(client, &acme__inventory__v1__Inventory_List_method,
-      (const ProtobufCMessage *)request, options, result);
-  if (status == ACKRPC_OK && ret_reply != NULL) {
-    *ret_reply = (Acme__Inventory__V1__ItemList *)result->reply;
-    result->reply = NULL;
-  }
-  if (result == &local) ackrpc_result_clear(&local);
+  ProtobufCMessage *reply = NULL;
+  ackrpc_status status = ackrpc_stub_call(client, &acme__inventory__v1__Inventory_List_method,
+      (const ProtobufCMessage *)request, ret_reply != NULL ? &reply : NULL,
+      options, ret_result);
+  if (status == ACKRPC_OK && ret_reply != NULL) *ret_reply = (Acme__Inventory__V1__ItemList *)reply;
   return status;
 }
 
@@ -196,17 +176,11 @@ ackrpc_status acme__inventory__v1__Inventory_List_call_async(ackrpc_client *clie
 static inline ackrpc_status acme__inventory__v1__Inventory_delete_call(ackrpc_client *client,
     const Acme__Inventory__V1__ItemRequest *request, Google__Protobuf__Empty **ret_reply,
     const ackrpc_call_options *options, ackrpc_result *ret_result) {
-  ackrpc_result local;
-  ackrpc_result *result = ret_result != NULL ? ret_result : &local;
-  ackrpc_status status;
-  if (result == &local) memset(&local, 0, sizeof local);
-  status = ackrpc_client_call(client, &acme__inventory__v1__Inventory_delete_method,
-      (const ProtobufCMessage *)request, options, result);
-  if (status == ACKRPC_OK && ret_reply != NULL) {
-    *ret_reply = (Google__Protobuf__Empty *)result->reply;
-    result->reply = NULL;
-  }
-  if (result == &local) ackrpc_result_clear(&local);
+  ProtobufCMessage *reply = NULL;
+  ackrpc_status status = ackrpc_stub_call(client, &acme__inventory__v1__Inventory_delete_method,
+      (const ProtobufCMessage *)request, ret_reply != NULL ? &reply : NULL,
+      options, ret_result);
+  if (status == ACKRPC_OK && ret_reply != NULL) *ret_reply = (Google__Protobuf__Empty *)reply;
   return status;
 }
 
@@ -222,17 +196,11 @@ ackrpc_status acme__inventory__v1__Inventory_delete_call_async(ackrpc_client *cl
 static inline ackrpc_status acme__inventory__v1__Inventory_Stock_call(ackrpc_client *client,
     const Acme__Inventory__V1__Item__Location *request, Acme__Common__Quantity **ret_reply,
     const ackrpc_call_options *options, ackrpc_result *ret_result) {
-  ackrpc_result local;
-  ackrpc_result *result = ret_result != NULL ? ret_result : &local;
-  ackrpc_status status;
-  if (result == &local) memset(&local, 0, sizeof local);
-  status = ackrpc_client_call(client, &acme__inventory__v1__Inventory_Stock_method,
-      (const ProtobufCMessage *)request, options, result);
-  if (status == ACKRPC_OK && ret_reply != NULL) {
-    *ret_reply = (Acme__Common__Quantity *)result->reply;
-    result->reply = NULL;
-  }
-  if (result == &local) ackrpc_result_clear(&local);
+  ProtobufCMessage *reply = NULL;
+  ackrpc_status status = ackrpc_stub_call(client, &acme__inventory__v1__Inventory_Stock_method,
+      (const ProtobufCMessage *)request, ret_reply != NULL ? &reply : NULL,
+      options, ret_result);
+  if (status == ACKRPC_OK && ret_reply != NULL) *ret_reply = (Acme__Common__Quantity *)reply;
   return status;
 }
 
@@ -245,12 +213,12 @@ ackrpc_status acme__inventory__v1__Inventory_Stock_call_async(ackrpc_client *cli
 
 /* --- service acme.inventory.v1.Audit --- */
 
-/* What the wire and reflection know of each method: its full name and
- * the protoc-c descriptors of its request and reply. */
-extern const ackrpc_method acme__inventory__v1__Audit_Ping_method;
-/* The same, in .proto order, and the service that lists them. */
+/* The methods in .proto order (full name, protoc-c descriptors of the
+ * request and the reply), the service that lists them (reflection), and
+ * each method by name: an entry of the table. */
 extern const ackrpc_method acme__inventory__v1__Audit_methods[1];
 extern const ackrpc_service acme__inventory__v1__Audit_service;
+#define acme__inventory__v1__Audit_Ping_method (acme__inventory__v1__Audit_methods[0])
 
 /* The server side: one handler per method. A handler gets the decoded
  * request (owned by the call, valid until the call is answered) and must
@@ -268,25 +236,19 @@ typedef struct acme__inventory__v1__Audit_handlers {
  * free the server. Errors: those of ackrpc_server_add_method() and
  * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
-ackrpc_status acme__inventory__v1__Audit_register(ackrpc_server *server, const acme__inventory__v1__Audit_handlers *handlers,
-    void *user);
+ackrpc_status acme__inventory__v1__Audit_register(ackrpc_server *server,
+    const acme__inventory__v1__Audit_handlers *handlers, void *user);
 
 /* rpc Ping(google.protobuf.Empty) returns (google.protobuf.Timestamp)
  * reply freed with google__protobuf__timestamp__free_unpacked(reply, NULL) */
 static inline ackrpc_status acme__inventory__v1__Audit_Ping_call(ackrpc_client *client,
     const Google__Protobuf__Empty *request, Google__Protobuf__Timestamp **ret_reply,
     const ackrpc_call_options *options, ackrpc_result *ret_result) {
-  ackrpc_result local;
-  ackrpc_result *result = ret_result != NULL ? ret_result : &local;
-  ackrpc_status status;
-  if (result == &local) memset(&local, 0, sizeof local);
-  status = ackrpc_client_call(client, &acme__inventory__v1__Audit_Ping_method,
-      (const ProtobufCMessage *)request, options, result);
-  if (status == ACKRPC_OK && ret_reply != NULL) {
-    *ret_reply = (Google__Protobuf__Timestamp *)result->reply;
-    result->reply = NULL;
-  }
-  if (result == &local) ackrpc_result_clear(&local);
+  ProtobufCMessage *reply = NULL;
+  ackrpc_status status = ackrpc_stub_call(client, &acme__inventory__v1__Audit_Ping_method,
+      (const ProtobufCMessage *)request, ret_reply != NULL ? &reply : NULL,
+      options, ret_result);
+  if (status == ACKRPC_OK && ret_reply != NULL) *ret_reply = (Google__Protobuf__Timestamp *)reply;
   return status;
 }
 
