@@ -36,11 +36,12 @@ typedef struct ackrpc_file_descriptor {
 /* A service: its full name and its methods, in .proto order. Generated
  * code emits one per service as a static const table (for registration and
  * reflection). `files` is what reflection serves for it: the descriptor of
- * the .proto file that declares the service and of every file that file
- * imports, transitively, each once, dependencies first (so the set is
- * self-contained); NULL with n_files 0 when there are none (the methods are
- * still listed, with their message type names). Generated tables point
- * `files` at static data shared by the services of one .proto file. */
+ * the .proto file that declares the service and of every file needed to
+ * decode its messages, transitively, each once, dependencies first (so the
+ * set is self-contained; imports used only for options are left out);
+ * NULL with n_files 0 when there are none (the methods are still listed,
+ * with their message type names). Generated tables point `files` at static
+ * data shared by the services of one .proto file. */
 typedef struct ackrpc_service {
   const char *name; /* "package.Service" */
   const ackrpc_method *methods;

@@ -95,7 +95,7 @@ static const char handlers_close[] =
     " * installs the caller policies the .proto declares. The server frees the\n"
     " * copy when it is freed. On error some methods may already be registered:\n"
     " * free the server. Errors: those of ackrpc_server_add_method() and\n"
-    " * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy\n"
+    " * ackrpc_server_set_method_policy() (E_NOT_FOUND: a group name of a policy\n"
     " * is unknown), E_INVAL (NULL argument), E_NOMEM. */\n"
     "ackrpc_status $P$_register(ackrpc_server *server,\n"
     "    const $P$_handlers *handlers, void *user);\n";

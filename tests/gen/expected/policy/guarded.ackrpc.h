@@ -80,7 +80,7 @@ typedef struct policy__Guarded_handlers {
  * installs the caller policies the .proto declares. The server frees the
  * copy when it is freed. On error some methods may already be registered:
  * free the server. Errors: those of ackrpc_server_add_method() and
- * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
+ * ackrpc_server_set_method_policy() (E_NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
 ackrpc_status policy__Guarded_register(ackrpc_server *server,
     const policy__Guarded_handlers *handlers, void *user);
@@ -195,7 +195,7 @@ typedef struct policy__Groups_handlers {
  * installs the caller policies the .proto declares. The server frees the
  * copy when it is freed. On error some methods may already be registered:
  * free the server. Errors: those of ackrpc_server_add_method() and
- * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
+ * ackrpc_server_set_method_policy() (E_NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
 ackrpc_status policy__Groups_register(ackrpc_server *server,
     const policy__Groups_handlers *handlers, void *user);

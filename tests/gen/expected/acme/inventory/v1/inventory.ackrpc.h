@@ -86,7 +86,7 @@ typedef struct acme__inventory__v1__Inventory_handlers {
  * installs the caller policies the .proto declares. The server frees the
  * copy when it is freed. On error some methods may already be registered:
  * free the server. Errors: those of ackrpc_server_add_method() and
- * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
+ * ackrpc_server_set_method_policy() (E_NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
 ackrpc_status acme__inventory__v1__Inventory_register(ackrpc_server *server,
     const acme__inventory__v1__Inventory_handlers *handlers, void *user);
@@ -234,7 +234,7 @@ typedef struct acme__inventory__v1__Audit_handlers {
  * installs the caller policies the .proto declares. The server frees the
  * copy when it is freed. On error some methods may already be registered:
  * free the server. Errors: those of ackrpc_server_add_method() and
- * ackrpc_server_set_method_policy() (NOT_FOUND: a group name of a policy
+ * ackrpc_server_set_method_policy() (E_NOT_FOUND: a group name of a policy
  * is unknown), E_INVAL (NULL argument), E_NOMEM. */
 ackrpc_status acme__inventory__v1__Audit_register(ackrpc_server *server,
     const acme__inventory__v1__Audit_handlers *handlers, void *user);
