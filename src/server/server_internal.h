@@ -1,33 +1,221 @@
-/* server_internal.h: hooks into the server for tests, fuzz targets and the
- * built-in services (builtin.c). Internal: not installed. */
+/* server_internal.h: the server's objects, shared by the files of
+ * src/server (internal: not installed). docs/ARCHITECTURE.md draws them.
+ *
+ *   ackrpc_server  the listener, the loop's events, the registry, limits;
+ *   akr_conn       one connection: its socket, buffers and session state
+ *                  (conn.c); only the loop's thread touches it;
+ *   ackrpc_call    one call: its request, deadline, reply and cache entry
+ *                  (call.c); a handler may hold it on any thread, and it
+ *                  may outlive its connection (and the server).
+ *
+ * A connection serves its calls one at a time: `conn->call` is the call
+ * whose frame is being admitted, handled or answered. When the loop gives
+ * up on a call a handler still holds (its deadline, the connection's end),
+ * the two part by clearing one pointer each way; the call then lives on
+ * its own references.
+ *
+ * Upward notifications go through the hook table below (the connection
+ * does not know what a handler is); every other call between these files
+ * goes downward: registry, policy, stats, reply cache < call < conn <
+ * dispatch < accept < server (the life cycle). */
 #ifndef AKR_SERVER_INTERNAL_H
 #define AKR_SERVER_INTERNAL_H
 
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "ackrpc/server.h"
+#include "mem/arena.h"
+#include "mem/spare.h"
+#include "platform/address.h"
+#include "server/policy.h"
+#include "server/registry.h"
+#include "server/reply_cache.h"
+#include "server/stats.h"
+#include "wire/frame.h"
+#include "wire/head.h"
+
+typedef struct akr_conn akr_conn;
+
+enum akr_conn_state {
+  AKR_CONN_READING, /* reading the next frame (or EOF) */
+  AKR_CONN_BUSY,    /* a call is with its handler, or waits in the reply cache */
+  AKR_CONN_WRITING, /* a reply is partly written; waiting for EV_WRITE */
+  AKR_CONN_DONE,    /* close at the next chance */
+};
+
+/* What the connection reports upward (set by server.c). */
+typedef struct akr_conn_hooks {
+  /* The head of the frame at the read position is in (the whole frame if
+   * `complete`): admit it (1), or answer it and return 0. */
+  int (*admit)(akr_conn *conn, const akr_frame *frame, int complete);
+  /* The admitted frame is complete: decode it and hand it to its handler. */
+  void (*dispatch)(akr_conn *conn, const akr_frame *frame);
+  /* The timer of a BUSY connection fired: its call's deadline, or the
+   * reply cache's answer for a waiting call. */
+  void (*expired)(akr_conn *conn);
+  /* The connection was closed (it is freed after this returns). */
+  void (*closed)(akr_conn *conn);
+} akr_conn_hooks;
+
+/* A reply on its way out, counted in the stats once it is written. */
+typedef struct akr_reply_rec {
+  akr_method_stats *stats; /* NULL: nothing to count */
+  const char *method;
+  uint32_t status;
+  size_t bytes_in, bytes_out;
+  uint64_t t_start_us; /* the request complete; 0: never dispatched */
+} akr_reply_rec;
+
+struct akr_conn {
+  ackrpc_server *server;
+  int fd;
+  enum akr_conn_state state;
+  struct event io; /* read or write interest, per `watching` */
+  struct event timer;
+  short watching;
+  ackrpc_peer peer;
+  /* Input: bytes [in_off, in_len) of `in` are unread frames. */
+  uint8_t *in;
+  size_t in_off, in_len, in_cap; /* from malloc below AKR_SPARE_MIN, else a
+                                  * block of the spare store (spare.h) */
+  int eof;
+  int drained;               /* the last read left the socket empty */
+  int head_done;             /* the current frame's head is admitted */
+  size_t frame_len;          /* the current frame's length, once known */
+  uint64_t read_deadline_us; /* 0: not started */
+  unsigned calls_done;
+  int corked; /* another complete frame follows the one being served */
+  /* Output, in order: out[out_off, out_len) (local answers, and replies
+   * to pipelined frames sent together), then the rest of wcall's reply,
+   * written from the call's own buffer. */
+  uint8_t *out;
+  size_t out_off, out_len, out_cap;
+  ackrpc_call *wcall;
+  size_t wcall_off;
+  int close_after_write;
+  akr_reply_rec rec; /* of the reply being written */
+  /* For the statistics of the frame being served: its method once the head
+   * named a known one (NULL: not counted) and when it was complete. */
+  const akr_method_entry *stat_m;
+  uint64_t t_start_us;
+  ackrpc_call *call; /* being admitted, handled or waited for; NULL: none */
+  /* Lists: open connections; those waiting for a frame, oldest first. */
+  akr_conn *prev, *next;
+  akr_conn *pend_prev, *pend_next;
+  int pending;
+  uint64_t pending_since_us;
+  int uid_counted;
+};
+
+struct ackrpc_call {
+  ackrpc_server *server;
+  akr_conn *conn; /* NULL once parted from its connection (loop thread only) */
+  ackrpc_peer peer;
+  akr_arena arena;
+  akr_request req; /* the head, decoded into the arena */
+  const akr_method_entry *method;
+  ProtobufCMessage *request;
+  size_t frame_len;
+  uint64_t t_start_us; /* the request complete */
+  uint64_t deadline_us;
+  atomic_int answered; /* the call has been answered (or is being) */
+  atomic_int held;     /* the handler has not replied yet */
+  atomic_int refs;     /* the connection's, the handler's */
+  /* The reply, encoded by whoever answered. */
+  uint8_t *out;
+  size_t out_len, out_cap;
+  uint32_t reply_status;
+  /* The reply cache (reply_cache.h): the in-flight entry this call owns,
+   * or the one it waits on (rc_wait); rc_ready is set when its answer is
+   * in `out` (1) or when there is none (2). */
+  akr_rc_entry *rc_entry;
+  akr_rc_waiter rc_wait;
+  int waiting; /* a repeat waiting for the first call with its id */
+  int rc_ready;
+  ackrpc_call *next; /* replies queued from other threads; the pool */
+};
+
+typedef struct akr_uid_count {
+  uid_t uid;
+  unsigned n;
+} akr_uid_count;
+
+typedef struct akr_cleanup {
+  void (*fn)(void *);
+  void *data;
+} akr_cleanup;
+
+struct ackrpc_server {
+  ackrpc_server_options opt; /* defaults filled in */
+  char *address_text;
+  akr_address addr;
+  struct event_base *base;
+  int own_base;
+  const akr_conn_hooks *hooks;
+  akr_registry registry;
+  akr_policy *policy; /* server-wide, checked at accept */
+  uid_t euid;
+  akr_cleanup *cleanups;
+  size_t n_cleanups;
+  /* Accepting (accept.c). */
+  akr_listener lst; /* the listening socket and the path lock */
+  struct event *accept_ev;
+  int accepting;
+  struct event *resume_timer;
+  akr_uid_count *uids; /* open connections per peer uid */
+  size_t n_uids, uids_cap;
+  /* Connections (conn.c). Those whose next request is not complete are
+   * also listed oldest first: under pressure the oldest is dropped to admit
+   * a new one, so idle or trickling peers cannot starve real calls. */
+  akr_conn *conns;
+  size_t n_conns;
+  akr_conn *pend_head, *pend_tail;
+  size_t n_pending;
+  akr_conn *conn_pool;
+  size_t n_conn_pool;
+  ackrpc_call *call_pool;
+  size_t n_call_pool;
+  akr_spare spare;           /* large buffers kept for the next large call */
+  struct event *spare_timer; /* unmaps them once unasked for */
+  akr_reply_cache *cache;    /* NULL: no reply cache (the default) */
+  /* Replies made on other threads, handed to the loop (dispatch.c). */
+  int wake_fd;
+  struct event *wake_ev;
+  pthread_mutex_t mu; /* guards done_head/done_tail and closed */
+  ackrpc_call *done_head, *done_tail;
+  int closed;
+  /* The life cycle (server.c). */
+  struct event *drain_timer;
+  int stopping, finished;
+  atomic_int stop_requested;
+  atomic_int refs; /* the owner's, plus one per live call object */
+  uint64_t created_us;
+  int inherited;   /* the listening socket came from systemd */
+  int handed_over; /* the listening socket went to a successor */
+  akr_ctl ctl;     /* the handover control socket (handover.c) */
+  struct event *ctl_ev;
+};
+
+/* Logs a line if `level` passes the server's threshold (printf-style). */
+void akr_slog(ackrpc_server *server, ackrpc_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Drops a reference to the server; the last one frees what is left of it
+ * (core.c). */
+void akr_server_unref(ackrpc_server *server);
+
+/* --- Hooks into the server for tests, fuzz targets and the built-in
+ * services. --- */
 
 /* Serves an already connected stream socket (e.g. one end of a
  * socketpair) as if it had been accepted; the server owns `fd` afterwards.
  * Returns 0, or -1 if the server is stopping. Loop thread only. */
 int akr_server_adopt(ackrpc_server *server, int fd);
-
-/* ackrpc_server_add_service_info(), marking the server's own services
- * (listed last). */
-ackrpc_status akr_server_add_service(ackrpc_server *server, const ackrpc_service *svc,
-                                     int builtin);
-
-/* The services recorded, in order, and which are built in. */
-size_t akr_server_services(const ackrpc_server *server,
-                           const ackrpc_service *const **ret_services,
-                           const unsigned char **ret_builtin);
-
-/* Calls fn for every registered method, with its order of registration. */
-void akr_server_foreach_method(const ackrpc_server *server,
-                               void (*fn)(void *user, const ackrpc_method *m,
-                                          unsigned seq),
-                               void *user);
 
 /* Whether the server still accepts: not stopping, not handed over. */
 int akr_server_serving(const ackrpc_server *server);
@@ -38,8 +226,5 @@ uint64_t akr_server_uptime_us(const ackrpc_server *server);
 /* Bytes of large buffers kept for the next large call (spare.h). Loop
  * thread only. */
 size_t akr_server_spare_bytes(const ackrpc_server *server);
-
-/* Registers the built-in services (builtin.c) on a new server. */
-ackrpc_status akr_builtins_register(ackrpc_server *server);
 
 #endif /* AKR_SERVER_INTERNAL_H */

@@ -1,0 +1,201 @@
+/* accept.c: taking connections in (accept.h). */
+#include "server/accept.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/clock.h"
+#include "server/conn.h"
+
+#define ACCEPTS_PER_WAKEUP 64 /* fairness between accepting and serving */
+#define EMFILE_RETRY_MS 100   /* accept retry after running out of fds */
+/* A connection must have waited this long for its request before it may be
+ * dropped to admit another: a fresh one is usually just between its connect
+ * and its write, and dropping it would turn a burst into refused calls. */
+#define EVICT_MIN_AGE_US 100000
+
+/* --- connections per uid ------------------------------------------------ */
+
+/* Counts a connection against its peer's uid; -1 if over the limit. */
+static int uid_enter(ackrpc_server *s, uid_t uid) {
+  for (size_t i = 0; i < s->n_uids; i++) {
+    if (s->uids[i].uid != uid) continue;
+    if (s->uids[i].n >= s->opt.max_connections_per_uid) return -1;
+    s->uids[i].n++;
+    return 0;
+  }
+  /* The array only grows: a uid whose last connection closed leaves its
+   * slot free, and the next connection must not cost an allocation. */
+  if (s->n_uids == s->uids_cap) {
+    size_t cap = s->uids_cap ? 2 * s->uids_cap : 8;
+    akr_uid_count *t = realloc(s->uids, cap * sizeof *t);
+    if (!t) return -1;
+    s->uids = t;
+    s->uids_cap = cap;
+  }
+  s->uids[s->n_uids++] = (akr_uid_count){uid, 1};
+  return 0;
+}
+
+static void uid_leave(ackrpc_server *s, uid_t uid) {
+  for (size_t i = 0; i < s->n_uids; i++) {
+    if (s->uids[i].uid != uid) continue;
+    if (--s->uids[i].n == 0) s->uids[i] = s->uids[--s->n_uids];
+    return;
+  }
+}
+
+/* --- pausing and making room -------------------------------------------- */
+
+static void pause_accepting(ackrpc_server *s, unsigned retry_ms) {
+  if (s->accepting) {
+    event_del(s->accept_ev);
+    s->accepting = 0;
+  }
+  if (retry_ms) {
+    struct timeval tv = akr_tv_us((uint64_t)retry_ms * 1000u);
+    evtimer_add(s->resume_timer, &tv);
+  }
+}
+
+/* How long until the oldest pending connection may be dropped: 0 if it
+ * may be now, UINT64_MAX if there is none. */
+static uint64_t evictable_in_us(const ackrpc_server *s) {
+  if (!s->pend_head) return UINT64_MAX;
+  uint64_t age = akr_now_us() - s->pend_head->pending_since_us;
+  return age >= EVICT_MIN_AGE_US ? 0 : EVICT_MIN_AGE_US - age;
+}
+
+static void resume_accepting(ackrpc_server *s) {
+  if (s->accepting || s->lst.fd < 0 || s->stopping || s->closed || !s->accept_ev ||
+      (s->n_conns >= s->opt.max_connections && evictable_in_us(s) != 0))
+    return;
+  event_add(s->accept_ev, NULL);
+  s->accepting = 1;
+}
+
+/* Drops the connection that has waited longest for its request. It was
+ * never dispatched, so for its client the call was not delivered. */
+static void evict_oldest_pending(ackrpc_server *s) {
+  akr_conn *c = s->pend_head;
+  if (!c) return;
+  akr_slog(s, ACKRPC_LOG_INFO,
+           "event=evicted peer_uid=%u peer_pid=%d "
+           "error=\"incomplete request dropped to admit another\"",
+           (unsigned)c->peer.uid, (int)c->peer.pid);
+  akr_conn_answer(c, ACKRPC_RESOURCE_EXHAUSTED,
+                  "server busy: incomplete request dropped", 1);
+  akr_conn_close(c);
+}
+
+/* Under pressure: drops the oldest pending connection if it has waited
+ * long enough (returns 1); otherwise stops accepting until it has, or until
+ * a connection closes, and returns 0. */
+static int make_room(ackrpc_server *s) {
+  uint64_t wait = evictable_in_us(s);
+  if (wait == 0) {
+    evict_oldest_pending(s);
+    return 1;
+  }
+  pause_accepting(s, wait == UINT64_MAX ? 0 : (unsigned)(wait / 1000) + 1);
+  return 0;
+}
+
+/* --- accepting ----------------------------------------------------------- */
+
+void akr_accept_serve(ackrpc_server *s, int fd) {
+  akr_conn *c = akr_conn_start(s, fd);
+  if (!c) return;
+  c->uid_counted = uid_enter(s, c->peer.uid) == 0;
+  if (!c->uid_counted) {
+    akr_slog(s, ACKRPC_LOG_WARNING,
+             "event=uid_limit peer_uid=%u peer_pid=%d limit=%u "
+             "error=\"too many connections from this uid\"",
+             (unsigned)c->peer.uid, (int)c->peer.pid, s->opt.max_connections_per_uid);
+    akr_conn_answer(c, ACKRPC_RESOURCE_EXHAUSTED, "too many connections from this uid",
+                    1);
+  } else if (!akr_policy_allows(s->policy, s->euid, &c->peer, c->fd)) {
+    akr_slog(s, ACKRPC_LOG_INFO,
+             "event=refused peer_uid=%u peer_pid=%d by=server_policy",
+             (unsigned)c->peer.uid, (int)c->peer.pid);
+    akr_conn_answer(c, ACKRPC_PERMISSION_DENIED, "not allowed to use this server", 1);
+  }
+  akr_conn_resume(c);
+}
+
+/* Accepts up to `max` queued connections. */
+static void accept_some(ackrpc_server *s, int max) {
+  for (int i = 0; i < max; i++) {
+    if (s->n_conns >= s->opt.max_connections && !make_room(s)) return;
+    int fd = accept4(s->lst.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      /* Out of descriptors or memory: libevent would call us again at once
+       * and spin. Stop watching; retry on a timer or when a connection
+       * closes. */
+      akr_slog(s, ACKRPC_LOG_WARNING,
+               "event=accept_failed error=\"%s\" action=pause ms=%d", strerror(errno),
+               EMFILE_RETRY_MS);
+      pause_accepting(s, EMFILE_RETRY_MS);
+      return;
+    }
+    akr_accept_serve(s, fd);
+    if (s->n_pending > s->opt.max_pending && !make_room(s)) return;
+  }
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  accept_some(arg, ACCEPTS_PER_WAKEUP);
+}
+
+/* Fires when accepting was paused: out of descriptors, or waiting for the
+ * oldest pending connection to be old enough to drop. */
+static void on_resume_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  ackrpc_server *s = arg;
+  while (s->n_pending > s->opt.max_pending && evictable_in_us(s) == 0)
+    evict_oldest_pending(s);
+  if (s->n_pending > s->opt.max_pending) {
+    make_room(s); /* still too young: wait some more */
+    return;
+  }
+  resume_accepting(s);
+}
+
+ackrpc_status akr_accept_start(ackrpc_server *s) {
+  s->resume_timer = evtimer_new(s->base, on_resume_timer, s);
+  s->accept_ev = event_new(s->base, s->lst.fd, EV_READ | EV_PERSIST, on_accept, s);
+  if (!s->resume_timer || !s->accept_ev) return ACKRPC_E_NOMEM;
+  resume_accepting(s);
+  return ACKRPC_OK;
+}
+
+void akr_accept_drain_queue(ackrpc_server *s) {
+  if (s->lst.fd >= 0 && s->accept_ev) accept_some(s, INT32_MAX);
+  akr_accept_stop(s);
+}
+
+void akr_accept_stop(ackrpc_server *s) {
+  if (s->accepting) event_del(s->accept_ev);
+  s->accepting = 0;
+  if (s->resume_timer) evtimer_del(s->resume_timer);
+}
+
+void akr_accept_closed(akr_conn *c) {
+  ackrpc_server *s = c->server;
+  if (c->uid_counted) uid_leave(s, c->peer.uid);
+  c->uid_counted = 0;
+  resume_accepting(s);
+}
+
+void akr_accept_free(ackrpc_server *s) {
+  if (s->accept_ev) event_free(s->accept_ev);
+  if (s->resume_timer) event_free(s->resume_timer);
+  s->accept_ev = s->resume_timer = NULL;
+}

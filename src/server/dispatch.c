@@ -1,0 +1,265 @@
+/* dispatch.c: from an admitted frame to a handler and back (dispatch.h):
+ * the head checked against the registry and the policies, the body
+ * decoded, the handler run, its reply delivered (inline, or from another
+ * thread through the wake queue), deadlines, and the reply cache.
+ *
+ * Whoever first sets a call's `answered` answers it: the handler (through
+ * ackrpc_call_reply()) or the loop (a deadline, shutdown). A reply made on
+ * the loop inside the handler is written at once; any other goes through
+ * the queue. */
+#include "server/dispatch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "server/call.h"
+#include "server/conn.h"
+#include "wire/depth.h"
+
+#define DEADLINE_GRACE_US 5000 /* past a client's deadline, see dispatch() */
+/* Decoding a request may allocate this much (protobuf-c can need ~30x the
+ * wire size for pathological input); beyond it: RESOURCE_EXHAUSTED. */
+#define DECODE_BUDGET(frame_len) (16 * (size_t)(frame_len) + (64u << 10))
+
+/* The call whose handler is running on this thread, if any. */
+static _Thread_local ackrpc_call *tl_in_handler;
+
+/* Refuses the frame being admitted: the call goes, the answer is sent. */
+static int refuse(akr_conn *c, ackrpc_status status, const char *message,
+                  int complete) {
+  akr_conn_part(c);
+  akr_conn_answer(c, status, message, !complete);
+  return 0;
+}
+
+int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
+  ackrpc_server *s = c->server;
+  c->stat_m = NULL;
+  c->t_start_us = 0;
+  ackrpc_call *call = c->call ? c->call : akr_call_new(s);
+  if (!call) return refuse(c, ACKRPC_RESOURCE_EXHAUSTED, "out of memory", complete);
+  c->call = call;
+  call->conn = c;
+  call->peer = c->peer;
+  call->frame_len = f->frame_len;
+  akr_arena_reset(&call->arena, DECODE_BUDGET(f->frame_len));
+  akr_frame_error fe = akr_request_decode(f, &call->arena, &call->req);
+  if (fe != AKR_FRAME_OK) {
+    akr_slog(s, ACKRPC_LOG_INFO,
+             "event=bad_request peer_uid=%u peer_pid=%d error=\"%s\"",
+             (unsigned)c->peer.uid, (int)c->peer.pid, akr_frame_error_text(fe));
+    return refuse(c, akr_frame_error_status(fe), akr_frame_error_text(fe), complete);
+  }
+  const akr_method_entry *m = akr_registry_find(&s->registry, call->req.method);
+  if (!m) {
+    char msg[ACKRPC_MAX_METHOD_NAME + 32];
+    snprintf(msg, sizeof msg, "unknown method %s", call->req.method);
+    return refuse(c, ACKRPC_UNIMPLEMENTED, msg, complete);
+  }
+  c->stat_m = m;
+  if (!akr_policy_allows(m->policy, s->euid, &c->peer, c->fd)) {
+    akr_slog(s, ACKRPC_LOG_INFO,
+             "event=refused method=%s peer_uid=%u peer_pid=%d by=policy",
+             call->req.method, (unsigned)c->peer.uid, (int)c->peer.pid);
+    return refuse(c, ACKRPC_PERMISSION_DENIED, "not allowed to call this method",
+                  complete);
+  }
+  call->method = m;
+  return 1;
+}
+
+/* Decodes the body into the call's arena; 0, or -1 after answering. */
+static int decode(akr_conn *c, ackrpc_call *call, const akr_frame *f) {
+  ackrpc_server *s = c->server;
+  const akr_method_entry *m = call->method;
+  char msg[512];
+  /* The buffer may have moved since the head was checked. */
+  call->req.body = f->body;
+  call->req.body_len = f->body_len;
+  if (m->depth > s->opt.max_depth &&
+      akr_check_depth(m->m.request, f->body, f->body_len, s->opt.max_depth)) {
+    snprintf(msg, sizeof msg, "request nests deeper than %u levels", s->opt.max_depth);
+    refuse(c, ACKRPC_INVALID_ARGUMENT, msg, 1);
+    return -1;
+  }
+  call->request =
+      protobuf_c_message_unpack(m->m.request, &call->arena.pc, f->body_len, f->body);
+  if (call->request) return 0;
+  int over = call->arena.refused;
+  snprintf(msg, sizeof msg, "request body %s %s",
+           over ? "needs more memory to decode than allowed as" : "does not decode as",
+           m->m.request->name);
+  refuse(c, over ? ACKRPC_RESOURCE_EXHAUSTED : ACKRPC_INVALID_ARGUMENT, msg, 1);
+  return -1;
+}
+
+void akr_dispatch_frame(akr_conn *c, const akr_frame *f) {
+  ackrpc_server *s = c->server;
+  ackrpc_call *call = c->call;
+  call->t_start_us = c->t_start_us = akr_now_us(); /* the request is complete */
+  if (decode(c, call, f) != 0) return;
+  uint64_t budget = (uint64_t)s->opt.handler_timeout_ms * 1000u;
+  int client_deadline = call->req.timeout_us && call->req.timeout_us < budget;
+  if (client_deadline) budget = call->req.timeout_us;
+  call->deadline_us = call->t_start_us + budget;
+  if (s->cache && akr_cache_begin(c, call)) return; /* a repeated call id */
+  const akr_method_entry *m = call->method;
+  c->state = AKR_CONN_BUSY;
+  atomic_store_explicit(&call->answered, 0, memory_order_relaxed);
+  atomic_store_explicit(&call->held, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&call->refs, 1, memory_order_relaxed);
+  tl_in_handler = call;
+  m->fn(call, call->request, m->user);
+  tl_in_handler = NULL;
+  /* Deferred. When the deadline is the client's, the server answers a
+   * moment after it: the client has given up by then and reports its own
+   * timeout, rather than racing the server's answer. An inline answer left
+   * the connection as it was, which in a session saves an epoll_ctl pair
+   * per call. */
+  if (c->state == AKR_CONN_BUSY)
+    akr_conn_busy(c, call->deadline_us + (client_deadline ? DEADLINE_GRACE_US : 0));
+}
+
+/* The loop's timer for a BUSY connection. */
+void akr_dispatch_expired(akr_conn *c) {
+  ackrpc_call *call = c->call;
+  ackrpc_server *s = c->server;
+  if (!call) return;
+  if (call->waiting) {
+    akr_cache_wait_over(c, call);
+    return;
+  }
+  if (atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
+    return; /* the handler answered first: its reply is on its way */
+  akr_slog(s, ACKRPC_LOG_WARNING,
+           "event=handler_deadline method=%s peer_uid=%u peer_pid=%d "
+           "error=\"no reply before the deadline\"",
+           call->req.method, (unsigned)c->peer.uid, (int)c->peer.pid);
+  /* The handler keeps the call (and the request in its arena) until it
+   * replies; the connection goes on without it, so that the session, and
+   * calls pipelined behind this one, are served. */
+  akr_conn_part(c);
+  akr_conn_answer(c, ACKRPC_DEADLINE_EXCEEDED,
+                  "the handler did not answer before the deadline "
+                  "(it may still act on the request)",
+                  0);
+}
+
+/* --- replies ----------------------------------------------------------- */
+
+/* Hands a reply encoded on another thread (and the handler's reference) to
+ * the loop. -1 if the server is closed: the caller drops the reference. */
+static int queue_reply(ackrpc_server *s, ackrpc_call *call) {
+  pthread_mutex_lock(&s->mu);
+  if (s->closed) {
+    pthread_mutex_unlock(&s->mu);
+    return -1;
+  }
+  int was_empty = s->done_head == NULL;
+  call->next = NULL;
+  if (s->done_tail)
+    s->done_tail->next = call;
+  else
+    s->done_head = call;
+  s->done_tail = call;
+  pthread_mutex_unlock(&s->mu);
+  if (was_empty) {
+    uint64_t one = 1;
+    ssize_t w = write(s->wake_fd, &one, sizeof one); /* cannot block: eventfd */
+    (void)w;
+  }
+  return 0;
+}
+
+/* The status and reply a handler gave, checked: a non-canonical status or
+ * a reply of the wrong type becomes INTERNAL (and E_INVAL for the
+ * handler). */
+static ackrpc_status check_reply(const ackrpc_call *call, ackrpc_status *status,
+                                 const char **message, const ProtobufCMessage **reply) {
+  if (!ackrpc_status_is_canonical(*status)) {
+    *message = "the handler answered a status that is not a canonical code";
+  } else if (*reply && (*reply)->descriptor != call->method->m.reply) {
+    *message = "the handler replied with a message of the wrong type";
+  } else {
+    return ACKRPC_OK;
+  }
+  *status = ACKRPC_INTERNAL;
+  *reply = NULL;
+  return ACKRPC_E_INVAL;
+}
+
+/* The answer of a call the loop had given up on: only the repeats waiting
+ * in the reply cache want it. */
+static ackrpc_status answer_late(ackrpc_call *call, int on_loop, ackrpc_status status,
+                                 const char *message, const ProtobufCMessage *reply) {
+  if (call->rc_entry) {
+    if (akr_call_encode(call, (uint32_t)status, message, reply) != ACKRPC_OK)
+      call->out_len = 0;
+    if (queue_reply(call->server, call) == 0) return ACKRPC_E_ALREADY_ANSWERED;
+  }
+  akr_call_unref(call, on_loop);
+  return ACKRPC_E_ALREADY_ANSWERED;
+}
+
+ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status status,
+                                const char *message, const ProtobufCMessage *reply) {
+  if (!call) return ACKRPC_E_INVAL;
+  int on_loop = tl_in_handler == call;
+  /* A second reply would drop the handler's reference twice. Caught here
+   * while the object still exists; after that it is use after free. */
+  if (!atomic_exchange_explicit(&call->held, 0, memory_order_acq_rel))
+    return ACKRPC_E_INVAL;
+  ackrpc_status ret = check_reply(call, &status, &message, &reply);
+  if (atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
+    return answer_late(call, on_loop, status, message, reply);
+  if (akr_call_encode(call, (uint32_t)status, message, reply) != ACKRPC_OK) {
+    ret = ACKRPC_E_NOMEM;
+    akr_call_encode(call, ACKRPC_INTERNAL, "out of memory encoding the reply", NULL);
+  }
+  if (on_loop) {
+    /* Inside the handler, on the loop: write now. The connection's
+     * reference keeps the call alive until then. */
+    akr_cache_finish(call);
+    akr_conn_reply(call->conn, call);
+    akr_call_unref(call, 1); /* the handler's */
+    return ret;
+  }
+  if (queue_reply(call->server, call) != 0) {
+    akr_call_unref(call, 0);
+    return ACKRPC_E_ALREADY_ANSWERED;
+  }
+  return ret;
+}
+
+void akr_dispatch_wake(ackrpc_server *s) {
+  pthread_mutex_lock(&s->mu);
+  ackrpc_call *call = s->done_head;
+  s->done_head = s->done_tail = NULL;
+  pthread_mutex_unlock(&s->mu);
+  while (call) {
+    ackrpc_call *next = call->next;
+    akr_conn *c = call->conn;
+    akr_cache_finish(call);
+    if (c) {
+      akr_conn_reply(c, call); /* the connection's reference goes with it */
+      akr_call_unref(call, 1); /* the handler's */
+      akr_conn_resume(c);
+    } else {
+      akr_call_unref(call, 1); /* answered late: the cache had what it wanted */
+    }
+    call = next;
+  }
+}
+
+void akr_dispatch_shutdown(akr_conn *c) {
+  ackrpc_call *call = c->call;
+  if (c->state != AKR_CONN_BUSY || !call) return;
+  if (!call->waiting &&
+      atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
+    return;
+  akr_conn_part(c);
+  akr_conn_answer(c, ACKRPC_UNAVAILABLE, "the server is shutting down", 1);
+}
