@@ -1,4 +1,4 @@
-/* test_ops_takeover.c: zero-downtime restarts (src/takeover.c): a server
+/* test_ops_takeover.c: zero-downtime restarts (src/platform/handover.c): a server
  * started with `handover` takes the listening socket over from the one
  * running, which stops accepting and drains, while a client keeps calling:
  * no call fails, and none needs a retry (the client has no retry policy).
@@ -151,6 +151,44 @@ FX_TEST(ops_takeover, bad_control_request_changes_nothing) {
   fx_server *b = fx_server_start(&o);
   cr_assert_eq(fx_server_join(a, 10000), ACKRPC_OK);
   fx_server_free(a);
+  cr_assert_eq(fx_echo(c, &req, NULL, &res), ACKRPC_OK);
+  ackrpc_result_clear(&res);
+  fx_server_stop(b);
+}
+
+/* The handover exchange runs on the server's loop: a successor that asks,
+ * gets the descriptors and then never acknowledges must not hold up the
+ * calls meanwhile (a blocking exchange stalled the loop for up to 3 s a
+ * step, so these calls, each with 1.5 s to live, failed). */
+FX_TEST(ops_takeover, stalled_successor_does_not_stall_calls) {
+  ackrpc_server_options o = {
+      .address = fx_sock(), .handover = 1, .log = ackrpc_log_discard};
+  fx_server *a = fx_server_start(&o);
+  char ctl[512];
+  snprintf(ctl, sizeof ctl, "%s.ctl", fx_sock());
+  int fd = fx_raw_connect(ctl);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(fx_raw_send(fd, "AKTAKE01", 8), 0);
+  int quiet = fx_raw_connect(ctl); /* and one that says nothing at all */
+  cr_assert_geq(quiet, 0);
+  fx_sleep_ms(50);
+  ackrpc_client *c = fx_client(fx_sock(), 1500);
+  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+  req.text = "during a stalled handover";
+  for (int i = 0; i < 5; i++) {
+    ackrpc_result res = {0};
+    ackrpc_status st = fx_echo(c, &req, NULL, &res);
+    ackrpc_result_clear(&res);
+    cr_assert_eq(st, ACKRPC_OK, "call %d during the stalled handover: %s", i,
+                 ackrpc_status_name(st));
+  }
+  close(fd);
+  close(quiet);
+  /* The offer still stands: a real successor takes the socket. */
+  fx_server *b = fx_server_start(&o);
+  cr_assert_eq(fx_server_join(a, 10000), ACKRPC_OK);
+  fx_server_free(a);
+  ackrpc_result res = {0};
   cr_assert_eq(fx_echo(c, &req, NULL, &res), ACKRPC_OK);
   ackrpc_result_clear(&res);
   fx_server_stop(b);

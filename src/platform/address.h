@@ -74,44 +74,6 @@ ackrpc_status akr_check_parent(const char *path);
  * descriptor is not a listening Unix stream socket). */
 ackrpc_status akr_inherit(const char *name, int *ret_fd);
 
-/* --- Handover of the listening socket (takeover.c) --- */
-
-/* The control socket of a server that offers its listening socket. */
-typedef struct akr_ctl {
-  int fd; /* listening, non-blocking; -1: none */
-  akr_address addr;
-} akr_ctl;
-
-/* The control address of `address`: "PATH.ctl" or "@NAME.ctl".
- * E_ADDRESS if it would not fit. */
-ackrpc_status akr_ctl_address(const akr_address *address, akr_address *ret);
-
-/* Successor side: asks the server that offers `address` for its listening
- * socket (and, for a path, its lock). On OK, *ret_listener holds both,
- * checked: a listening Unix stream socket bound to `address`, and the lock
- * file PATH.lock; the predecessor has let go of its control socket.
- * E_NOT_FOUND: nobody offers it (no control socket, or nobody listening on
- * it); then nothing changed. Other errors (E_SYSTEM, E_ADDRESS for bad
- * descriptors or a peer of another uid, E_ADDR_IN_USE) mean a predecessor
- * answered but the handover failed. */
-ackrpc_status akr_takeover(const akr_address *address, akr_listener *ret_listener);
-
-/* Creates the control socket (owner-only for a path; a stale file is
- * replaced: call with the address's lock held). */
-ackrpc_status akr_ctl_listen(const akr_address *address, akr_ctl *ret);
-
-/* Closes the control socket and removes its file. Idempotent. */
-void akr_ctl_close(akr_ctl *ctl);
-
-/* Predecessor side: accepts one connection on the control socket and, if
- * it is a successor of our effective uid asking properly, sends it the
- * listener's descriptors and waits for its acknowledgement. Blocks for at
- * most a few seconds (only a same-uid peer gets that far). Returns 1 if the
- * socket was handed over (the caller stops accepting and must not remove the
- * socket or lock file), 0 otherwise; *ret_why says what happened (static
- * text) when not NULL. */
-int akr_ctl_serve(akr_ctl *ctl, const akr_listener *listener, const char **ret_why);
-
 /* Starts a non-blocking connect. Returns 0, or -1 with errno (EAGAIN: the
  * server's queue is full). *ret_fd is set on success only. */
 int akr_connect(const akr_address *address, int *ret_fd);

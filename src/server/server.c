@@ -50,8 +50,11 @@ static const akr_conn_hooks conn_hooks = {
 
 /* --- stopping ---------------------------------------------------------- */
 
+static void handover_end(ackrpc_server *s);
+
 static void close_listener(ackrpc_server *s) {
   if (s->ctl_ev) event_del(s->ctl_ev);
+  handover_end(s);
   akr_ctl_close(&s->ctl);
   if (s->lst.fd < 0 && s->lst.lock_fd < 0) return;
   akr_accept_stop(s);
@@ -133,22 +136,59 @@ void ackrpc_server_stop(ackrpc_server *s) {
 
 /* --- handing the socket over ---------------------------------------- */
 
-/* A successor asks for the listening socket (handover.c). */
-static void on_ctl(evutil_socket_t fd, short what, void *arg) {
+#define HANDOVER_STEP_MS 3000 /* a successor that says nothing this long is dropped */
+
+static void handover_end(ackrpc_server *s) {
+  if (s->ctl_peer_ev) event_del(s->ctl_peer_ev);
+  akr_ctl_peer_close(&s->ctl_peer);
+}
+
+/* A successor's exchange: it said something, or stalled. Never blocks: a
+ * stalled or dead successor cannot stall the calls. */
+static void on_ctl_peer(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
-  (void)what;
   ackrpc_server *s = arg;
-  const char *why;
-  if (s->stopping || !akr_ctl_serve(&s->ctl, &s->lst, &why)) {
-    if (!s->stopping && strcmp(why, "no connection") != 0)
-      akr_slog(s, ACKRPC_LOG_WARNING, "event=handover_refused address=%s reason=\"%s\"",
-               s->address_text, why);
+  const char *why = "the successor stalled";
+  akr_ctl_step_result r =
+      what & EV_TIMEOUT ? AKR_CTL_FAILED : akr_ctl_step(&s->ctl_peer, &s->lst, &why);
+  if (r == AKR_CTL_MORE) return;
+  if (r == AKR_CTL_FAILED) {
+    handover_end(s);
+    akr_slog(s, ACKRPC_LOG_WARNING, "event=handover_refused address=%s reason=\"%s\"",
+             s->address_text, why);
     return;
   }
+  /* Give up the control socket before the successor is told we are done
+   * (the end of its connection), so that it can create its own. */
+  event_del(s->ctl_ev);
+  akr_ctl_close(&s->ctl);
+  handover_end(s);
   akr_slog(s, ACKRPC_LOG_INFO, "event=handed_over address=%s connections=%zu",
            s->address_text, s->n_conns);
   s->handed_over = 1;
   begin_stop(s);
+}
+
+/* A successor connects to the control socket. */
+static void on_ctl(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  ackrpc_server *s = arg;
+  akr_ctl_peer p;
+  const char *why = "a handover is already in progress";
+  int r = s->stopping ? 0 : akr_ctl_accept(&s->ctl, &p, &why);
+  if (r > 0 && s->ctl_peer.fd >= 0) {
+    akr_ctl_peer_close(&p);
+    r = -1;
+  }
+  if (r < 0)
+    akr_slog(s, ACKRPC_LOG_WARNING, "event=handover_refused address=%s reason=\"%s\"",
+             s->address_text, why);
+  if (r <= 0) return;
+  s->ctl_peer = p;
+  struct timeval tv = akr_tv_us((uint64_t)HANDOVER_STEP_MS * 1000u);
+  event_assign(s->ctl_peer_ev, s->base, p.fd, EV_READ | EV_PERSIST, on_ctl_peer, s);
+  event_add(s->ctl_peer_ev, &tv);
 }
 
 /* Offers the listening socket to a successor on the control socket. */
@@ -156,7 +196,8 @@ static ackrpc_status handover_offer(ackrpc_server *s) {
   ackrpc_status st = akr_ctl_listen(&s->addr, &s->ctl);
   if (st != ACKRPC_OK) return st;
   s->ctl_ev = event_new(s->base, s->ctl.fd, EV_READ | EV_PERSIST, on_ctl, s);
-  if (!s->ctl_ev) return ACKRPC_E_NOMEM;
+  s->ctl_peer_ev = event_new(s->base, -1, 0, on_ctl_peer, s);
+  if (!s->ctl_ev || !s->ctl_peer_ev) return ACKRPC_E_NOMEM;
   event_add(s->ctl_ev, NULL);
   return ACKRPC_OK;
 }
@@ -195,7 +236,7 @@ static ackrpc_status server_alloc(const ackrpc_server_options *options,
   s->euid = geteuid();
   s->opt.policy = NULL; /* kept in s->policy */
   s->opt.socket_group = NULL;
-  s->lst.fd = s->lst.lock_fd = s->ctl.fd = s->wake_fd = -1;
+  s->lst.fd = s->lst.lock_fd = s->ctl.fd = s->ctl_peer.fd = s->wake_fd = -1;
   s->created_us = akr_now_us();
   s->inherited = inherited;
   if (inherited) s->opt.handover = 0;
@@ -334,7 +375,8 @@ static void drop_queued_replies(ackrpc_server *s) {
 
 static void free_events(ackrpc_server *s) {
   akr_accept_free(s);
-  struct event **evs[] = {&s->ctl_ev, &s->wake_ev, &s->drain_timer, &s->spare_timer};
+  struct event **evs[] = {&s->ctl_ev, &s->ctl_peer_ev, &s->wake_ev, &s->drain_timer,
+                          &s->spare_timer};
   for (size_t i = 0; i < sizeof evs / sizeof *evs; i++) {
     if (*evs[i]) event_free(*evs[i]);
     *evs[i] = NULL;

@@ -32,6 +32,7 @@
 #include "mem/arena.h"
 #include "mem/spare.h"
 #include "platform/address.h"
+#include "platform/handover.h"
 #include "server/policy.h"
 #include "server/registry.h"
 #include "server/reply_cache.h"
@@ -197,8 +198,10 @@ struct ackrpc_server {
   uint64_t created_us;
   int inherited;   /* the listening socket came from systemd */
   int handed_over; /* the listening socket went to a successor */
-  akr_ctl ctl;     /* the handover control socket (handover.c) */
+  akr_ctl ctl;     /* the handover control socket (platform/handover.c) */
   struct event *ctl_ev;
+  akr_ctl_peer ctl_peer; /* a successor's exchange in progress */
+  struct event *ctl_peer_ev;
 };
 
 /* Logs a line if `level` passes the server's threshold (printf-style). */
