@@ -3,7 +3,8 @@
 
   check_gen.py golden --protoc P --plugin G --proto-dir D
       Regenerates every tests/gen/fixtures/**/*.proto (with the "fuzz"
-      parameter) into a scratch directory and diffs it with tests/gen/expected.
+      parameter), and two of them with "tables" (expected/tables/), into a
+      scratch directory and diffs it with tests/gen/expected.
       With --update (or ACKRPC_UPDATE_GOLDEN=1 in the environment) it rewrites
       tests/gen/expected instead: review the diff, then commit it.
   check_gen.py bad --protoc P --plugin G --proto-dir D
@@ -58,6 +59,15 @@ def golden(args):
         if got != again:
             print("golden: two runs gave different output", file=sys.stderr)
             return 1
+        # The "tables" parameter (tables only, no functions: what libackrpc's
+        # built-in services use), on a plain and a policy fixture.
+        tables = pathlib.Path(tmp) / "tables"
+        tables.mkdir()
+        subprocess.run(protoc_cmd(args, [FIXTURES, args.proto_dir], f"--ackrpc_out=tables:{tables}",
+                                  [FIXTURES / "demo/store.proto", FIXTURES / "policy/guarded.proto"]),
+                       check=True)
+        got.update({pathlib.Path("tables") / p.relative_to(tables): p.read_bytes()
+                    for p in sorted(tables.rglob("*")) if p.is_file()})
         if update:
             if EXPECTED.exists():
                 shutil.rmtree(EXPECTED)

@@ -72,11 +72,15 @@ int akrcli_load_descriptors(const char *cmd, const akrcli_descopts *d,
 struct ProtobufCMessage;
 struct ProtobufCMessageDescriptor;
 
-/* The built-in methods (proto/ackrpc/reflection.proto). */
-extern const ackrpc_method akrcli_m_list_services;
-extern const ackrpc_method akrcli_m_file_containing_symbol;
-extern const ackrpc_method akrcli_m_health;
-extern const ackrpc_method akrcli_m_stats;
+/* The built-in methods: their tables are generated from
+ * proto/ackrpc/reflection.proto by this tree's protoc-gen-ackrpc, as the
+ * library's own are (the tool links only the public library). */
+#include "ackrpc/reflection.ackrpc.h"
+#define akrcli_m_list_services ackrpc__reflection__Reflection_ListServices_method
+#define akrcli_m_file_containing_symbol                                                \
+  ackrpc__reflection__Reflection_FileContainingSymbol_method
+#define akrcli_m_health ackrpc__reflection__Health_Check_method
+#define akrcli_m_stats ackrpc__reflection__Stats_Get_method
 
 /* Calls a built-in method of the server at `socket` (a request of the
  * method's type, NULL for an empty one). On OK returns 0 and *ret_reply

@@ -1,7 +1,8 @@
 /* reflect.c: the ackrpc tool's client of the servers' built-in services
  * (proto/ackrpc/reflection.proto, served by libackrpc's builtin.c):
  * reflection for list, describe and call; health and stats for their
- * commands. The messages are libackrpc's own protoc-c types. */
+ * commands. The messages and method tables are generated into the tool's
+ * own build directory from the same .proto. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,21 +12,6 @@
 
 #include "ackrpc/reflection.pb-c.h"
 #include "cli.h"
-
-const ackrpc_method akrcli_m_list_services = {
-    "ackrpc.reflection.Reflection/ListServices",
-    &ackrpc__reflection__list_services_request__descriptor,
-    &ackrpc__reflection__list_services_reply__descriptor};
-const ackrpc_method akrcli_m_file_containing_symbol = {
-    "ackrpc.reflection.Reflection/FileContainingSymbol",
-    &ackrpc__reflection__file_request__descriptor,
-    &ackrpc__reflection__file_reply__descriptor};
-const ackrpc_method akrcli_m_health = {"ackrpc.reflection.Health/Check",
-                                       &ackrpc__reflection__health_request__descriptor,
-                                       &ackrpc__reflection__health_reply__descriptor};
-const ackrpc_method akrcli_m_stats = {"ackrpc.reflection.Stats/Get",
-                                      &ackrpc__reflection__stats_request__descriptor,
-                                      &ackrpc__reflection__stats_reply__descriptor};
 
 #define BUILTIN_TIMEOUT_MS 10000
 

@@ -147,6 +147,19 @@ static void emit_top(akrgen_buf *b, const akrgen_model *m) {
   vars_free(&v);
 }
 
+/* The method table and the service of service `s`, and each method by
+ * name. */
+static void emit_tables(akrgen_buf *b, const akrgen_model *m, size_t s) {
+  akrgen_vars v = {0};
+  vars_service(&v, m, s);
+  emit(b, service_tables, &v);
+  for (size_t i = 0; i < m->services[s].n_methods; i++) {
+    vars_method(&v, m, s, i);
+    emit(b, method_macro, &v);
+  }
+  vars_free(&v);
+}
+
 /* The method table, the service, the handler table and the register
  * function of service `s`. */
 static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
@@ -184,11 +197,18 @@ static void emit_method(akrgen_buf *b, const akrgen_model *m, size_t s, size_t i
 void akrgen_emit_header(akrgen_buf *b, const akrgen_model *m) {
   akrgen_vars v = {0};
   emit_top(b, m);
-  if (m->n_services)
+  if (m->n_services && m->tables_only)
+    buf_puts(b, "\n/* Tables only (the parameter \"tables\"): no stubs, no register\n"
+                " * functions. */\n");
+  else if (m->n_services)
     buf_puts(b, usage);
   else
     buf_puts(b, "\n/* This file declares no services. */\n");
   for (size_t s = 0; s < m->n_services; s++) {
+    if (m->tables_only) {
+      emit_tables(b, m, s);
+      continue;
+    }
     emit_service(b, m, s);
     for (size_t i = 0; i < m->services[s].n_methods; i++)
       emit_method(b, m, s, i);

@@ -207,6 +207,26 @@ static void emit_descriptors(akrgen_buf *b, const akrgen_model *m) {
   buf_puts(b, "};\n");
 }
 
+static const char service_record_only[] =
+    "};\n"
+    "\n"
+    "const ackrpc_service $P$_service = {\"$service$\", $P$_methods, $n$,\n"
+    "    akrgen_files, $n_files$};\n";
+
+/* Service `s`: its method table and its record, nothing else. */
+static void emit_service_tables(akrgen_buf *b, const akrgen_model *m, size_t s) {
+  akrgen_vars v = {0};
+  vars_service(&v, m, s);
+  emit(b, service_open, &v);
+  emit(b, table_open, &v);
+  for (size_t i = 0; i < m->services[s].n_methods; i++) {
+    vars_method(&v, m, s, i);
+    emit(b, method_entry, &v);
+  }
+  emit(b, service_record_only, &v);
+  vars_free(&v);
+}
+
 /* Service `s`: its tables, the handlers that cast the request to its type,
  * the register function and the async stubs. */
 static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
@@ -245,11 +265,20 @@ static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
 void akrgen_emit_source(akrgen_buf *b, const akrgen_model *m) {
   akrgen_vars v = {0};
   vars_file(&v, m);
-  emit_banner(b, m, "Method tables, handler registration and asynchronous stubs.");
+  emit_banner(b, m,
+              m->tables_only
+                  ? "Method tables and reflection descriptors only."
+                  : "Method tables, handler registration and asynchronous stubs.");
   emit(b, source_top, &v);
   vars_free(&v);
   if (m->n_services == 0) {
     buf_puts(b, "\n/* This file declares no services. */\n");
+    return;
+  }
+  if (m->tables_only) {
+    emit_descriptors(b, m);
+    for (size_t s = 0; s < m->n_services; s++)
+      emit_service_tables(b, m, s);
     return;
   }
   if (m->n_policies)

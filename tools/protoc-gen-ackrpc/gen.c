@@ -17,20 +17,24 @@ static void add_file(akrgen_output *out, char *name, char *content) {
   out->n_files++;
 }
 
-/* Reads the comma-separated parameter; sets *fuzz for "fuzz". Returns -1
- * after reporting an unknown one. */
-static int parse_parameter(const char *param, int *fuzz, akrgen_buf *errors) {
+/* Reads the comma-separated parameter; sets *fuzz for "fuzz", *tables for
+ * "tables". Returns -1 after reporting an unknown one. */
+static int parse_parameter(const char *param, int *fuzz, int *tables,
+                           akrgen_buf *errors) {
   const char *p = param ? param : "";
   while (*p) {
     const char *comma = strchr(p, ',');
     size_t n = comma ? (size_t)(comma - p) : strlen(p);
     if (n == 4 && strncmp(p, "fuzz", 4) == 0) {
       *fuzz = 1;
+    } else if (n == 6 && strncmp(p, "tables", 6) == 0) {
+      *tables = 1;
     } else if (n) {
       if (errors->len) buf_puts(errors, "\n");
-      buf_printf(errors,
-                 "protoc-gen-ackrpc: error: unknown parameter '%.*s' (known: fuzz)",
-                 (int)n, p);
+      buf_printf(
+          errors,
+          "protoc-gen-ackrpc: error: unknown parameter '%.*s' (known: fuzz, tables)",
+          (int)n, p);
       return -1;
     }
     p += n + (comma ? 1 : 0);
@@ -55,16 +59,18 @@ void akrgen_generate(const Akrgen__Plugin__CodeGeneratorRequest *request,
                      akrgen_output *ret) {
   akrgen_buf errors = {0};
   akrgen_output out = {0};
-  int fuzz = 0;
-  if (parse_parameter(request->parameter, &fuzz, &errors) == 0) {
+  int fuzz = 0, tables = 0;
+  if (parse_parameter(request->parameter, &fuzz, &tables, &errors) == 0) {
     /* Every file is checked, so that one run reports all the errors; once
      * there is one, nothing more is emitted. */
     for (size_t i = 0; i < request->n_file_to_generate; i++) {
       const char *name = request->file_to_generate[i];
       akrgen_model m;
       if (!name) continue;
-      if (akrgen_model_build(request, name, &m, &errors) == 0 && !errors.len)
-        emit_all(&out, &m, fuzz);
+      if (akrgen_model_build(request, name, &m, &errors) == 0 && !errors.len) {
+        m.tables_only = tables;
+        emit_all(&out, &m, fuzz && !tables);
+      }
       akrgen_model_free(&m);
     }
   }

@@ -66,6 +66,10 @@ typedef struct akrgen_blob {
 } akrgen_blob;
 
 typedef struct akrgen_model {
+  /* With the parameter "tables": only the tables (method tables, service
+   * records, reflection descriptors), no functions: for code that registers
+   * the methods its own way (libackrpc's built-in services). */
+  int tables_only;
   char *proto_name; /* "dir/name.proto" */
   char *stem;       /* "dir/name": the outputs are stem.ackrpc.h, ... */
   char *guard;      /* the header's include guard */
