@@ -396,6 +396,7 @@ void akr_link_closed(akr_link *l, int err) {
    * server ended it while it was idle. */
   int stale = l->reused && l->head == l->cursor;
   int partial = l->cursor_off > 0;
+  const akr_ccall *cursor = l->cursor; /* unlinking moves l->cursor on */
   const char *why = l->drop_why;
   int mid_reply = l->in_len > l->in_off;
   l->fd = -1;
@@ -420,7 +421,7 @@ void akr_link_closed(akr_link *l, int err) {
               mid_reply ? "in the middle of its reply" : "without replying");
         complete(l, c);
       }
-    } else if (c == l->cursor) {
+    } else if (c == cursor) {
       keep = settle_cursor(l, c, stale, partial, e);
     } else {
       keep = !c->completed;

@@ -1,5 +1,5 @@
-/* hardening_support.h: helpers for the hardening tests (tests/test_hardening*.c
- * and tests/test_soak.c), on top of fixture.h: servers in child processes
+/* hardening_support.h: helpers for the hardening tests (tests/hardening/test_hardening*.c
+ * and test_soak.c), on top of fixture.h: servers in child processes
  * (fork), readings from /proc (fds, CPU time, RSS), request frames built from
  * raw parts, and raw-socket reads that scale to thousands of connections
  * (fixture.h's fx_raw_read_all keeps at most 64 buffers per test).

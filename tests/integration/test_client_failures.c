@@ -127,13 +127,13 @@ static ackrpc_status run_async(ackrpc_client *c, int session,
   ackrpc_async_session *as = NULL;
   if (session) {
     cr_assert_eq(ackrpc_async_session_open(c, d.base, &as), ACKRPC_OK);
-    cr_assert_eq(ackrpc_async_session_call(as, &fx_echo_method, &req->base, NULL,
-                                           on_done, &d),
-                 ACKRPC_OK);
-  } else {
     cr_assert_eq(
-        ackrpc_client_call_async(c, d.base, &fx_echo_method, &req->base, NULL, on_done, &d),
+        ackrpc_async_session_call(as, &fx_echo_method, &req->base, NULL, on_done, &d),
         ACKRPC_OK);
+  } else {
+    cr_assert_eq(ackrpc_client_call_async(c, d.base, &fx_echo_method, &req->base, NULL,
+                                          on_done, &d),
+                 ACKRPC_OK);
   }
   struct timeval limit = {10, 0};
   event_base_loopexit(d.base, &limit);
@@ -160,7 +160,8 @@ static ackrpc_status call_on(enum path p, const char *address) {
   if (p == SESSION) {
     ackrpc_session *s = NULL;
     st = ackrpc_session_open(c, 0, &s);
-    if (st == ACKRPC_OK) st = ackrpc_session_call(s, &fx_echo_method, &req.base, NULL, NULL);
+    if (st == ACKRPC_OK)
+      st = ackrpc_session_call(s, &fx_echo_method, &req.base, NULL, NULL);
     ackrpc_session_close(s);
   } else if (p == ASYNC || p == ASYNC_SESSION) {
     st = run_async(c, p == ASYNC_SESSION, &req);
