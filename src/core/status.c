@@ -1,5 +1,5 @@
-/* status.c: names and messages of the status table, and the log sinks. */
-#include <stdio.h>
+/* status.c: names, messages and outcomes of the status table
+ * (include/ackrpc/status.h). */
 
 #include "ackrpc/common.h"
 #include "ackrpc/status.h"
@@ -33,28 +33,4 @@ ackrpc_outcome ackrpc_status_outcome(ackrpc_status status) {
 
 int ackrpc_status_is_canonical(ackrpc_status status) {
   return (int)status >= 0 && (int)status <= 16;
-}
-
-static const char *level_name(ackrpc_log_level level) {
-  switch (level) {
-  case ACKRPC_LOG_ERROR: return "error";
-  case ACKRPC_LOG_WARNING: return "warning";
-  case ACKRPC_LOG_INFO: return "info";
-  case ACKRPC_LOG_DEBUG: return "debug";
-  case ACKRPC_LOG_DEFAULT: break;
-  }
-  return "log";
-}
-
-void ackrpc_log_stderr(void *user, ackrpc_log_level level, const char *message) {
-  (void)user;
-  /* One fprintf: stderr is unbuffered, so the line is written in one go and
-   * lines from several threads do not interleave. */
-  fprintf(stderr, "ackrpc: %s: %s\n", level_name(level), message);
-}
-
-void ackrpc_log_discard(void *user, ackrpc_log_level level, const char *message) {
-  (void)user;
-  (void)level;
-  (void)message;
 }
