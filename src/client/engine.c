@@ -390,7 +390,24 @@ static int settle_cursor(akr_link *l, akr_ccall *c, int stale, int partial, int 
   return 0;
 }
 
+/* The end of a connection with no call on it (a session at rest, or a
+ * one-shot link after its reply): nothing to settle. */
+static void closed_idle(akr_link *l) {
+  l->fd = -1;
+  l->shut = l->broken = l->reused = 0;
+  l->broken_errno = 0;
+  l->drop_why = NULL;
+  l->in_off = l->in_len = 0;
+  l->cursor = NULL;
+  l->cursor_off = 0;
+  l->sent = 0;
+}
+
 void akr_link_closed(akr_link *l, int err) {
+  if (!l->head) {
+    closed_idle(l);
+    return;
+  }
   int e = err ? err : l->broken_errno;
   /* Nothing was outstanding on a connection that had served calls: the
    * server ended it while it was idle. */

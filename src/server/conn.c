@@ -2,6 +2,7 @@
 #include "server/conn.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -482,7 +483,7 @@ static akr_conn *conn_get(ackrpc_server *s) {
   }
   uint8_t *in = c->in, *out = c->out;
   size_t in_cap = c->in_cap, out_cap = c->out_cap;
-  memset(c, 0, sizeof *c);
+  memset(c, 0, offsetof(akr_conn, io));
   c->in = in;
   c->in_cap = in_cap;
   c->out = out;

@@ -76,9 +76,7 @@ struct akr_conn {
   ackrpc_server *server;
   int fd;
   enum akr_conn_state state;
-  struct event io; /* read or write interest, per `watching` */
-  struct event timer;
-  short watching;
+  short watching; /* the interest of `io`: 0, EV_READ or EV_WRITE */
   ackrpc_peer peer;
   /* Input: bytes [in_off, in_len) of `in` are unread frames. */
   uint8_t *in;
@@ -111,6 +109,10 @@ struct akr_conn {
   int pending;
   uint64_t pending_since_us;
   int uid_counted;
+  /* Last: a reused connection object is cleared up to here (the events are
+   * assigned afresh). */
+  struct event io; /* read or write interest, per `watching` */
+  struct event timer;
 };
 
 struct ackrpc_call {

@@ -5,27 +5,41 @@
 
 #include "ackrpc/common.h"
 
+/* What each byte may be in a method name: an identifier's character, the
+ * dot of a dotted package, the slash before the method; 0: none of them.
+ * A table, because every call's name is checked twice (by the client as it
+ * encodes, by the server as it admits). */
+enum { ID = 1, DOT = 2, SLASH = 3 };
+static const unsigned char name_class[256] = {
+    ['.'] = DOT, ['/'] = SLASH, ['a'] = ID, ['b'] = ID, ['c'] = ID, ['d'] = ID,
+    ['e'] = ID,  ['f'] = ID,    ['g'] = ID, ['h'] = ID, ['i'] = ID, ['j'] = ID,
+    ['k'] = ID,  ['l'] = ID,    ['m'] = ID, ['n'] = ID, ['o'] = ID, ['p'] = ID,
+    ['q'] = ID,  ['r'] = ID,    ['s'] = ID, ['t'] = ID, ['u'] = ID, ['v'] = ID,
+    ['w'] = ID,  ['x'] = ID,    ['y'] = ID, ['z'] = ID, ['A'] = ID, ['B'] = ID,
+    ['C'] = ID,  ['D'] = ID,    ['E'] = ID, ['F'] = ID, ['G'] = ID, ['H'] = ID,
+    ['I'] = ID,  ['J'] = ID,    ['K'] = ID, ['L'] = ID, ['M'] = ID, ['N'] = ID,
+    ['O'] = ID,  ['P'] = ID,    ['Q'] = ID, ['R'] = ID, ['S'] = ID, ['T'] = ID,
+    ['U'] = ID,  ['V'] = ID,    ['W'] = ID, ['X'] = ID, ['Y'] = ID, ['Z'] = ID,
+    ['0'] = ID,  ['1'] = ID,    ['2'] = ID, ['3'] = ID, ['4'] = ID, ['5'] = ID,
+    ['6'] = ID,  ['7'] = ID,    ['8'] = ID, ['9'] = ID, ['_'] = ID};
+
 int akr_method_name_valid(const char *name) {
   /* package.Service/Method: a non-empty dotted service name, one slash, a
-   * non-empty method; identifiers of [A-Za-z0-9_]; no empty dot segment. */
-  size_t n = strnlen(name, ACKRPC_MAX_METHOD_NAME + 1);
-  if (n == 0 || n > ACKRPC_MAX_METHOD_NAME) return 0;
-  int slashes = 0;
-  char prev = '.';
-  for (size_t i = 0; i < n; i++) {
-    char ch = name[i];
-    int ident = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                (ch >= '0' && ch <= '9') || ch == '_';
-    if (ch == '/') {
-      if (++slashes > 1 || prev == '.' || prev == '/') return 0;
-    } else if (ch == '.') {
-      if (slashes || prev == '.' || prev == '/') return 0;
-    } else if (!ident) {
-      return 0;
+   * non-empty method; identifiers of [A-Za-z0-9_]; a dot or the slash only
+   * right after an identifier's character, no dot after the slash. */
+  int slashes = 0, prev = DOT;
+  size_t i = 0;
+  for (; name[i] && i <= ACKRPC_MAX_METHOD_NAME; i++) {
+    int c = name_class[(unsigned char)name[i]];
+    if (c == ID) {
+      prev = ID;
+      continue;
     }
-    prev = ch;
+    if (c == 0 || prev != ID) return 0;
+    if (c == SLASH ? ++slashes > 1 : slashes != 0) return 0;
+    prev = c;
   }
-  return slashes == 1 && prev != '/';
+  return i > 0 && i <= ACKRPC_MAX_METHOD_NAME && slashes == 1 && prev == ID;
 }
 
 int akr_metadata_key_valid(const char *key, size_t len) {
