@@ -108,10 +108,18 @@ typedef enum ackrpc_log_level {
  * during the call. Called from the thread that runs the event loop. */
 typedef void (*ackrpc_log_fn)(void *user, ackrpc_log_level level, const char *message);
 
-/* The default sink: writes "ackrpc: LEVEL: message\n" to stderr. Used when an
- * options struct leaves `log` NULL; pass ackrpc_log_discard to silence. */
+/* The default sink: writes "ackrpc: LEVEL: message\n" to stderr (lines
+ * longer than 1 KiB are cut). Used when an options struct leaves `log`
+ * NULL; pass ackrpc_log_discard to silence. It never waits: when stderr
+ * cannot take the line at once (a pipe nobody reads, a stalled terminal or
+ * journal), the line is dropped and counted (ackrpc_log_stderr_dropped()),
+ * so a full pipe cannot stop a server's loop. Safe from any thread. */
 ACKRPC_EXPORT void ackrpc_log_stderr(void *user, ackrpc_log_level level,
                                      const char *message);
+
+/* Lines ackrpc_log_stderr() dropped in this process because stderr could
+ * not take them at once. */
+ACKRPC_EXPORT uint64_t ackrpc_log_stderr_dropped(void);
 
 /* Parses a log level's name, in any case: "error", "warning" (or "warn"),
  * "info", "debug". For programs that take a level from their command line or

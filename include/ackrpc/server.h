@@ -78,6 +78,38 @@ typedef struct ackrpc_server_options {
    * itself has no limit and overflows its stack). Checked only for request
    * types that can nest that deep. Default 100. */
   unsigned max_depth;
+  /* The memory account (docs/SECURITY.md §2). What a connection holds (its
+   * input buffer) and what each call holds from its admission until its
+   * handler lets it go (the decoded request, unknown fields if kept) is
+   * counted against its connection, its peer uid and the server; a call
+   * the server answered DEADLINE_EXCEEDED while its handler still holds
+   * it stays counted. A request that would not fit is refused
+   * RESOURCE_EXHAUSTED (never dispatched); the calls already admitted keep
+   * what they hold.
+   *   max_memory_per_connection: default 20 * max_request_size (80 MiB):
+   *     the largest request, its decoding (up to 16x its size) and a few
+   *     calls left behind.
+   *   max_memory_per_uid: default 256 MiB (at least the per-connection
+   *     budget).
+   *   max_memory: the server's, default 1 GiB (at least the per-uid
+   *     budget). */
+  size_t max_memory_per_connection;
+  size_t max_memory_per_uid;
+  size_t max_memory;
+  /* Calls in progress (admitted, not yet let go by their handler, those
+   * the server already answered included) per connection and per peer
+   * uid; more are refused RESOURCE_EXHAUSTED. A connection serves one call
+   * at a time, so the rest are calls it left behind: a session that
+   * leaves calls with a slow handler (a deadline of 1 us) cannot pile them
+   * up. Defaults 16 and 1024. */
+  uint32_t max_calls_per_connection;
+  uint32_t max_calls_per_uid;
+  /* Nonzero keeps the unknown fields of requests in the decoded message
+   * (protobuf-c keeps them, at several times their wire size, for as long
+   * as the call lives). By default they are dropped before the handler
+   * runs: a request padded with megabytes of fields the server does not
+   * know then holds no more than the fields it knows. */
+  int keep_unknown_fields;
   /* On ackrpc_server_stop(), how long calls in flight may take to finish
    * before they are answered UNAVAILABLE. Default 5000 ms. */
   uint32_t drain_timeout_ms;
@@ -207,8 +239,8 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_add_method(ackrpc_server *server,
  * (generated tables are static). Register before the loop runs.
  * Errors: E_INVAL (NULL, no name, a method or file entry with NULL fields),
  * E_EXISTS (a service of that name is already recorded), E_NOMEM. */
-ACKRPC_EXPORT ackrpc_status ackrpc_server_add_service_info(ackrpc_server *server,
-                                                           const ackrpc_service *service);
+ACKRPC_EXPORT ackrpc_status
+ackrpc_server_add_service_info(ackrpc_server *server, const ackrpc_service *service);
 
 /* Installs (or, with NULL, removes) the policy of one registered method,
  * on top of the server-wide one. It is checked as soon as a request's head
@@ -279,6 +311,36 @@ typedef struct ackrpc_method_stats {
  * without locks). NULL server: 0. */
 ACKRPC_EXPORT size_t ackrpc_server_stats(const ackrpc_server *server,
                                          ackrpc_method_stats *out, size_t cap);
+
+/* What peers made the server do, since it was created, and what calls
+ * hold now. Each refusal, drop and timeout is counted here rather than
+ * logged each time: the log has at most 10 lines a second of each kind
+ * (docs/SECURITY.md §5). Fields are only ever added at the end. */
+typedef struct ackrpc_counters {
+  uint64_t uid_limit;         /* connections refused: their uid was at
+                               * max_connections_per_uid, none of its own idle */
+  uint64_t refused;           /* peers refused by a policy (server or method) */
+  uint64_t evicted;           /* idle or incomplete connections dropped to admit
+                               * others (max_pending, the uid limit, EMFILE) */
+  uint64_t accept_failed;     /* accept() out of descriptors or memory */
+  uint64_t read_timeouts;     /* requests not whole within read_timeout_ms */
+  uint64_t handler_deadlines; /* calls answered DEADLINE_EXCEEDED by the
+                               * server while their handler held them */
+  uint64_t bad_requests;      /* malformed frames and heads */
+  uint64_t over_budget;       /* requests refused by a memory budget */
+  uint64_t call_limit;        /* requests refused: too many calls in progress */
+  uint64_t log_suppressed;    /* log lines left out by the rate limit */
+  uint64_t log_dropped;       /* lines ackrpc_log_stderr() could not write at
+                               * once (process-wide) */
+  uint64_t memory_bytes;      /* now: bytes connections and calls hold */
+  uint64_t calls_in_progress; /* now: calls with their handlers, including
+                               * those the server already answered */
+} ackrpc_counters;
+
+/* Fills *out (owned by the caller). Loop thread only. Errors: E_INVAL
+ * (NULL argument). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_counters(const ackrpc_server *server,
+                                                   ackrpc_counters *out);
 
 /* --- Inside a call. All accessors take a call the handler holds, i.e. one
  * not yet answered. Returned pointers belong to the call and stay valid

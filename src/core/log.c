@@ -1,6 +1,12 @@
 /* log.c: the log sinks and the names of log levels (include/ackrpc/common.h). */
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "ackrpc/common.h"
 
@@ -33,11 +39,40 @@ static const char *level_name(ackrpc_log_level level) {
   return "log";
 }
 
+static atomic_uint_fast64_t stderr_dropped;
+
+/* Writes one line to fd 2 without ever waiting: a log sink runs on the
+ * server's loop, and a stderr pipe that nobody reads must not stop it.
+ * The descriptor's own flags are not changed (the file description is
+ * shared with other processes): a socket gets MSG_DONTWAIT; anything else
+ * is written only if poll() says it is writable now. A pipe that is
+ * writable has room for at least one page, and a line is shorter. */
+static int write_now(const char *line, size_t len) {
+  ssize_t n = send(STDERR_FILENO, line, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n < 0 && errno == ENOTSOCK) {
+    struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
+    if (poll(&p, 1, 0) != 1 || (p.revents & (POLLOUT | POLLERR)) != POLLOUT) return -1;
+    n = write(STDERR_FILENO, line, len);
+  }
+  return n == (ssize_t)len ? 0 : -1;
+}
+
 void ackrpc_log_stderr(void *user, ackrpc_log_level level, const char *message) {
   (void)user;
-  /* One fprintf: stderr is unbuffered, so the line is written in one go and
-   * lines from several threads do not interleave. */
-  fprintf(stderr, "ackrpc: %s: %s\n", level_name(level), message);
+  /* One write: the line goes out in one piece and lines from several
+   * threads do not interleave. */
+  char line[1024];
+  int n = snprintf(line, sizeof line, "ackrpc: %s: %s\n", level_name(level),
+                   message ? message : "");
+  if (n < 0) return;
+  size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+  line[len - 1] = '\n'; /* a truncated line still ends its line */
+  if (write_now(line, len) != 0)
+    atomic_fetch_add_explicit(&stderr_dropped, 1, memory_order_relaxed);
+}
+
+uint64_t ackrpc_log_stderr_dropped(void) {
+  return atomic_load_explicit(&stderr_dropped, memory_order_relaxed);
 }
 
 void ackrpc_log_discard(void *user, ackrpc_log_level level, const char *message) {

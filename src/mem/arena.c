@@ -104,6 +104,22 @@ void *akr_arena_alloc(akr_arena *arena, size_t size) {
   return p;
 }
 
+akr_arena_mark akr_arena_mark_now(const akr_arena *arena) {
+  return (akr_arena_mark){arena->chunks, arena->cur, arena->left, arena->total};
+}
+
+void akr_arena_rewind(akr_arena *arena, akr_arena_mark mark) {
+  while (arena->chunks != mark.chunks) {
+    akr_arena_chunk *c = arena->chunks;
+    arena->chunks = c->next;
+    chunk_free(arena, c);
+  }
+  arena->cur = mark.cur;
+  arena->left = mark.left;
+  arena->total = mark.total;
+  arena->refused = 0;
+}
+
 void akr_arena_reset(akr_arena *arena, size_t cap) {
   /* Keep the oldest chunk (the first one allocated, at the list's tail) if
    * it is the small initial size: most calls fit in it, so a reused arena

@@ -41,6 +41,18 @@ void akr_arena_init_on(akr_arena *arena, size_t cap, void *buf, size_t len);
 /* `size` bytes aligned for max_align_t, or NULL (then `refused` is set) if
  * the cap or the system refuses. */
 void *akr_arena_alloc(akr_arena *arena, size_t size);
+/* A point in an arena's life to come back to. */
+typedef struct akr_arena_mark {
+  akr_arena_chunk *chunks;
+  unsigned char *cur;
+  size_t left, total;
+} akr_arena_mark;
+
+akr_arena_mark akr_arena_mark_now(const akr_arena *arena);
+/* Forgets every allocation made since `mark` (their chunks are freed) and
+ * clears `refused`; allocations before it stay valid. */
+void akr_arena_rewind(akr_arena *arena, akr_arena_mark mark);
+
 /* Forgets every allocation and sets a new cap; keeps one small chunk. */
 void akr_arena_reset(akr_arena *arena, size_t cap);
 /* Frees every chunk (large ones go back to the spare store). */

@@ -16,37 +16,6 @@
  * and its write, and dropping it would turn a burst into refused calls. */
 #define EVICT_MIN_AGE_US 100000
 
-/* --- connections per uid ------------------------------------------------ */
-
-/* Counts a connection against its peer's uid; -1 if over the limit. */
-static int uid_enter(ackrpc_server *s, uid_t uid) {
-  for (size_t i = 0; i < s->n_uids; i++) {
-    if (s->uids[i].uid != uid) continue;
-    if (s->uids[i].n >= s->opt.max_connections_per_uid) return -1;
-    s->uids[i].n++;
-    return 0;
-  }
-  /* The array only grows: a uid whose last connection closed leaves its
-   * slot free, and the next connection must not cost an allocation. */
-  if (s->n_uids == s->uids_cap) {
-    size_t cap = s->uids_cap ? 2 * s->uids_cap : 8;
-    akr_uid_count *t = realloc(s->uids, cap * sizeof *t);
-    if (!t) return -1;
-    s->uids = t;
-    s->uids_cap = cap;
-  }
-  s->uids[s->n_uids++] = (akr_uid_count){uid, 1};
-  return 0;
-}
-
-static void uid_leave(ackrpc_server *s, uid_t uid) {
-  for (size_t i = 0; i < s->n_uids; i++) {
-    if (s->uids[i].uid != uid) continue;
-    if (--s->uids[i].n == 0) s->uids[i] = s->uids[--s->n_uids];
-    return;
-  }
-}
-
 /* --- pausing and making room -------------------------------------------- */
 
 static void pause_accepting(ackrpc_server *s, unsigned retry_ms) {
@@ -76,18 +45,19 @@ static void resume_accepting(ackrpc_server *s) {
   s->accepting = 1;
 }
 
-/* Drops the connection that has waited longest for its request. It was
+/* Drops a connection that waits for its request to admit another. It was
  * never dispatched, so for its client the call was not delivered. */
-static void evict_oldest_pending(ackrpc_server *s) {
-  akr_conn *c = s->pend_head;
-  if (!c) return;
-  akr_slog(s, ACKRPC_LOG_INFO,
-           "event=evicted peer_uid=%u peer_pid=%d "
-           "error=\"incomplete request dropped to admit another\"",
-           (unsigned)c->peer.uid, (int)c->peer.pid);
+static void evict(ackrpc_server *s, akr_conn *c, const char *why) {
+  akr_event(s, AKR_EV_EVICTED, ACKRPC_LOG_INFO,
+            "peer_uid=%u peer_pid=%d error=\"incomplete request dropped: %s\"",
+            (unsigned)c->peer.uid, (int)c->peer.pid, why);
   akr_conn_answer(c, ACKRPC_RESOURCE_EXHAUSTED,
                   "server busy: incomplete request dropped", 1);
   akr_conn_close(c);
+}
+
+static void evict_oldest_pending(ackrpc_server *s, const char *why) {
+  if (s->pend_head) evict(s, s->pend_head, why);
 }
 
 /* Under pressure: drops the oldest pending connection if it has waited
@@ -96,7 +66,7 @@ static void evict_oldest_pending(ackrpc_server *s) {
 static int make_room(ackrpc_server *s) {
   uint64_t wait = evictable_in_us(s);
   if (wait == 0) {
-    evict_oldest_pending(s);
+    evict_oldest_pending(s, "too many connections");
     return 1;
   }
   pause_accepting(s, wait == UINT64_MAX ? 0 : (unsigned)(wait / 1000) + 1);
@@ -105,21 +75,57 @@ static int make_room(ackrpc_server *s) {
 
 /* --- accepting ----------------------------------------------------------- */
 
+/* --- connections per uid ------------------------------------------------ */
+
+/* The connection of `u` other than `except` that has waited longest for
+ * its request, if it has waited long enough to be dropped; else NULL. */
+static akr_conn *uid_oldest_pending(ackrpc_server *s, const akr_uid_rec *u,
+                                    const akr_conn *except) {
+  if (!u->pending) return NULL;
+  for (akr_conn *c = s->pend_head; c; c = c->pend_next) {
+    if (c->uacct != u || c == except) continue;
+    return akr_now_us() - c->pending_since_us >= EVICT_MIN_AGE_US ? c : NULL;
+  }
+  return NULL;
+}
+
+/* Counts the connection against its peer's uid. At the uid's limit, the
+ * uid's own connection that has waited longest for its request is dropped
+ * to admit this one: within a uid, an idle or trickling connection loses
+ * to a new one, so a uid's idle connections cannot lock out its working
+ * clients. -1 if none may be dropped: this one is refused. */
+static int uid_enter(ackrpc_server *s, akr_conn *c) {
+  akr_uid_rec *u = akr_uid_get(s, c->peer.uid);
+  if (!u) return -1;
+  akr_conn *old = NULL;
+  if (u->conns >= s->opt.max_connections_per_uid &&
+      !(old = uid_oldest_pending(s, u, c))) {
+    akr_uid_put(s, u);
+    return -1;
+  }
+  u->conns++; /* first: dropping `old` must not free the record */
+  u->pending += c->pending;
+  c->uacct = u;
+  if (old) evict(s, old, "another connection of its uid");
+  return 0;
+}
+
+/* --- accepting ----------------------------------------------------------- */
+
 void akr_accept_serve(ackrpc_server *s, int fd) {
   akr_conn *c = akr_conn_start(s, fd);
   if (!c) return;
-  c->uid_counted = uid_enter(s, c->peer.uid) == 0;
-  if (!c->uid_counted) {
-    akr_slog(s, ACKRPC_LOG_WARNING,
-             "event=uid_limit peer_uid=%u peer_pid=%d limit=%u "
-             "error=\"too many connections from this uid\"",
-             (unsigned)c->peer.uid, (int)c->peer.pid, s->opt.max_connections_per_uid);
+  if (uid_enter(s, c) != 0) {
+    akr_event(s, AKR_EV_UID_LIMIT, ACKRPC_LOG_WARNING,
+              "peer_uid=%u peer_pid=%d limit=%u "
+              "error=\"too many connections from this uid\"",
+              (unsigned)c->peer.uid, (int)c->peer.pid, s->opt.max_connections_per_uid);
     akr_conn_answer(c, ACKRPC_RESOURCE_EXHAUSTED, "too many connections from this uid",
                     1);
   } else if (!akr_policy_allows(s->policy, s->euid, &c->peer, c->fd)) {
-    akr_slog(s, ACKRPC_LOG_INFO,
-             "event=refused peer_uid=%u peer_pid=%d by=server_policy",
-             (unsigned)c->peer.uid, (int)c->peer.pid);
+    akr_event(s, AKR_EV_REFUSED, ACKRPC_LOG_INFO,
+              "peer_uid=%u peer_pid=%d by=server_policy", (unsigned)c->peer.uid,
+              (int)c->peer.pid);
     akr_conn_answer(c, ACKRPC_PERMISSION_DENIED, "not allowed to use this server", 1);
   }
   akr_conn_resume(c);
@@ -133,12 +139,17 @@ static void accept_some(ackrpc_server *s, int max) {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      /* Out of descriptors: a connection that waits for its request makes
+       * room for one that may bring a request now. */
+      if ((errno == EMFILE || errno == ENFILE) && evictable_in_us(s) == 0) {
+        evict_oldest_pending(s, "out of descriptors");
+        continue;
+      }
       /* Out of descriptors or memory: libevent would call us again at once
        * and spin. Stop watching; retry on a timer or when a connection
        * closes. */
-      akr_slog(s, ACKRPC_LOG_WARNING,
-               "event=accept_failed error=\"%s\" action=pause ms=%d", strerror(errno),
-               EMFILE_RETRY_MS);
+      akr_event(s, AKR_EV_ACCEPT_FAILED, ACKRPC_LOG_WARNING,
+                "error=\"%s\" action=pause ms=%d", strerror(errno), EMFILE_RETRY_MS);
       pause_accepting(s, EMFILE_RETRY_MS);
       return;
     }
@@ -160,7 +171,7 @@ static void on_resume_timer(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   ackrpc_server *s = arg;
   while (s->n_pending > s->opt.max_pending && evictable_in_us(s) == 0)
-    evict_oldest_pending(s);
+    evict_oldest_pending(s, "too many connections");
   if (s->n_pending > s->opt.max_pending) {
     make_room(s); /* still too young: wait some more */
     return;
@@ -189,8 +200,12 @@ void akr_accept_stop(ackrpc_server *s) {
 
 void akr_accept_closed(akr_conn *c) {
   ackrpc_server *s = c->server;
-  if (c->uid_counted) uid_leave(s, c->peer.uid);
-  c->uid_counted = 0;
+  akr_uid_rec *u = c->uacct;
+  c->uacct = NULL;
+  if (u) {
+    u->conns--;
+    akr_uid_put(s, u);
+  }
   resume_accepting(s);
 }
 

@@ -34,6 +34,11 @@ ackrpc_call *akr_call_new(ackrpc_server *s) {
   c->rc_wait = (akr_rc_waiter){0};
   c->waiting = 0;
   c->rc_ready = 0;
+  c->accounted = 0;
+  c->charged = 0;
+  c->uacct = NULL;
+  c->acct_conn = NULL;
+  c->acct_prev = c->acct_next = NULL;
   c->next = NULL;
   atomic_store_explicit(&c->answered, 1, memory_order_relaxed);
   atomic_store_explicit(&c->held, 0, memory_order_relaxed);
@@ -54,6 +59,9 @@ void akr_call_unref(ackrpc_call *c, int on_loop) {
   /* The spare store and the pool are the loop's, and only while the server
    * is open. */
   int keep = on_loop && !s->closed;
+  /* Off the loop only once the server is closed (a call that outlives its
+   * connection is handed to the loop to end): the account is gone then. */
+  if (keep) akr_acct_call_end(c);
   if (!keep) c->arena.spare = NULL;
   if (keep && s->n_call_pool < POOL_MAX) {
     akr_arena_reset(&c->arena, 0);

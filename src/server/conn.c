@@ -35,6 +35,7 @@ static void pending_add(akr_conn *c) {
     s->pend_head = c;
   s->pend_tail = c;
   s->n_pending++;
+  if (c->uacct) c->uacct->pending++;
 }
 
 static void pending_remove(akr_conn *c) {
@@ -51,6 +52,7 @@ static void pending_remove(akr_conn *c) {
     s->pend_tail = c->pend_prev;
   c->pend_prev = c->pend_next = NULL;
   s->n_pending--;
+  if (c->uacct) c->uacct->pending--;
 }
 
 /* Sets the event interest: 0, EV_READ or EV_WRITE. */
@@ -132,6 +134,7 @@ static int in_room(akr_conn *c, size_t want) {
 static int fill(akr_conn *c, size_t need) {
   size_t avail = c->in_len - c->in_off;
   if (in_room(c, need > avail ? need : avail + 1) != 0) return -1;
+  akr_acct_conn_input(c);
   for (;;) {
     size_t room = c->in_cap - c->in_len;
     ssize_t n = read(c->fd, c->in + c->in_len, room);
@@ -156,6 +159,7 @@ static int fill(akr_conn *c, size_t need) {
 static void shed(akr_conn *c) {
   if (c->in_len != c->in_off) return;
   in_free(c, &c->server->spare);
+  akr_acct_conn_input(c);
   akr_conn_spare_watch(c->server);
 }
 
@@ -353,9 +357,9 @@ void akr_conn_part(akr_conn *c) {
 
 /* The frame at the read position could not be read whole: answer and end. */
 static void refuse_stream(akr_conn *c, akr_frame_error fe) {
-  akr_slog(c->server, ACKRPC_LOG_INFO,
-           "event=bad_request peer_uid=%u peer_pid=%d error=\"%s\"",
-           (unsigned)c->peer.uid, (int)c->peer.pid, akr_frame_error_text(fe));
+  akr_event(c->server, AKR_EV_BAD_REQUEST, ACKRPC_LOG_INFO,
+            "peer_uid=%u peer_pid=%d error=\"%s\"", (unsigned)c->peer.uid,
+            (int)c->peer.pid, akr_frame_error_text(fe));
   watch(c, 0);
   akr_conn_answer(c, akr_frame_error_status(fe), akr_frame_error_text(fe), 1);
 }
@@ -457,8 +461,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
       c->state = AKR_CONN_DONE; /* an idle session: no frame to answer */
       break;
     }
-    akr_slog(s, ACKRPC_LOG_INFO, "event=read_timeout peer_uid=%u peer_pid=%d ms=%u",
-             (unsigned)c->peer.uid, (int)c->peer.pid, s->opt.read_timeout_ms);
+    akr_event(s, AKR_EV_READ_TIMEOUT, ACKRPC_LOG_INFO, "peer_uid=%u peer_pid=%d ms=%u",
+              (unsigned)c->peer.uid, (int)c->peer.pid, s->opt.read_timeout_ms);
     watch(c, 0);
     akr_conn_answer(c, ACKRPC_DEADLINE_EXCEEDED,
                     "request not received within the server's read timeout", 1);
@@ -547,6 +551,7 @@ void akr_conn_close(akr_conn *c) {
   akr_conn_part(c);
   if (c->wcall) akr_call_unref(c->wcall, 1);
   c->wcall = NULL;
+  akr_acct_conn_closed(c);
   s->hooks->closed(c);
   if (s->n_conn_pool < POOL_MAX && !s->closed) {
     if (c->in_cap > KEEP_BUFFER) in_free(c, &s->spare);

@@ -18,6 +18,7 @@
 #include "server/call.h"
 #include "server/conn.h"
 #include "wire/depth.h"
+#include "wire/unknown.h"
 
 #define DEADLINE_GRACE_US 5000 /* past a client's deadline, see dispatch() */
 /* Decoding a request may allocate this much (protobuf-c can need ~30x the
@@ -35,22 +36,47 @@ static int refuse(akr_conn *c, ackrpc_status status, const char *message,
   return 0;
 }
 
+/* Refuses the frame if its connection or its uid has too many calls in
+ * progress, or if buffering it would go over a memory budget (account.h):
+ * 1 if refused. */
+static int over_limits(akr_conn *c, const akr_frame *f, int complete) {
+  ackrpc_server *s = c->server;
+  akr_event_kind kind = AKR_EV_CALL_LIMIT;
+  const char *why = NULL;
+  if (c->acct.calls >= s->opt.max_calls_per_connection) {
+    why = "too many calls in progress on this connection";
+  } else if (c->uacct && c->uacct->a.calls >= s->opt.max_calls_per_uid) {
+    why = "too many calls in progress for this uid";
+  } else if (f->frame_len > c->in_cap && f->frame_len - c->in_cap > akr_acct_room(c)) {
+    kind = AKR_EV_OVER_BUDGET;
+    why = "server memory budget exhausted";
+  }
+  if (!why) return 0;
+  akr_event(s, kind, ACKRPC_LOG_INFO, "peer_uid=%u peer_pid=%d error=\"%s\"",
+            (unsigned)c->peer.uid, (int)c->peer.pid, why);
+  refuse(c, ACKRPC_RESOURCE_EXHAUSTED, why, complete);
+  return 1;
+}
+
 int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
   ackrpc_server *s = c->server;
   c->stat_m = NULL;
   c->t_start_us = 0;
-  ackrpc_call *call = c->call ? c->call : akr_call_new(s);
+  if (over_limits(c, f, complete)) return 0;
+  ackrpc_call *call = akr_call_new(s);
   if (!call) return refuse(c, ACKRPC_RESOURCE_EXHAUSTED, "out of memory", complete);
   c->call = call;
   call->conn = c;
   call->peer = c->peer;
   call->frame_len = f->frame_len;
+  akr_acct_call_start(call, c);
   akr_arena_reset(&call->arena, DECODE_BUDGET(f->frame_len));
   akr_frame_error fe = akr_request_decode(f, &call->arena, &call->req);
+  akr_acct_call_bytes(call, call->arena.total);
   if (fe != AKR_FRAME_OK) {
-    akr_slog(s, ACKRPC_LOG_INFO,
-             "event=bad_request peer_uid=%u peer_pid=%d error=\"%s\"",
-             (unsigned)c->peer.uid, (int)c->peer.pid, akr_frame_error_text(fe));
+    akr_event(s, AKR_EV_BAD_REQUEST, ACKRPC_LOG_INFO,
+              "peer_uid=%u peer_pid=%d error=\"%s\"", (unsigned)c->peer.uid,
+              (int)c->peer.pid, akr_frame_error_text(fe));
     return refuse(c, akr_frame_error_status(fe), akr_frame_error_text(fe), complete);
   }
   const akr_method_entry *m = akr_registry_find(&s->registry, call->req.method);
@@ -61,9 +87,9 @@ int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
   }
   c->stat_m = m;
   if (!akr_policy_allows(m->policy, s->euid, &c->peer, c->fd)) {
-    akr_slog(s, ACKRPC_LOG_INFO,
-             "event=refused method=%s peer_uid=%u peer_pid=%d by=policy",
-             call->req.method, (unsigned)c->peer.uid, (int)c->peer.pid);
+    akr_event(s, AKR_EV_REFUSED, ACKRPC_LOG_INFO,
+              "method=%s peer_uid=%u peer_pid=%d by=policy", call->req.method,
+              (unsigned)c->peer.uid, (int)c->peer.pid);
     return refuse(c, ACKRPC_PERMISSION_DENIED, "not allowed to call this method",
                   complete);
   }
@@ -71,7 +97,24 @@ int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
   return 1;
 }
 
-/* Decodes the body into the call's arena; 0, or -1 after answering. */
+/* Decodes the body anew without its unknown fields (keep_unknown_fields
+ * is off): the copies protobuf-c made of them go with the arena's chunks
+ * allocated since `mark`. 0, or -1 if out of memory. */
+static int drop_unknown(ackrpc_call *call, akr_arena_mark mark) {
+  if (!akr_drop_unknown(call->request)) return 0;
+  size_t n = protobuf_c_message_get_packed_size(call->request);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (!buf) return -1;
+  protobuf_c_message_pack(call->request, buf);
+  akr_arena_rewind(&call->arena, mark);
+  call->request =
+      protobuf_c_message_unpack(call->method->m.request, &call->arena.pc, n, buf);
+  free(buf);
+  return call->request ? 0 : -1;
+}
+
+/* Decodes the body into the call's arena, within the decoding budget and
+ * the room the memory account has; 0, or -1 after answering. */
 static int decode(akr_conn *c, ackrpc_call *call, const akr_frame *f) {
   ackrpc_server *s = c->server;
   const akr_method_entry *m = call->method;
@@ -85,10 +128,26 @@ static int decode(akr_conn *c, ackrpc_call *call, const akr_frame *f) {
     refuse(c, ACKRPC_INVALID_ARGUMENT, msg, 1);
     return -1;
   }
+  size_t room = call->arena.total + akr_acct_room(c);
+  int by_account = room < call->arena.cap;
+  if (by_account) call->arena.cap = room;
+  akr_arena_mark mark = akr_arena_mark_now(&call->arena);
   call->request =
       protobuf_c_message_unpack(m->m.request, &call->arena.pc, f->body_len, f->body);
+  if (call->request && !s->opt.keep_unknown_fields && drop_unknown(call, mark) != 0) {
+    call->request = NULL;
+    call->arena.refused = 1;
+  }
+  akr_acct_call_bytes(call, call->arena.total);
   if (call->request) return 0;
   int over = call->arena.refused;
+  if (over && by_account) {
+    akr_event(s, AKR_EV_OVER_BUDGET, ACKRPC_LOG_INFO,
+              "peer_uid=%u peer_pid=%d error=\"decoding over the memory budget\"",
+              (unsigned)c->peer.uid, (int)c->peer.pid);
+    refuse(c, ACKRPC_RESOURCE_EXHAUSTED, "server memory budget exhausted", 1);
+    return -1;
+  }
   snprintf(msg, sizeof msg, "request body %s %s",
            over ? "needs more memory to decode than allowed as" : "does not decode as",
            m->m.request->name);
@@ -134,10 +193,10 @@ void akr_dispatch_expired(akr_conn *c) {
   }
   if (atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
     return; /* the handler answered first: its reply is on its way */
-  akr_slog(s, ACKRPC_LOG_WARNING,
-           "event=handler_deadline method=%s peer_uid=%u peer_pid=%d "
-           "error=\"no reply before the deadline\"",
-           call->req.method, (unsigned)c->peer.uid, (int)c->peer.pid);
+  akr_event(s, AKR_EV_HANDLER_DEADLINE, ACKRPC_LOG_WARNING,
+            "method=%s peer_uid=%u peer_pid=%d "
+            "error=\"no reply before the deadline\"",
+            call->req.method, (unsigned)c->peer.uid, (int)c->peer.pid);
   /* The handler keeps the call (and the request in its arena) until it
    * replies; the connection goes on without it, so that the session, and
    * calls pipelined behind this one, are served. */
@@ -199,6 +258,9 @@ static ackrpc_status answer_late(ackrpc_call *call, int on_loop, ackrpc_status s
     if (akr_call_encode(call, (uint32_t)status, message, reply) != ACKRPC_OK)
       call->out_len = 0;
     if (queue_reply(call->server, call) == 0) return ACKRPC_E_ALREADY_ANSWERED;
+  } else if (!on_loop && queue_reply(call->server, call) == 0) {
+    /* The call's memory stays counted until the loop lets it go. */
+    return ACKRPC_E_ALREADY_ANSWERED;
   }
   akr_call_unref(call, on_loop);
   return ACKRPC_E_ALREADY_ANSWERED;

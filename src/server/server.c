@@ -29,6 +29,14 @@
 #define DEFAULT_MAX_DEPTH 100
 #define DEFAULT_MAX_PER_UID 256
 #define DEFAULT_MAX_PENDING 256
+/* The memory account (account.h): one largest request, its decoding (up to
+ * 16x, see dispatch.c) and a few calls left behind, per connection. */
+#define DEFAULT_MEMORY_PER_CONN(max_request)                                           \
+  ((max_request) > SIZE_MAX / 20 ? SIZE_MAX : 20 * (size_t)(max_request))
+#define DEFAULT_MEMORY_PER_UID ((size_t)256 << 20)
+#define DEFAULT_MEMORY ((size_t)1 << 30)
+#define DEFAULT_CALLS_PER_CONN 16
+#define DEFAULT_CALLS_PER_UID 1024
 /* The reply cache (docs/DELIVERY.md): ~1 MiB for small acks at the default
  * count; the age covers a client's whole retry window at the default
  * deadlines (client 30 s, handler 60 s) several times over. */
@@ -219,6 +227,16 @@ static void set_defaults(ackrpc_server_options *o) {
   if (!o->reply_cache_entries) o->reply_cache_entries = DEFAULT_CACHE_ENTRIES;
   if (!o->reply_cache_age_ms) o->reply_cache_age_ms = DEFAULT_CACHE_AGE_MS;
   if (!o->reply_cache_bytes) o->reply_cache_bytes = DEFAULT_CACHE_BYTES;
+  if (!o->max_memory_per_connection)
+    o->max_memory_per_connection = DEFAULT_MEMORY_PER_CONN(o->max_request_size);
+  if (!o->max_memory_per_uid) o->max_memory_per_uid = DEFAULT_MEMORY_PER_UID;
+  if (o->max_memory_per_uid < o->max_memory_per_connection)
+    o->max_memory_per_uid = o->max_memory_per_connection;
+  if (!o->max_memory) o->max_memory = DEFAULT_MEMORY;
+  if (o->max_memory < o->max_memory_per_uid) o->max_memory = o->max_memory_per_uid;
+  if (!o->max_calls_per_connection)
+    o->max_calls_per_connection = DEFAULT_CALLS_PER_CONN;
+  if (!o->max_calls_per_uid) o->max_calls_per_uid = DEFAULT_CALLS_PER_UID;
   if (!o->log) o->log = ackrpc_log_stderr;
   if (!o->log_level) o->log_level = ACKRPC_LOG_WARNING;
 }

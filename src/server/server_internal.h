@@ -33,6 +33,8 @@
 #include "mem/spare.h"
 #include "platform/address.h"
 #include "platform/handover.h"
+#include "server/account.h"
+#include "server/events.h"
 #include "server/policy.h"
 #include "server/registry.h"
 #include "server/reply_cache.h"
@@ -108,7 +110,13 @@ struct akr_conn {
   akr_conn *pend_prev, *pend_next;
   int pending;
   uint64_t pending_since_us;
-  int uid_counted;
+  /* Its uid's record (NULL: refused at the uid limit, not counted), and
+   * what it holds: its input buffer (in_charged bytes of it) and its calls
+   * in progress, those the loop gave up on included (account.h). */
+  akr_uid_rec *uacct;
+  akr_acct acct;
+  size_t in_charged;
+  ackrpc_call *acct_calls;
   /* Last: a reused connection object is cleared up to here (the events are
    * assigned afresh). */
   struct event io; /* read or write interest, per `watching` */
@@ -140,13 +148,16 @@ struct ackrpc_call {
   akr_rc_waiter rc_wait;
   int waiting; /* a repeat waiting for the first call with its id */
   int rc_ready;
+  /* The account (account.h): counted from admission to the last
+   * reference, against its uid, the server and, while it is open, the
+   * connection it came on (listed there by acct_prev/acct_next). */
+  int accounted;
+  size_t charged;
+  akr_uid_rec *uacct;
+  akr_conn *acct_conn;
+  ackrpc_call *acct_prev, *acct_next;
   ackrpc_call *next; /* replies queued from other threads; the pool */
 };
-
-typedef struct akr_uid_count {
-  uid_t uid;
-  unsigned n;
-} akr_uid_count;
 
 typedef struct akr_cleanup {
   void (*fn)(void *);
@@ -165,13 +176,16 @@ struct ackrpc_server {
   uid_t euid;
   akr_cleanup *cleanups;
   size_t n_cleanups;
+  akr_events events; /* counted and rate-limited (core.c) */
   /* Accepting (accept.c). */
   akr_listener lst; /* the listening socket and the path lock */
   struct event *accept_ev;
   int accepting;
   struct event *resume_timer;
-  akr_uid_count *uids; /* open connections per peer uid */
+  akr_uid_rec **uids; /* per peer uid (account.c) */
   size_t n_uids, uids_cap;
+  akr_uid_rec *uid_spare;
+  akr_acct acct; /* everything connections and calls hold */
   /* Connections (conn.c). Those whose next request is not complete are
    * also listed oldest first: under pressure the oldest is dropped to admit
    * a new one, so idle or trickling peers cannot starve real calls. */
@@ -209,6 +223,12 @@ struct ackrpc_server {
 /* Logs a line if `level` passes the server's threshold (printf-style). */
 void akr_slog(ackrpc_server *server, ackrpc_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Counts an event a peer caused and logs it, at most
+ * AKR_EVENT_LINES_PER_S lines a second per kind (events.h). The line is
+ * "event=NAME " followed by the formatted text. */
+void akr_event(ackrpc_server *server, akr_event_kind kind, ackrpc_log_level level,
+               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Drops a reference to the server; the last one frees what is left of it
  * (core.c). */

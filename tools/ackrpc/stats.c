@@ -16,11 +16,12 @@ static const char usage[] =
     "usage: ackrpc stats [OPTIONS] SOCKET\n"
     "\n"
     "Prints the statistics of the server at SOCKET: its uptime and open\n"
-    "connections, then per method (built-in ones included): calls answered,\n"
-    "errors (calls answered with a status other than OK), latency percentiles\n"
-    "and maximum in microseconds (from the request complete to the reply\n"
-    "written; percentiles at most 1/8 above the true value), request and reply\n"
-    "bytes, and the count of each status.\n"
+    "connections, its counters (refusals, drops, timeouts; memory and calls\n"
+    "held; nonzero ones only in the table), then per method (built-in ones\n"
+    "included): calls answered, errors (calls answered with a status other\n"
+    "than OK), latency percentiles and maximum in microseconds (from the\n"
+    "request complete to the reply written; percentiles at most 1/8 above the\n"
+    "true value), request and reply bytes, and the count of each status.\n"
     "\n"
     "Options:\n"
     "  -j, --json     one JSON object instead of a table\n"
@@ -30,6 +31,30 @@ static const char usage[] =
 static const char *status_name(uint32_t code) {
   const char *n = ackrpc_status_name((ackrpc_status)code);
   return n ? n : "?";
+}
+
+/* The counters' fields, by the message's own descriptor (all uint64):
+ * calls fn(name, value) for each, or only for nonzero ones. */
+static void each_counter(const Ackrpc__Reflection__Counters *c, int nonzero,
+                         void (*fn)(void *arg, const char *name, uint64_t value),
+                         void *arg) {
+  if (!c) return;
+  const ProtobufCMessageDescriptor *d = c->base.descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type != PROTOBUF_C_TYPE_UINT64) continue;
+    uint64_t v = *(const uint64_t *)((const char *)c + f->offset);
+    if (v || !nonzero) fn(arg, f->name, v);
+  }
+}
+
+static void counter_json(void *arg, const char *name, uint64_t value) {
+  json_object_set_new(arg, name, json_integer((json_int_t)value));
+}
+
+static void counter_text(void *arg, const char *name, uint64_t value) {
+  (void)arg;
+  printf(" %s=%" PRIu64, name, value);
 }
 
 static int print_json(const Ackrpc__Reflection__StatsReply *r, int active) {
@@ -57,6 +82,9 @@ static int print_json(const Ackrpc__Reflection__StatsReply *r, int active) {
     json_array_append_new(methods, o);
   }
   json_object_set_new(root, "methods", methods);
+  json_t *counters = json_object();
+  each_counter(r->counters, 0, counter_json, counters);
+  json_object_set_new(root, "counters", counters);
   int rc = json_dumpf(root, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(root);
   putchar('\n');
@@ -66,6 +94,12 @@ static int print_json(const Ackrpc__Reflection__StatsReply *r, int active) {
 static void print_table(const Ackrpc__Reflection__StatsReply *r, int active) {
   printf("uptime %.1f s, %" PRIu64 " connection(s) open\n",
          (double)r->uptime_ms / 1000.0, r->connections);
+  if (r->counters) {
+    printf("counters:");
+    each_counter(r->counters, 1, counter_text, NULL);
+    if (!r->counters->memory_bytes) printf(" memory_bytes=0");
+    putchar('\n');
+  }
   size_t w = strlen("METHOD");
   for (size_t i = 0; i < r->n_methods; i++)
     if (!active || r->methods[i]->calls)
