@@ -51,10 +51,12 @@ int akr_utf8_valid(const void *data, size_t len) {
     }
     while (s < end && *s < 0x80)
       s++;
-    if (s == end) return 1;
-    size_t n = sequence(s, (size_t)(end - s));
-    if (!n) return 0;
-    s += n;
+    /* Then characters up to the next ASCII byte (text in one script). */
+    while (s < end && *s >= 0x80) {
+      size_t n = sequence(s, (size_t)(end - s));
+      if (!n) return 0;
+      s += n;
+    }
   }
   return 1;
 }
