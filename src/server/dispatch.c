@@ -19,6 +19,7 @@
 #include "server/conn.h"
 #include "wire/depth.h"
 #include "wire/unknown.h"
+#include "wire/utf8.h"
 
 #define DEADLINE_GRACE_US 5000 /* past a client's deadline, see dispatch() */
 /* Decoding a request may allocate this much (protobuf-c can need ~30x the
@@ -139,6 +140,14 @@ static int decode(akr_conn *c, ackrpc_call *call, const akr_frame *f) {
     call->arena.refused = 1;
   }
   akr_acct_call_bytes(call, call->arena.total);
+  akr_utf8_error bad;
+  if (call->request && m->strings &&
+      akr_check_utf8(call->request, s->opt.max_depth, &bad)) {
+    snprintf(msg, sizeof msg, "%s in field %s.%s", bad.what, bad.message->name,
+             bad.field->name);
+    refuse(c, ACKRPC_INVALID_ARGUMENT, msg, 1);
+    return -1;
+  }
   if (call->request) return 0;
   int over = call->arena.refused;
   if (over && by_account) {

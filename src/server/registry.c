@@ -6,6 +6,7 @@
 
 #include "wire/depth.h"
 #include "wire/names.h"
+#include "wire/utf8.h"
 
 _Static_assert(sizeof(((ackrpc_method_stats *)0)->by_status) / sizeof(uint64_t) ==
                    AKR_STATUS_CODES,
@@ -98,6 +99,7 @@ ackrpc_status akr_registry_add_method(akr_registry *reg, const ackrpc_method *me
                           .fn = fn,
                           .user = user,
                           .depth = akr_message_depth(method->request),
+                          .strings = akr_message_has_strings(method->request),
                           .seq = reg->seq++,
                           .stats = stats};
   e->m.name = name;

@@ -16,6 +16,7 @@ typedef struct akr_method_entry {
   void *user;
   akr_policy *policy;
   unsigned depth;          /* static nesting of the request type (depth.h) */
+  int strings;             /* the request type can hold checked strings (utf8.h) */
   unsigned seq;            /* order of registration */
   akr_method_stats *stats; /* owned; stays put when the table grows */
 } akr_method_entry;

@@ -10,7 +10,8 @@
  *     frames with canonical statuses;
  *   - after the half-close the server always finishes: it closes the
  *     connection within a bounded number of loop turns and holds no
- *     connection afterwards.
+ *     connection afterwards;
+ *   - no request with a string that is not UTF-8 reaches a handler.
  * Method types come from wire.proto (RequestHead nests Metadata messages),
  * so the target needs no test protos.
  */
@@ -32,6 +33,7 @@
 #include "wire/frame.h"
 #include "wire/head.h"
 #include "wire/names.h"
+#include "wire/utf8.h"
 #include "server/server_internal.h"
 
 #define MAX_TURNS 2000
@@ -50,6 +52,9 @@ static const ackrpc_method FAIL = {"fuzz.Fuzz/Fail", &ackrpc__wire__request_head
 static void on_echo(ackrpc_call *call, const ProtobufCMessage *request, void *user) {
   (void)user;
   const Ackrpc__Wire__RequestHead *h = (const Ackrpc__Wire__RequestHead *)request;
+  if (!akr_utf8_valid(h->method, strlen(h->method))) abort();
+  for (size_t i = 0; i < h->n_metadata; i++)
+    if (!akr_utf8_valid(h->metadata[i]->key, strlen(h->metadata[i]->key))) abort();
   Ackrpc__Wire__ReplyHead r = ACKRPC__WIRE__REPLY_HEAD__INIT;
   r.status = (uint32_t)h->n_metadata;
   r.message = h->method;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of fuzz_frame (tests/fuzz/corpus/frame/) and
-fuzz_dispatch (tests/fuzz/corpus/dispatch/).
+"""Writes the seed corpora of fuzz_frame (tests/fuzz/corpus/frame/),
+fuzz_dispatch (tests/fuzz/corpus/dispatch/) and fuzz_utf8
+(tests/fuzz/corpus/utf8/).
 
 Seeds named accept-* are frames (or streams of frames) that scan and decode;
 reject-* are inputs the framing module must refuse; regress-* reproduce bugs
@@ -183,8 +184,36 @@ def dispatch_seeds():
     s["reject-truncated"] = echo[: len(echo) - 3]
     s["reject-oversize"] = frame(REQUEST, request_head("fuzz.Fuzz/Echo", b"c8"),
                                  body_len=1 << 20)
+    # Strings that are not UTF-8, at the top and in a nested Metadata:
+    # INVALID_ARGUMENT, the handler never runs (it aborts if it does).
+    s["reject-bad-utf8-top"] = frame(
+        REQUEST, request_head("fuzz.Fuzz/Echo", b"c9"), request_head(b"x\xc0\xaf", b"i"))
+    s["reject-bad-utf8-nested"] = frame(
+        REQUEST, request_head("fuzz.Fuzz/Echo", b"ca"),
+        request_head("x.Y/Z", b"i", 0, [(b"k", b"v"), (b"\xed\xa0\x80", b"")]))
+    s["accept-utf8"] = frame(
+        REQUEST, request_head("fuzz.Fuzz/Echo", b"cb"),
+        request_head(b"caf\xc3\xa9 \xf0\x9f\x98\x80", b"i", 0, [(b"\xe2\x9c\x93", b"\xff")]))
     s["reject-bad-magic"] = b"GET / HTTP/1.0\r\n\r\n"
     s["reject-good-then-garbage"] = echo + b"\x00" * 20
+    return s
+
+
+def utf8_seeds():
+    """Inputs for fuzz_utf8: byte strings at the edges of UTF-8, and
+    RequestHead bodies with good and bad strings at both depths."""
+    s = {}
+    s["accept-ascii"] = b"plain ASCII, longer than one word"
+    s["accept-edges"] = ("\u0080\u07ff\u0800\ud7ff\ue000\uffff"
+                         "\U00010000\U0010ffff").encode()
+    s["reject-overlong"] = b"abc\xc0\xaf"
+    s["reject-overlong-3"] = b"\xe0\x9f\xbf"
+    s["reject-surrogate"] = b"\xed\xa0\x80"
+    s["reject-above-max"] = b"\xf4\x90\x80\x80"
+    s["reject-truncated"] = b"abcdefgh\xf0\x90\x80"
+    s["accept-head"] = request_head(b"caf\xc3\xa9", b"i", 0, [(b"\xe2\x9c\x93", b"\xff")])
+    s["reject-head-method"] = request_head(b"x\xff", b"i")
+    s["reject-head-key"] = request_head("x", b"i", 0, [(b"k", b""), (b"\xc1\x81", b"")])
     return s
 
 
@@ -200,6 +229,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     write_all(os.path.join(here, "corpus", "frame"), seeds())
     write_all(os.path.join(here, "corpus", "dispatch"), dispatch_seeds())
+    write_all(os.path.join(here, "corpus", "utf8"), utf8_seeds())
 
 
 if __name__ == "__main__":

@@ -616,3 +616,124 @@ HS_TEST(hinput, amplification_refused_memory_bounded) {
                "after %d",
                hwm_settled, settle, hwm1, rounds);
 }
+
+/* --- UTF-8 in strings ----------------------------------------------------- */
+
+/* Nest with a Node body built by protobuf-c, which packs any bytes as a
+ * string: the check is the server's alone. */
+static void call_node(const char *sock, const Ackrpc__Hardening__Node *n, hs_reply *r) {
+  size_t len;
+  uint8_t *body = hs_pack(&n->base, &len);
+  call_raw(sock, HS_NEST, body, len, r);
+  free(body);
+}
+
+/* A Node three deep with strings in every place, all valid. */
+typedef struct good_nodes {
+  Ackrpc__Hardening__Node n[3];
+  char *tags[2];
+  Ackrpc__Hardening__Node__AttrsEntry attr, *attrs[1];
+} good_nodes;
+
+static void good_nodes_init(good_nodes *g) {
+  for (int i = 0; i < 3; i++) {
+    ackrpc__hardening__node__init(&g->n[i]);
+    g->n[i].child = i < 2 ? &g->n[i + 1] : NULL;
+    g->n[i].label = "caf\xc3\xa9 \xf0\x9f\x98\x80";
+  }
+  g->tags[0] = "\xe2\x9c\x93", g->tags[1] = "plain";
+  g->n[2].n_tags = 2, g->n[2].tags = g->tags;
+  ackrpc__hardening__node__attrs_entry__init(&g->attr);
+  g->attr.key = "k\xc3\xa9", g->attr.value = "v";
+  g->attrs[0] = &g->attr;
+  g->n[1].n_attrs = 1, g->n[1].attrs = g->attrs;
+}
+
+HS_TEST(hinput, invalid_utf8_in_proto3_strings_refused) {
+  const char *sock = fx_sock();
+  ackrpc_server_options o = {.address = sock, .log = ackrpc_log_discard};
+  hs_server_start(&o);
+  good_nodes g;
+  good_nodes_init(&g);
+  hs_reply r;
+  call_node(sock, &g.n[0], &r);
+  cr_assert(r.got && r.status == 0, "valid strings: status %u (%s)", r.status,
+            r.message);
+  cr_assert_eq(count_of(&r), 3);
+  hs_reply_free(&r);
+
+  /* Each bad string, put in place, then taken back. */
+  const char *N = "ackrpc.hardening.Node", *A = "ackrpc.hardening.Node.AttrsEntry";
+  struct {
+    char **slot;
+    const char *bad, *type, *field;
+  } cases[] = {
+      {&g.n[0].label, "\xc0\xaf", N, "label"},       /* overlong '/' */
+      {&g.n[2].label, "ab\xed\xa0\x80", N, "label"}, /* U+D800, 3 deep */
+      {&g.tags[1], "\xf4\x90\x80\x80", N, "tags"},   /* > U+10FFFF, repeated */
+      {&g.attr.key, "\xe2\x82", A, "key"},           /* truncated, map key */
+      {&g.attr.value, "x\xff", A, "value"},          /* map value */
+  };
+  unsigned refused = 0;
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char *was = *cases[i].slot;
+    *cases[i].slot = (char *)cases[i].bad;
+    call_node(sock, &g.n[0], &r);
+    *cases[i].slot = was;
+    char want[128];
+    snprintf(want, sizeof want, "invalid UTF-8 in field %s.%s", cases[i].type,
+             cases[i].field);
+    cr_assert(r.got && r.status == ACKRPC_INVALID_ARGUMENT, "case %zu (%s): status %u",
+              i, want, r.status);
+    cr_assert_str_eq(r.message, want, "case %zu", i);
+    hs_reply_free(&r);
+    refused++;
+  }
+  cr_assert_eq(hs_handler_calls(), 1,
+               "a request with a bad string reached its handler");
+
+  /* Through the real client, on one connection: refused, then served. */
+  ackrpc_client *c = fx_client(sock, 10000);
+  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+  char *keys[] = {"ok", "bad\x80"};
+  req.n_lookup_keys = 2, req.lookup_keys = keys;
+  ackrpc_result res = {0};
+  cr_assert_eq(fx_echo(c, &req, NULL, &res), ACKRPC_INVALID_ARGUMENT);
+  cr_assert_str_eq(res.message,
+                   "invalid UTF-8 in field ackrpc.test.EchoRequest.lookup_keys");
+  ackrpc_result_clear(&res);
+  req.n_lookup_keys = 1;
+  req.text = "\xe6\x97\xa5\xe6\x9c\xac"; /* bytes stay unchecked: echo_frame's 0xb1s */
+  cr_assert_eq(fx_echo(c, &req, NULL, &res), ACKRPC_OK);
+  cr_assert_str_eq(fx_echo_reply(&res)->text, req.text);
+  ackrpc_result_clear(&res);
+  uint8_t *f;
+  size_t n = echo_frame(&f, "\xce\xbb");
+  exchange(sock, f, n, &r);
+  free(f);
+  cr_assert(r.got && r.status == 0, "bytes field with 0xb1: status %u", r.status);
+  hs_reply_free(&r);
+  cr_assert_eq(fx_handler_calls(), 2, "only the valid echoes reached the handler");
+  printf("hardening: %u requests with invalid UTF-8 in proto3 strings (top level, 3 "
+         "deep, repeated, map key and value) refused INVALID_ARGUMENT; valid ones "
+         "served\n",
+         refused + 1);
+}
+
+/* proto2 strings promise no UTF-8 (nor do other runtimes check them). */
+HS_TEST(hinput, proto2_strings_not_checked) {
+  const char *sock = fx_sock();
+  ackrpc_server_options o = {.address = sock, .log = ackrpc_log_discard};
+  hs_server_start(&o);
+  Ackrpc__Test__Strict s = ACKRPC__TEST__STRICT__INIT;
+  s.must = "latin-1 \xe9t\xe9";
+  size_t len;
+  uint8_t *body = hs_pack(&s.base, &len);
+  hs_reply r;
+  call_raw(sock, FX_STRICT, body, len, &r);
+  free(body);
+  cr_assert(r.got && r.status == 0, "proto2 string: status %u (%s)", r.status,
+            r.message);
+  hs_reply_free(&r);
+  cr_assert_eq(fx_handler_calls(), 1);
+}
