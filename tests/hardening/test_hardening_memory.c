@@ -125,10 +125,12 @@ HS_TEST(hmemory, calls_in_progress_are_limited_per_uid) {
   cr_assert_eq(st, ACKRPC_RESOURCE_EXHAUSTED, "a 4th call of the uid: %s",
                ackrpc_status_name(st));
   /* The calls admitted keep their promise. */
-  for (int i = 0; i < 3; i++) {
+  /* Held calls are numbered in arrival order, not in bg[] order: answer
+   * all, then join all. */
+  for (int i = 0; i < 3; i++)
     cr_assert_eq(fx_held_reply((size_t)i, ACKRPC_OK, NULL), ACKRPC_OK);
+  for (int i = 0; i < 3; i++)
     cr_assert_eq(fx_bg_join(bg[i], 5000, NULL), ACKRPC_OK, "held call %d", i);
-  }
   cr_assert_eq(fx_echo(c, &req, NULL, NULL), ACKRPC_OK, "a call once they ended");
 }
 
@@ -177,7 +179,16 @@ static size_t park_padded(int keep_unknown, uint64_t *ret_memory) {
   size_t held = 0;
   for (int i = 0; i < 4; i++) {
     bg[i] = fx_bg_echo(c, &req, 10000);
-    held = fx_held_wait(held + 1, 1000); /* admitted, or refused by now */
+    /* One at a time: each is parked or refused before the next. */
+    uint64_t end = fx_now_us() + fx_slack_us() * 5;
+    for (;;) {
+      held = fx_held_wait((size_t)i + 1, 20);
+      size_t done = 0;
+      for (int k = 0; k <= i; k++)
+        done += fx_bg_done(bg[k]) != 0;
+      if (held + done == (size_t)i + 1) break;
+      cr_assert_lt(fx_now_us(), end, "padded call %d neither parked nor refused", i);
+    }
   }
   *ret_memory = counters(c).memory_bytes;
   int refused = 0, was_refused[4] = {0};
