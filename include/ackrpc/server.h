@@ -203,18 +203,26 @@ typedef void (*ackrpc_handler_fn)(ackrpc_call *call,
  * untouched and nothing is left behind.
  * Errors: E_INVAL (NULL argument, no address), E_ADDRESS (bad or too long
  * address: never truncated), E_ADDR_IN_USE ("another server is serving this
- * address"), E_EXISTS (a non-socket file or a symlink is in the way),
- * E_UNSAFE_DIR (the directory is writable by other users without the sticky
- * bit, or owned by another user), E_NOT_FOUND (unknown socket_group or policy
+ * address"), E_EXISTS (a non-socket file or a symlink is in the way, or
+ * PATH.lock is not a regular file of the server's user: a symlink, FIFO,
+ * directory, device or another user's file), E_UNSAFE_DIR (a directory on the
+ * way to the socket, from "/" down, and through any symlink, belongs to
+ * neither root nor the server's effective user, or is writable by its group
+ * or others without the sticky bit: the server's log says which directory
+ * and why, docs/SECURITY.md §3), E_NOT_FOUND (unknown socket_group or policy
  * group), E_NOMEM, E_SYSTEM (errno is set).
+ * At stop, the socket file and the lock are removed only if they are still
+ * the files this server created (or received with a handover).
  * A "systemd:" address serves the inherited socket instead (no file, no
  * lock): E_NOT_FOUND if systemd passed none to this process (or none of that
  * name), E_ADDRESS if LISTEN_* are malformed or the descriptor is not a
  * listening Unix stream socket. With `handover`, a predecessor that offers
  * the socket is asked first; a handover that starts but fails gives
- * E_ADDRESS (a peer of another uid, or descriptors that do not check out)
- * or E_SYSTEM, and the predecessor keeps serving. Unless disable_builtins,
- * the built-in services are registered here. */
+ * E_ADDRESS (a peer of another uid, descriptors that do not check out, or a
+ * socket file that was removed or replaced, so that nobody could reach the
+ * listener: restart without handover) or E_SYSTEM, and the predecessor
+ * keeps serving. Unless disable_builtins, the built-in services are
+ * registered here. */
 ACKRPC_EXPORT ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
                                               ackrpc_server **ret_server);
 

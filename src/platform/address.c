@@ -49,49 +49,60 @@ int akr_connect(const akr_address *address, int *ret_fd) {
   return 0;
 }
 
-/* The directory holding the socket must not let another user swap the
- * socket (or the lock) for something else. Symlinks on the way are followed:
- * /var/run -> /run is normal; what matters is where the file ends up. */
-ackrpc_status akr_check_parent(const char *path) {
-  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  const char *slash = strrchr(path, '/');
-  if (!slash) {
-    strcpy(dir, ".");
-  } else if (slash == path) {
-    strcpy(dir, "/");
-  } else {
-    size_t n = (size_t)(slash - path);
-    memcpy(dir, path, n);
-    dir[n] = 0;
-  }
+/* A file in the listener's directory, if it is still the one recorded. */
+static int still_ours(int dir_fd, const char *name, dev_t dev, ino_t ino) {
   struct stat st;
-  if (stat(dir, &st) != 0) return ACKRPC_E_SYSTEM;
-  if (!S_ISDIR(st.st_mode)) {
-    errno = ENOTDIR;
-    return ACKRPC_E_SYSTEM;
+  return dir_fd >= 0 && ino != 0 &&
+         fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == dev &&
+         st.st_ino == ino;
+}
+
+static void unlink_if_ours(int dir_fd, const char *name, dev_t dev, ino_t ino) {
+  if (still_ours(dir_fd, name, dev, ino)) unlinkat(dir_fd, name, 0);
+}
+
+/* Opens PATH.lock: a regular file of ours, created if absent. Never
+ * follows a symlink, and never opens a FIFO or a device (whose open could
+ * block, or act): those are seen with fstatat() first, and the fstat() of
+ * what was opened says the same (O_NONBLOCK covers a FIFO swapped in
+ * between, though only root or we could do that in a checked directory). */
+static ackrpc_status open_lock(int dir_fd, const char *name, int *ret_fd) {
+  struct stat st;
+  if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
+    return ACKRPC_E_EXISTS;
+  int fd =
+      openat(dir_fd, name,
+             O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
+  if (fd < 0)
+    return errno == ELOOP || errno == EISDIR ? ACKRPC_E_EXISTS : ACKRPC_E_SYSTEM;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+    close(fd);
+    return ACKRPC_E_EXISTS;
   }
-  if (st.st_uid != geteuid() && st.st_uid != 0) return ACKRPC_E_UNSAFE_DIR;
-  if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) return ACKRPC_E_UNSAFE_DIR;
+  *ret_fd = fd;
   return ACKRPC_OK;
 }
 
 /* Takes PATH.lock. The lock file is removed by the owner on shutdown, so
  * after locking we check that the path still names the file we locked; if
  * not, someone removed it between our open and our flock: start again. */
-static ackrpc_status take_lock(const char *lock_path, int *ret_fd) {
+static ackrpc_status take_lock(akr_listener *l) {
   for (int attempt = 0; attempt < 16; attempt++) {
-    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) return errno == ELOOP ? ACKRPC_E_EXISTS : ACKRPC_E_SYSTEM;
+    int fd;
+    ackrpc_status st = open_lock(l->dir_fd, l->lock_name, &fd);
+    if (st != ACKRPC_OK) return st;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
       int e = errno;
       close(fd);
       errno = e;
       return e == EWOULDBLOCK ? ACKRPC_E_ADDR_IN_USE : ACKRPC_E_SYSTEM;
     }
-    struct stat held, named;
-    if (fstat(fd, &held) == 0 && lstat(lock_path, &named) == 0 &&
-        held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
-      *ret_fd = fd;
+    struct stat held;
+    if (fstat(fd, &held) == 0 &&
+        still_ours(l->dir_fd, l->lock_name, held.st_dev, held.st_ino)) {
+      l->lock_fd = fd;
+      l->lock_dev = held.st_dev;
+      l->lock_ino = held.st_ino;
       return ACKRPC_OK;
     }
     close(fd);
@@ -101,9 +112,9 @@ static ackrpc_status take_lock(const char *lock_path, int *ret_fd) {
 }
 
 /* With the lock held: makes the path free for bind(). */
-static ackrpc_status clear_path(const akr_address *address) {
+static ackrpc_status clear_path(const akr_address *address, const akr_listener *l) {
   struct stat st;
-  if (lstat(address->path, &st) != 0)
+  if (fstatat(l->dir_fd, l->name, &st, AT_SYMLINK_NOFOLLOW) != 0)
     return errno == ENOENT ? ACKRPC_OK : ACKRPC_E_SYSTEM;
   if (!S_ISSOCK(st.st_mode)) return ACKRPC_E_EXISTS; /* incl. symlinks */
   int fd;
@@ -114,22 +125,48 @@ static ackrpc_status clear_path(const akr_address *address) {
   /* EAGAIN: a live server with a full queue. Only "refused" proves that
    * nobody listens. */
   if (errno != ECONNREFUSED) return ACKRPC_E_ADDR_IN_USE;
-  if (unlink(address->path) != 0 && errno != ENOENT) return ACKRPC_E_SYSTEM;
+  if (unlinkat(l->dir_fd, l->name, 0) != 0 && errno != ENOENT) return ACKRPC_E_SYSTEM;
+  return ACKRPC_OK;
+}
+
+/* For a path: the checked directory, the names, the lock, a clear path. */
+static ackrpc_status prepare_path(const akr_address *address, akr_listener *l,
+                                  char *why) {
+  ackrpc_status st = akr_safe_dir_open(address->path, &l->dir_fd, why);
+  if (st != ACKRPC_OK) return st;
+  snprintf(l->name, sizeof l->name, "%s", akr_path_base(address->path));
+  snprintf(l->lock_name, sizeof l->lock_name, "%s.lock", l->name);
+  st = take_lock(l);
+  if (st != ACKRPC_OK) return st;
+  return clear_path(address, l);
+}
+
+/* For a path, after bind(): records which file is ours, then gives it its
+ * group and mode (through the checked directory). */
+static ackrpc_status own_socket_file(akr_listener *l, mode_t mode, gid_t group) {
+  struct stat st;
+  if (fstatat(l->dir_fd, l->name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return ACKRPC_E_SYSTEM;
+  if (!S_ISSOCK(st.st_mode)) {
+    errno = EEXIST;
+    return ACKRPC_E_SYSTEM;
+  }
+  l->sock_dev = st.st_dev;
+  l->sock_ino = st.st_ino;
+  if (group != (gid_t)-1 &&
+      fchownat(l->dir_fd, l->name, (uid_t)-1, group, AT_SYMLINK_NOFOLLOW) != 0)
+    return ACKRPC_E_SYSTEM;
+  if (fchmodat(l->dir_fd, l->name, mode, 0) != 0) return ACKRPC_E_SYSTEM;
   return ACKRPC_OK;
 }
 
 ackrpc_status akr_listen(const akr_address *address, mode_t mode, gid_t group,
-                         int backlog, akr_listener *ret) {
-  akr_listener l = {.fd = -1, .lock_fd = -1};
+                         int backlog, akr_listener *ret, char *why) {
+  akr_listener l = AKR_LISTENER_NONE;
   ackrpc_status st = ACKRPC_OK;
-  int bound = 0;
+  if (why) why[0] = 0;
   if (!address->abstract) {
-    st = akr_check_parent(address->path);
-    if (st != ACKRPC_OK) return st;
-    snprintf(l.lock_path, sizeof l.lock_path, "%s.lock", address->path);
-    st = take_lock(l.lock_path, &l.lock_fd);
-    if (st != ACKRPC_OK) return st;
-    st = clear_path(address);
+    st = prepare_path(address, &l, why);
     if (st != ACKRPC_OK) goto fail;
   }
   l.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -148,16 +185,9 @@ ackrpc_status akr_listen(const akr_address *address, mode_t mode, gid_t group,
     st = errno == EADDRINUSE ? ACKRPC_E_ADDR_IN_USE : ACKRPC_E_SYSTEM;
     goto fail;
   }
-  bound = 1;
   if (!address->abstract) {
-    if (group != (gid_t)-1 && lchown(address->path, (uid_t)-1, group) != 0) {
-      st = ACKRPC_E_SYSTEM;
-      goto fail;
-    }
-    if (chmod(address->path, mode) != 0) {
-      st = ACKRPC_E_SYSTEM;
-      goto fail;
-    }
+    st = own_socket_file(&l, mode, group);
+    if (st != ACKRPC_OK) goto fail;
   }
   if (listen(l.fd, backlog) != 0) {
     st = ACKRPC_E_SYSTEM;
@@ -167,28 +197,24 @@ ackrpc_status akr_listen(const akr_address *address, mode_t mode, gid_t group,
   return ACKRPC_OK;
 fail : {
   int e = errno;
-  if (l.fd >= 0) close(l.fd);
-  if (bound) unlink(address->path);
-  if (l.lock_fd >= 0) {
-    unlink(l.lock_path);
-    close(l.lock_fd);
-  }
+  akr_unlisten(&l);
   errno = e;
   return st;
 }
 }
 
-void akr_unlisten(const akr_address *address, akr_listener *l) {
+void akr_unlisten(akr_listener *l) {
   if (l->fd >= 0) {
     close(l->fd);
     l->fd = -1;
-    if (!address->abstract) unlink(address->path);
+    unlink_if_ours(l->dir_fd, l->name, l->sock_dev, l->sock_ino);
   }
   if (l->lock_fd >= 0) {
-    unlink(l->lock_path);
+    unlink_if_ours(l->dir_fd, l->lock_name, l->lock_dev, l->lock_ino);
     close(l->lock_fd);
     l->lock_fd = -1;
   }
+  akr_unlisten_keep(l);
 }
 
 void akr_unlisten_keep(akr_listener *l) {
@@ -196,4 +222,33 @@ void akr_unlisten_keep(akr_listener *l) {
   l->fd = -1;
   if (l->lock_fd >= 0) close(l->lock_fd);
   l->lock_fd = -1;
+  if (l->dir_fd >= 0) close(l->dir_fd);
+  l->dir_fd = -1;
+  l->sock_ino = l->lock_ino = 0;
+}
+
+int akr_listener_reachable(const akr_listener *l) {
+  if (l->dir_fd < 0) return 1; /* abstract: no file */
+  return still_ours(l->dir_fd, l->name, l->sock_dev, l->sock_ino);
+}
+
+ackrpc_status akr_listener_adopt(const akr_address *address, akr_listener *l) {
+  snprintf(l->name, sizeof l->name, "%s", akr_path_base(address->path));
+  snprintf(l->lock_name, sizeof l->lock_name, "%s.lock", l->name);
+  struct stat held, named;
+  if (fstat(l->lock_fd, &held) != 0 || !S_ISREG(held.st_mode) ||
+      fstatat(l->dir_fd, l->lock_name, &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+      held.st_dev != named.st_dev || held.st_ino != named.st_ino)
+    return ACKRPC_E_ADDRESS;
+  /* The predecessor checked, just before it sent the listener, that the
+   * socket file was still the one it created; what we see now is that
+   * file, unless root or our own uid replaced it in between. */
+  if (fstatat(l->dir_fd, l->name, &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !S_ISSOCK(named.st_mode) || named.st_uid != geteuid())
+    return ACKRPC_E_ADDRESS;
+  l->lock_dev = held.st_dev;
+  l->lock_ino = held.st_ino;
+  l->sock_dev = named.st_dev;
+  l->sock_ino = named.st_ino;
+  return ACKRPC_OK;
 }

@@ -18,6 +18,10 @@
 static const char msg_take[MSG_LEN] = "AKTAKE01";
 static const char msg_fds[MSG_LEN] = "AKFDS001";
 static const char msg_ack[MSG_LEN] = "AKACK001";
+/* The predecessor's answer instead of the descriptors when its socket file
+ * is no longer at the path (removed or replaced): nobody can reach the
+ * listener, so taking it over would serve no one. */
+static const char msg_lost[MSG_LEN] = "AKLOST01";
 #define IO_TIMEOUT_MS 3000 /* the successor's wait for each step */
 
 static int peer_is_us(int fd) {
@@ -47,6 +51,15 @@ ackrpc_status akr_ctl_address(const akr_address *address, akr_address *ret) {
   return akr_address_parse(text, ret);
 }
 
+/* Removes the control socket's file if it is still the one we bound (the
+ * directory was checked with the address's: only root or we can change it). */
+static void unlink_ctl_if_ours(const akr_ctl *c) {
+  struct stat sb;
+  if (!c->addr.abstract && c->ino != 0 && lstat(c->addr.path, &sb) == 0 &&
+      sb.st_dev == c->dev && sb.st_ino == c->ino)
+    unlink(c->addr.path);
+}
+
 ackrpc_status akr_ctl_listen(const akr_address *address, akr_ctl *ret) {
   akr_ctl c = {.fd = -1};
   ackrpc_status st = akr_ctl_address(address, &c.addr);
@@ -66,12 +79,18 @@ ackrpc_status akr_ctl_listen(const akr_address *address, akr_ctl *ret) {
     close(c.fd);
     return st;
   }
-  if (!c.addr.abstract && chmod(c.addr.path, 0600) != 0) goto fail_bound;
+  if (!c.addr.abstract) {
+    struct stat sb;
+    if (lstat(c.addr.path, &sb) != 0) goto fail;
+    c.dev = sb.st_dev;
+    c.ino = sb.st_ino;
+    if (chmod(c.addr.path, 0600) != 0) goto fail_bound;
+  }
   if (listen(c.fd, 4) != 0) goto fail_bound;
   *ret = c;
   return ACKRPC_OK;
 fail_bound:
-  if (!c.addr.abstract) unlink(c.addr.path);
+  unlink_ctl_if_ours(&c);
 fail : {
   int e = errno;
   close(c.fd);
@@ -84,7 +103,7 @@ void akr_ctl_close(akr_ctl *c) {
   if (c->fd < 0) return;
   close(c->fd);
   c->fd = -1;
-  if (!c->addr.abstract) unlink(c->addr.path);
+  unlink_ctl_if_ours(c);
 }
 
 /* --- the predecessor's side ---------------------------------------------- */
@@ -156,6 +175,12 @@ akr_ctl_step_result akr_ctl_step(akr_ctl_peer *p, const akr_listener *l,
   if (!p->sent) {
     *ret_why = "bad or missing takeover request";
     if (r < 0 || memcmp(p->buf, msg_take, MSG_LEN) != 0) return AKR_CTL_FAILED;
+    if (!akr_listener_reachable(l)) {
+      (void)write_msg(p->fd, msg_lost);
+      *ret_why = "the socket file is gone or was replaced: no client can reach "
+                 "this listener, so it is not handed over (restart without handover)";
+      return AKR_CTL_FAILED;
+    }
     *ret_why = "could not send the descriptors";
     if (send_fds(p->fd, l) != 0) return AKR_CTL_FAILED;
     p->sent = 1;
@@ -190,24 +215,12 @@ static int listener_ok(int fd, const akr_address *address) {
   return strncmp(sa.sun_path, address->path, sizeof sa.sun_path) == 0;
 }
 
-/* The lock received is the file PATH.lock names. */
-static int lock_ok(int fd, const char *lock_path) {
-  struct stat held, named;
-  return fstat(fd, &held) == 0 && S_ISREG(held.st_mode) &&
-         lstat(lock_path, &named) == 0 && held.st_dev == named.st_dev &&
-         held.st_ino == named.st_ino;
-}
-
 /* Connects to the predecessor's control socket: 0 with *ret_fd, or a status
  * (E_NOT_FOUND if nobody offers it). */
 static ackrpc_status ctl_connect(const akr_address *address, int *ret_fd) {
   akr_address ctl;
   ackrpc_status st = akr_ctl_address(address, &ctl);
   if (st != ACKRPC_OK) return st;
-  if (!address->abstract) {
-    st = akr_check_parent(address->path);
-    if (st != ACKRPC_OK) return st;
-  }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ACKRPC_E_SYSTEM;
   struct timeval tv = {.tv_sec = IO_TIMEOUT_MS / 1000,
@@ -227,7 +240,7 @@ static ackrpc_status ctl_connect(const akr_address *address, int *ret_fd) {
 
 /* Receives "AKFDS001" and its descriptors (every one that came, so none
  * leaks): the count in *ret_n (up to 4 kept). 0 if the message is right and
- * nothing was cut off. */
+ * nothing was cut off; 1 if it is "AKLOST01"; -1 otherwise. */
 static int receive_fds(int fd, int fds[4], int *ret_n) {
   char buf[MSG_LEN];
   union {
@@ -256,55 +269,83 @@ static int receive_fds(int fd, int fds[4], int *ret_n) {
         close(got);
     }
   }
+  if (n == MSG_LEN && memcmp(buf, msg_lost, MSG_LEN) == 0) return 1;
   return n == MSG_LEN && memcmp(buf, msg_fds, MSG_LEN) == 0 &&
                  !(mh.msg_flags & MSG_CTRUNC)
              ? 0
              : -1;
 }
 
+#define WHY(text) (snprintf(why, AKR_WHY_MAX, "%s", (text)), ACKRPC_E_ADDRESS)
+
 /* Checks what came: the listening socket of `address` and, for a path, its
- * lock. Makes the socket non-blocking. */
+ * lock, and that the path still names the socket (l->dir_fd is set); fills
+ * in l. Makes the socket non-blocking. */
 static ackrpc_status check_fds(const akr_address *address, const int *fds, int n,
-                               const char *lock_path) {
+                               akr_listener *l, char *why) {
   int want = address->abstract ? 1 : 2;
-  if (n != want || !listener_ok(fds[0], address)) return ACKRPC_E_ADDRESS;
-  if (want == 2 && !lock_ok(fds[1], lock_path)) return ACKRPC_E_ADDRESS;
+  if (n != want || !listener_ok(fds[0], address))
+    return WHY("the predecessor sent descriptors that are not its listening socket");
+  l->fd = fds[0];
+  if (want == 2) {
+    l->lock_fd = fds[1];
+    if (akr_listener_adopt(address, l) != ACKRPC_OK)
+      return WHY("the path no longer names the predecessor's socket and lock "
+                 "(removed or replaced): restart without handover");
+  }
   int fl = fcntl(fds[0], F_GETFL);
   if (fl < 0 || fcntl(fds[0], F_SETFL, fl | O_NONBLOCK) != 0) return ACKRPC_E_SYSTEM;
   return ACKRPC_OK;
 }
 
-ackrpc_status akr_takeover(const akr_address *address, akr_listener *ret) {
-  int fd;
-  ackrpc_status st = ctl_connect(address, &fd);
-  if (st != ACKRPC_OK) return st;
-  akr_listener l = {.fd = -1, .lock_fd = -1};
-  if (!address->abstract)
-    snprintf(l.lock_path, sizeof l.lock_path, "%s.lock", address->path);
+/* The exchange on the control connection, up to our acknowledgement. */
+static ackrpc_status exchange(int fd, const akr_address *address, akr_listener *l,
+                              char *why) {
   int fds[4], n_fds = 0;
-  if (!peer_is_us(fd))
-    st = ACKRPC_E_ADDRESS;
-  else if (write_msg(fd, msg_take) != 0)
-    st = ACKRPC_E_SYSTEM;
-  else if (receive_fds(fd, fds, &n_fds) != 0)
-    st = ACKRPC_E_ADDRESS;
+  if (!peer_is_us(fd)) return WHY("the control socket's peer is of another uid");
+  if (write_msg(fd, msg_take) != 0) return ACKRPC_E_SYSTEM;
+  int r = receive_fds(fd, fds, &n_fds);
+  ackrpc_status st;
+  if (r > 0)
+    st = WHY("the predecessor's socket file is gone or was replaced, so nobody can "
+             "reach its listener: restart without handover");
+  else if (r < 0)
+    st = WHY("the predecessor did not send its listening socket");
   else
-    st = check_fds(address, fds, n_fds, l.lock_path);
+    st = check_fds(address, fds, n_fds, l, why);
   if (st == ACKRPC_OK && write_msg(fd, msg_ack) != 0) st = ACKRPC_E_SYSTEM;
   if (st != ACKRPC_OK) {
     for (int i = 0; i < n_fds; i++)
       close(fds[i]);
+    l->fd = l->lock_fd = -1;
+  }
+  return st;
+}
+
+ackrpc_status akr_takeover(const akr_address *address, akr_listener *ret, char *why) {
+  akr_listener l = AKR_LISTENER_NONE;
+  why[0] = 0;
+  if (!address->abstract) {
+    ackrpc_status st = akr_safe_dir_open(address->path, &l.dir_fd, why);
+    if (st != ACKRPC_OK) return st;
+  }
+  int fd;
+  ackrpc_status st = ctl_connect(address, &fd);
+  if (st == ACKRPC_OK) {
+    st = exchange(fd, address, &l, why);
+    /* Done: the predecessor now gives up its control socket and closes:
+     * wait for that (bounded), so that ours can take its place. */
+    char sink[MSG_LEN];
+    while (st == ACKRPC_OK && recv(fd, sink, sizeof sink, 0) > 0) {
+    }
     close(fd);
+  }
+  if (st != ACKRPC_OK) {
+    int e = errno;
+    akr_unlisten_keep(&l);
+    errno = e;
     return st;
   }
-  /* The predecessor now gives up its control socket and closes: wait for
-   * that (bounded), so that ours can take its place. */
-  char sink[MSG_LEN];
-  while (recv(fd, sink, sizeof sink, 0) > 0) {
-  }
-  close(fd);
-  l.fd = fds[0];
-  l.lock_fd = address->abstract ? -1 : fds[1];
   *ret = l;
   return ACKRPC_OK;
 }

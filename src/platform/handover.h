@@ -18,7 +18,11 @@
  * Both ends check that the other runs as their effective uid
  * (SO_PEERCRED) before anything else; the successor checks what it
  * receives (how many descriptors, that the socket listens on the very
- * address, that the lock is PATH.lock) and closes everything on any doubt.
+ * address, that the lock is PATH.lock, that PATH is still a socket of
+ * ours, after checking every directory on the way as akr_listen() does) and
+ * closes everything on any doubt. A predecessor whose socket file was
+ * removed or replaced answers "AKLOST01" instead of "AKFDS001" and keeps
+ * serving.
  * The listening socket is one kernel object the whole time: connections
  * that arrive while neither process accepts wait in its queue.
  *
@@ -35,6 +39,8 @@
 typedef struct akr_ctl {
   int fd; /* listening, non-blocking; -1: none */
   akr_address addr;
+  dev_t dev; /* the file bound, removed only if still there */
+  ino_t ino;
 } akr_ctl;
 
 /* The control address of `address`: "PATH.ctl" or "@NAME.ctl".
@@ -45,7 +51,8 @@ ackrpc_status akr_ctl_address(const akr_address *address, akr_address *ret);
  * replaced: call with the address's lock held). */
 ackrpc_status akr_ctl_listen(const akr_address *address, akr_ctl *ret);
 
-/* Closes the control socket and removes its file. Idempotent. */
+/* Closes the control socket and removes its file if the path still names
+ * the file it bound. Idempotent. */
 void akr_ctl_close(akr_ctl *ctl);
 
 /* --- The predecessor's side: one exchange at a time --- */
@@ -71,9 +78,11 @@ int akr_ctl_accept(akr_ctl *ctl, akr_ctl_peer *ret_peer, const char **ret_why);
 
 /* Advances the exchange with whatever the successor has sent, without
  * blocking: answers its request with the listener's descriptors, then
- * takes its acknowledgement. On HANDED the caller closes the control socket
- * (akr_ctl_close()) and only then the peer: the successor waits for the
- * peer's end before it creates its own control socket. */
+ * takes its acknowledgement. If the listener's socket file is no longer at
+ * its path (akr_listener_reachable()), it answers "AKLOST01" instead and
+ * fails: nobody could reach the listener through the successor either. On HANDED the
+ * caller closes the control socket (akr_ctl_close()) and only then the peer: the
+ * successor waits for the peer's end before it creates its own control socket. */
 akr_ctl_step_result akr_ctl_step(akr_ctl_peer *peer, const akr_listener *listener,
                                  const char **ret_why);
 
@@ -85,12 +94,17 @@ void akr_ctl_peer_close(akr_ctl_peer *peer);
 /* Asks the server that offers `address` for its listening socket (and, for
  * a path, its lock); blocks a few seconds at most (it runs before the
  * successor's loop does). On OK, *ret_listener holds both, checked: a
- * listening Unix stream socket bound to `address`, and the lock file
- * PATH.lock; the predecessor has let go of its control socket.
+ * listening Unix stream socket bound to `address`, the lock file PATH.lock,
+ * and PATH still a socket file of our uid (recorded, with the lock's, for
+ * akr_unlisten()), in a directory that passes akr_safe_dir_open(); the
+ * predecessor has let go of its control socket.
  * E_NOT_FOUND: nobody offers it (no control socket, or nobody listening on
- * it); then nothing changed. Other errors (E_SYSTEM, E_ADDRESS for bad
- * descriptors or a peer of another uid, E_ADDR_IN_USE) mean a predecessor
- * answered but the handover failed. */
-ackrpc_status akr_takeover(const akr_address *address, akr_listener *ret_listener);
+ * it); then nothing changed. E_UNSAFE_DIR: a directory on the way is
+ * unsafe. Other errors (E_SYSTEM; E_ADDRESS for bad descriptors, a peer of
+ * another uid, or a socket file that was removed or replaced) mean a
+ * predecessor answered but the handover failed: it keeps serving. `why`
+ * (AKR_WHY_MAX bytes) receives a sentence for the log, or "". */
+ackrpc_status akr_takeover(const akr_address *address, akr_listener *ret_listener,
+                           char *why);
 
 #endif /* AKR_HANDOVER_H */

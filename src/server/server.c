@@ -64,14 +64,14 @@ static void close_listener(ackrpc_server *s) {
   if (s->ctl_ev) event_del(s->ctl_ev);
   handover_end(s);
   akr_ctl_close(&s->ctl);
-  if (s->lst.fd < 0 && s->lst.lock_fd < 0) return;
+  if (s->lst.fd < 0 && s->lst.lock_fd < 0 && s->lst.dir_fd < 0) return;
   akr_accept_stop(s);
   /* A socket systemd passed, or one handed to a successor, is not ours to
    * remove: only our descriptors go. */
   if (s->inherited || s->handed_over)
     akr_unlisten_keep(&s->lst);
   else
-    akr_unlisten(&s->addr, &s->lst);
+    akr_unlisten(&s->lst);
 }
 
 static void finish(ackrpc_server *s) {
@@ -254,7 +254,8 @@ static ackrpc_status server_alloc(const ackrpc_server_options *options,
   s->euid = geteuid();
   s->opt.policy = NULL; /* kept in s->policy */
   s->opt.socket_group = NULL;
-  s->lst.fd = s->lst.lock_fd = s->ctl.fd = s->ctl_peer.fd = s->wake_fd = -1;
+  s->lst = (akr_listener)AKR_LISTENER_NONE;
+  s->ctl.fd = s->ctl_peer.fd = s->wake_fd = -1;
   s->created_us = akr_now_us();
   s->inherited = inherited;
   if (inherited) s->opt.handover = 0;
@@ -292,22 +293,27 @@ static ackrpc_status loop_setup(ackrpc_server *s, struct event_base *base) {
   return ACKRPC_OK;
 }
 
-/* The listening socket: systemd's, a predecessor's, or a new one. */
+/* The listening socket: systemd's, a predecessor's, or a new one. A refusal
+ * with a reason (which directory is unsafe, why a handover failed) is logged:
+ * the status alone cannot say which directory. */
 static ackrpc_status listen_setup(ackrpc_server *s, int inherited_fd, gid_t group) {
   if (s->inherited) {
     s->lst.fd = inherited_fd;
     return ACKRPC_OK;
   }
+  char why[AKR_WHY_MAX] = "";
   ackrpc_status st = ACKRPC_E_NOT_FOUND;
   if (s->opt.handover) {
-    st = akr_takeover(&s->addr, &s->lst);
+    st = akr_takeover(&s->addr, &s->lst, why);
     if (st == ACKRPC_OK)
       akr_slog(s, ACKRPC_LOG_INFO, "event=took_over address=%s", s->address_text);
-    else if (st != ACKRPC_E_NOT_FOUND)
-      return st;
   }
   if (st == ACKRPC_E_NOT_FOUND)
-    st = akr_listen(&s->addr, s->opt.socket_mode, group, s->opt.backlog, &s->lst);
+    st = akr_listen(&s->addr, s->opt.socket_mode, group, s->opt.backlog, &s->lst, why);
+  if (st != ACKRPC_OK && why[0])
+    akr_slog(s, ACKRPC_LOG_ERROR,
+             "event=listen_refused address=%s status=%s reason=\"%s\"", s->address_text,
+             ackrpc_status_name(st), why);
   if (st == ACKRPC_OK && s->opt.handover) st = handover_offer(s);
   return st;
 }
