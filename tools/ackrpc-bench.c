@@ -45,8 +45,8 @@
 
 #define PROG "ackrpc-bench"
 
-/* Exit codes: 0 success, 1 failure (errors during the run, server failure),
- * 2 bad command line. */
+/* Exit codes: 0 success, 1 failure (errors during the run, no call completed
+ * in the window, server failure), 2 bad command line. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 /* serve accepts a 64 MiB body by default: the head of a frame is at most
@@ -508,7 +508,9 @@ static void usage_run(FILE *out) {
       "and, with --server-pid, a '# server' line (the server's CPU per call over\n"
       "the window, its RSS and peak RSS).\n"
       "A call is an error if its status is not OK, if the reply is missing, or if\n"
-      "the ack's id or body_len is wrong. Exits 0 if errors=0, else 1.\n"
+      "the ack's id or body_len is wrong. Exits 0 if errors=0 and at least one\n"
+      "call completed in the window, else 1 (no call completed: the server may be\n"
+      "stopped or hung; a call counts only if it started and ended in the window).\n"
       "\n"
       "  -a, --socket PATH      the server's address (required)\n"
       "  -m, --mode MODE        oneshot, session or pipeline (default oneshot)\n"
@@ -1113,7 +1115,14 @@ static int run_main(int argc, char **argv) {
     fprintf(stderr, PROG " run: %llu failed calls; the first (thread %d): %s: %s\n",
             (unsigned long long)errors, first_err->tid,
             ackrpc_status_name(first_err->first_status), first_err->first_error);
-  rc = errors == 0 ? EXIT_OK : EXIT_FAIL;
+  /* No call at all is a failure too, not a quiet errors=0: a stopped or hung
+   * server must not look like a fast one. */
+  if (ok == 0)
+    fprintf(stderr,
+            PROG " run: no call completed in the %.3f s window (%llu calls ended in "
+                 "all, none inside it): the server may be stopped or hung\n",
+            window, (unsigned long long)calls_all);
+  rc = errors == 0 && ok > 0 ? EXIT_OK : EXIT_FAIL;
 
 out:
   /* On a failed start, release the threads already created and wait. */

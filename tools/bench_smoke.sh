@@ -5,9 +5,11 @@
 # checks that it printed exactly one result line in the peers' format with
 # errors=0; then runs each mode (oneshot, session, pipeline) for 0.5 s, one
 # with --csv and --server-pid, and "ackrpc-bench idle" with a few connections,
-# each with errors=0 (the numbers are not checked); then stops the server
-# with SIGTERM and checks that it exited 0 and removed its socket file. Every
-# wait is bounded; everything is cleaned up.
+# each with errors=0 (the numbers are not checked); then pauses the server
+# with SIGSTOP and checks that a run against it fails, saying that no call
+# completed; then resumes it, stops it with SIGTERM and checks that it exited
+# 0 and removed its socket file. Every wait is bounded; everything is cleaned
+# up.
 #
 # usage: tools/bench_smoke.sh PATH/TO/ackrpc-bench
 set -euo pipefail
@@ -83,6 +85,17 @@ timeout -k 2 30 "$BENCH" idle --socket "$SOCK" --connections 8 --hold 0.6 --call
 [ "$rc" = 0 ] || fail "ackrpc-bench idle exited with status $rc"
 grep -Eq '^idle connections=8 open=8 rss_before_kb=' "$TMP/run.out" ||
   fail "idle: unexpected output"
+
+# A stopped server completes no call: that is a failure, not errors=0. Each
+# call waits 2 s (--timeout-ms), so none ends inside the 0.5 s window.
+kill -STOP "$SPID"
+rc=0
+timeout -k 2 30 "$BENCH" run --socket "$SOCK" --duration 0.5 --warmup 0.1 \
+  --timeout-ms 2000 >"$TMP/run.out" 2>"$TMP/run.err" || rc=$?
+kill -CONT "$SPID"
+[ "$rc" = 1 ] || fail "run against a stopped server exited with status $rc, not 1"
+grep -q 'no call completed in the' "$TMP/run.err" ||
+  fail "run against a stopped server did not say that no call completed"
 
 kill -TERM "$SPID"
 for _ in $(seq 200); do

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <ackrpc/common.h>
 
@@ -37,8 +38,10 @@ typedef struct ackrpc_client ackrpc_client;
  *   - delivered, no ack: E_NO_ACK, E_ACK_TIMEOUT, E_BAD_REPLY (the server
  *     may have acted: safe because the call id stays the same);
  *   - a server status listed in retry_on (e.g. UNAVAILABLE,
- *     RESOURCE_EXHAUSTED). Other server statuses, and errors in the call
- *     itself (E_INVAL, E_ADDRESS), end the call at once.
+ *     RESOURCE_EXHAUSTED). Other server statuses, errors in the call
+ *     itself (E_INVAL, E_ADDRESS), and E_SERVER_IDENTITY (an untrusted
+ *     server: trying again would only knock at its door again) end the
+ *     call at once.
  * The durable outbox (ackrpc/outbox.h) follows the same rule.
  * Before attempt n+1 the client sleeps a backoff b = min(max_backoff_ms,
  * initial_backoff_ms * 2^(n-1)), jittered uniformly in [b/2, b] so that
@@ -63,6 +66,33 @@ typedef struct ackrpc_retry_policy {
   size_t n_retry_on;
 } ackrpc_retry_policy;
 
+/* Who the server must run as (ackrpc_client_options.server_check). The
+ * client checks it on every connection it makes, with SO_PEERCRED (the
+ * server's effective uid when it called listen(), as the kernel recorded
+ * it), before a byte of a request is written: a server that fails the
+ * check never sees a request, and every call queued for that connection
+ * fails with E_SERVER_IDENTITY (not delivered; no retry policy retries it;
+ * ackrpc_session_open() returns it). This holds on every path: one-shot,
+ * pooled, sessions, asynchronous calls and sessions, and the outbox. It is
+ * what stops an impostor that took over the socket path (another user who
+ * could replace the socket file, or bind the abstract name first) from
+ * receiving requests (docs/SECURITY.md §3). */
+typedef enum ackrpc_server_check {
+  /* The default. The server must run as root, as this process's effective
+   * uid, or, for a path, as the owner of the directory that holds the
+   * socket file (when that directory is sticky, like /tmp, as the owner of
+   * the socket file itself: there only the owner may remove or rename it).
+   * For an abstract address (@name), which any user may bind: root or this
+   * process's effective uid only. */
+  ACKRPC_SERVER_CHECK_DEFAULT = 0,
+  /* The server must run as server_uid, exactly (not even root otherwise). */
+  ACKRPC_SERVER_CHECK_UID = 1,
+  /* No check: any server is trusted. For a server that runs as another
+   * user behind an abstract address, when the uid is not known in advance;
+   * prefer ACKRPC_SERVER_CHECK_UID. */
+  ACKRPC_SERVER_CHECK_NONE = 2,
+} ackrpc_server_check;
+
 /* Client options; zero means "the default" for every field. */
 typedef struct ackrpc_client_options {
   /* "/path/to.sock" or "@abstract-name". Required. Copied. */
@@ -72,6 +102,20 @@ typedef struct ackrpc_client_options {
   /* Largest reply frame accepted (head + body); a larger one gives
    * E_BAD_REPLY. Default 4 MiB. */
   size_t max_reply_size;
+  /* Deepest nesting of a reply body decoded with the method's reply
+   * descriptor, counting the reply message as 1 (protobuf-c recurses
+   * without a limit: a deep enough body would overflow the stack). An OK
+   * reply nested deeper is E_BAD_REPLY; checked only for reply types with
+   * message fields. Default 100. Decoding memory is also capped, at 16
+   * bytes a body byte + 64 KiB (E_BAD_REPLY beyond). */
+  unsigned max_reply_depth;
+  /* Who the server must run as: see ackrpc_server_check. Default
+   * (ACKRPC_SERVER_CHECK_DEFAULT): root, this process's user, or the owner
+   * of the socket's directory. A value outside the enum: E_INVAL. */
+  ackrpc_server_check server_check;
+  /* The uid the server must run as, with ACKRPC_SERVER_CHECK_UID; ignored
+   * otherwise. */
+  uid_t server_uid;
   /* Session pool. 0 (the default): every ackrpc_client_call() is a one-shot
    * call on its own connection. N > 0: calls reuse open sessions (see
    * ackrpc_session_open()), keeping up to N idle ones; a call takes an idle
@@ -136,8 +180,8 @@ ACKRPC_EXPORT void ackrpc_result_clear(ackrpc_result *result);
 /* Creates a client. The address is checked (not connected to) here.
  * On success *ret_client is the caller's, to free with ackrpc_client_free().
  * Errors: E_INVAL (NULL argument, no address, a retry policy listing a
- * status that is not a canonical code from 1 to 16), E_ADDRESS, E_NOMEM; on
- * error *ret_client is untouched. */
+ * status that is not a canonical code from 1 to 16, an unknown
+ * server_check), E_ADDRESS, E_NOMEM; on error *ret_client is untouched. */
 ACKRPC_EXPORT ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
                                               ackrpc_client **ret_client);
 
@@ -152,8 +196,11 @@ ACKRPC_EXPORT ackrpc_client *ackrpc_client_free(ackrpc_client *client);
  * ret_result->status if ret_result is not NULL (then the caller clears it
  * with ackrpc_result_clear()). With a NULL ret_result, the reply is freed.
  * Statuses: a canonical code (the server's answer); E_CONNECT, E_BUSY,
- * E_SEND, E_SEND_TIMEOUT (not delivered); E_NO_ACK, E_ACK_TIMEOUT,
- * E_BAD_REPLY (outcome unknown); E_INVAL, E_NOMEM, E_SYSTEM (nothing sent).
+ * E_SEND, E_SEND_TIMEOUT (not delivered); E_SERVER_IDENTITY (the server
+ * runs as a user the client does not trust: nothing sent); E_NO_ACK,
+ * E_ACK_TIMEOUT, E_BAD_REPLY (outcome unknown; also a reply body over
+ * max_reply_depth or the decoding memory cap); E_INVAL, E_NOMEM, E_SYSTEM
+ * (nothing sent).
  * With a retry policy (options->retry, or the client's), the status and
  * result are those of the last attempt; ret_result->attempts counts them.
  * `request` and everything its fields point to must stay valid and
@@ -176,7 +223,8 @@ typedef struct ackrpc_session ackrpc_session;
  * A session is used by one thread at a time; it keeps what it needs from the
  * client (the client may be freed first). On success the caller owns
  * *ret_session (ackrpc_session_close()); on error it is untouched.
- * Errors: E_INVAL, E_NOMEM, E_CONNECT, E_BUSY. */
+ * Errors: E_INVAL, E_NOMEM, E_CONNECT, E_BUSY, E_SERVER_IDENTITY (the
+ * server failed options.server_check: nothing was sent). */
 ACKRPC_EXPORT ackrpc_status ackrpc_session_open(ackrpc_client *client,
                                                 uint32_t timeout_ms,
                                                 ackrpc_session **ret_session);
@@ -279,7 +327,8 @@ typedef struct ackrpc_async_session ackrpc_async_session;
 /* Opens an asynchronous session on `base`: calls made on it are written to
  * one connection at once, without waiting for earlier replies (pipelining);
  * the server answers them in order. Connecting happens from the loop; if it
- * fails, each call reports it through its callback (E_CONNECT, E_BUSY).
+ * fails, each call reports it through its callback (E_CONNECT, E_BUSY,
+ * E_SERVER_IDENTITY).
  * Use from the thread running `base`. On success the caller owns
  * *ret_session (ackrpc_async_session_close()); on error it is untouched.
  * Errors: E_INVAL, E_NOMEM. */

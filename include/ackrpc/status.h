@@ -85,6 +85,8 @@ extern "C" {
   X(E_NOT_FOUND, 209,                                                                  \
     "a name given to an ackrpc function names nothing (method, group, socket, entry)") \
   X(E_WAIT_TIMEOUT, 210, "the wait ended before what it waited for happened")          \
+  X(E_SERVER_IDENTITY, 211,                                                            \
+    "the server runs as a user the client does not trust (nothing was sent)")          \
   /* Local: the durable store (libackrpc-outbox); nothing was stored or read. */       \
   X(E_STORE_IO, 220, "the store could not be read or written (I/O error)")             \
   X(E_STORE_CORRUPT, 221, "the store is not a database or is damaged")                 \

@@ -19,7 +19,7 @@ typedef struct async_call {
   akr_evdrive drive;
   akr_link link;
   akr_ccall call;
-  akr_address addr; /* the client's: the client may be freed before the call ends */
+  akr_link_conf conf; /* the client's: it may be freed before the call ends */
   struct iovec iov;
   uint64_t deadline_us; /* the whole call's */
   uint32_t timeout_ms;
@@ -143,7 +143,7 @@ static ackrpc_status async_start(ackrpc_client *client, struct event_base *base,
   if (!a) return st;
   a->rules = rules;
   akr_rng_seed(&a->rng, akr_rng_next(&client->ids.rng));
-  a->addr = client->addr;
+  a->conf = client->conf;
   a->attempt = 1;
   a->done = done;
   a->adapter = adapter;
@@ -154,8 +154,7 @@ static ackrpc_status async_start(ackrpc_client *client, struct event_base *base,
                         .len = a->iov.iov_len,
                         .reply_desc = method->reply,
                         .result = &a->result};
-  akr_link_init(&a->link, &a->addr, client->max_reply, AKR_LINK_ONE_SHOT, a->in,
-                sizeof a->in);
+  akr_link_init(&a->link, &a->conf, AKR_LINK_ONE_SHOT, a->in, sizeof a->in);
   akr_evdrive_init(&a->drive, base, async_run, a);
   akr_evdrive_attach(&a->drive, &a->link);
   a->deadline_us = akr_now_us() + (uint64_t)a->timeout_ms * 1000u;

@@ -28,7 +28,7 @@ typedef struct pending {
 struct ackrpc_async_session {
   akr_evdrive drive;
   akr_link link;
-  akr_address addr;
+  akr_link_conf conf; /* the client's */
   uint32_t timeout_ms;
   akr_ids ids;
   int closing, running;
@@ -41,10 +41,10 @@ ackrpc_status ackrpc_async_session_open(ackrpc_client *client, struct event_base
   if (!client || !base || !ret_session) return ACKRPC_E_INVAL;
   ackrpc_async_session *s = calloc(1, sizeof *s);
   if (!s) return ACKRPC_E_NOMEM;
-  s->addr = client->addr;
+  s->conf = client->conf;
   s->timeout_ms = client->timeout_ms;
   akr_ids_init(&s->ids, s);
-  akr_link_init(&s->link, &s->addr, client->max_reply, AKR_LINK_PIPELINE, NULL, 0);
+  akr_link_init(&s->link, &s->conf, AKR_LINK_PIPELINE, NULL, 0);
   akr_evdrive_init(&s->drive, base, async_run, s);
   akr_evdrive_attach(&s->drive, &s->link);
   *ret_session = s;

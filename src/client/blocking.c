@@ -21,8 +21,7 @@ static ackrpc_status one_shot(ackrpc_client *client, const akr_call_args *a,
                               ackrpc_result *r) {
   uint8_t in[REPLY_STACK];
   akr_link link;
-  akr_link_init(&link, &client->addr, client->max_reply, AKR_LINK_ONE_SHOT, in,
-                sizeof in);
+  akr_link_init(&link, &client->conf, AKR_LINK_ONE_SHOT, in, sizeof in);
   ackrpc_status st =
       akr_link_call(&link, &client->ids, a, o, client->timeout_ms, wait_ms, r);
   akr_io_close(&link, 0);

@@ -8,6 +8,7 @@
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_MAX_REPLY (4u << 20)
+#define DEFAULT_MAX_REPLY_DEPTH 100
 
 ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
                                 ackrpc_client **ret_client) {
@@ -17,11 +18,17 @@ ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
   if (st != ACKRPC_OK) return st;
   akr_retry_rules rules;
   if (akr_retry_rules_make(options->retry, &rules) != ACKRPC_OK) return ACKRPC_E_INVAL;
+  if ((unsigned)options->server_check > ACKRPC_SERVER_CHECK_NONE) return ACKRPC_E_INVAL;
   ackrpc_client *c = calloc(1, sizeof *c);
   if (!c) return ACKRPC_E_NOMEM;
-  c->addr = addr;
+  c->conf.addr = addr;
+  c->conf.max_reply =
+      options->max_reply_size ? options->max_reply_size : DEFAULT_MAX_REPLY;
+  c->conf.max_depth =
+      options->max_reply_depth ? options->max_reply_depth : DEFAULT_MAX_REPLY_DEPTH;
+  c->conf.server_check = options->server_check;
+  c->conf.server_uid = options->server_uid;
   c->timeout_ms = options->timeout_ms ? options->timeout_ms : DEFAULT_TIMEOUT_MS;
-  c->max_reply = options->max_reply_size ? options->max_reply_size : DEFAULT_MAX_REPLY;
   c->retry = rules;
   akr_ids_init(&c->ids, c);
   c->pool_max = options->pool_size;

@@ -14,9 +14,8 @@
 /* A client holds only configuration (and the session pool, under its
  * lock), so one client serves any number of threads. */
 struct ackrpc_client {
-  akr_address addr;
+  akr_link_conf conf; /* address and limits, copied by what outlives it */
   uint32_t timeout_ms;
-  size_t max_reply;
   akr_ids ids;
   akr_retry_rules retry;
   /* the session pool (pool_max 0: none) */
@@ -27,12 +26,11 @@ struct ackrpc_client {
 
 /* A blocking session: a link kept between calls (session.c). */
 struct ackrpc_session {
-  akr_address addr;
+  akr_link_conf conf; /* the client's */
   uint32_t timeout_ms;
-  size_t max_reply;
   akr_ids ids;
   akr_retry_rules retry; /* the client's when opened; none for pooled ones */
-  akr_link link;         /* its address is `addr` above */
+  akr_link link;         /* its conf is `conf` above */
   ackrpc_session *next_idle;
 };
 

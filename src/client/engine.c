@@ -20,11 +20,10 @@
 #define BUSY_RETRY_MAX_US 50000
 #define KEPT_INPUT 4096 /* a kept link reads several replies at a time */
 
-void akr_link_init(akr_link *l, const akr_address *addr, size_t max_reply,
-                   akr_link_mode mode, uint8_t *buffer, size_t buffer_len) {
+void akr_link_init(akr_link *l, const akr_link_conf *conf, akr_link_mode mode,
+                   uint8_t *buffer, size_t buffer_len) {
   memset(l, 0, sizeof *l);
-  l->addr = addr;
-  l->max_reply = max_reply;
+  l->conf = conf;
   l->mode = mode;
   l->fd = -1;
   l->in = l->in_own = buffer;
@@ -175,7 +174,57 @@ akr_wait akr_link_wait(const akr_link *l, uint64_t now, int *ret_events,
 
 /* --- connecting ------------------------------------------------------- */
 
-void akr_link_connected(akr_link *l, int fd) {
+int akr_link_wants_owner(const akr_link *l, const akr_peer *p) {
+  return l->conf->server_check == ACKRPC_SERVER_CHECK_DEFAULT &&
+         !l->conf->addr.abstract && p->cred_errno == 0 && p->uid != 0 &&
+         p->uid != p->self;
+}
+
+/* Whether the link trusts the server `p` describes (the rule is written
+ * in client.h, at ackrpc_server_check). If not, *ret_err and `why` say
+ * why. */
+static int trusted(const akr_link *l, const akr_peer *p, int *ret_err, char *why,
+                   size_t len) {
+  const akr_link_conf *c = l->conf;
+  *ret_err = 0;
+  if (c->server_check == ACKRPC_SERVER_CHECK_NONE) return 1;
+  if (p->cred_errno) {
+    *ret_err = p->cred_errno;
+    snprintf(why, len, "the server's credentials are unknown (SO_PEERCRED)");
+    return 0;
+  }
+  if (c->server_check == ACKRPC_SERVER_CHECK_UID) {
+    if (p->uid == c->server_uid) return 1;
+    snprintf(why, len, "the server runs as uid %u, not uid %u (server_uid)",
+             (unsigned)p->uid, (unsigned)c->server_uid);
+    return 0;
+  }
+  if (p->uid == 0 || p->uid == p->self) return 1;
+  if (c->addr.abstract) {
+    snprintf(why, len,
+             "the server at an abstract address runs as uid %u; trusted: root and "
+             "uid %u (set server_uid)",
+             (unsigned)p->uid, (unsigned)p->self);
+    return 0;
+  }
+  if (p->owner_errno == 0 && p->uid == p->owner) return 1;
+  if (p->owner_errno) {
+    *ret_err = p->owner_errno;
+    snprintf(why, len,
+             "the server runs as uid %u; trusted: root and uid %u (%s's directory "
+             "could not be examined)",
+             (unsigned)p->uid, (unsigned)p->self, c->addr.path);
+    return 0;
+  }
+  snprintf(
+      why, len,
+      "the server runs as uid %u; trusted: root, uid %u and uid %u (owner of %s%s)",
+      (unsigned)p->uid, (unsigned)p->self, (unsigned)p->owner,
+      p->owner_is_file ? "" : "the directory of ", c->addr.path);
+  return 0;
+}
+
+void akr_link_connected(akr_link *l, int fd, const akr_peer *peer) {
   l->fd = fd;
   l->reused = l->shut = l->broken = 0;
   l->broken_errno = 0;
@@ -184,6 +233,15 @@ void akr_link_connected(akr_link *l, int fd) {
   l->busy_until_us = l->busy_backoff_us = 0;
   l->cursor = l->head;
   l->cursor_off = 0;
+  /* Before a byte goes out: a server that is not who it should be never
+   * sees a request. Every call queued here is unsent, so all fail. */
+  char why[384];
+  int err;
+  if (!trusted(l, peer, &err, why, sizeof why)) {
+    fail_unstarted(l, ACKRPC_E_SERVER_IDENTITY, err, why);
+    drop(l, "the server is not trusted");
+    return;
+  }
   /* Empty calls only asked for the connection. */
   while (l->head && l->head->len == 0) {
     akr_ccall *c = l->head;
@@ -195,7 +253,7 @@ void akr_link_connected(akr_link *l, int fd) {
 }
 
 void akr_link_connect_failed(akr_link *l, int err, uint64_t now) {
-  const char *where = l->addr->abstract ? "abstract socket" : l->addr->path;
+  const char *where = l->conf->addr.abstract ? "abstract socket" : l->conf->addr.path;
   char why[160];
   if (err == EAGAIN) {
     /* The server's queue is full. Nothing was sent, so trying again until
@@ -289,8 +347,8 @@ int akr_link_input(akr_link *l, uint8_t **ret_buf, size_t *ret_room) {
   size_t avail = l->in_len - l->in_off, need = AKR_PREFIX_LEN;
   if (avail >= AKR_PREFIX_LEN) {
     akr_frame f;
-    if (akr_frame_scan(l->in + l->in_off, avail, AKR_FRAME_REPLY, l->max_reply, &f,
-                       &need) != AKR_FRAME_INCOMPLETE)
+    if (akr_frame_scan(l->in + l->in_off, avail, AKR_FRAME_REPLY, l->conf->max_reply,
+                       &f, &need) != AKR_FRAME_INCOMPLETE)
       need = avail;
   }
   size_t want = need > avail ? need : avail + 1; /* +1: room to see EOF */
@@ -313,7 +371,7 @@ int akr_link_input(akr_link *l, uint8_t **ret_buf, size_t *ret_room) {
  * request was complete (it refused it early, and closes). */
 static void early_reply(akr_link *l, akr_ccall *c, const akr_frame *f) {
   ackrpc_result probe = {0};
-  akr_result_from_reply(&probe, f, c->reply_desc);
+  akr_result_from_reply(&probe, f, c->reply_desc, l->conf->max_depth);
   if (ackrpc_status_outcome(probe.status) == ACKRPC_OUTCOME_ACKED &&
       probe.status != ACKRPC_OK) {
     memcpy(probe.call_id, c->result->call_id, sizeof probe.call_id);
@@ -340,7 +398,7 @@ static int take_reply(akr_link *l, const akr_frame *f) {
     return -1;
   }
   if (!c->completed) {
-    akr_result_from_reply(c->result, f, c->reply_desc);
+    akr_result_from_reply(c->result, f, c->reply_desc, l->conf->max_depth);
     complete(l, c);
   }
   l->reused = 1;
@@ -355,7 +413,7 @@ void akr_link_read(akr_link *l, size_t n) {
     if (avail == 0) break;
     akr_frame f;
     akr_frame_error fe = akr_frame_scan(l->in + l->in_off, avail, AKR_FRAME_REPLY,
-                                        l->max_reply, &f, NULL);
+                                        l->conf->max_reply, &f, NULL);
     if (fe == AKR_FRAME_INCOMPLETE) break;
     if (fe != AKR_FRAME_OK) {
       akr_ccall *c = l->head;

@@ -17,13 +17,17 @@
  * Outcomes, decided here only:
  *   - connect refused or failed: E_CONNECT; the server's queue full until
  *     the earliest deadline: E_BUSY;
+ *   - connected to a server that runs as a user the link does not trust
+ *     (akr_link_connected()): E_SERVER_IDENTITY for every call queued, and
+ *     the connection is dropped before a byte is written;
  *   - a frame not fully sent when the connection broke: E_SEND (a reply
  *     the server sent before closing, if one came, is the outcome instead);
  *     one whose deadline passed first: E_SEND_TIMEOUT;
  *   - a frame fully sent, then: the reply's status (ACKED); E_NO_ACK if the
  *     connection ended or broke first; E_ACK_TIMEOUT at the deadline;
  *     E_BAD_REPLY for a reply frame that is malformed, over max_reply, or
- *     whose OK body does not decode;
+ *     whose OK body does not decode (or nests deeper than max_depth, or
+ *     needs more decoding memory than result.c allows);
  *   - a call with an empty frame (len 0) completes, OK, as soon as the link
  *     is connected: that is how a session connects before its first call;
  *   - a frame not yet started when its connection ended stays queued and
@@ -37,6 +41,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -80,9 +85,19 @@ typedef enum akr_link_mode {
                       * sent stays in line so its late reply is dropped */
 } akr_link_mode;
 
+/* What a link takes from its client: where to connect, and what it
+ * accepts from the server there. Each owner of links (client, session,
+ * asynchronous call or session) keeps its own copy. */
+typedef struct akr_link_conf {
+  akr_address addr;
+  size_t max_reply;   /* largest reply frame */
+  unsigned max_depth; /* deepest nesting of a reply body */
+  ackrpc_server_check server_check;
+  uid_t server_uid; /* for ACKRPC_SERVER_CHECK_UID */
+} akr_link_conf;
+
 typedef struct akr_link {
-  const akr_address *addr; /* borrowed: must outlive the link */
-  size_t max_reply;
+  const akr_link_conf *conf; /* borrowed: must outlive the link */
   akr_link_mode mode;
   int fd;     /* the connection; -1: none */
   int reused; /* a call has completed on this connection */
@@ -110,8 +125,8 @@ typedef struct akr_link {
 
 /* A link with no connection. `buffer` (may be NULL) is where replies are
  * read first; larger ones move to the heap. */
-void akr_link_init(akr_link *link, const akr_address *addr, size_t max_reply,
-                   akr_link_mode mode, uint8_t *buffer, size_t buffer_len);
+void akr_link_init(akr_link *link, const akr_link_conf *conf, akr_link_mode mode,
+                   uint8_t *buffer, size_t buffer_len);
 
 /* Frees what the link allocated. The connection must be closed first
  * (akr_io_close()); calls still queued are left as they are. */
@@ -145,8 +160,28 @@ akr_wait akr_link_wait(const akr_link *link, uint64_t now_us, int *ret_events,
 
 /* --- Events, reported by io.c --- */
 
-/* A connection was made. */
-void akr_link_connected(akr_link *link, int fd);
+/* What io.c learnt about the server of a new connection. */
+typedef struct akr_peer {
+  int cred_errno; /* 0: `uid` is known (SO_PEERCRED); else why not */
+  uid_t uid;      /* the server's effective uid when it called listen() */
+  uid_t self;     /* this process's effective uid */
+  /* 0: `owner` is known; else why not (ENODATA: not looked up). */
+  int owner_errno;
+  uid_t owner; /* who owns the socket's directory (the socket file, when
+                * the directory is sticky): see akr_link_wants_owner() */
+  int owner_is_file;
+} akr_peer;
+
+/* Whether akr_link_connected() needs peer->owner to judge this server (the
+ * default check, a path address, and a server that is neither root nor
+ * this process's user): the caller looks it up only then. */
+int akr_link_wants_owner(const akr_link *link, const akr_peer *peer);
+
+/* A connection was made to a server described by `peer`. If the link does
+ * not trust it (conf->server_check), every queued call fails with
+ * E_SERVER_IDENTITY and the engine wants the connection dropped
+ * (akr_link_wants_drop()): nothing is sent on it. */
+void akr_link_connected(akr_link *link, int fd, const akr_peer *peer);
 /* Connecting failed with `err` (EAGAIN: the server's queue is full). */
 void akr_link_connect_failed(akr_link *link, int err, uint64_t now_us);
 

@@ -2,7 +2,9 @@
 #include "client/io.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void close_fd(akr_link *l) {
@@ -17,12 +19,58 @@ void akr_io_close(akr_link *l, int shut) {
   akr_link_closed(l, 0);
 }
 
+/* Who owns the directory holding the socket file `path`, or, if that
+ * directory is sticky (like /tmp: only a file's owner may remove or rename
+ * it there), the socket file itself. Symlinks on the way are followed, as
+ * connect() follows them. */
+static void owner_of(const char *path, akr_peer *p) {
+  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  const char *slash = strrchr(path, '/');
+  size_t n = slash ? (size_t)(slash - path) : 0;
+  if (!slash)
+    memcpy(dir, ".", 2);
+  else if (n == 0)
+    memcpy(dir, "/", 2);
+  else {
+    memcpy(dir, path, n);
+    dir[n] = 0;
+  }
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    p->owner_errno = errno;
+    return;
+  }
+  p->owner_is_file = (st.st_mode & S_ISVTX) != 0;
+  if (p->owner_is_file && stat(path, &st) != 0) {
+    p->owner_errno = errno;
+    return;
+  }
+  p->owner = st.st_uid;
+  p->owner_errno = 0;
+}
+
+/* What the engine needs to judge the server of a new connection. */
+static void peer_facts(const akr_link *l, int fd, akr_peer *p) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  p->self = geteuid();
+  p->cred_errno = 0;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) p->cred_errno = errno;
+  p->uid = p->cred_errno ? (uid_t)-1 : cred.uid;
+  p->owner_errno = ENODATA;
+  p->owner_is_file = 0;
+  if (akr_link_wants_owner(l, p)) owner_of(l->conf->addr.path, p);
+}
+
 static void do_connect(akr_link *l, uint64_t now) {
   int fd;
-  if (akr_connect(l->addr, &fd) == 0)
-    akr_link_connected(l, fd);
-  else
+  if (akr_connect(&l->conf->addr, &fd) == 0) {
+    akr_peer peer;
+    peer_facts(l, fd, &peer);
+    akr_link_connected(l, fd, &peer);
+  } else {
     akr_link_connect_failed(l, errno, now);
+  }
 }
 
 /* Sends as much output as the socket takes. 0: all sent, or it would

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mem/arena.h"
+#include "wire/depth.h"
 #include "wire/head.h"
 
 /* A reply head (a status and a short message) is decoded on the stack; a
@@ -28,7 +29,7 @@ ackrpc_status akr_result_fail(ackrpc_result *r, ackrpc_status st, int err,
                               const char *fmt, ...) {
   r->status = st;
   r->sys_errno = err;
-  char buf[256];
+  char buf[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);
@@ -55,8 +56,62 @@ static void keep_bytes(ackrpc_result *r, const akr_reply *reply) {
   r->reply_bytes_len = reply->body_len;
 }
 
+/* protobuf-c's allocator with a budget: what the decoder takes from
+ * malloc() counts against it (it frees only on failure), so a reply cannot
+ * make the client allocate without bound. The reply is freed later with
+ * the default allocator (free()), which this one is compatible with. */
+typedef struct budget {
+  size_t left;
+  int refused; /* an allocation was over the budget */
+} budget;
+
+static void *budget_alloc(void *data, size_t size) {
+  budget *b = data;
+  if (size > b->left) {
+    b->refused = 1;
+    return NULL;
+  }
+  void *p = malloc(size);
+  if (p) b->left -= size;
+  return p;
+}
+
+static void budget_free(void *data, void *p) {
+  (void)data;
+  free(p);
+}
+
+/* Whether `desc` has a message field: only then can a body nest. */
+static int may_nest(const ProtobufCMessageDescriptor *desc) {
+  for (unsigned i = 0; i < desc->n_fields; i++)
+    if (desc->fields[i].type == PROTOBUF_C_TYPE_MESSAGE) return 1;
+  return 0;
+}
+
+/* Decodes a reply body with `desc`, within the nesting and memory limits.
+ * NULL if it does not decode; then *ret_why says why (for `desc`). */
+static ProtobufCMessage *decode_body(const ProtobufCMessageDescriptor *desc,
+                                     const akr_reply *reply, unsigned max_depth,
+                                     char *why, size_t why_len) {
+  if (reply->body_len && may_nest(desc) &&
+      akr_check_depth(desc, reply->body, reply->body_len, max_depth)) {
+    snprintf(why, why_len, "reply body nests deeper than %u levels (max_reply_depth)",
+             max_depth);
+    return NULL;
+  }
+  budget b = {AKR_REPLY_DECODE_BUDGET(reply->body_len), 0};
+  ProtobufCAllocator a = {budget_alloc, budget_free, &b};
+  ProtobufCMessage *m =
+      protobuf_c_message_unpack(desc, &a, reply->body_len, reply->body);
+  if (!m)
+    snprintf(why, why_len, "reply body %s as %s",
+             b.refused ? "needs too much memory to decode" : "does not decode",
+             desc->name);
+  return m;
+}
+
 void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
-                           const ProtobufCMessageDescriptor *desc) {
+                           const ProtobufCMessageDescriptor *desc, unsigned max_depth) {
   _Alignas(max_align_t) uint8_t room[REPLY_HEAD_ROOM];
   akr_arena arena;
   akr_arena_init_on(&arena, REPLY_HEAD_BUDGET, room, sizeof room);
@@ -79,9 +134,9 @@ void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
   /* An OK reply always yields a message (an empty body is the default
    * message); an error reply yields one only if it sent a body. */
   if (reply.status == ACKRPC_OK || reply.body_len) {
-    r->reply = protobuf_c_message_unpack(desc, NULL, reply.body_len, reply.body);
+    char why[256];
+    r->reply = decode_body(desc, &reply, max_depth, why, sizeof why);
     if (!r->reply && reply.status == ACKRPC_OK)
-      akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "reply body does not decode as %s",
-                      desc->name);
+      akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "%s", why);
   }
 }

@@ -17,12 +17,20 @@ ackrpc_status akr_result_fail(ackrpc_result *r, ackrpc_status st, int err,
                               const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The memory a reply body may take once decoded: protobuf-c can need ~30
+ * times the wire size for pathological input (many empty submessages); the
+ * same bound as the server's for requests. */
+#define AKR_REPLY_DECODE_BUDGET(body_len) (16 * (size_t)(body_len) + (64u << 10))
+
 /* Fills `r` from a complete reply frame: the server's status and message,
  * and the reply decoded with `desc` (an OK reply always gives a message, an
  * error reply one only if it has a body); with `desc` NULL, the body's bytes
- * in reply_bytes whatever the status. E_BAD_REPLY if the head does not
- * decode, or an OK body does not decode with `desc`. */
+ * in reply_bytes whatever the status. A body is decoded only if it nests no
+ * deeper than `max_depth` (protobuf-c recurses without a limit) and within
+ * AKR_REPLY_DECODE_BUDGET. E_BAD_REPLY if the head does not decode, or an
+ * OK body does not decode with `desc` within those limits (an error
+ * status's body that does not is dropped; the status stands). */
 void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
-                           const ProtobufCMessageDescriptor *desc);
+                           const ProtobufCMessageDescriptor *desc, unsigned max_depth);
 
 #endif /* AKR_CLIENT_RESULT_H */

@@ -19,11 +19,10 @@
 static ackrpc_session *session_new(const ackrpc_client *client) {
   ackrpc_session *s = calloc(1, sizeof *s);
   if (!s) return NULL;
-  s->addr = client->addr;
+  s->conf = client->conf;
   s->timeout_ms = client->timeout_ms;
-  s->max_reply = client->max_reply;
   akr_ids_init(&s->ids, s);
-  akr_link_init(&s->link, &s->addr, s->max_reply, AKR_LINK_SESSION, NULL, 0);
+  akr_link_init(&s->link, &s->conf, AKR_LINK_SESSION, NULL, 0);
   return s;
 }
 
@@ -50,7 +49,8 @@ ackrpc_status ackrpc_session_open(ackrpc_client *client, uint32_t timeout_ms,
     free(s);
     /* Busy until the deadline, whichever side of it the last try fell. */
     if (st == ACKRPC_E_BUSY || st == ACKRPC_E_SEND_TIMEOUT) return ACKRPC_E_BUSY;
-    return st == ACKRPC_E_NOMEM ? st : ACKRPC_E_CONNECT;
+    if (st == ACKRPC_E_NOMEM || st == ACKRPC_E_SERVER_IDENTITY) return st;
+    return ACKRPC_E_CONNECT;
   }
   *ret_session = s;
   return ACKRPC_OK;

@@ -20,13 +20,16 @@ import math
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 EXIT = {"usage": 64, "dataerr": 65, "noinput": 66, "not_delivered": 69,
-        "no_ack": 75, "unsupported": 78}
+        "no_ack": 75, "bad_reply": 76, "noperm": 77, "unsupported": 78}
 STATUS_NAMES = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
                 "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
                 "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
@@ -649,6 +652,263 @@ def g_stats(e):
     e.check(code == 0 and text.startswith("uptime ") and "METHOD" in text and
             line.split()[1:3] == ["5", "3"] and "NOT_FOUND=2" in line and "OK=2" in line,
             "stats table", text)
+
+
+# --- A hostile server (docs/PROTOCOL.md by hand): replies and descriptors
+# from a server are untrusted input too.
+
+def pb_varint(n):
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def pb_ld(num, data):
+    return pb_varint(num << 3 | 2) + pb_varint(len(data)) + data
+
+
+def pb_int(num, n):
+    return pb_varint(num << 3) + pb_varint(n)
+
+
+def nested_chain(levels, tag=b"\x0a"):
+    """`levels` messages each holding the next in field 1 (the top one is
+    level 1), built from the inside out in linear time."""
+    heads, inner = [], 0
+    for _ in range(levels - 1):
+        h = tag + pb_varint(inner)
+        heads.append(h)
+        inner += len(h)
+    return b"".join(reversed(heads))
+
+
+def evil_service(method, in_type, out_type):
+    rpc = pb_ld(1, method.encode()) + pb_ld(2, in_type.encode()) + pb_ld(3, out_type.encode())
+    return pb_ld(6, pb_ld(1, b"Evil") + pb_ld(2, rpc))
+
+
+def deep_file_descriptor(levels):
+    """evil.proto: message M nests a message M `levels` deep (nested_type,
+    field 3 of DescriptorProto), and service Evil { rpc Call(M) returns (M) }."""
+    m = pb_ld(1, b"M")
+    for _ in range(levels - 1):
+        m = pb_ld(1, b"M") + pb_ld(3, m)
+    return (pb_ld(1, b"evil.proto") + pb_ld(2, b"evil") + pb_ld(4, m) +
+            evil_service("Call", ".evil.M", ".evil.M") + pb_ld(12, b"proto3"))
+
+
+def node_file_descriptor():
+    """evil.proto: message Node { Node child = 1; }, service Evil { rpc
+    Get(Node) returns (Node); }: a valid, recursive schema."""
+    field = (pb_ld(1, b"child") + pb_int(3, 1) + pb_int(4, 1) + pb_int(5, 11) +
+             pb_ld(6, b".evil.Node") + pb_ld(10, b"child"))
+    node = pb_ld(1, b"Node") + pb_ld(2, field)
+    return (pb_ld(1, b"evil.proto") + pb_ld(2, b"evil") + pb_ld(4, node) +
+            evil_service("Get", ".evil.Node", ".evil.Node") + pb_ld(12, b"proto3"))
+
+
+REFLECT_FILES = "ackrpc.reflection.Reflection/FileContainingSymbol"
+
+
+class Hostile:
+    """Serves `replies` (method name -> reply body, status OK; others get
+    UNIMPLEMENTED) at `path`, one request per connection, from a thread;
+    records the bytes each connection sent. With `as_uid`, listen() is called
+    by a child process running as that user, so that SO_PEERCRED says so.
+    Every wait is bounded; close() stops it and removes the socket."""
+
+    def __init__(self, path, replies, as_uid=None):
+        self.path, self.replies, self.received = path, replies, []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        if as_uid is None:
+            self.sock.listen(16)
+        else:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.setgroups([])
+                    os.setresgid(as_uid, as_uid, as_uid)
+                    os.setresuid(as_uid, as_uid, as_uid)
+                    self.sock.listen(16)
+                    os._exit(0)
+                except BaseException:
+                    os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                self.sock.close()
+                os.unlink(path)
+                raise RuntimeError("could not listen as uid %d" % as_uid)
+        self.sock.settimeout(0.05)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        end = time.monotonic() + 100
+        while not self.stop.is_set() and time.monotonic() < end:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with conn:
+                try:
+                    self.handle(conn)
+                except OSError:
+                    pass
+
+    def handle(self, conn):
+        conn.settimeout(5)
+        data = b""
+        while True:
+            if len(data) >= 12:
+                h, b = struct.unpack("<II", data[4:12])
+                if len(data) >= 12 + h + b:
+                    break
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        self.received.append(len(data))
+        if len(data) < 12:
+            return
+        h = struct.unpack("<I", data[4:8])[0]
+        method = request_method(data[12:12 + h])
+        body = self.replies.get(method)
+        head = b"" if body is not None else pb_int(1, 12) + pb_ld(2, b"not here")
+        body = body or b""
+        conn.sendall(b"AK\x01\x02" + struct.pack("<II", len(head), len(body)) + head + body)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+        self.sock.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def request_method(head):
+    """RequestHead.method (field 1) of a request head."""
+    i = 0
+    while i < len(head):
+        key, i = read_varint(head, i)
+        wt = key & 7
+        if wt == 0:
+            _, i = read_varint(head, i)
+        elif wt == 2:
+            n, i = read_varint(head, i)
+            if key >> 3 == 1:
+                return head[i:i + n].decode(errors="replace")
+            i += n
+        else:
+            return ""
+    return ""
+
+
+def read_varint(b, i):
+    v = shift = 0
+    while i < len(b):
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            break
+    return v, i
+
+
+def g_hostile(e):
+    sock = os.path.join(e.tmp, "hostile.sock")
+    crashed = lambda code: code < 0  # killed by a signal (SIGSEGV: -11)
+
+    # 10,000 nested message types (~70 KB) by reflection: describe and call
+    # used to die in protobuf-c's recursion.
+    files = pb_ld(1, deep_file_descriptor(10000))
+    srv = Hostile(sock, {REFLECT_FILES: files})
+    try:
+        for argv in (["describe", sock, "evil.M"], ["call", sock, "evil.Evil/Call", "{}"]):
+            got = e.run(*argv)
+            e.check(not crashed(got[0]), f"{argv[0]} survives deep descriptors",
+                    f"exit {got[0]}: {got[2][:500]}")
+            e.expect(f"{argv[0]} refuses deep descriptors", got, rc=EXIT["bad_reply"],
+                     err_has=["nested deeper than 100 levels"])
+    finally:
+        srv.close()
+
+    # 1,500,000 empty message types (3 MB, under the client's 4 MiB reply
+    # limit) would decode into ~270 MB: over the decoding budget.
+    wide = pb_ld(1, b"wide.proto") + b"\x22\x00" * 1_500_000
+    srv = Hostile(sock, {REFLECT_FILES: pb_ld(1, wide)})
+    try:
+        e.expect("describe refuses descriptors that decode too large",
+                 e.run("describe", sock, "x.Y"), rc=EXIT["bad_reply"],
+                 err_has=["too much memory"])
+    finally:
+        srv.close()
+
+    # A valid recursive schema, and a reply nested 100,000 deep: the JSON
+    # decoder's own depth limit, not a crash.
+    files = pb_ld(1, node_file_descriptor())
+    srv = Hostile(sock, {REFLECT_FILES: files, "evil.Evil/Get": nested_chain(100000)})
+    try:
+        got = e.run("call", sock, "evil.Evil/Get", "{}")
+        e.check(not crashed(got[0]), "call survives a deep reply", f"exit {got[0]}")
+        e.expect("call refuses a deep reply", got, rc=EXIT["bad_reply"],
+                 err_has=["nested deeper than"])
+        ok = pb_ld(1, pb_ld(1, b""))  # {"child": {"child": {}}}
+        srv.replies["evil.Evil/Get"] = ok
+        e.expect("a shallow reply of the same type", e.run("call", sock, "evil.Evil/Get", "{}"),
+                 out_json={"child": {"child": {}}})
+    finally:
+        srv.close()
+
+    # --server-uid: who the server must run as, checked before anything is
+    # sent. This server runs as us.
+    me = os.geteuid()
+    other = 4243 if me == 4242 else 4242
+    srv = Hostile(sock, {"ackrpc.reflection.Health/Check": pb_int(1, 1)})
+    try:
+        for cmd in (["health"], ["stats"], ["list"], ["describe"], ["call"]):
+            extra = {"describe": ["x.Y"], "call": [ECHO, "{}"]}.get(cmd[0], [])
+            argv = [cmd[0], "--server-uid", str(other), sock, *extra]
+            if cmd[0] == "call":
+                argv[1:1] = e.desc_file("clitest.pb")
+            e.expect(f"{cmd[0]} --server-uid another", e.run(*argv), rc=EXIT["noperm"],
+                     err_has=["E_SERVER_IDENTITY (211)", f"uid {me}"])
+        e.check(srv.received == [0] * len(srv.received) and len(srv.received) == 5,
+                "an untrusted server receives nothing", repr(srv.received))
+        name = __import__("pwd").getpwuid(me).pw_name
+        for uid in (str(me), name, "any"):
+            e.expect(f"health --server-uid {uid}", e.run("health", "--server-uid", uid, sock),
+                     out_has=["SERVING"])
+        e.expect("health (the default trusts our own uid)", e.run("health", sock),
+                 out_has=["SERVING"])
+        e.expect("--server-uid unknown user",
+                 e.run("health", "--server-uid", "no-such-user-ackrpc", sock),
+                 rc=EXIT["usage"], err_has=["--server-uid wants"])
+    finally:
+        srv.close()
+
+    # The default, against a server of another user in our own directory
+    # (root only: listen() as nobody).
+    if me != 0:
+        print("cli_hostile: not root: the default check against another user is skipped")
+        return
+    nobody = __import__("pwd").getpwnam("nobody").pw_uid
+    srv = Hostile(sock, {"ackrpc.reflection.Health/Check": pb_int(1, 1)}, as_uid=nobody)
+    try:
+        e.expect("health: an impostor of another user", e.run("health", sock),
+                 rc=EXIT["noperm"], err_has=["E_SERVER_IDENTITY", f"uid {nobody}"])
+        e.check(srv.received == [0], "the impostor receives nothing", repr(srv.received))
+        e.expect("health --server-uid nobody", e.run("health", "--server-uid", "nobody", sock),
+                 out_has=["SERVING"])
+    finally:
+        srv.close()
 
 
 GROUPS = {name[2:]: fn for name, fn in globals().items() if name.startswith("g_")}

@@ -470,3 +470,36 @@ FX_TEST(outbox, bad_arguments) {
   ackrpc_outbox_message_clear(NULL);
   ackrpc_outbox_close(ob);
 }
+
+static void note_status(void *user, const ackrpc_outbox_attempt *a) {
+  ackrpc_status *st = user;
+  *st = a->status;
+}
+
+/* The outbox delivers through the client, so the client's check of the
+ * server's identity holds there too (tests/integration/test_client_identity.c
+ * for every other path): an impostor of another user gets nothing. */
+FX_TEST(outbox, impostor_of_another_user_receives_nothing) {
+  if (geteuid() != 0) {
+    cr_log_warn("skipped: a listener of another user needs root");
+    return;
+  }
+  int lfd = fx_listen_as(fx_sock(), 65534, 65534); /* nobody */
+  cr_assert_geq(lfd, 0);
+  ackrpc_status last = ACKRPC_OK;
+  ackrpc_outbox_options o = {.initial_backoff_ms = 1,
+                             .max_backoff_ms = 1,
+                             .on_attempt = note_status,
+                             .on_attempt_user = &last};
+  ackrpc_outbox *ob = open_ob(&o, fx_sock());
+  cr_assert_eq(put_echo(ob, "secret", NULL), ACKRPC_OK);
+  for (int i = 0; i < 20 && last == ACKRPC_OK; i++)
+    ackrpc_outbox_pump(ob, 1, NULL);
+  cr_assert_eq(last, ACKRPC_E_SERVER_IDENTITY, "%s", ackrpc_status_name(last));
+  ackrpc_outbox_close(ob);
+  size_t bytes = 99;
+  cr_assert_geq(fx_listener_drain(lfd, &bytes), 1);
+  cr_assert_eq(bytes, 0, "the impostor received %zu bytes", bytes);
+  close(lfd);
+  unlink(fx_sock());
+}

@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <grp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1018,4 +1020,59 @@ uint8_t *fx_raw_read_all(int fd, uint32_t ms, size_t *ret_len, int *ret_eof) {
   *ret_len = len;
   if (ret_eof) *ret_eof = eof;
   return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listeners of another user */
+
+int fx_listen_as(const char *address, uid_t uid, gid_t gid) {
+  struct sockaddr_un sa;
+  socklen_t sl;
+  if (fill_sockaddr(address, &sa, &sl) != 0) return -1;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  if (bind(fd, (struct sockaddr *)&sa, sl) != 0) {
+    close(fd);
+    return -1;
+  }
+  int ok;
+  if (uid == geteuid()) {
+    ok = listen(fd, 64) == 0;
+  } else {
+    /* The kernel records the credentials of the process that calls
+     * listen(): a child that has become `uid` calls it on our socket. */
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 ||
+          setresuid(uid, uid, uid) != 0)
+        _exit(2);
+      _exit(listen(fd, 64) == 0 ? 0 : 3);
+    }
+    int status = 0;
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    ok = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
+  if (!ok) {
+    close(fd);
+    if (address[0] != '@') unlink(address);
+    return -1;
+  }
+  return fd;
+}
+
+size_t fx_listener_drain(int lfd, size_t *ret_bytes) {
+  size_t conns = 0, bytes = 0;
+  for (;;) {
+    int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0 && errno == EINTR) continue;
+    if (c < 0) break;
+    conns++;
+    size_t n;
+    fx_raw_read_all(c, 2000, &n, NULL);
+    bytes += n;
+    close(c);
+  }
+  *ret_bytes = bytes;
+  return conns;
 }

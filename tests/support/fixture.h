@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <criterion/criterion.h>
 #include <protobuf-c/protobuf-c.h>
@@ -214,5 +215,20 @@ int fx_raw_send(int fd, const void *buf, size_t len);
 /* Reads until EOF or `ms` pass; returns a malloc'd buffer (freed at
  * teardown), its length in *ret_len, and *ret_eof nonzero if EOF came. */
 uint8_t *fx_raw_read_all(int fd, uint32_t ms, size_t *ret_len, int *ret_eof);
+
+/* --- Listeners of another user --- */
+
+/* A listening, non-blocking socket bound to `address` whose listen() was
+ * called by a child process running as uid:gid (so SO_PEERCRED shows its
+ * clients that user; the socket file, if any, belongs to this process's
+ * user). No process is left running. Needs root unless uid is this
+ * process's euid. Returns the fd (closed by the caller, who also unlinks a
+ * path), or -1 (nothing left behind). */
+int fx_listen_as(const char *address, uid_t uid, gid_t gid);
+
+/* Accepts every connection queued on the non-blocking listener `lfd`,
+ * reads each until EOF (at most 2 s each) and closes it. Returns how many
+ * there were, and the bytes they sent in all in *ret_bytes. */
+size_t fx_listener_drain(int lfd, size_t *ret_bytes);
 
 #endif /* ACKRPC_TEST_FIXTURE_H */

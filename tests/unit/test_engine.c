@@ -10,6 +10,8 @@
 
 #include "client/engine.h"
 #include "fixture.h"
+#include "hardening.pb-c.h"
+#include "pieces.pb-c.h"
 
 #define T0 1000000000ull /* the engine's clock in these tests */
 #define FD 42            /* a connection's descriptor, never used for I/O */
@@ -21,11 +23,21 @@ typedef struct tcall {
   ackrpc_result r;
 } tcall;
 
-static akr_address addr;
+static akr_link_conf conf;
 
 static void link_new(akr_link *l, akr_link_mode mode) {
-  cr_assert_eq(akr_address_parse("/tmp/engine-test.sock", &addr), ACKRPC_OK);
-  akr_link_init(l, &addr, 4096, mode, NULL, 0);
+  memset(&conf, 0, sizeof conf);
+  cr_assert_eq(akr_address_parse("/tmp/engine-test.sock", &conf.addr), ACKRPC_OK);
+  conf.max_reply = 4096;
+  conf.max_depth = 100;
+  akr_link_init(l, &conf, mode, NULL, 0);
+}
+
+/* A server running as root: every check trusts it. */
+static const akr_peer root_peer = {.uid = 0, .self = 1000, .owner_errno = ENODATA};
+
+static void connected(akr_link *l, int fd) {
+  akr_link_connected(l, fd, &root_peer);
 }
 
 /* A call whose request frame is `len` bytes (their content does not matter
@@ -89,7 +101,7 @@ Test(engine, reply_completes_the_call_with_the_servers_status) {
   int ev;
   uint64_t until;
   cr_assert_eq(akr_link_wait(&l, T0, &ev, &until), AKR_WAIT_CONNECT);
-  akr_link_connected(&l, FD);
+  connected(&l, FD);
   send_all(&l);
   cr_assert(akr_link_wants_shut(&l), "a one-shot link half-closes after its frame");
   l.shut = 1;
@@ -115,7 +127,7 @@ Test(engine, malformed_reply_is_bad_reply_and_drops_the_connection) {
   call_new(&c, 30, 1000);
   akr_link_push(&l, &a.c);
   akr_link_push(&l, &b.c);
-  akr_link_connected(&l, FD);
+  connected(&l, FD);
   send_all(&l);
   akr_link_push(&l, &c.c); /* queued, not started */
   receive(&l, "garbage, not a frame", 20);
@@ -139,7 +151,7 @@ Test(engine, reply_over_the_limit_is_bad_reply) {
   tcall a;
   call_new(&a, 30, 1000);
   akr_link_push(&l, &a.c);
-  akr_link_connected(&l, FD);
+  connected(&l, FD);
   send_all(&l);
   uint8_t prefix[12];
   fx_frame_prefix(prefix, 2, 0, 1u << 20); /* over the link's 4096 */
@@ -155,7 +167,7 @@ Test(engine, eof_mid_reply_is_no_ack) {
   tcall a;
   call_new(&a, 30, 1000);
   akr_link_push(&l, &a.c);
-  akr_link_connected(&l, FD);
+  connected(&l, FD);
   send_all(&l);
   uint8_t *frame;
   size_t n = fx_frame_reply(&frame, ACKRPC_OK, NULL, NULL);
@@ -174,7 +186,7 @@ Test(engine, early_refusal_before_the_frame_is_sent_is_the_outcome) {
   tcall a;
   call_new(&a, 60, 1000);
   akr_link_push(&l, &a.c);
-  akr_link_connected(&l, FD);
+  connected(&l, FD);
   akr_link_wrote(&l, 12); /* part of the frame went out */
   akr_link_write_failed(&l, EPIPE);
   receive_reply(&l, ACKRPC_RESOURCE_EXHAUSTED);
@@ -192,7 +204,7 @@ Test(engine, broken_mid_frame_without_reply_is_not_delivered) {
   tcall a;
   call_new(&a, 60, 1000);
   akr_link_push(&l, &a.c);
-  akr_link_connected(&l, FD);
+  connected(&l, FD);
   akr_link_wrote(&l, 12);
   akr_link_write_failed(&l, EPIPE);
   akr_link_closed(&l, 0);
@@ -209,7 +221,7 @@ Test(engine, idle_session_closed_by_the_server_sends_the_call_again_once) {
   tcall a, b;
   call_new(&a, 30, 1000);
   akr_link_push(&l, &a.c);
-  akr_link_connected(&l, FD);
+  connected(&l, FD);
   send_all(&l);
   receive_reply(&l, ACKRPC_OK);
   cr_assert_eq(a.r.status, ACKRPC_OK);
@@ -219,7 +231,7 @@ Test(engine, idle_session_closed_by_the_server_sends_the_call_again_once) {
   akr_link_write_failed(&l, EPIPE);
   akr_link_closed(&l, 0);
   cr_assert(!b.c.completed, "nothing was delivered: the call goes out again");
-  akr_link_connected(&l, FD + 1);
+  connected(&l, FD + 1);
   send_all(&l);
   cr_assert(b.c.sent);
   /* And a second break before anything is outstanding is not retried. */
@@ -238,7 +250,7 @@ Test(engine, deadline_in_a_pipeline_keeps_the_call_in_line_for_its_late_reply) {
   call_new(&b, 30, 1000);
   akr_link_push(&l, &a.c);
   akr_link_push(&l, &b.c);
-  akr_link_connected(&l, FD);
+  connected(&l, FD);
   send_all(&l);
   akr_link_tick(&l, T0 + 20000);
   cr_assert_eq(a.r.status, ACKRPC_E_ACK_TIMEOUT);
@@ -263,7 +275,7 @@ Test(engine, deadline_mid_frame_is_send_timeout_and_drops) {
   call_new(&b, 30, 1000);
   akr_link_push(&l, &a.c);
   akr_link_push(&l, &b.c);
-  akr_link_connected(&l, FD);
+  connected(&l, FD);
   akr_link_wrote(&l, 20);
   akr_link_tick(&l, T0 + 20000);
   cr_assert_eq(a.r.status, ACKRPC_E_SEND_TIMEOUT);
@@ -315,4 +327,238 @@ Test(engine, refused_connection_fails_every_queued_call) {
   done(&a);
   done(&b);
   akr_link_free(&l);
+}
+
+/* --- who the server is ------------------------------------------------ */
+
+/* Connects a one-shot link with one queued call to a server described by
+ * `p`, under `check`; returns the call's status, or -1 if the link trusted
+ * the server (the call is still waiting for its reply). */
+static int judge(ackrpc_server_check check, uid_t server_uid, int abstract,
+                 const akr_peer *p, int *ret_errno) {
+  akr_link l;
+  link_new(&l, AKR_LINK_ONE_SHOT);
+  if (abstract) cr_assert_eq(akr_address_parse("@engine-test", &conf.addr), ACKRPC_OK);
+  conf.server_check = check;
+  conf.server_uid = server_uid;
+  tcall a;
+  call_new(&a, 30, 1000);
+  akr_link_push(&l, &a.c);
+  akr_link_connected(&l, FD, p);
+  int st = a.c.completed ? (int)a.r.status : -1;
+  if (ret_errno) *ret_errno = a.r.sys_errno;
+  if (st >= 0) {
+    struct iovec iov[4];
+    cr_assert_eq(akr_link_output(&l, iov, 4), 0,
+                 "nothing is sent to an untrusted server");
+    cr_assert(akr_link_wants_drop(&l));
+    cr_assert(a.c.released);
+    cr_assert_not_null(a.r.message);
+    akr_link_closed(&l, 0);
+  } else {
+    cr_assert(!akr_link_wants_drop(&l));
+    akr_link_closed(&l, 0);
+  }
+  done(&a);
+  akr_link_free(&l);
+  return st;
+}
+
+Test(engine, default_check_trusts_root_self_and_the_directory_owner_only) {
+  const int untrusted = ACKRPC_E_SERVER_IDENTITY;
+  akr_peer p = {.uid = 0, .self = 1000, .owner = 2000, .owner_errno = 0};
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_DEFAULT, 0, 0, &p, NULL), -1, "root");
+  p.uid = 1000;
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_DEFAULT, 0, 0, &p, NULL), -1, "self");
+  p.uid = 2000;
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_DEFAULT, 0, 0, &p, NULL), -1, "owner");
+  p.uid = 3000;
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_DEFAULT, 0, 0, &p, NULL), untrusted, "other");
+  /* The owner could not be looked up: only root and self. */
+  int err = 0;
+  p.uid = 2000;
+  p.owner_errno = EACCES;
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_DEFAULT, 0, 0, &p, &err), untrusted);
+  cr_assert_eq(err, EACCES);
+  /* An abstract name has no owner: a server of another user is untrusted. */
+  p.owner_errno = 0;
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_DEFAULT, 0, 1, &p, NULL), untrusted,
+               "abstract: the owner of a path means nothing");
+  p.uid = 1000;
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_DEFAULT, 0, 1, &p, NULL), -1);
+  /* Unknown credentials: untrusted, with the reason. */
+  p.cred_errno = ENOTCONN;
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_DEFAULT, 0, 0, &p, &err), untrusted);
+  cr_assert_eq(err, ENOTCONN);
+}
+
+Test(engine, explicit_uid_is_exact_and_none_trusts_anyone) {
+  const int untrusted = ACKRPC_E_SERVER_IDENTITY;
+  akr_peer p = {.uid = 1234, .self = 1234, .owner_errno = ENODATA};
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_UID, 1234, 0, &p, NULL), -1);
+  p.uid = 0;
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_UID, 1234, 0, &p, NULL), untrusted,
+               "not even root passes for another uid");
+  p.uid = 1234;
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_UID, 1235, 1, &p, NULL), untrusted,
+               "not even this process's own uid");
+  p.uid = 777;
+  p.cred_errno = ENOTCONN;
+  cr_assert_eq(judge(ACKRPC_SERVER_CHECK_NONE, 0, 0, &p, NULL), -1);
+}
+
+Test(engine, owner_is_looked_up_only_when_it_decides) {
+  akr_link l;
+  link_new(&l, AKR_LINK_ONE_SHOT);
+  akr_peer p = {.uid = 0, .self = 1000};
+  cr_assert_not(akr_link_wants_owner(&l, &p), "root: trusted anyway");
+  p.uid = 1000;
+  cr_assert_not(akr_link_wants_owner(&l, &p), "self: trusted anyway");
+  p.uid = 2000;
+  cr_assert(akr_link_wants_owner(&l, &p));
+  conf.server_check = ACKRPC_SERVER_CHECK_UID;
+  cr_assert_not(akr_link_wants_owner(&l, &p));
+  conf.server_check = ACKRPC_SERVER_CHECK_DEFAULT;
+  cr_assert_eq(akr_address_parse("@engine-test", &conf.addr), ACKRPC_OK);
+  cr_assert_not(akr_link_wants_owner(&l, &p), "an abstract name has no owner");
+  akr_link_free(&l);
+}
+
+Test(engine, untrusted_server_fails_every_queued_call_and_the_session_connect) {
+  akr_link l;
+  link_new(&l, AKR_LINK_PIPELINE);
+  tcall open, a, b;
+  call_new(&open, 0, 1000); /* a session's connect: an empty call */
+  call_new(&a, 30, 1000);
+  call_new(&b, 30, 1000);
+  akr_link_push(&l, &open.c);
+  akr_link_push(&l, &a.c);
+  akr_link_push(&l, &b.c);
+  akr_peer p = {.uid = 4321, .self = 1000, .owner = 1000, .owner_errno = 0};
+  akr_link_connected(&l, FD, &p);
+  struct iovec iov[4];
+  cr_assert_eq(akr_link_output(&l, iov, 4), 0);
+  for (tcall *t = &open; t; t = t == &open ? &a : t == &a ? &b : NULL) {
+    cr_assert(t->c.completed && t->c.released);
+    cr_assert_eq(t->r.status, ACKRPC_E_SERVER_IDENTITY, "%s",
+                 ackrpc_status_name(t->r.status));
+    cr_assert_eq(ackrpc_status_outcome(t->r.status), ACKRPC_OUTCOME_NOT_DELIVERED);
+    cr_assert(strstr(t->r.message, "uid 4321"), "%s", t->r.message);
+  }
+  cr_assert(akr_link_wants_drop(&l));
+  akr_link_closed(&l, 0);
+  int ev;
+  uint64_t until;
+  cr_assert_eq(akr_link_wait(&l, T0, &ev, &until), AKR_WAIT_NONE);
+  done(&open);
+  done(&a);
+  done(&b);
+  akr_link_free(&l);
+}
+
+/* --- what a reply may cost to decode ---------------------------------- */
+
+/* A reply frame (status OK, empty head) around `body`. */
+static uint8_t *reply_frame(const uint8_t *body, size_t len, size_t *ret_len) {
+  uint8_t *f = malloc(12 + len);
+  cr_assert_not_null(f);
+  fx_frame_prefix(f, 2, 0, (uint32_t)len);
+  memcpy(f + 12, body, len);
+  *ret_len = 12 + len;
+  return f;
+}
+
+/* A Node body `levels` deep (the top message is level 1), written from the
+ * inside out. */
+static uint8_t *nested(size_t levels, size_t *ret_len) {
+  size_t cap = 6 * levels + 16, pos = cap;
+  uint8_t *b = malloc(cap);
+  cr_assert_not_null(b);
+  for (size_t i = 1; i < levels; i++) {
+    size_t inner = cap - pos;
+    uint8_t v[10];
+    size_t n = 0;
+    do {
+      v[n++] = (uint8_t)((inner & 0x7f) | (inner > 0x7f ? 0x80 : 0));
+      inner >>= 7;
+    } while (inner);
+    pos -= n;
+    memcpy(b + pos, v, n);
+    b[--pos] = 0x0a; /* field 1 (child), length-delimited */
+  }
+  memmove(b, b + pos, cap - pos);
+  *ret_len = cap - pos;
+  return b;
+}
+
+/* Feeds one reply with `body` to a one-shot call whose reply type is
+ * `desc`; returns the call's status (its result in *t). */
+static ackrpc_status decode_reply(const ProtobufCMessageDescriptor *desc,
+                                  const uint8_t *body, size_t len, tcall *t) {
+  akr_link l;
+  link_new(&l, AKR_LINK_ONE_SHOT);
+  conf.max_reply = 64u << 20;
+  call_new(t, 30, 1000);
+  t->c.reply_desc = desc;
+  akr_link_push(&l, &t->c);
+  connected(&l, FD);
+  send_all(&l);
+  size_t flen;
+  uint8_t *f = reply_frame(body, len, &flen);
+  receive(&l, f, flen);
+  free(f);
+  cr_assert(t->c.completed);
+  akr_link_closed(&l, 0);
+  akr_link_free(&l);
+  return t->r.status;
+}
+
+Test(engine, reply_nested_deeper_than_max_depth_is_bad_reply_not_a_crash) {
+  tcall t;
+  size_t len;
+  uint8_t *body = nested(100, &len);
+  cr_assert_eq(decode_reply(&ackrpc__hardening__node__descriptor, body, len, &t),
+               ACKRPC_OK, "100 levels: the default limit");
+  cr_assert_not_null(t.r.reply);
+  done(&t);
+  free(body);
+  body = nested(101, &len);
+  cr_assert_eq(decode_reply(&ackrpc__hardening__node__descriptor, body, len, &t),
+               ACKRPC_E_BAD_REPLY);
+  cr_assert_null(t.r.reply);
+  cr_assert(strstr(t.r.message, "deeper than 100"), "%s", t.r.message);
+  done(&t);
+  free(body);
+  /* 200,000 levels (~1 MB) would overflow protobuf-c's stack. */
+  body = nested(200000, &len);
+  cr_assert_eq(decode_reply(&ackrpc__hardening__node__descriptor, body, len, &t),
+               ACKRPC_E_BAD_REPLY);
+  done(&t);
+  free(body);
+}
+
+Test(engine, reply_over_the_decoding_memory_cap_is_bad_reply) {
+  /* Mixed: the required `must`, then empty Inner messages, two wire bytes
+   * each and some 64 bytes decoded: 32 times the wire size. */
+  enum { ITEMS = 200000 };
+  size_t len = 2 + 2 * (size_t)ITEMS;
+  uint8_t *body = malloc(len);
+  cr_assert_not_null(body);
+  body[0] = 0x0a; /* must = "" */
+  body[1] = 0;
+  for (size_t i = 0; i < ITEMS; i++) {
+    body[2 + 2 * i] = 0x5a; /* field 11 (inners), length-delimited */
+    body[3 + 2 * i] = 0;
+  }
+  tcall t;
+  cr_assert_eq(decode_reply(&ackrpc__pieces__mixed__descriptor, body, len, &t),
+               ACKRPC_E_BAD_REPLY);
+  cr_assert(strstr(t.r.message, "memory"), "%s", t.r.message);
+  done(&t);
+  /* A few of them decode. */
+  cr_assert_eq(decode_reply(&ackrpc__pieces__mixed__descriptor, body, 2 + 2 * 100, &t),
+               ACKRPC_OK);
+  cr_assert_eq(((const Ackrpc__Pieces__Mixed *)t.r.reply)->n_inners, 100);
+  done(&t);
+  free(body);
 }

@@ -111,6 +111,12 @@ int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *m
   case ACKRPC_E_SEND_TIMEOUT: return AKRCLI_EXIT_NOT_DELIVERED;
   case ACKRPC_E_INVAL:
   case ACKRPC_E_ADDRESS: return AKRCLI_EXIT_USAGE;
+  case ACKRPC_E_SERVER_IDENTITY:
+    fprintf(stderr,
+            "%s: nothing was sent; if the server should run as that user, say so "
+            "with --server-uid\n",
+            AKRCLI_PROG);
+    return AKRCLI_EXIT_NOPERM;
   default: return AKRCLI_EXIT_SOFTWARE;
   }
 }
@@ -121,9 +127,11 @@ int akrcli_cmd_call(int argc, char **argv) {
       {"call-id", 1, NULL, 'c'}, {"binary", 0, NULL, 'b'},
       {"pretty", 0, NULL, 'p'},  {"emit-defaults", 0, NULL, 'e'},
       {"verbose", 0, NULL, 'v'}, {"help", 0, NULL, 'h'},
-      AKRCLI_DESC_LONGOPTS,      {NULL, 0, NULL, 0},
+      AKRCLI_SERVER_LONGOPT,     AKRCLI_DESC_LONGOPTS,
+      {NULL, 0, NULL, 0},
   };
   akrcli_descopts d = {0};
+  akrcli_server srv = {0};
   ackrpc_metadata md[MAX_METADATA];
   size_t n_md = 0;
   uint8_t call_id[ACKRPC_MAX_CALL_ID];
@@ -176,12 +184,16 @@ int akrcli_cmd_call(int argc, char **argv) {
         return AKRCLI_EXIT_USAGE;
       }
       break;
+    case AKRCLI_OPT_SERVER_UID:
+      if (akrcli_server_uid_take(&srv, "call", optarg) < 0) return AKRCLI_EXIT_USAGE;
+      break;
     case 'b': binary = 1; break;
     case 'p': pretty = 1; break;
     case 'e': copts.emit_defaults = 1; break;
     case 'v': verbose = 1; break;
     case 'h':
-      printf("%s\n%s\n%s", usage, akrcli_desc_help, akrcli_exit_help);
+      printf("%s\n%s\n%s\n%s", usage, akrcli_server_help, akrcli_desc_help,
+             akrcli_exit_help);
       return AKRCLI_EXIT_OK;
     default: fprintf(stderr, "%s", usage); return AKRCLI_EXIT_USAGE;
     }
@@ -195,6 +207,7 @@ int akrcli_cmd_call(int argc, char **argv) {
     return AKRCLI_EXIT_USAGE;
   }
   const char *socket = argv[optind], *method_name = argv[optind + 1];
+  srv.socket = socket;
   const char *json_arg = npos == 3 ? argv[optind + 2] : "-";
 
   akrcli_pool pool = {0};
@@ -210,7 +223,7 @@ int akrcli_cmd_call(int argc, char **argv) {
   if (binary && (d.n_sets || d.n_protos) && verbose)
     fprintf(stderr, "%s call: --binary: the descriptors are not used\n", AKRCLI_PROG);
   if (!binary) {
-    if ((rc = akrcli_load_descriptors("call", &d, socket, method_name, &pool)) != 0)
+    if ((rc = akrcli_load_descriptors("call", &d, &srv, method_name, &pool)) != 0)
       goto out;
     method = akrcli_pool_method(&pool, method_name);
     if (!method) {
@@ -257,8 +270,7 @@ int akrcli_cmd_call(int argc, char **argv) {
     }
   }
 
-  ackrpc_client_options co = {.address = socket};
-  ackrpc_status st = ackrpc_client_new(&co, &client);
+  ackrpc_status st = akrcli_client_new(&srv, 0, &client);
   if (st != ACKRPC_OK) {
     fprintf(stderr, "%s call: %s: %s\n", AKRCLI_PROG, socket, ackrpc_strerror(st));
     rc = st == ACKRPC_E_NOMEM ? AKRCLI_EXIT_SOFTWARE : AKRCLI_EXIT_USAGE;

@@ -24,7 +24,8 @@ enum {
   AKRCLI_EXIT_SOFTWARE = 70,      /* internal error (out of memory, system call) */
   AKRCLI_EXIT_NO_ACK = 75,        /* sent, no reply: outcome unknown */
   AKRCLI_EXIT_BAD_REPLY = 76,     /* acked, but the reply does not decode */
-  AKRCLI_EXIT_UNSUPPORTED = 78,   /* the server does not offer the built-in service */
+  AKRCLI_EXIT_NOPERM = 77,      /* the server is not who it should be (--server-uid) */
+  AKRCLI_EXIT_UNSUPPORTED = 78, /* the server does not offer the built-in service */
 };
 
 /* Limits of the command line and of what is read. */
@@ -60,12 +61,42 @@ extern const char akrcli_desc_help[];
  * (printed) when a limit is passed. */
 int akrcli_descopts_take(akrcli_descopts *d, int opt, const char *arg);
 
+struct akrcli_server;
+
 /* Fills `pool` for a subcommand: from the files given, or else from the
  * server's reflection (the files that define or use `symbol`; "" for all).
- * `socket` may be NULL (then files are required). Prints what went wrong and
- * returns an exit status; 0 on success (then the caller clears the pool). */
+ * srv->socket may be NULL (then files are required). Prints what went wrong
+ * and returns an exit status; 0 on success (then the caller clears the
+ * pool). */
 int akrcli_load_descriptors(const char *cmd, const akrcli_descopts *d,
-                            const char *socket, const char *symbol, akrcli_pool *pool);
+                            const struct akrcli_server *srv, const char *symbol,
+                            akrcli_pool *pool);
+
+/* --- The server (reflect.c) --- */
+
+/* The server a subcommand talks to: its address, and who it must run as
+ * (--server-uid; the library checks it before sending anything). */
+typedef struct akrcli_server {
+  const char *socket; /* NULL: none given */
+  ackrpc_server_check check;
+  uid_t uid; /* for ACKRPC_SERVER_CHECK_UID */
+} akrcli_server;
+
+/* getopt_long code of --server-uid (no short form), its option table
+ * entry, and its --help text. */
+#define AKRCLI_OPT_SERVER_UID 0x100
+#define AKRCLI_SERVER_LONGOPT                                                          \
+  { "server-uid", 1, NULL, AKRCLI_OPT_SERVER_UID }
+extern const char akrcli_server_help[];
+
+/* Takes --server-uid's argument for `cmd`: a uid, a user name, or "any"
+ * (no check). Returns 0, or -1 (printed: unknown user, bad number). */
+int akrcli_server_uid_take(akrcli_server *s, const char *cmd, const char *arg);
+
+/* A client of `s` (its address and server check) with this timeout (0: the
+ * library's default). Returns ackrpc_client_new()'s status. */
+ackrpc_status akrcli_client_new(const akrcli_server *s, uint32_t timeout_ms,
+                                ackrpc_client **ret_client);
 
 /* --- The server's built-in services (reflect.c) --- */
 
@@ -82,7 +113,7 @@ struct ProtobufCMessageDescriptor;
 #define akrcli_m_health ackrpc__reflection__Health_Check_method
 #define akrcli_m_stats ackrpc__reflection__Stats_Get_method
 
-/* Calls a built-in method of the server at `socket` (a request of the
+/* Calls a built-in method of the server `srv` (a request of the
  * method's type, NULL for an empty one). On OK returns 0 and *ret_reply
  * (free with protobuf_c_message_free_unpacked()). Otherwise prints why and
  * returns an exit status: 78 if the server does not offer the method
@@ -90,14 +121,14 @@ struct ProtobufCMessageDescriptor;
  * `ret_status` set, a server status other than those is returned there
  * (and the exit status for it) without printing, for the caller to
  * explain. */
-int akrcli_builtin_call(const char *cmd, const char *socket, const ackrpc_method *m,
-                        const struct ProtobufCMessage *request,
+int akrcli_builtin_call(const char *cmd, const akrcli_server *srv,
+                        const ackrpc_method *m, const struct ProtobufCMessage *request,
                         struct ProtobufCMessage **ret_reply, ackrpc_status *ret_status);
 
 /* Asks the server (reflection) for the files that define or use `symbol`
  * ("" for every service's) and adds them to the pool (not yet built).
  * Prints what went wrong and returns an exit status; 0 on success. */
-int akrcli_reflect_files(const char *cmd, const char *socket, const char *symbol,
+int akrcli_reflect_files(const char *cmd, const akrcli_server *srv, const char *symbol,
                          akrcli_pool *pool);
 
 /* Exit status and standard-error lines for a call's outcome (call.c). */

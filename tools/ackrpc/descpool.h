@@ -5,8 +5,10 @@
  * well-known types).
  *
  * Not here: where the bytes come from (descsource.c), the codec (jsoncodec.c).
- * The descriptors themselves are decoded with protobuf-c (descriptor.proto);
- * a descriptor file is trusted input of the user, not of the peer.
+ * The descriptors themselves are decoded with protobuf-c (descriptor.proto).
+ * They may come from a server (reflection), so they are untrusted input: a
+ * set's nesting is checked before protobuf-c (which recurses without a
+ * limit) decodes it, and decoding has a memory budget.
  */
 #ifndef AKRCLI_DESCPOOL_H
 #define AKRCLI_DESCPOOL_H
@@ -128,10 +130,20 @@ typedef struct akrcli_pool {
 /* Limits on what a pool accepts. */
 #define AKRCLI_MAX_DESCRIPTOR_SET (64u * 1024 * 1024) /* bytes of one set */
 #define AKRCLI_MAX_POOL_SETS 64
+/* Deepest nesting of messages in a set, the set counting as 1 (a file is 2,
+ * its top-level messages 3, each nested type one more): protoc's own
+ * recursion limit. */
+#define AKRCLI_MAX_DESCRIPTOR_DEPTH 100u
+/* Memory a set may take once decoded: descriptors decode into large
+ * structs (an empty nested type, 2 wire bytes, is ~200 bytes). */
+#define AKRCLI_DESCRIPTOR_DECODE_BUDGET(len) (64 * (size_t)(len) + (4u << 20))
 
 /* Adds a serialized FileDescriptorSet. A file whose name is already in the
  * pool is skipped (the first one wins). Returns 0, or -1 with a message in
- * err (errlen bytes). Add every set before akrcli_pool_build(). */
+ * err (errlen bytes): also for a set over AKRCLI_MAX_DESCRIPTOR_SET bytes,
+ * nested deeper than AKRCLI_MAX_DESCRIPTOR_DEPTH, or needing more than
+ * AKRCLI_DESCRIPTOR_DECODE_BUDGET to decode. Add every set before
+ * akrcli_pool_build(). */
 int akrcli_pool_add_set(akrcli_pool *pool, const uint8_t *data, size_t len, char *err,
                         size_t errlen);
 

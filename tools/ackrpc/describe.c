@@ -209,10 +209,12 @@ static const akrcli_file_proto *enum_file(const akrcli_pool *pool,
 int akrcli_cmd_describe(int argc, char **argv) {
   static const struct option longopts[] = {
       {"help", 0, NULL, 'h'},
+      AKRCLI_SERVER_LONGOPT,
       AKRCLI_DESC_LONGOPTS,
       {NULL, 0, NULL, 0},
   };
   akrcli_descopts d = {0};
+  akrcli_server srv = {0};
   int opt;
   optind = 1;
   while ((opt = getopt_long(argc, argv, "h" AKRCLI_DESC_SHORTOPTS, longopts, NULL)) !=
@@ -220,8 +222,14 @@ int akrcli_cmd_describe(int argc, char **argv) {
     int taken = akrcli_descopts_take(&d, opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
+    if (opt == AKRCLI_OPT_SERVER_UID) {
+      if (akrcli_server_uid_take(&srv, "describe", optarg) < 0)
+        return AKRCLI_EXIT_USAGE;
+      continue;
+    }
     if (opt == 'h') {
-      printf("%s\n%s\n%s", usage, akrcli_desc_help, akrcli_exit_help);
+      printf("%s\n%s\n%s\n%s", usage, akrcli_server_help, akrcli_desc_help,
+             akrcli_exit_help);
       return AKRCLI_EXIT_OK;
     }
     fprintf(stderr, "%s", usage);
@@ -232,12 +240,12 @@ int akrcli_cmd_describe(int argc, char **argv) {
     fprintf(stderr, "%s describe: wants [SOCKET] NAME\n%s", AKRCLI_PROG, usage);
     return AKRCLI_EXIT_USAGE;
   }
-  const char *socket = npos == 2 ? argv[optind] : NULL;
+  srv.socket = npos == 2 ? argv[optind] : NULL;
   const char *name = argv[optind + npos - 1];
   akrcli_pool pool = {0};
   /* By reflection: every service's files (NAME may be a type no method
    * uses directly, such as a nested message). */
-  int rc = akrcli_load_descriptors("describe", &d, socket, "", &pool);
+  int rc = akrcli_load_descriptors("describe", &d, &srv, "", &pool);
   if (rc != 0) goto out;
 
   const akrcli_method *method = akrcli_pool_method(&pool, name);

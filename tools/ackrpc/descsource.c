@@ -49,6 +49,8 @@ const char akrcli_exit_help[] =
     "  75     sent, but no reply (outcome unknown): retry only with the same\n"
     "         --call-id\n"
     "  76     acked, but the reply does not decode with the descriptors\n"
+    "  77     the server runs as another user than it should (--server-uid):\n"
+    "         nothing was sent to it\n"
     "  78     the server does not offer the built-in service needed\n"
     "         (reflection, health, stats: turned off, or an older server)\n";
 
@@ -240,17 +242,18 @@ out:
 }
 
 int akrcli_load_descriptors(const char *cmd, const akrcli_descopts *d,
-                            const char *socket, const char *symbol, akrcli_pool *pool) {
+                            const akrcli_server *srv, const char *symbol,
+                            akrcli_pool *pool) {
   int rc;
   if (d->n_sets == 0 && d->n_protos == 0) {
-    if (!socket) {
+    if (!srv->socket) {
       fprintf(stderr,
               "%s %s: no descriptors: pass SOCKET (a server's reflection), "
               "--descriptor-set FILE or --proto FILE\n",
               AKRCLI_PROG, cmd);
       return AKRCLI_EXIT_USAGE;
     }
-    if ((rc = akrcli_reflect_files(cmd, socket, symbol, pool)) != 0) return rc;
+    if ((rc = akrcli_reflect_files(cmd, srv, symbol, pool)) != 0) return rc;
   }
   for (size_t i = 0; i < d->n_sets; i++)
     if ((rc = add_set_file(cmd, d->sets[i], pool)) != 0) return rc;

@@ -24,8 +24,11 @@ static const char usage[] =
     "  -h, --help   this help\n";
 
 int akrcli_cmd_health(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"quiet", 0, NULL, 'q'}, {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"quiet", 0, NULL, 'q'},
+                                           {"help", 0, NULL, 'h'},
+                                           AKRCLI_SERVER_LONGOPT,
+                                           {NULL, 0, NULL, 0}};
+  akrcli_server srv = {0};
   int opt, quiet = 0;
   optind = 1;
   while ((opt = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
@@ -33,8 +36,12 @@ int akrcli_cmd_health(int argc, char **argv) {
       quiet = 1;
       continue;
     }
+    if (opt == AKRCLI_OPT_SERVER_UID) {
+      if (akrcli_server_uid_take(&srv, "health", optarg) < 0) return AKRCLI_EXIT_USAGE;
+      continue;
+    }
     if (opt == 'h') {
-      printf("%s\n%s", usage, akrcli_exit_help);
+      printf("%s\n%s\n%s", usage, akrcli_server_help, akrcli_exit_help);
       return AKRCLI_EXIT_OK;
     }
     fprintf(stderr, "%s", usage);
@@ -45,8 +52,8 @@ int akrcli_cmd_health(int argc, char **argv) {
     return AKRCLI_EXIT_USAGE;
   }
   ProtobufCMessage *msg = NULL;
-  int rc =
-      akrcli_builtin_call("health", argv[optind], &akrcli_m_health, NULL, &msg, NULL);
+  srv.socket = argv[optind];
+  int rc = akrcli_builtin_call("health", &srv, &akrcli_m_health, NULL, &msg, NULL);
   if (rc != 0) return rc;
   const Ackrpc__Reflection__HealthReply *r =
       (const Ackrpc__Reflection__HealthReply *)msg;

@@ -1579,6 +1579,7 @@ static int dump_indent(buf *b, int pretty, unsigned level) {
 
 static int dump_value(buf *b, json_t *v, int pretty, unsigned level) {
   char tmp[40];
+  if (level > AKRCLI_MAX_JSON_DEPTH) return -1; /* the recursion's bound */
   switch (json_typeof(v)) {
   case JSON_OBJECT: {
     if (json_object_size(v) == 0) return buf_str(b, "{}");

@@ -56,9 +56,16 @@ int akrcli_wire_to_json(const akrcli_msg *msg, const uint8_t *data, size_t len,
  * ("line L column C: ..."). */
 json_t *akrcli_json_parse(const char *text, size_t len, char *err, size_t errlen);
 
+/* Deepest JSON nesting akrcli_json_dump() prints (it recurses once per
+ * level). What this tool prints is shallower: jansson parses at most 2048
+ * levels, and a decoded message at most max_depth messages of a few levels
+ * each. */
+#define AKRCLI_MAX_JSON_DEPTH 4096u
+
 /* Serializes a JSON value: compact on one line, or pretty (2-space indent).
  * Numbers print in their shortest exact form (0.1, not 0.10000000000000001).
- * Returns a malloc'd NUL-terminated string, or NULL (out of memory). */
+ * Returns a malloc'd NUL-terminated string, or NULL (out of memory, or
+ * nested deeper than AKRCLI_MAX_JSON_DEPTH). */
 char *akrcli_json_dump(json_t *json, int pretty);
 
 #endif /* AKRCLI_JSONCODEC_H */

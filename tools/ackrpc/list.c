@@ -10,10 +10,9 @@
 #include "cli.h"
 
 /* By reflection: ListServices. */
-static int list_by_reflection(const char *socket, int methods_only) {
+static int list_by_reflection(const akrcli_server *srv, int methods_only) {
   ProtobufCMessage *msg = NULL;
-  int rc =
-      akrcli_builtin_call("list", socket, &akrcli_m_list_services, NULL, &msg, NULL);
+  int rc = akrcli_builtin_call("list", srv, &akrcli_m_list_services, NULL, &msg, NULL);
   if (rc != 0) return rc;
   const Ackrpc__Reflection__ListServicesReply *r =
       (const Ackrpc__Reflection__ListServicesReply *)msg;
@@ -49,12 +48,11 @@ static const char usage[] =
 
 int akrcli_cmd_list(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"methods", 0, NULL, '1'},
-      {"help", 0, NULL, 'h'},
-      AKRCLI_DESC_LONGOPTS,
-      {NULL, 0, NULL, 0},
+      {"methods", 0, NULL, '1'}, {"help", 0, NULL, 'h'}, AKRCLI_SERVER_LONGOPT,
+      AKRCLI_DESC_LONGOPTS,      {NULL, 0, NULL, 0},
   };
   akrcli_descopts d = {0};
+  akrcli_server srv = {0};
   int methods_only = 0, opt;
   optind = 1;
   while ((opt = getopt_long(argc, argv, "1h" AKRCLI_DESC_SHORTOPTS, longopts, NULL)) !=
@@ -64,7 +62,13 @@ int akrcli_cmd_list(int argc, char **argv) {
     if (taken) continue;
     switch (opt) {
     case '1': methods_only = 1; break;
-    case 'h': printf("%s\n%s\n%s", usage, akrcli_desc_help, akrcli_exit_help); return 0;
+    case AKRCLI_OPT_SERVER_UID:
+      if (akrcli_server_uid_take(&srv, "list", optarg) < 0) return AKRCLI_EXIT_USAGE;
+      break;
+    case 'h':
+      printf("%s\n%s\n%s\n%s", usage, akrcli_server_help, akrcli_desc_help,
+             akrcli_exit_help);
+      return 0;
     default: fprintf(stderr, "%s", usage); return AKRCLI_EXIT_USAGE;
     }
   }
@@ -72,11 +76,11 @@ int akrcli_cmd_list(int argc, char **argv) {
     fprintf(stderr, "%s list: wants at most one SOCKET\n%s", AKRCLI_PROG, usage);
     return AKRCLI_EXIT_USAGE;
   }
-  const char *socket = optind < argc ? argv[optind] : NULL;
-  if (socket && !d.n_sets && !d.n_protos)
-    return list_by_reflection(socket, methods_only);
+  srv.socket = optind < argc ? argv[optind] : NULL;
+  if (srv.socket && !d.n_sets && !d.n_protos)
+    return list_by_reflection(&srv, methods_only);
   akrcli_pool pool = {0};
-  int rc = akrcli_load_descriptors("list", &d, socket, "", &pool);
+  int rc = akrcli_load_descriptors("list", &d, &srv, "", &pool);
   if (rc == 0) {
     for (size_t i = 0; i < pool.n_services; i++) {
       const akrcli_service *s = &pool.services[i];

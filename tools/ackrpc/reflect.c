@@ -3,6 +3,8 @@
  * reflection for list, describe and call; health and stats for their
  * commands. The messages and method tables are generated into the tool's
  * own build directory from the same .proto. */
+#include <errno.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,12 +17,58 @@
 
 #define BUILTIN_TIMEOUT_MS 10000
 
-int akrcli_builtin_call(const char *cmd, const char *socket, const ackrpc_method *m,
-                        const ProtobufCMessage *request, ProtobufCMessage **ret_reply,
-                        ackrpc_status *ret_status) {
+const char akrcli_server_help[] =
+    "The server (every command that connects):\n"
+    "  --server-uid UID|NAME|any  the user the server must run as: checked on\n"
+    "                             the connected socket (SO_PEERCRED) before the\n"
+    "                             request is sent (exit 77 if it is another).\n"
+    "                             Default: root, your own user, or the owner of\n"
+    "                             the socket's directory (of the socket file in\n"
+    "                             a sticky directory such as /tmp); for @name,\n"
+    "                             root or your own user. \"any\": no check\n";
+
+int akrcli_server_uid_take(akrcli_server *s, const char *cmd, const char *arg) {
+  if (strcmp(arg, "any") == 0) {
+    s->check = ACKRPC_SERVER_CHECK_NONE;
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(arg, &end, 10);
+  if (arg[0] >= '0' && arg[0] <= '9' && !*end && !errno && v < (uid_t)-1) {
+    s->check = ACKRPC_SERVER_CHECK_UID;
+    s->uid = (uid_t)v;
+    return 0;
+  }
+  struct passwd pw, *found = NULL;
+  char buf[4096];
+  if (arg[0] && (arg[0] < '0' || arg[0] > '9') &&
+      getpwnam_r(arg, &pw, buf, sizeof buf, &found) == 0 && found) {
+    s->check = ACKRPC_SERVER_CHECK_UID;
+    s->uid = found->pw_uid;
+    return 0;
+  }
+  fprintf(stderr,
+          "%s %s: --server-uid wants a uid, a user name or \"any\" (got \"%s\")\n",
+          AKRCLI_PROG, cmd, arg);
+  return -1;
+}
+
+ackrpc_status akrcli_client_new(const akrcli_server *s, uint32_t timeout_ms,
+                                ackrpc_client **ret_client) {
+  ackrpc_client_options co = {.address = s->socket,
+                              .timeout_ms = timeout_ms,
+                              .server_check = s->check,
+                              .server_uid = s->uid};
+  return ackrpc_client_new(&co, ret_client);
+}
+
+int akrcli_builtin_call(const char *cmd, const akrcli_server *srv,
+                        const ackrpc_method *m, const ProtobufCMessage *request,
+                        ProtobufCMessage **ret_reply, ackrpc_status *ret_status) {
   ackrpc_client *client = NULL;
-  ackrpc_client_options co = {.address = socket, .timeout_ms = BUILTIN_TIMEOUT_MS};
-  ackrpc_status st = ackrpc_client_new(&co, &client);
+  const char *socket = srv->socket;
+  ackrpc_status st = akrcli_client_new(srv, BUILTIN_TIMEOUT_MS, &client);
   if (st != ACKRPC_OK) {
     fprintf(stderr, "%s %s: %s: %s\n", AKRCLI_PROG, cmd, socket, ackrpc_strerror(st));
     return st == ACKRPC_E_NOMEM ? AKRCLI_EXIT_SOFTWARE : AKRCLI_EXIT_USAGE;
@@ -83,13 +131,13 @@ static size_t put_varint(uint8_t *out, uint64_t v) {
   return n;
 }
 
-int akrcli_reflect_files(const char *cmd, const char *socket, const char *symbol,
+int akrcli_reflect_files(const char *cmd, const akrcli_server *srv, const char *symbol,
                          akrcli_pool *pool) {
   Ackrpc__Reflection__FileRequest req = ACKRPC__REFLECTION__FILE_REQUEST__INIT;
   req.symbol = (char *)(symbol ? symbol : "");
   ProtobufCMessage *reply = NULL;
   ackrpc_status status = ACKRPC_OK;
-  int rc = akrcli_builtin_call(cmd, socket, &akrcli_m_file_containing_symbol, &req.base,
+  int rc = akrcli_builtin_call(cmd, srv, &akrcli_m_file_containing_symbol, &req.base,
                                &reply, &status);
   if (rc != 0 && status == ACKRPC_NOT_FOUND) {
     fprintf(stderr,

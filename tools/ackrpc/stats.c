@@ -125,14 +125,21 @@ int akrcli_cmd_stats(int argc, char **argv) {
   static const struct option longopts[] = {{"json", 0, NULL, 'j'},
                                            {"active", 0, NULL, 'a'},
                                            {"help", 0, NULL, 'h'},
+                                           AKRCLI_SERVER_LONGOPT,
                                            {NULL, 0, NULL, 0}};
+  akrcli_server srv = {0};
   int opt, json = 0, active = 0;
   optind = 1;
   while ((opt = getopt_long(argc, argv, "jah", longopts, NULL)) != -1) {
     switch (opt) {
     case 'j': json = 1; break;
     case 'a': active = 1; break;
-    case 'h': printf("%s\n%s", usage, akrcli_exit_help); return AKRCLI_EXIT_OK;
+    case AKRCLI_OPT_SERVER_UID:
+      if (akrcli_server_uid_take(&srv, "stats", optarg) < 0) return AKRCLI_EXIT_USAGE;
+      break;
+    case 'h':
+      printf("%s\n%s\n%s", usage, akrcli_server_help, akrcli_exit_help);
+      return AKRCLI_EXIT_OK;
     default: fprintf(stderr, "%s", usage); return AKRCLI_EXIT_USAGE;
     }
   }
@@ -141,8 +148,8 @@ int akrcli_cmd_stats(int argc, char **argv) {
     return AKRCLI_EXIT_USAGE;
   }
   ProtobufCMessage *msg = NULL;
-  int rc =
-      akrcli_builtin_call("stats", argv[optind], &akrcli_m_stats, NULL, &msg, NULL);
+  srv.socket = argv[optind];
+  int rc = akrcli_builtin_call("stats", &srv, &akrcli_m_stats, NULL, &msg, NULL);
   if (rc != 0) return rc;
   const Ackrpc__Reflection__StatsReply *r = (const Ackrpc__Reflection__StatsReply *)msg;
   if (json) {
