@@ -206,7 +206,10 @@ static int wait_for(store *s, ackrpc_call *call, const char *key, uint32_t wait_
   /* Past its deadline the server answers the call itself: no point in
    * keeping it longer. */
   uint64_t now = monotonic_us(), deadline = ackrpc_call_deadline_us(call);
-  if (deadline > now && deadline - now < wait_us) wait_us = deadline - now;
+  if (deadline <= now)
+    wait_us = 0; /* already past: answer on the next turn of the loop */
+  else if (deadline - now < wait_us)
+    wait_us = deadline - now;
   struct timeval tv = {.tv_sec = (time_t)(wait_us / 1000000u),
                        .tv_usec = (suseconds_t)(wait_us % 1000000u)};
   if (evtimer_add(w->timer, &tv) != 0) {

@@ -98,7 +98,10 @@ typedef struct ackrpc_outbox_options {
    * default, DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE, RESOURCE_EXHAUSTED.
    * Any other non-OK status from the server dead-letters the message at
    * once. "Not delivered" and "delivered, no ack" are always tried again,
-   * as are E_NOMEM and E_SYSTEM (the rule of ackrpc_retry_policy).
+   * as are E_NOMEM and E_SYSTEM (the rule of ackrpc_retry_policy), and
+   * E_SERVER_IDENTITY (a server of the wrong user answered: the message
+   * went nowhere, and the real server may come back; max_attempts and
+   * max_age_ms still bound it).
    * Copied. */
   const ackrpc_status *retry_on;
   size_t n_retry_on;

@@ -448,25 +448,27 @@ static int settle_cursor(akr_link *l, akr_ccall *c, int stale, int partial, int 
   return 0;
 }
 
-/* The end of a connection with no call on it (a session at rest, or a
- * one-shot link after its reply): nothing to settle. */
-static void closed_idle(akr_link *l) {
+/* Forgets the connection's state (not the calls queued on it). */
+static void connection_reset(akr_link *l) {
   l->fd = -1;
   l->shut = l->broken = l->reused = 0;
   l->broken_errno = 0;
   l->drop_why = NULL;
   l->in_off = l->in_len = 0;
-  l->cursor = NULL;
-  l->cursor_off = 0;
-  l->sent = 0;
 }
 
 void akr_link_closed(akr_link *l, int err) {
   if (!l->head) {
-    closed_idle(l);
+    /* A session at rest, or a one-shot link after its reply: nothing to
+     * settle. */
+    connection_reset(l);
+    l->cursor = NULL;
+    l->cursor_off = 0;
+    l->sent = 0;
     return;
   }
   int e = err ? err : l->broken_errno;
+  int write_broke = l->broken_errno != 0; /* read before the reset below */
   /* Nothing was outstanding on a connection that had served calls: the
    * server ended it while it was idle. */
   int stale = l->reused && l->head == l->cursor;
@@ -474,11 +476,7 @@ void akr_link_closed(akr_link *l, int err) {
   const akr_ccall *cursor = l->cursor; /* unlinking moves l->cursor on */
   const char *why = l->drop_why;
   int mid_reply = l->in_len > l->in_off;
-  l->fd = -1;
-  l->shut = l->broken = l->reused = 0;
-  l->broken_errno = 0;
-  l->drop_why = NULL;
-  l->in_off = l->in_len = 0;
+  connection_reset(l);
   akr_ccall *prev = NULL, *c = l->head;
   while (c) {
     akr_ccall *next = c->next;
@@ -488,7 +486,7 @@ void akr_link_closed(akr_link *l, int err) {
         if (why)
           akr_result_fail(c->result, ACKRPC_E_NO_ACK, e, "connection dropped (%s)",
                           why);
-        else if (err && !l->broken_errno)
+        else if (err && !write_broke)
           akr_result_fail(c->result, ACKRPC_E_NO_ACK, err, "reading the reply");
         else
           akr_result_fail(

@@ -1,11 +1,14 @@
 /* log.c: the log sinks and the names of log levels (include/ackrpc/common.h). */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ackrpc/common.h"
@@ -41,19 +44,38 @@ static const char *level_name(ackrpc_log_level level) {
 
 static atomic_uint_fast64_t stderr_dropped;
 
-/* Writes one line to fd 2 without ever waiting: a log sink runs on the
+/* Writes one line to fd 2 without waiting: a log sink runs on the
  * server's loop, and a stderr pipe that nobody reads must not stop it.
  * The descriptor's own flags are not changed (the file description is
  * shared with other processes): a socket gets MSG_DONTWAIT; anything else
  * is written only if poll() says it is writable now. A pipe that is
- * writable has room for at least one page, and a line is shorter. */
+ * writable has room for at least one page, and a line is shorter; the
+ * mutex keeps two threads of this process from both taking the last room.
+ * A reader that leaves between poll() and write() would raise SIGPIPE:
+ * blocked for this thread meanwhile, and taken back if this write raised
+ * it. (A terminal may report room for fewer bytes than a long line: a
+ * stalled terminal can still hold one line up.) */
+static pthread_mutex_t stderr_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static int write_now(const char *line, size_t len) {
   ssize_t n = send(STDERR_FILENO, line, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-  if (n < 0 && errno == ENOTSOCK) {
-    struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
-    if (poll(&p, 1, 0) != 1 || (p.revents & (POLLOUT | POLLERR)) != POLLOUT) return -1;
+  if (n >= 0 || errno != ENOTSOCK) return n == (ssize_t)len ? 0 : -1;
+  sigset_t pipe_set, old, pending;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_mutex_lock(&stderr_mu);
+  struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
+  if (poll(&p, 1, 0) == 1 && (p.revents & (POLLOUT | POLLERR)) == POLLOUT) {
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    int was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
     n = write(STDERR_FILENO, line, len);
+    if (n < 0 && errno == EPIPE && !was_pending) {
+      struct timespec zero = {0, 0};
+      sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
   }
+  pthread_mutex_unlock(&stderr_mu);
   return n == (ssize_t)len ? 0 : -1;
 }
 

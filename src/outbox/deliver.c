@@ -101,10 +101,13 @@ static ackrpc_outbox_fate record(ackrpc_outbox *ob, message *m,
     sqlite3_bind_int64(ob->st[S_DELETE], 1, (sqlite3_int64)m->id);
     rc = akr_ob_step_done(ob->st[S_DELETE]);
   } else {
-    int dead =
-        !akr_retryable(ob->retry_on, r->status) ||
-        (ob->max_attempts && attempts >= ob->max_attempts) ||
-        (ob->max_age_ms && akr_ob_wall_ms() - m->enqueued_at_ms >= (int64_t)ob->max_age_ms);
+    /* An impostor in the real server's way (E_SERVER_IDENTITY) got
+     * nothing; the server may come back: try again, within the limits. */
+    int dead = (!akr_retryable(ob->retry_on, r->status) &&
+                r->status != ACKRPC_E_SERVER_IDENTITY) ||
+               (ob->max_attempts && attempts >= ob->max_attempts) ||
+               (ob->max_age_ms &&
+                akr_ob_wall_ms() - m->enqueued_at_ms >= (int64_t)ob->max_age_ms);
     fate = dead ? ACKRPC_OUTBOX_DEAD : ACKRPC_OUTBOX_RETRY;
     rc = akr_ob_exec(ob->db, "BEGIN IMMEDIATE");
     sqlite3_stmt *st = ob->st[dead ? S_TO_DEAD : S_UPDATE];

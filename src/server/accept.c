@@ -115,24 +115,27 @@ static int uid_enter(ackrpc_server *s, akr_conn *c) {
 void akr_accept_serve(ackrpc_server *s, int fd) {
   akr_conn *c = akr_conn_start(s, fd);
   if (!c) return;
-  if (uid_enter(s, c) != 0) {
+  /* The policy first: a refused peer must not make room by dropping a
+   * connection of its uid. */
+  if (!akr_policy_allows(s->policy, s->euid, &c->peer, c->fd)) {
+    akr_event(s, AKR_EV_REFUSED, ACKRPC_LOG_INFO,
+              "peer_uid=%u peer_pid=%d by=server_policy", (unsigned)c->peer.uid,
+              (int)c->peer.pid);
+    akr_conn_answer(c, ACKRPC_PERMISSION_DENIED, "not allowed to use this server", 1);
+  } else if (uid_enter(s, c) != 0) {
     akr_event(s, AKR_EV_UID_LIMIT, ACKRPC_LOG_WARNING,
               "peer_uid=%u peer_pid=%d limit=%u "
               "error=\"too many connections from this uid\"",
               (unsigned)c->peer.uid, (int)c->peer.pid, s->opt.max_connections_per_uid);
     akr_conn_answer(c, ACKRPC_RESOURCE_EXHAUSTED, "too many connections from this uid",
                     1);
-  } else if (!akr_policy_allows(s->policy, s->euid, &c->peer, c->fd)) {
-    akr_event(s, AKR_EV_REFUSED, ACKRPC_LOG_INFO,
-              "peer_uid=%u peer_pid=%d by=server_policy", (unsigned)c->peer.uid,
-              (int)c->peer.pid);
-    akr_conn_answer(c, ACKRPC_PERMISSION_DENIED, "not allowed to use this server", 1);
   }
   akr_conn_resume(c);
 }
 
 /* Accepts up to `max` queued connections. */
 static void accept_some(ackrpc_server *s, int max) {
+  int made_room = 0; /* a connection was dropped for a descriptor */
   for (int i = 0; i < max; i++) {
     if (s->n_conns >= s->opt.max_connections && !make_room(s)) return;
     int fd = accept4(s->lst.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -141,8 +144,10 @@ static void accept_some(ackrpc_server *s, int max) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       /* Out of descriptors: a connection that waits for its request makes
        * room for one that may bring a request now. */
-      if ((errno == EMFILE || errno == ENFILE) && evictable_in_us(s) == 0) {
+      if ((errno == EMFILE || errno == ENFILE) && !made_room &&
+          evictable_in_us(s) == 0) {
         evict_oldest_pending(s, "out of descriptors");
+        made_room = 1; /* once: if that did not help, pause */
         continue;
       }
       /* Out of descriptors or memory: libevent would call us again at once
@@ -153,6 +158,7 @@ static void accept_some(ackrpc_server *s, int max) {
       pause_accepting(s, EMFILE_RETRY_MS);
       return;
     }
+    made_room = 0;
     akr_accept_serve(s, fd);
     if (s->n_pending > s->opt.max_pending && !make_room(s)) return;
   }

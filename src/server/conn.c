@@ -371,7 +371,10 @@ static void dispatch_frame(akr_conn *c, const akr_frame *f, const uint8_t *at,
                            size_t avail) {
   ackrpc_server *s = c->server;
   akr_frame next;
-  c->corked = avail - f->frame_len >= AKR_PREFIX_LEN &&
+  /* Not past KEEP_BUFFER of answers waiting: a peer that pipelines many
+   * small calls and reads nothing cannot grow the output without bound. */
+  c->corked = c->out_len - c->out_off < KEEP_BUFFER &&
+              avail - f->frame_len >= AKR_PREFIX_LEN &&
               akr_frame_scan(at + f->frame_len, avail - f->frame_len, AKR_FRAME_REQUEST,
                              s->opt.max_request_size, &next, NULL) == AKR_FRAME_OK;
   s->hooks->dispatch(c, f);
@@ -438,6 +441,10 @@ void akr_conn_resume(akr_conn *c) {
       refuse_stream(c, fe);
       continue;
     }
+    /* Until the head is admitted, room for the head only: the body's room
+     * is granted by admission, within the memory account. */
+    if (f.frame_len && !c->head_done && need > AKR_PREFIX_LEN + (size_t)f.head_len)
+      need = AKR_PREFIX_LEN + (size_t)f.head_len;
     if (!read_more(c, need, avail)) return;
   }
 }

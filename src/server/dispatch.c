@@ -71,7 +71,9 @@ int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
   call->peer = c->peer;
   call->frame_len = f->frame_len;
   akr_acct_call_start(call, c);
-  akr_arena_reset(&call->arena, DECODE_BUDGET(f->frame_len));
+  /* The head too decodes within the room the account has. */
+  size_t cap = DECODE_BUDGET(f->frame_len), room = akr_acct_room(c);
+  akr_arena_reset(&call->arena, cap < room ? cap : room);
   akr_frame_error fe = akr_request_decode(f, &call->arena, &call->req);
   akr_acct_call_bytes(call, call->arena.total);
   if (fe != AKR_FRAME_OK) {
@@ -130,8 +132,8 @@ static int decode(akr_conn *c, ackrpc_call *call, const akr_frame *f) {
     return -1;
   }
   size_t room = call->arena.total + akr_acct_room(c);
-  int by_account = room < call->arena.cap;
-  if (by_account) call->arena.cap = room;
+  int by_account = room < DECODE_BUDGET(f->frame_len);
+  call->arena.cap = by_account ? room : DECODE_BUDGET(f->frame_len);
   akr_arena_mark mark = akr_arena_mark_now(&call->arena);
   call->request =
       protobuf_c_message_unpack(m->m.request, &call->arena.pc, f->body_len, f->body);

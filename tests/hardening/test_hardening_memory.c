@@ -235,3 +235,31 @@ HS_TEST(hmemory, memory_budget_refuses_new_work_and_keeps_the_old) {
   cr_assert_leq(mem, (uint64_t)(6u << 20) + (256u << 10), "memory held: %lu",
                 (unsigned long)mem);
 }
+
+HS_TEST(hmemory, announced_body_is_not_buffered_before_its_head_is_admitted) {
+  const char *sock = fx_sock();
+  ackrpc_server_options o = {.address = sock, .read_timeout_ms = 30000,
+                             .log = ackrpc_log_discard};
+  hs_server_start(&o);
+  ackrpc_client *c = fx_client(sock, 10000);
+  /* Prefixes that announce a 100-byte head and a 4 MiB body, and no more:
+   * the server may read the head, not make room for the body yet. */
+  enum { N = 20 };
+  uint8_t prefix[12] = {'A', 'K', 1, 1};
+  uint32_t head_len = 100, body_len = (4u << 20) - 200;
+  memcpy(prefix + 4, &head_len, 4); /* little-endian on every Linux we run */
+  memcpy(prefix + 8, &body_len, 4);
+  int fds[N];
+  for (int i = 0; i < N; i++) {
+    fds[i] = hs_connect(sock);
+    cr_assert_geq(fds[i], 0);
+    cr_assert_eq(hs_send_all(fds[i], prefix, sizeof prefix), 0);
+  }
+  fx_sleep_ms(200);
+  uint64_t mem = counters(c).memory_bytes;
+  cr_assert_lt(mem, (uint64_t)N * (128u << 10),
+               "%d connections that sent a prefix hold %lu bytes", N,
+               (unsigned long)mem);
+  for (int i = 0; i < N; i++)
+    close(fds[i]);
+}

@@ -496,6 +496,13 @@ FX_TEST(outbox, impostor_of_another_user_receives_nothing) {
   for (int i = 0; i < 20 && last == ACKRPC_OK; i++)
     ackrpc_outbox_pump(ob, 1, NULL);
   cr_assert_eq(last, ACKRPC_E_SERVER_IDENTITY, "%s", ackrpc_status_name(last));
+  /* Not dead-lettered: an impostor in the way does not cost the message. */
+  for (int i = 0; i < 5; i++)
+    ackrpc_outbox_pump(ob, 1, NULL);
+  ackrpc_outbox_counts n;
+  cr_assert_eq(ackrpc_outbox_count(ob, &n), ACKRPC_OK);
+  cr_assert_eq(n.dead, 0, "dead-lettered because of an impostor");
+  cr_assert_eq(n.pending, 1);
   ackrpc_outbox_close(ob);
   size_t bytes = 99;
   cr_assert_geq(fx_listener_drain(lfd, &bytes), 1);
