@@ -64,8 +64,10 @@ typedef struct ackrpc_server_options {
    * connect and its write); until then, and while every connection is busy
    * with a call, new ones wait in the kernel's queue. Default 1024. */
   uint32_t max_connections;
-  /* Connections from one peer uid at once; more are answered
-   * RESOURCE_EXHAUSTED. Default 256. */
+  /* Connections from one peer uid at once. At the limit, the uid's own
+   * connection that has waited longest for its request (idle or
+   * trickling) is dropped to admit the new one; only if all are busy with
+   * calls is the new one answered RESOURCE_EXHAUSTED. Default 256. */
   uint32_t max_connections_per_uid;
   /* Connections whose request is not complete yet (idle, slow or
    * trickling). Beyond this, the one that has waited longest is dropped

@@ -78,22 +78,23 @@ static int make_room(ackrpc_server *s) {
 /* --- connections per uid ------------------------------------------------ */
 
 /* The connection of `u` other than `except` that has waited longest for
- * its request, if it has waited long enough to be dropped; else NULL. */
+ * its request; NULL if none waits. */
 static akr_conn *uid_oldest_pending(ackrpc_server *s, const akr_uid_rec *u,
                                     const akr_conn *except) {
   if (!u->pending) return NULL;
-  for (akr_conn *c = s->pend_head; c; c = c->pend_next) {
-    if (c->uacct != u || c == except) continue;
-    return akr_now_us() - c->pending_since_us >= EVICT_MIN_AGE_US ? c : NULL;
-  }
+  for (akr_conn *c = s->pend_head; c; c = c->pend_next)
+    if (c->uacct == u && c != except) return c;
   return NULL;
 }
 
 /* Counts the connection against its peer's uid. At the uid's limit, the
  * uid's own connection that has waited longest for its request is dropped
- * to admit this one: within a uid, an idle or trickling connection loses
- * to a new one, so a uid's idle connections cannot lock out its working
- * clients. -1 if none may be dropped: this one is refused. */
+ * to admit this one, whatever its age: within a uid, an idle or trickling
+ * connection loses to a new one, so a uid's idle connections (even ones
+ * it keeps reopening) cannot lock out its working clients, whose requests
+ * are complete as soon as they are read. One side of the uid loses either
+ * way; the waiting one is the likelier attacker. -1 if every connection of
+ * the uid is busy with a call: this one is refused. */
 static int uid_enter(ackrpc_server *s, akr_conn *c) {
   akr_uid_rec *u = akr_uid_get(s, c->peer.uid);
   if (!u) return -1;

@@ -238,8 +238,8 @@ HS_TEST(hmemory, memory_budget_refuses_new_work_and_keeps_the_old) {
 
 HS_TEST(hmemory, announced_body_is_not_buffered_before_its_head_is_admitted) {
   const char *sock = fx_sock();
-  ackrpc_server_options o = {.address = sock, .read_timeout_ms = 30000,
-                             .log = ackrpc_log_discard};
+  ackrpc_server_options o = {
+      .address = sock, .read_timeout_ms = 30000, .log = ackrpc_log_discard};
   hs_server_start(&o);
   ackrpc_client *c = fx_client(sock, 10000);
   /* Prefixes that announce a 100-byte head and a 4 MiB body, and no more:

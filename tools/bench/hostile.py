@@ -137,13 +137,14 @@ def churn(a):
 def pinned(a):
     frame = request(GET, padded_get(a.pad))
     conns = []
+    failed = 0
     for _ in range(a.n):
         try:
             c = connect(a.sock)
             c.sendall(frame)
             conns.append(c)
         except OSError:
-            break
+            failed += 1  # refused while sending (the server closed)
     time.sleep(5)
     refused = 0
     for c in conns:
@@ -156,7 +157,8 @@ def pinned(a):
         except OSError:
             refused += 1
         c.close()
-    print(f"pinned: {len(conns)} connections sent, {refused} answered early (refused)")
+    print(f"pinned: {len(conns)} sent, {failed} cut off while sending, "
+          f"{refused} answered early (refused)")
 
 
 def behind(a):
