@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mem/arena.h"
+#include "mem/budget.h"
 #include "wire/depth.h"
 #include "wire/head.h"
 
@@ -56,31 +57,6 @@ static void keep_bytes(ackrpc_result *r, const akr_reply *reply) {
   r->reply_bytes_len = reply->body_len;
 }
 
-/* protobuf-c's allocator with a budget: what the decoder takes from
- * malloc() counts against it (it frees only on failure), so a reply cannot
- * make the client allocate without bound. The reply is freed later with
- * the default allocator (free()), which this one is compatible with. */
-typedef struct budget {
-  size_t left;
-  int refused; /* an allocation was over the budget */
-} budget;
-
-static void *budget_alloc(void *data, size_t size) {
-  budget *b = data;
-  if (size > b->left) {
-    b->refused = 1;
-    return NULL;
-  }
-  void *p = malloc(size);
-  if (p) b->left -= size;
-  return p;
-}
-
-static void budget_free(void *data, void *p) {
-  (void)data;
-  free(p);
-}
-
 /* Whether `desc` has a message field: only then can a body nest. */
 static int may_nest(const ProtobufCMessageDescriptor *desc) {
   for (unsigned i = 0; i < desc->n_fields; i++)
@@ -99,10 +75,10 @@ static ProtobufCMessage *decode_body(const ProtobufCMessageDescriptor *desc,
              max_depth);
     return NULL;
   }
-  budget b = {AKR_REPLY_DECODE_BUDGET(reply->body_len), 0};
-  ProtobufCAllocator a = {budget_alloc, budget_free, &b};
+  akr_budget b;
+  akr_budget_init(&b, AKR_REPLY_DECODE_BUDGET(reply->body_len));
   ProtobufCMessage *m =
-      protobuf_c_message_unpack(desc, &a, reply->body_len, reply->body);
+      protobuf_c_message_unpack(desc, &b.pc, reply->body_len, reply->body);
   if (!m)
     snprintf(why, why_len, "reply body %s as %s",
              b.refused ? "needs too much memory to decode" : "does not decode",

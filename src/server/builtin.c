@@ -331,22 +331,16 @@ static void stats_get(ackrpc_call *call, const ProtobufCMessage *request, void *
   reply.connections = s->n_conns;
   reply.n_methods = n;
   reply.methods = msp;
+  /* ackrpc_counters and the Counters message list the same uint64 fields
+   * in the same order (tests/ops check the values through Stats). */
   ackrpc_counters k0;
   Ackrpc__Reflection__Counters kc = ACKRPC__REFLECTION__COUNTERS__INIT;
   ackrpc_server_counters(s, &k0);
-  kc.uid_limit = k0.uid_limit;
-  kc.refused = k0.refused;
-  kc.evicted = k0.evicted;
-  kc.accept_failed = k0.accept_failed;
-  kc.read_timeouts = k0.read_timeouts;
-  kc.handler_deadlines = k0.handler_deadlines;
-  kc.bad_requests = k0.bad_requests;
-  kc.over_budget = k0.over_budget;
-  kc.call_limit = k0.call_limit;
-  kc.log_suppressed = k0.log_suppressed;
-  kc.log_dropped = k0.log_dropped;
-  kc.memory_bytes = k0.memory_bytes;
-  kc.calls_in_progress = k0.calls_in_progress;
+  const ProtobufCMessageDescriptor *kd = kc.base.descriptor;
+  _Static_assert(sizeof k0 % sizeof(uint64_t) == 0, "ackrpc_counters: uint64s only");
+  const uint64_t *kv = (const uint64_t *)&k0;
+  for (unsigned i = 0; i < kd->n_fields && i < sizeof k0 / sizeof *kv; i++)
+    *(uint64_t *)((char *)&kc + kd->fields[i].offset) = kv[i];
   reply.counters = &kc;
   ackrpc_call_reply(call, ACKRPC_OK, NULL, &reply.base);
 out:

@@ -201,11 +201,12 @@ static void record(akr_conn *c) {
   int timed = r->t_start_us != 0;
   uint64_t us = timed ? akr_now_us() - r->t_start_us : 0;
   akr_stats_record(r->stats, r->status, r->bytes_in, r->bytes_out, timed, us);
-  akr_slog(c->server, ACKRPC_LOG_DEBUG,
-           "call method=%s status=%s us=%llu peer_uid=%u peer_pid=%d bytes_in=%zu "
-           "bytes_out=%zu",
-           r->method, status_text(r->status), (unsigned long long)us,
-           (unsigned)c->peer.uid, (int)c->peer.pid, r->bytes_in, r->bytes_out);
+  if (c->server->opt.log_level >= ACKRPC_LOG_DEBUG)
+    akr_slog(c->server, ACKRPC_LOG_DEBUG,
+             "call method=%s status=%s us=%llu peer_uid=%u peer_pid=%d bytes_in=%zu "
+             "bytes_out=%zu",
+             r->method, status_text(r->status), (unsigned long long)us,
+             (unsigned)c->peer.uid, (int)c->peer.pid, r->bytes_in, r->bytes_out);
   r->stats = NULL;
 }
 
@@ -224,7 +225,8 @@ static void rec_start(akr_conn *c, uint32_t status, size_t bytes_out) {
 
 /* The frame is answered: get ready for the next one. */
 static void next_frame(akr_conn *c) {
-  c->in_off += c->frame_len;
+  if (!c->in_released) c->in_off += c->frame_len;
+  c->in_released = 0;
   c->frame_len = 0;
   c->head_done = 0;
   c->calls_done++;
@@ -323,9 +325,23 @@ void akr_conn_reply(akr_conn *c, ackrpc_call *call) {
   write_out(c);
 }
 
+/* A large frame, decoded and alone in the buffer, whose call waits for its
+ * handler: the call holds copies of all it needs (protobuf-c copies out of
+ * its input), so the buffer goes back to the spare store meanwhile. 256
+ * connections waiting on 4 MiB requests then hold their decoded requests,
+ * not 1 GiB of frames. */
+static void release_input(akr_conn *c) {
+  if (c->in_cap < AKR_SPARE_MIN || c->in_len - c->in_off != c->frame_len) return;
+  in_free(c, &c->server->spare);
+  akr_acct_conn_input(c);
+  akr_conn_spare_watch(c->server);
+  c->in_released = 1; /* the frame is gone: next_frame() has nothing to skip */
+}
+
 void akr_conn_busy(akr_conn *c, uint64_t deadline_us) {
   c->state = AKR_CONN_BUSY;
   pending_remove(c);
+  release_input(c);
   set_timer(c, deadline_us);
   /* Level-triggered readiness from pipelined frames would wake the loop
    * again and again: stop reading meanwhile. */

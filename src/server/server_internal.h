@@ -87,6 +87,7 @@ struct akr_conn {
   int eof;
   int drained;               /* the last read left the socket empty */
   int head_done;             /* the current frame's head is admitted */
+  int in_released;           /* the current frame's bytes were let go */
   size_t frame_len;          /* the current frame's length, once known */
   uint64_t read_deadline_us; /* 0: not started */
   unsigned calls_done;

@@ -36,6 +36,10 @@ static Ackrpc__Reflection__Counters counters(const char *sock) {
   const Ackrpc__Reflection__StatsReply *r =
       (const Ackrpc__Reflection__StatsReply *)res.reply;
   cr_assert_not_null(r->counters, "Stats has the counters");
+  /* The server copies ackrpc_counters into the message field by field,
+   * in order: the two must have as many. */
+  cr_assert_eq(ackrpc__reflection__counters__descriptor.n_fields,
+               sizeof(ackrpc_counters) / sizeof(uint64_t));
   Ackrpc__Reflection__Counters k = *r->counters;
   ackrpc_result_clear(&res);
   return k;

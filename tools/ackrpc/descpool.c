@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem/budget.h"
+#include "wire/depth.h"
+
 static void set_err(char *err, size_t errlen, const char *fmt, ...) {
   if (!err || !errlen) return;
   va_list ap;
@@ -36,102 +39,22 @@ static const char *strip_dot(const char *name) {
 
 /* --- Limits on decoding: a set may come from a server (reflection) --- */
 
-/* Reads a varint at *p (before end). 0, or -1 if it is cut or too long. */
-static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret) {
-  uint64_t v = 0;
-  for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-    uint8_t b = *(*p)++;
-    v |= (uint64_t)(b & 0x7f) << shift;
-    if (!(b & 0x80)) {
-      *ret = v;
-      return 0;
-    }
-  }
-  return -1;
-}
-
-/* Walks the fields of a message of type `desc` (NULL: a group's, whose
- * nested groups still count) from *p at nesting `depth`, without
- * allocating. Returns -1 if something nests deeper than `max`, else 0
- * (malformed bytes too: protobuf-c refuses them then). protobuf-c recurses
- * once per level without a limit: this runs first, with a bounded
- * recursion of its own. */
-static int walk(const ProtobufCMessageDescriptor *desc, const uint8_t **p,
-                const uint8_t *end, unsigned depth, unsigned max) {
-  if (depth > max) return -1;
-  while (*p < end) {
-    uint64_t key, v;
-    if (get_varint(p, end, &key) != 0) return 0;
-    switch (key & 7) {
-    case 0:
-      if (get_varint(p, end, &v) != 0) return 0;
-      break;
-    case 1:
-    case 5: {
-      size_t n = (key & 7) == 1 ? 8 : 4;
-      if ((size_t)(end - *p) < n) return 0;
-      *p += n;
-      break;
-    }
-    case 2: {
-      if (get_varint(p, end, &v) != 0 || v > (uint64_t)(end - *p)) return 0;
-      const uint8_t *sub = *p;
-      *p += v;
-      const ProtobufCFieldDescriptor *f =
-          desc && key >> 3 <= UINT32_MAX
-              ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
-              : NULL;
-      if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
-          walk(f->descriptor, &sub, sub + v, depth + 1, max) != 0)
-        return -1;
-      break;
-    }
-    case 3:
-      if (walk(NULL, p, end, depth + 1, max) != 0) return -1;
-      break;
-    default: return 0; /* 4: the end of a group; 6, 7: malformed */
-    }
-  }
-  return 0;
-}
-
-/* protobuf-c's allocator with a budget (the sets are freed later with the
- * default allocator, free(), which this one is compatible with). */
-typedef struct budget {
-  size_t left;
-  int refused;
-} budget;
-
-static void *budget_alloc(void *data, size_t size) {
-  budget *b = data;
-  if (size > b->left) {
-    b->refused = 1;
-    return NULL;
-  }
-  void *p = malloc(size);
-  if (p) b->left -= size;
-  return p;
-}
-
-static void budget_free(void *data, void *p) {
-  (void)data;
-  free(p);
-}
-
 /* Decodes a FileDescriptorSet within the limits of descpool.h. */
 static Google__Protobuf__FileDescriptorSet *decode_set(const uint8_t *data, size_t len,
                                                        char *err, size_t errlen) {
-  const uint8_t *p = data;
-  if (walk(&google__protobuf__file_descriptor_set__descriptor, &p, data + len, 1,
-           AKRCLI_MAX_DESCRIPTOR_DEPTH) != 0) {
+  /* protobuf-c recurses once per level without a limit: the nesting is
+   * checked first, without allocating (src/wire/depth.c, shared with the
+   * library). */
+  if (akr_check_depth(&google__protobuf__file_descriptor_set__descriptor, data, len,
+                      AKRCLI_MAX_DESCRIPTOR_DEPTH) != 0) {
     set_err(err, errlen, "descriptors nested deeper than %u levels",
             AKRCLI_MAX_DESCRIPTOR_DEPTH);
     return NULL;
   }
-  budget b = {AKRCLI_DESCRIPTOR_DECODE_BUDGET(len), 0};
-  ProtobufCAllocator a = {budget_alloc, budget_free, &b};
+  akr_budget b;
+  akr_budget_init(&b, AKRCLI_DESCRIPTOR_DECODE_BUDGET(len));
   Google__Protobuf__FileDescriptorSet *set =
-      google__protobuf__file_descriptor_set__unpack(&a, len, data);
+      google__protobuf__file_descriptor_set__unpack(&b.pc, len, data);
   if (!set)
     set_err(err, errlen, "%s",
             b.refused ? "descriptors that need too much memory to decode"
