@@ -747,6 +747,15 @@ class Hostile:
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
+    def wait_received(self, n, seconds=5.0):
+        """Waits (bounded) until `n` connections were served: a client that
+        refuses the server closes at once, and the serving thread may not
+        have taken that connection yet when the client exits."""
+        end = time.monotonic() + seconds
+        while len(self.received) < n and time.monotonic() < end:
+            time.sleep(0.01)
+        return self.received
+
     def serve(self):
         end = time.monotonic() + 100
         while not self.stop.is_set() and time.monotonic() < end:
@@ -880,8 +889,8 @@ def g_hostile(e):
                 argv[1:1] = e.desc_file("clitest.pb")
             e.expect(f"{cmd[0]} --server-uid another", e.run(*argv), rc=EXIT["noperm"],
                      err_has=["E_SERVER_IDENTITY (211)", f"uid {me}"])
-        e.check(srv.received == [0] * len(srv.received) and len(srv.received) == 5,
-                "an untrusted server receives nothing", repr(srv.received))
+        got = srv.wait_received(5)
+        e.check(got == [0] * 5, "an untrusted server receives nothing", repr(got))
         name = __import__("pwd").getpwuid(me).pw_name
         for uid in (str(me), name, "any"):
             e.expect(f"health --server-uid {uid}", e.run("health", "--server-uid", uid, sock),
@@ -904,7 +913,8 @@ def g_hostile(e):
     try:
         e.expect("health: an impostor of another user", e.run("health", sock),
                  rc=EXIT["noperm"], err_has=["E_SERVER_IDENTITY", f"uid {nobody}"])
-        e.check(srv.received == [0], "the impostor receives nothing", repr(srv.received))
+        got = srv.wait_received(1)
+        e.check(got == [0], "the impostor receives nothing", repr(got))
         e.expect("health --server-uid nobody", e.run("health", "--server-uid", "nobody", sock),
                  out_has=["SERVING"])
     finally:
