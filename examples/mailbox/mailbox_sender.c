@@ -102,6 +102,14 @@ static void on_attempt(void *user, const ackrpc_outbox_attempt *a) {
     printf("letter seq=%" PRIu64 " failed after %u attempt(s): %s: %s (%s)\n", seq,
            a->attempt, ackrpc_status_name(a->status), msg, outcome_text(a->status));
     return;
+  case ACKRPC_OUTBOX_HALTED:
+    /* The outbox file is damaged: nothing more will be sent from it. */
+    if (a->id)
+      printf("delivery stopped at letter seq=%" PRIu64 ": %s: %s\n", seq,
+             ackrpc_status_name(a->status), msg);
+    else
+      printf("delivery stopped: %s: %s\n", ackrpc_status_name(a->status), msg);
+    return;
   }
 }
 
