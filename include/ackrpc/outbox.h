@@ -20,8 +20,11 @@
  *
  * One process at a time: the database is opened in SQLite's exclusive
  * locking mode, so a second ackrpc_outbox_open() on it fails
- * (E_STORE_LOCKED) until the first is closed or its process ends. Nothing
- * here prints.
+ * (E_STORE_LOCKED) until the first is closed or its process ends. Beside
+ * the database (and SQLite's "<path>-wal") the outbox keeps "<path>-mark",
+ * its record of the commits made, by which a database that lost commits is
+ * noticed at open (docs/DELIVERY.md): copy, move or delete them together.
+ * Nothing here prints.
  *
  * The outbox is its own library, libackrpc-outbox (CMake ackrpc::outbox,
  * pkg-config ackrpc-outbox), on top of libackrpc: only programs that use it
