@@ -59,11 +59,20 @@ static int pick(ackrpc_outbox *ob, message *m, int *ret_found, uint64_t *ret_wai
       memcpy(m->call_id, sqlite3_column_blob(st, 2), m->call_id_len);
       m->enqueued_at_ms = sqlite3_column_int64(st, 3);
       m->attempts = (unsigned)sqlite3_column_int64(st, 4);
+      int has_sum = sqlite3_column_type(st, 5) != SQLITE_NULL;
+      int64_t sum = sqlite3_column_int64(st, 5);
       sqlite3_reset(st);
       sqlite3_clear_bindings(st);
       if (!m->method_name || !m->body) {
         message_free(m);
         return SQLITE_NOMEM;
+      }
+      if (has_sum && sum != akr_ob_sum(m->method_name, m->body, m->body_len, m->call_id,
+                                       m->call_id_len, m->enqueued_at_ms)) {
+        /* Bytes changed under SQLite's feet: never send them. */
+        ob->bad_sum_id = m->id;
+        message_free(m);
+        return SQLITE_CORRUPT;
       }
       *ret_found = 1;
       return SQLITE_OK;

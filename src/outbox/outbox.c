@@ -116,7 +116,9 @@ ackrpc_status ackrpc_outbox_enqueue(ackrpc_outbox *ob, const char *method,
     sqlite3_bind_blob(st, 2, body ? (const void *)body : (const void *)"",
                       (int)body_len, SQLITE_STATIC);
     sqlite3_bind_blob(st, 3, id, sizeof id, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, akr_ob_wall_ms());
+    int64_t now = akr_ob_wall_ms();
+    sqlite3_bind_int64(st, 4, now);
+    sqlite3_bind_int64(st, 5, akr_ob_sum(method, body, body_len, id, sizeof id, now));
     rc = akr_ob_step_done(st);
   }
   uint64_t rowid = (uint64_t)sqlite3_last_insert_rowid(ob->db);

@@ -58,6 +58,7 @@ struct ackrpc_outbox {
    * for good), else OK; `fault_msg` says what SQLite or the check found. */
   ackrpc_status fault;
   char fault_msg[200];
+  uint64_t bad_sum_id; /* the message that failed its checksum, if that was it */
   /* The commit counter (store.c): the transactions ever committed, as in
    * the database, and the mark file that repeats it outside the WAL. */
   uint64_t commits, nonce;
@@ -100,6 +101,10 @@ ackrpc_status akr_ob_db_open(ackrpc_outbox *ob, const char *path);
  * is noted yet, sets ob->fault and ob->fault_msg and returns 1 (the caller
  * then reports it once, outside mu); else 0. Under mu. */
 int akr_ob_note_fault(ackrpc_outbox *ob, int rc);
+/* The checksum stored with each message (column `sum`), over what is
+ * sent: method, body, call id, and the enqueue time. A positive int64. */
+int64_t akr_ob_sum(const char *method, const uint8_t *body, size_t body_len,
+                   const uint8_t *call_id, size_t call_id_len, int64_t enqueued_at_ms);
 /* Adds one to the commit counter inside the open write transaction.
  * Returns an SQLite code. Under mu. */
 int akr_ob_bump(ackrpc_outbox *ob);

@@ -43,7 +43,8 @@ static const char SCHEMA[] =
     " enqueued_at_ms INTEGER NOT NULL,"
     " attempts INTEGER NOT NULL DEFAULT 0,"
     " last_status INTEGER,"
-    " last_message TEXT);"
+    " last_message TEXT,"
+    " sum INTEGER);"
     "CREATE INDEX IF NOT EXISTS outbox_by_method ON outbox (method, id);"
     "CREATE TABLE IF NOT EXISTS dead_letters ("
     " id INTEGER PRIMARY KEY,"
@@ -64,9 +65,9 @@ static const char SCHEMA[] =
 #define MARK_LEN 24 /* magic, nonce, commits (little-endian u64s) */
 
 static const char *const SQL[S_COUNT_] = {
-    [S_INSERT] = "INSERT INTO outbox (method, body, call_id, enqueued_at_ms) "
-                 "VALUES (?1, ?2, ?3, ?4)",
-    [S_HEAD] = "SELECT id, body, call_id, enqueued_at_ms, attempts FROM outbox "
+    [S_INSERT] = "INSERT INTO outbox (method, body, call_id, enqueued_at_ms, sum) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_HEAD] = "SELECT id, body, call_id, enqueued_at_ms, attempts, sum FROM outbox "
                "WHERE method = ?1 ORDER BY id LIMIT 1",
     [S_DELETE] = "DELETE FROM outbox WHERE id = ?1",
     [S_UPDATE] = "UPDATE outbox SET attempts = ?2, last_status = ?3, last_message = ?4 "
@@ -114,10 +115,37 @@ int akr_ob_exec(sqlite3 *db, const char *sql) {
 int akr_ob_note_fault(ackrpc_outbox *ob, int rc) {
   if (ob->fault != ACKRPC_OK || akr_ob_status(rc) != ACKRPC_E_STORE_CORRUPT) return 0;
   ob->fault = ACKRPC_E_STORE_CORRUPT;
-  snprintf(ob->fault_msg, sizeof ob->fault_msg,
-           "the outbox database is damaged (%s): delivery stopped",
-           sqlite3_errmsg(ob->db));
+  if (ob->bad_sum_id)
+    snprintf(ob->fault_msg, sizeof ob->fault_msg,
+             "the outbox database is damaged (message %llu does not match its "
+             "checksum): delivery stopped",
+             (unsigned long long)ob->bad_sum_id);
+  else
+    snprintf(ob->fault_msg, sizeof ob->fault_msg,
+             "the outbox database is damaged (%s): delivery stopped",
+             sqlite3_errmsg(ob->db));
   return 1;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ b[i]) * 1099511628211u;
+  return h;
+}
+
+int64_t akr_ob_sum(const char *method, const uint8_t *body, size_t body_len,
+                   const uint8_t *call_id, size_t call_id_len, int64_t enqueued_at_ms) {
+  uint64_t h = 14695981039346656037u, n;
+  h = fnv(h, method, strlen(method) + 1);
+  n = body_len;
+  h = fnv(h, &n, sizeof n);
+  if (body_len) h = fnv(h, body, body_len);
+  n = call_id_len;
+  h = fnv(h, &n, sizeof n);
+  h = fnv(h, call_id, call_id_len);
+  h = fnv(h, &enqueued_at_ms, sizeof enqueued_at_ms);
+  return (int64_t)(h & INT64_MAX);
 }
 
 void akr_ob_rollback(ackrpc_outbox *ob) {
@@ -200,6 +228,18 @@ static void write_mark(ackrpc_outbox *ob) {
 void akr_ob_committed(ackrpc_outbox *ob) {
   ob->commits++;
   write_mark(ob);
+}
+
+/* A database from before the per-message checksum gets its column (NULL
+ * in the rows already there: those are not checked). */
+static int add_sum_column(ackrpc_outbox *ob) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(ob->db, "SELECT sum FROM outbox LIMIT 0", -1, &st, NULL) ==
+      SQLITE_OK) {
+    sqlite3_finalize(st);
+    return SQLITE_OK;
+  }
+  return akr_ob_exec(ob->db, "ALTER TABLE outbox ADD COLUMN sum INTEGER");
 }
 
 /* Reads the counter (creating the row with a fresh identity) and checks it
@@ -288,6 +328,7 @@ ackrpc_status akr_ob_db_open(ackrpc_outbox *ob, const char *path) {
   /* The schema in a write transaction: this takes the exclusive lock. */
   if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "BEGIN IMMEDIATE");
   if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, SCHEMA);
+  if (rc == SQLITE_OK) rc = add_sum_column(ob);
   if (rc == SQLITE_OK) rc = check_mark(ob, path);
   if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "COMMIT");
   for (int i = 0; rc == SQLITE_OK && i < S_COUNT_; i++)

@@ -5,10 +5,15 @@
  *     worker tells on_attempt (fate HALTED, E_STORE_CORRUPT) once, stops,
  *     and wait_idle returns E_STORE_CORRUPT at once, not at its timeout;
  *     pump and start say so too;
+ *   - a changed byte in a stored body (the row still parses): the message
+ *     fails its checksum and is never sent; delivery stops as above;
  *   - garbage in a valid WAL frame left by a killed process (SQLite would
  *     silently drop that commit and every later one): the reopen is
  *     refused with E_STORE_CORRUPT; the same crash without the garbage
  *     reopens with every commit there (no false alarm). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -165,6 +170,58 @@ FX_TEST(outbox_corrupt, pump_reports_a_damaged_table_once) {
   cr_assert_eq(log.halts, 1, "reported once, not at every pump");
   cr_assert_eq(ackrpc_outbox_wait_idle(ob, 5000), ACKRPC_E_STORE_CORRUPT);
   ackrpc_outbox_close(ob);
+}
+
+/* A byte of a stored message changed in a way SQLite cannot see (the row
+ * still parses): the message's checksum stops it from being sent. */
+FX_TEST(outbox_corrupt, a_changed_body_fails_its_checksum_and_is_not_sent) {
+  const char *path = fx_path("outbox.db");
+  ackrpc_outbox_options o = {.path = path};
+  ackrpc_outbox *ob = NULL;
+  cr_assert_eq(ackrpc_outbox_open(&o, &ob), ACKRPC_OK);
+  const char *texts[] = {"first-intact", "second-marker-to-flip", "third-intact"};
+  for (size_t i = 0; i < 3; i++) {
+    Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+    req.text = (char *)texts[i];
+    uint8_t buf[128];
+    size_t n = protobuf_c_message_pack(&req.base, buf);
+    cr_assert_eq(ackrpc_outbox_enqueue(ob, FX_ECHO, buf, n, NULL), ACKRPC_OK);
+  }
+  ackrpc_outbox_close(ob); /* checkpointed: the rows are in the file */
+  int fd = open(path, O_RDWR);
+  cr_assert_geq(fd, 0);
+  struct stat sb;
+  cr_assert_eq(fstat(fd, &sb), 0);
+  uint8_t *file = malloc((size_t)sb.st_size);
+  cr_assert_not_null(file);
+  cr_assert_eq(pread(fd, file, (size_t)sb.st_size, 0), (ssize_t)sb.st_size);
+  const char *needle = "marker";
+  uint8_t *at = memmem(file, (size_t)sb.st_size, needle, strlen(needle));
+  cr_assert_not_null(at, "the body is not in the file");
+  cr_assert_eq(pwrite(fd, "n", 1, at - file), 1); /* "marker" -> "narker" */
+  cr_assert_eq(fsync(fd), 0);
+  close(fd);
+  free(file);
+
+  fx_server *fs = fx_server_start(
+      &(ackrpc_server_options){.address = fx_sock(), .log = ackrpc_log_discard});
+  halt_log log = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  o = (ackrpc_outbox_options){.path = path,
+                              .address = fx_sock(),
+                              .on_attempt = on_attempt,
+                              .on_attempt_user = &log};
+  ackrpc_status st = ackrpc_outbox_open(&o, &ob);
+  cr_assert_eq(st, ACKRPC_OK, "open: %s", ackrpc_status_name(st));
+  unsigned n = 0;
+  st = ackrpc_outbox_pump(ob, 10, &n);
+  unsigned calls = fx_handler_calls();
+  ackrpc_outbox_close(ob);
+  fx_server_stop(fs);
+  cr_assert_eq(st, ACKRPC_E_STORE_CORRUPT, "pump: %s after %u attempts, %u delivered",
+               ackrpc_status_name(st), n, calls);
+  cr_assert_eq(n, 1, "only the intact first message goes out");
+  cr_assert_eq(calls, 1, "the changed message reached the receiver");
+  cr_assert_eq(log.halts, 1);
 }
 
 /* --- WAL damage --- */
