@@ -246,8 +246,9 @@ static void *worker_main(void *arg) {
 
 ackrpc_status ackrpc_outbox_start(ackrpc_outbox *ob) {
   if (!ob) return ACKRPC_E_INVAL;
+  if (ob->fault != ACKRPC_OK)
+    return ob->fault; /* also while the dead worker is joined */
   if (!ob->client || ob->running) return ACKRPC_E_STATE;
-  if (ob->fault != ACKRPC_OK) return ob->fault;
   ob->stopping = 0;
   sigset_t all, old;
   sigfillset(&all);

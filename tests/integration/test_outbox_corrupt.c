@@ -148,6 +148,8 @@ FX_TEST(outbox_corrupt, worker_reports_a_damaged_table_and_stops) {
   cr_assert(log.had_message, "the report explains nothing");
   pthread_mutex_unlock(&log.mu);
   cr_assert_eq(ackrpc_outbox_wait_idle(ob, 5000), ACKRPC_E_STORE_CORRUPT, "sticky");
+  cr_assert_eq(ackrpc_outbox_start(ob), ACKRPC_E_STORE_CORRUPT,
+               "before stop, start says why delivery is not running");
   cr_assert_eq(ackrpc_outbox_stop(ob), ACKRPC_OK);
   cr_assert_eq(ackrpc_outbox_start(ob), ACKRPC_E_STORE_CORRUPT,
                "a restarted worker would retry in silence");
