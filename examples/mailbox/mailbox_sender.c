@@ -24,27 +24,37 @@
  * and sequence numbers coincide; a sender restarted on the same DB enqueues
  * only the letters after the last one it enqueued, and the outbox resends
  * the ones not yet acked. When the outbox is empty it asks the receiver
- * (Count) how many letters it holds from this sender, which must be N.
+ * (Count) how many letters it holds from this sender, which must be N; the
+ * Count call only reads, so it is retried (up to 30 s, within --wait) if
+ * the receiver is restarting. The sender's name (--sender) is part of each
+ * letter; by default it is "mailbox_sender@HOST:HASH", HASH of the outbox's
+ * absolute path: the same on every run with that outbox, so a restarted
+ * sender checks the letters it stored before.
  *
  * Exit status: 0 if every letter was acknowledged and counted; 1 otherwise
  * (a dead letter is printed with its status name and message; or the
- * outbox did not empty within --wait MS, default 600000); 2 for a usage
- * error.
+ * outbox did not empty within --wait MS, default 600000; or the outbox file
+ * is damaged: "the outbox ... is damaged: E_STORE_CORRUPT", delivery
+ * stopped at once); 2 for a usage error.
  */
-/* getpid: POSIX beyond C11. */
+/* gethostname, realpath, nanosleep: POSIX beyond C11. */
 #define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ackrpc/ackrpc.h>
 #include <ackrpc/outbox.h>
 
 #include "mailbox.ackrpc.h"
+
+#define COUNT_WAIT_MS 30000 /* how long the final Count is retried */
 
 static const char *outcome_text(ackrpc_status st) {
   switch (ackrpc_status_outcome(st)) {
@@ -102,6 +112,14 @@ static void on_attempt(void *user, const ackrpc_outbox_attempt *a) {
     printf("letter seq=%" PRIu64 " failed after %u attempt(s): %s: %s (%s)\n", seq,
            a->attempt, ackrpc_status_name(a->status), msg, outcome_text(a->status));
     return;
+  case ACKRPC_OUTBOX_HALTED:
+    /* The outbox file is damaged: nothing more will be sent from it. */
+    if (a->id)
+      printf("delivery stopped at letter seq=%" PRIu64 ": %s: %s\n", seq,
+             ackrpc_status_name(a->status), msg);
+    else
+      printf("delivery stopped: %s: %s\n", ackrpc_status_name(a->status), msg);
+    return;
   }
 }
 
@@ -143,20 +161,48 @@ static int enqueue_letters(ackrpc_outbox *ob, const char *name, uint64_t n) {
   return 0;
 }
 
-/* Asks the receiver how many letters it holds; 0 if it holds exactly `n`
- * from this sender. */
-static int check_count(ackrpc_client *client, const char *sender, uint64_t n) {
+static void sleep_ms(unsigned ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* Whether a failed Count may succeed if asked again: it only reads, so any
+ * transport failure (the receiver restarting, say) and the server's
+ * temporary statuses are worth another try. */
+static int count_retryable(ackrpc_status st) {
+  return ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED ||
+         st == ACKRPC_UNAVAILABLE || st == ACKRPC_DEADLINE_EXCEEDED ||
+         st == ACKRPC_RESOURCE_EXHAUSTED || st == ACKRPC_ABORTED;
+}
+
+/* Asks the receiver how many letters it holds, retrying a failed call
+ * (backoff 100 ms doubling to 1 s) for up to `wait_ms`; 0 if it holds
+ * exactly `n` from this sender. */
+static int check_count(ackrpc_client *client, const char *sender, uint64_t n,
+                       uint64_t wait_ms) {
   Ackrpc__Mailbox__CountRequest req = ACKRPC__MAILBOX__COUNT_REQUEST__INIT;
   req.sender = (char *)sender;
   Ackrpc__Mailbox__CountReply *reply = NULL;
   ackrpc_result result = {0};
-  ackrpc_status st =
-      ackrpc__mailbox__Mailbox_Count_call(client, &req, &reply, NULL, &result);
-  if (st != ACKRPC_OK) {
-    printf("count failed: %s: %s (%s)\n", ackrpc_status_name(st),
-           result.message ? result.message : ackrpc_strerror(st), outcome_text(st));
+  uint64_t waited = 0;
+  unsigned backoff = 100;
+  ackrpc_status st;
+  for (unsigned attempt = 1;; attempt++) {
+    st = ackrpc__mailbox__Mailbox_Count_call(client, &req, &reply, NULL, &result);
+    if (st == ACKRPC_OK) break;
+    int again = count_retryable(st) && waited + backoff <= wait_ms;
+    printf("count attempt %u failed: %s: %s (%s)%s\n", attempt, ackrpc_status_name(st),
+           result.message ? result.message : ackrpc_strerror(st), outcome_text(st),
+           again ? ": retrying" : "");
     ackrpc_result_clear(&result);
-    return -1;
+    if (!again) {
+      printf("count failed\n");
+      return -1;
+    }
+    sleep_ms(backoff);
+    waited += backoff;
+    backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
   }
   ackrpc_result_clear(&result);
   int rc = 0;
@@ -174,6 +220,24 @@ static int check_count(ackrpc_client *client, const char *sender, uint64_t n) {
   return rc;
 }
 
+/* The default sender name: the same every time this outbox is used, so a
+ * restarted sender resumes under the name its letters were stored with,
+ * and different for different outboxes, so two senders do not mix their
+ * letters: "mailbox_sender@HOST:HASH", HASH the FNV-1a hash of the outbox's
+ * absolute path (it exists: the outbox is open). */
+static void default_name(const char *outbox_path, char *out, size_t cap) {
+  char host[64] = "localhost";
+  if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
+  host[sizeof host - 1] = '\0';
+  char *abs = realpath(outbox_path, NULL);
+  const char *p = abs ? abs : outbox_path;
+  uint64_t h = 14695981039346656037u;
+  for (; *p; p++)
+    h = (h ^ (uint8_t)*p) * 1099511628211u;
+  free(abs);
+  snprintf(out, cap, "mailbox_sender@%s:%016" PRIx64, host, h);
+}
+
 static int usage(FILE *out, int rc) {
   fprintf(
       out,
@@ -184,7 +248,9 @@ static int usage(FILE *out, int rc) {
       "attempts, at most K attempts (default 5; 0: no limit), then checks the\n"
       "receiver's count. Each attempt's deadline is MS (default 5000). Restarted\n"
       "on the same DB, it resumes. --wait bounds the wait for the outbox to\n"
-      "empty (default 600000 ms).\n");
+      "empty (default 600000 ms). The letters are sent as NAME, by default\n"
+      "mailbox_sender@HOST:HASH of the outbox's path (the same on every run\n"
+      "with that outbox). The final count is retried for up to 30 s.\n");
   return rc;
 }
 
@@ -205,8 +271,7 @@ int main(int argc, char **argv) {
 
   uint64_t timeout_ms = 5000, attempts = 5, n = 5, wait_ms = 600000;
   const char *outbox_path = "mailbox_outbox.db";
-  char name[128];
-  snprintf(name, sizeof name, "mailbox_sender[%ld]", (long)getpid());
+  char name[128] = "";
   int i = 1;
   for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
     if (strcmp(argv[i], "--timeout") == 0 &&
@@ -246,6 +311,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   sender s = {.name = name, .n = n};
+  uint64_t count_wait_ms = wait_ms < COUNT_WAIT_MS ? wait_ms : COUNT_WAIT_MS;
   ackrpc_outbox_options oo = {.path = outbox_path,
                               .address = address,
                               .call_timeout_ms = (uint32_t)timeout_ms,
@@ -263,6 +329,9 @@ int main(int argc, char **argv) {
     return st == ACKRPC_E_INVAL || st == ACKRPC_E_ADDRESS ? 2 : 1;
   }
 
+  if (!name[0]) default_name(outbox_path, name, sizeof name);
+  printf("sender %s, outbox %s\n", name, outbox_path);
+
   int rc = 0;
   /* The worker runs while letters are enqueued: delivery starts at once. */
   st = ackrpc_outbox_start(ob);
@@ -273,7 +342,13 @@ int main(int argc, char **argv) {
   if (rc == 0 && enqueue_letters(ob, name, n) != 0) rc = 1;
   if (rc == 0) {
     st = ackrpc_outbox_wait_idle(ob, (uint32_t)wait_ms);
-    if (st != ACKRPC_OK) {
+    if (st == ACKRPC_E_STORE_CORRUPT) {
+      printf("the outbox %s is damaged: %s: %s; delivery stopped. The letters not "
+             "yet acked are still in it: recover them (sqlite3 .recover) or resend "
+             "them; do not reuse the file.\n",
+             outbox_path, ackrpc_status_name(st), ackrpc_strerror(st));
+      rc = 1;
+    } else if (st != ACKRPC_OK) {
       printf("the outbox did not empty: %s: %s\n", ackrpc_status_name(st),
              ackrpc_strerror(st));
       rc = 1;
@@ -287,7 +362,7 @@ int main(int argc, char **argv) {
            n - c.pending - c.dead, n, c.pending, c.dead);
   if (c.dead || c.pending) rc = 1;
   ackrpc_outbox_close(ob);
-  if (rc == 0 && check_count(client, name, n) != 0) rc = 1;
+  if (rc == 0 && check_count(client, name, n, count_wait_ms) != 0) rc = 1;
   ackrpc_client_free(client);
   return rc;
 }

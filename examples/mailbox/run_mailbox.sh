@@ -15,7 +15,10 @@
 #      refused (ALREADY_EXISTS: dead-lettered, the sender exits 1 naming the
 #      status);
 #   5. a sender with no receiver dead-letters its letter after its bounded
-#      attempts, reporting E_CONNECT, exit 1.
+#      attempts, reporting E_CONNECT, exit 1;
+#   6. a sender with the default name delivers 3 letters; restarted on the
+#      same outbox while the receiver is down, it keeps its name and retries
+#      its final Count until the receiver is back: exit 0.
 #
 # usage: examples/mailbox/run_mailbox.sh BUILD_DIR [N]
 #   BUILD_DIR  the CMake build directory (holding examples/mailbox/*)
@@ -166,6 +169,40 @@ cat "$TMP/sender3.log"
 [ "$rc" = 1 ] || fail "a sender without a receiver exited with $rc, expected 1"
 grep -q '^letter seq=1 failed after 3 attempt(s): E_CONNECT: ' "$TMP/sender3.log" \
   || fail "a sender without a receiver did not report E_CONNECT after 3 attempts"
+
+echo "== 6. default sender name; restarted while the receiver is down"
+start_receiver receiver3.log
+rc=0
+timeout -k 2 60 "${WRAP[@]}" "$BIN/mailbox_sender" --timeout "$TIMEOUT_MS" \
+  --outbox "$TMP/outbox4.db" "$SOCK" 3 >"$TMP/sender4.log" 2>&1 || rc=$?
+cat "$TMP/sender4.log"
+[ "$rc" = 0 ] || fail "a sender with the default name exited with $rc"
+name4=$(sed -n 's/^the mailbox holds [0-9]* letters, 3 from \(.*\)$/\1/p' "$TMP/sender4.log")
+[ -n "$name4" ] || fail "the sender did not count its letters"
+rc=0
+timeout -k 2 60 "${WRAP[@]}" "$BIN/mailbox_sender" --timeout "$TIMEOUT_MS" \
+  --outbox "$TMP/outbox4.db" "$SOCK" 3 >"$TMP/sender4b.log" 2>&1 || rc=$?
+cat "$TMP/sender4b.log"
+[ "$rc" = 0 ] || fail "the sender restarted on its outbox exited with $rc"
+grep -q "^the mailbox holds [0-9]* letters, 3 from $name4\$" "$TMP/sender4b.log" \
+  || fail "the restarted sender did not keep its default name $name4"
+stop_receiver
+timeout -k 2 60 "${WRAP[@]}" "$BIN/mailbox_sender" --timeout "$TIMEOUT_MS" \
+  --outbox "$TMP/outbox4.db" "$SOCK" 3 >"$TMP/sender5.log" 2>&1 &
+SPID=$!
+sleep 1
+start_receiver receiver4.log
+rc=0
+wait "$SPID" || rc=$?
+cat "$TMP/sender5.log"
+[ "$rc" = 0 ] || fail "the restarted sender exited with $rc"
+grep -q '^resuming after letter 3$' "$TMP/sender5.log" \
+  || fail "the restarted sender did not resume"
+grep -q '^count attempt 1 failed: .*: retrying$' "$TMP/sender5.log" \
+  || fail "the Count call was not retried while the receiver was down"
+grep -q "^the mailbox holds [0-9]* letters, 3 from $name4\$" "$TMP/sender5.log" \
+  || fail "the restarted sender's Count did not see its 3 letters"
+stop_receiver
 
 echo "run_mailbox: ok ($N letters stored once and acked, letter $SLOW_SEQ after a retry" \
   "with the same call id; clean stops; $n letters in the database)"

@@ -20,8 +20,11 @@
  *
  * One process at a time: the database is opened in SQLite's exclusive
  * locking mode, so a second ackrpc_outbox_open() on it fails
- * (E_STORE_LOCKED) until the first is closed or its process ends. Nothing
- * here prints.
+ * (E_STORE_LOCKED) until the first is closed or its process ends. Beside
+ * the database (and SQLite's "<path>-wal") the outbox keeps "<path>-mark",
+ * its record of the commits made, by which a database that lost commits is
+ * noticed at open (docs/DELIVERY.md): copy, move or delete them together.
+ * Nothing here prints.
  *
  * The outbox is its own library, libackrpc-outbox (CMake ackrpc::outbox,
  * pkg-config ackrpc-outbox), on top of libackrpc: only programs that use it
@@ -29,7 +32,9 @@
  *
  * Statuses for the database, all local (status.h): E_STORE_IO (cannot
  * open, I/O error), E_STORE_CORRUPT (the file is not a database or is
- * damaged), E_STORE_FULL (the disk or the database is full: nothing was
+ * damaged, or lost commits it had made: see docs/DELIVERY.md for what is
+ * detected; once found, delivery stops for good: see
+ * ackrpc_outbox_start()), E_STORE_FULL (the disk or the database is full: nothing was
  * stored), E_STORE_LOCKED (another process has it open), E_NOMEM.
  */
 #ifndef ACKRPC_OUTBOX_H
@@ -51,13 +56,21 @@ typedef enum ackrpc_outbox_fate {
   ACKRPC_OUTBOX_ACKED = 0, /* acked (OK) and deleted */
   ACKRPC_OUTBOX_RETRY = 1, /* will be tried again, with the same call id */
   ACKRPC_OUTBOX_DEAD = 2,  /* moved to the dead letters */
+  /* The database is damaged (status E_STORE_CORRUPT): delivery stopped for
+   * good, nothing more is sent until the outbox is closed and the file
+   * repaired or recovered (docs/DELIVERY.md). The message, if any (id not
+   * 0), stays as last committed. Reported once. */
+  ACKRPC_OUTBOX_HALTED = 3,
 } ackrpc_outbox_fate;
 
 /* One attempt, as reported to the on_attempt callback. Every pointer is
- * valid during the callback only. */
+ * valid during the callback only. With fate ACKRPC_OUTBOX_HALTED the report
+ * may concern no message at all (the damage was found while looking for
+ * one): then id is 0, method and call_id NULL, attempt 0, and status and
+ * message say what was found. */
 typedef struct ackrpc_outbox_attempt {
-  uint64_t id;        /* the message's id (ackrpc_outbox_enqueue()) */
-  const char *method; /* "package.Service/Method" */
+  uint64_t id;        /* the message's id (ackrpc_outbox_enqueue()); 0: none */
+  const char *method; /* "package.Service/Method"; NULL: none */
   const uint8_t *call_id;
   size_t call_id_len;
   unsigned attempt; /* 1 for the first, counting across restarts */
@@ -70,7 +83,9 @@ typedef struct ackrpc_outbox_attempt {
 
 /* Called after each attempt once its outcome is committed (so ACKED means
  * deleted), on the thread delivering: the worker, or the caller of
- * ackrpc_outbox_pump(). It must not call ackrpc_outbox_stop() or _close(). */
+ * ackrpc_outbox_pump(). Also called once, with fate ACKRPC_OUTBOX_HALTED,
+ * when delivery stops because the database is damaged. It must not call
+ * ackrpc_outbox_stop() or _close(). */
 typedef void (*ackrpc_outbox_attempt_fn)(void *user, const ackrpc_outbox_attempt *a);
 
 /* Outbox options; zero means "the default" for every field. */
@@ -143,9 +158,13 @@ ACKRPC_EXPORT ackrpc_status ackrpc_outbox_last_id(ackrpc_outbox *outbox,
                                                   uint64_t *ret_id);
 
 /* Starts the delivery worker, a thread (all signals blocked in it) that
- * delivers messages as they become due, until ackrpc_outbox_stop().
- * Errors: E_INVAL, E_STATE (already running, or no address), E_SYSTEM (the
- * thread could not be created). */
+ * delivers messages as they become due, until ackrpc_outbox_stop(). An I/O
+ * error or a full disk makes it retry (every 100 ms, or after the message's
+ * backoff); a damaged database (E_STORE_CORRUPT) stops it for good: it
+ * reports that once through on_attempt (fate ACKRPC_OUTBOX_HALTED) and
+ * exits, and ackrpc_outbox_wait_idle() returns the status. Errors: E_INVAL,
+ * E_STATE (already running, or no address), E_SYSTEM (the thread could not
+ * be created), E_STORE_CORRUPT (delivery already stopped on damage). */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_start(ackrpc_outbox *outbox);
 
 /* Stops the worker and waits for it: an attempt in progress finishes first
@@ -157,14 +176,17 @@ ACKRPC_EXPORT ackrpc_status ackrpc_outbox_stop(ackrpc_outbox *outbox);
  * that are due now (it does not wait for backoffs), blocking during each
  * call, and returns the number made in *ret_attempts (if not NULL). For
  * programs with their own scheduling, and for tests. Errors: E_INVAL,
- * E_STATE (the worker runs, or no address), database statuses. */
+ * E_STATE (the worker runs, or no address), database statuses;
+ * E_STORE_CORRUPT stops delivery for good, as in the worker (on_attempt is
+ * told once, with fate ACKRPC_OUTBOX_HALTED). */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_pump(ackrpc_outbox *outbox, unsigned max,
                                                unsigned *ret_attempts);
 
 /* Waits until no message is pending (all acked or dead-lettered), or
  * `timeout_ms` passes (E_WAIT_TIMEOUT). Needs the worker running (or
- * another thread pumping). Errors: E_INVAL, E_WAIT_TIMEOUT, database
- * statuses. */
+ * another thread pumping). Returns E_STORE_CORRUPT as soon as delivery has
+ * stopped on a damaged database (it will never empty). Errors: E_INVAL,
+ * E_WAIT_TIMEOUT, database statuses. */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_wait_idle(ackrpc_outbox *outbox,
                                                     uint32_t timeout_ms);
 

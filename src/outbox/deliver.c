@@ -59,11 +59,20 @@ static int pick(ackrpc_outbox *ob, message *m, int *ret_found, uint64_t *ret_wai
       memcpy(m->call_id, sqlite3_column_blob(st, 2), m->call_id_len);
       m->enqueued_at_ms = sqlite3_column_int64(st, 3);
       m->attempts = (unsigned)sqlite3_column_int64(st, 4);
+      int has_sum = sqlite3_column_type(st, 5) != SQLITE_NULL;
+      int64_t sum = sqlite3_column_int64(st, 5);
       sqlite3_reset(st);
       sqlite3_clear_bindings(st);
       if (!m->method_name || !m->body) {
         message_free(m);
         return SQLITE_NOMEM;
+      }
+      if (has_sum && sum != akr_ob_sum(m->method_name, m->body, m->body_len, m->call_id,
+                                       m->call_id_len, m->enqueued_at_ms)) {
+        /* Bytes changed under SQLite's feet: never send them. */
+        ob->bad_sum_id = m->id;
+        message_free(m);
+        return SQLITE_CORRUPT;
       }
       *ret_found = 1;
       return SQLITE_OK;
@@ -86,7 +95,8 @@ static uint64_t backoff_us(ackrpc_outbox *ob, unsigned attempts) {
 
 /* Commits what one attempt did to message m. Under mu. Returns the fate;
  * a database error leaves the message as it was, to be sent again (with
- * its call id) after a backoff. */
+ * its call id) after a backoff, unless it is damage (E_STORE_CORRUPT):
+ * then delivery stops (ACKRPC_OUTBOX_HALTED, ob->fault set). */
 static ackrpc_outbox_fate record(ackrpc_outbox *ob, message *m,
                                  const ackrpc_result *r) {
   unsigned attempts = m->attempts + 1;
@@ -98,8 +108,14 @@ static ackrpc_outbox_fate record(ackrpc_outbox *ob, message *m,
   ackrpc_outbox_fate fate;
   if (r->status == ACKRPC_OK) {
     fate = ACKRPC_OUTBOX_ACKED;
-    sqlite3_bind_int64(ob->st[S_DELETE], 1, (sqlite3_int64)m->id);
-    rc = akr_ob_step_done(ob->st[S_DELETE]);
+    rc = akr_ob_exec(ob->db, "BEGIN IMMEDIATE");
+    if (rc == SQLITE_OK) {
+      sqlite3_bind_int64(ob->st[S_DELETE], 1, (sqlite3_int64)m->id);
+      rc = akr_ob_step_done(ob->st[S_DELETE]);
+    }
+    if (rc == SQLITE_OK) rc = akr_ob_bump(ob);
+    if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "COMMIT");
+    if (rc != SQLITE_OK) akr_ob_rollback(ob);
   } else {
     /* An impostor in the real server's way (E_SERVER_IDENTITY) got
      * nothing; the server may come back: try again, within the limits. */
@@ -126,9 +142,13 @@ static ackrpc_outbox_fate record(ackrpc_outbox *ob, message *m,
       sqlite3_bind_int64(ob->st[S_DELETE], 1, (sqlite3_int64)m->id);
       rc = akr_ob_step_done(ob->st[S_DELETE]);
     }
+    if (rc == SQLITE_OK) rc = akr_ob_bump(ob);
     if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "COMMIT");
     if (rc != SQLITE_OK) akr_ob_rollback(ob);
   }
+  if (rc == SQLITE_OK) akr_ob_committed(ob);
+  if (rc != SQLITE_OK && (akr_ob_note_fault(ob, rc) || ob->fault != ACKRPC_OK))
+    return ACKRPC_OUTBOX_HALTED;
   if (rc != SQLITE_OK) {
     /* Not recorded: the message stays the head and is sent again. */
     if (q) q->next_at_us = akr_now_us() + backoff_us(ob, attempts);
@@ -141,6 +161,22 @@ static ackrpc_outbox_fate record(ackrpc_outbox *ob, message *m,
   return fate;
 }
 
+/* Tells on_attempt that delivery stopped on damage (ob->fault), about
+ * message m or (NULL) none. Outside mu. */
+static void report_halt(ackrpc_outbox *ob, const message *m) {
+  if (!ob->on_attempt) return;
+  ackrpc_outbox_attempt a = {
+      .status = ob->fault, .message = ob->fault_msg, .fate = ACKRPC_OUTBOX_HALTED};
+  if (m) {
+    a.id = m->id;
+    a.method = m->method_name;
+    a.call_id = m->call_id;
+    a.call_id_len = m->call_id_len;
+    a.attempt = m->attempts + 1;
+  }
+  ob->on_attempt(ob->on_attempt_user, &a);
+}
+
 /* One attempt at a picked message, outside mu; then records it. */
 static void attempt(ackrpc_outbox *ob, message *m) {
   ackrpc_call_options co = {.call_id = m->call_id,
@@ -151,7 +187,9 @@ static void attempt(ackrpc_outbox *ob, message *m) {
   pthread_mutex_lock(&ob->mu);
   ackrpc_outbox_fate fate = record(ob, m, &r);
   pthread_mutex_unlock(&ob->mu);
-  if (ob->on_attempt) {
+  if (fate == ACKRPC_OUTBOX_HALTED) {
+    report_halt(ob, m);
+  } else if (ob->on_attempt) {
     ackrpc_outbox_attempt a = {.id = m->id,
                                .method = m->method_name,
                                .call_id = m->call_id,
@@ -170,11 +208,18 @@ static void attempt(ackrpc_outbox *ob, message *m) {
 static void *worker_main(void *arg) {
   ackrpc_outbox *ob = arg;
   pthread_mutex_lock(&ob->mu);
-  while (!ob->stopping) {
+  while (!ob->stopping && ob->fault == ACKRPC_OK) {
     message m = {0};
     int found = 0;
     uint64_t wait = UINT64_MAX;
     int rc = pick(ob, &m, &found, &wait);
+    if (rc != SQLITE_OK && akr_ob_note_fault(ob, rc)) {
+      /* Damage: retrying would only hide it. Say so once and stop. */
+      pthread_mutex_unlock(&ob->mu);
+      report_halt(ob, NULL);
+      pthread_mutex_lock(&ob->mu);
+      break;
+    }
     if (rc != SQLITE_OK) wait = DB_ERROR_RETRY_US; /* e.g. I/O error: try later */
     if (found) {
       pthread_mutex_unlock(&ob->mu);
@@ -201,6 +246,8 @@ static void *worker_main(void *arg) {
 
 ackrpc_status ackrpc_outbox_start(ackrpc_outbox *ob) {
   if (!ob) return ACKRPC_E_INVAL;
+  if (ob->fault != ACKRPC_OK)
+    return ob->fault; /* also while the dead worker is joined */
   if (!ob->client || ob->running) return ACKRPC_E_STATE;
   ob->stopping = 0;
   sigset_t all, old;
@@ -233,14 +280,16 @@ ackrpc_status ackrpc_outbox_pump(ackrpc_outbox *ob, unsigned max,
   if (!ob) return ACKRPC_E_INVAL;
   if (!ob->client || ob->running) return ACKRPC_E_STATE;
   unsigned n = 0;
-  ackrpc_status status = ACKRPC_OK;
-  while (n < max) {
+  ackrpc_status status = ob->fault;
+  while (status == ACKRPC_OK && n < max) {
     message m = {0};
     int found = 0;
     uint64_t wait;
     pthread_mutex_lock(&ob->mu);
     int rc = pick(ob, &m, &found, &wait);
+    int halted = rc != SQLITE_OK && akr_ob_note_fault(ob, rc);
     pthread_mutex_unlock(&ob->mu);
+    if (halted) report_halt(ob, NULL);
     if (rc != SQLITE_OK) {
       status = akr_ob_status(rc);
       break;
@@ -249,6 +298,7 @@ ackrpc_status ackrpc_outbox_pump(ackrpc_outbox *ob, unsigned max,
     attempt(ob, &m);
     message_free(&m);
     n++;
+    status = ob->fault; /* the attempt's record may have met damage */
   }
   if (ret_attempts) *ret_attempts = n;
   return status;
@@ -260,8 +310,10 @@ ackrpc_status ackrpc_outbox_wait_idle(ackrpc_outbox *ob, uint32_t timeout_ms) {
   for (;;) {
     uint64_t any = 0;
     pthread_mutex_lock(&ob->mu);
-    int rc = akr_ob_query_u64(ob->st[S_ANY], &any);
+    ackrpc_status fault = ob->fault;
+    int rc = fault == ACKRPC_OK ? akr_ob_query_u64(ob->st[S_ANY], &any) : SQLITE_OK;
     pthread_mutex_unlock(&ob->mu);
+    if (fault != ACKRPC_OK) return fault; /* delivery stopped: it never empties */
     if (rc != SQLITE_OK) return akr_ob_status(rc);
     if (!any) return ACKRPC_OK;
     if (akr_now_us() >= end) return ACKRPC_E_WAIT_TIMEOUT;

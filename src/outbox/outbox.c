@@ -116,15 +116,20 @@ ackrpc_status ackrpc_outbox_enqueue(ackrpc_outbox *ob, const char *method,
     sqlite3_bind_blob(st, 2, body ? (const void *)body : (const void *)"",
                       (int)body_len, SQLITE_STATIC);
     sqlite3_bind_blob(st, 3, id, sizeof id, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, akr_ob_wall_ms());
+    int64_t now = akr_ob_wall_ms();
+    sqlite3_bind_int64(st, 4, now);
+    sqlite3_bind_int64(st, 5, akr_ob_sum(method, body, body_len, id, sizeof id, now));
     rc = akr_ob_step_done(st);
   }
   uint64_t rowid = (uint64_t)sqlite3_last_insert_rowid(ob->db);
+  if (rc == SQLITE_OK) rc = akr_ob_bump(ob);
   if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "COMMIT");
-  if (rc != SQLITE_OK)
+  if (rc != SQLITE_OK) {
     akr_ob_rollback(ob);
-  else
+  } else {
+    akr_ob_committed(ob);
     pthread_cond_broadcast(&ob->cv);
+  }
   pthread_mutex_unlock(&ob->mu);
   if (rc != SQLITE_OK)
     return akr_ob_status(rc) == ACKRPC_OK ? ACKRPC_E_STORE_IO : akr_ob_status(rc);

@@ -26,6 +26,7 @@ enum stmt_id {
   S_DEAD,
   S_ANY,
   S_DEAD_AFTER,
+  S_BUMP,
   S_COUNT_
 };
 
@@ -53,6 +54,15 @@ struct ackrpc_outbox {
   akr_rng rng; /* call ids without getrandom(), and the backoff's jitter */
   pthread_t worker;
   int running, stopping;
+  /* E_STORE_CORRUPT once delivery met a damaged database (then it stops
+   * for good), else OK; `fault_msg` says what SQLite or the check found. */
+  ackrpc_status fault;
+  char fault_msg[200];
+  uint64_t bad_sum_id; /* the message that failed its checksum, if that was it */
+  /* The commit counter (store.c): the transactions ever committed, as in
+   * the database, and the mark file that repeats it outside the WAL. */
+  uint64_t commits, nonce;
+  int mark_fd; /* -1: none (could not be created) */
 };
 
 /* One message taken for an attempt. */
@@ -83,8 +93,24 @@ int akr_ob_query_u64(sqlite3_stmt *st, uint64_t *ret);
 /* Index of `name` in the method list, adding it; -1 if out of memory. */
 long akr_ob_method_index(ackrpc_outbox *ob, const char *name);
 /* Opens the database at `path`: exclusive, WAL, synchronous=FULL, the
- * schema, the statements and the list of methods with messages. */
+ * schema, the statements and the list of methods with messages; compares
+ * the commit counter with the mark file (E_STORE_CORRUPT if the database
+ * lost commits the mark saw). */
 ackrpc_status akr_ob_db_open(ackrpc_outbox *ob, const char *path);
+/* Notes damage met by delivery: if `rc` is a corruption code and no fault
+ * is noted yet, sets ob->fault and ob->fault_msg and returns 1 (the caller
+ * then reports it once, outside mu); else 0. Under mu. */
+int akr_ob_note_fault(ackrpc_outbox *ob, int rc);
+/* The checksum stored with each message (column `sum`), over what is
+ * sent: method, body, call id, and the enqueue time. A positive int64. */
+int64_t akr_ob_sum(const char *method, const uint8_t *body, size_t body_len,
+                   const uint8_t *call_id, size_t call_id_len, int64_t enqueued_at_ms);
+/* Adds one to the commit counter inside the open write transaction.
+ * Returns an SQLite code. Under mu. */
+int akr_ob_bump(ackrpc_outbox *ob);
+/* After a COMMIT that included akr_ob_bump(): counts it and writes the
+ * mark file (not fsync'ed). Under mu. */
+void akr_ob_committed(ackrpc_outbox *ob);
 /* Finalizes the statements and closes the database. */
 void akr_ob_db_close(ackrpc_outbox *ob);
 

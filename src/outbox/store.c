@@ -1,5 +1,6 @@
-/* store.c: the outbox's SQLite database: the schema, the statements, and
- * SQLite's result codes as statuses (outbox_internal.h).
+/* store.c: the outbox's SQLite database: the schema, the statements,
+ * SQLite's result codes as statuses, and the commit counter
+ * (outbox_internal.h).
  *
  * One database in WAL mode with synchronous=FULL (every commit is fsync'ed:
  * a message is durable when enqueue returns, through a power cut too, which
@@ -7,10 +8,27 @@
  * no shared-memory index). Table `outbox` holds the pending messages with
  * their call ids, `dead_letters` the given-up ones. AUTOINCREMENT keeps ids
  * increasing and never reused, which is what ackrpc_outbox_last_id()
- * promises. */
+ * promises.
+ *
+ * The commit counter: SQLite drops, without a word, every WAL frame from the
+ * first one whose checksum fails, so garbage in one frame silently undoes
+ * that commit and all later ones (acked messages come back, enqueued ones
+ * vanish). To notice, every write transaction adds one to a counter in
+ * table `outbox_meta`, and after its COMMIT the counter is written, with
+ * a random identity of the database, to the mark file "<path>-mark"
+ * (pwrite, no fsync: it can only lag the database, never lead it). At open,
+ * a mark of the same database that is ahead of the counter means the
+ * database lost commits: E_STORE_CORRUPT. A missing or unreadable mark, or
+ * one of another database, is rewritten (docs/DELIVERY.md says what this
+ * does not catch). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "outbox/outbox_internal.h"
 
@@ -25,7 +43,8 @@ static const char SCHEMA[] =
     " enqueued_at_ms INTEGER NOT NULL,"
     " attempts INTEGER NOT NULL DEFAULT 0,"
     " last_status INTEGER,"
-    " last_message TEXT);"
+    " last_message TEXT,"
+    " sum INTEGER);"
     "CREATE INDEX IF NOT EXISTS outbox_by_method ON outbox (method, id);"
     "CREATE TABLE IF NOT EXISTS dead_letters ("
     " id INTEGER PRIMARY KEY,"
@@ -36,12 +55,19 @@ static const char SCHEMA[] =
     " attempts INTEGER NOT NULL,"
     " last_status INTEGER NOT NULL,"
     " last_message TEXT,"
-    " dead_at_ms INTEGER NOT NULL);";
+    " dead_at_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS outbox_meta ("
+    " k INTEGER PRIMARY KEY CHECK (k = 1),"
+    " nonce INTEGER NOT NULL,"
+    " commits INTEGER NOT NULL);";
+
+#define MARK_MAGIC "AKROBMK1"
+#define MARK_LEN 24 /* magic, nonce, commits (little-endian u64s) */
 
 static const char *const SQL[S_COUNT_] = {
-    [S_INSERT] = "INSERT INTO outbox (method, body, call_id, enqueued_at_ms) "
-                 "VALUES (?1, ?2, ?3, ?4)",
-    [S_HEAD] = "SELECT id, body, call_id, enqueued_at_ms, attempts FROM outbox "
+    [S_INSERT] = "INSERT INTO outbox (method, body, call_id, enqueued_at_ms, sum) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_HEAD] = "SELECT id, body, call_id, enqueued_at_ms, attempts, sum FROM outbox "
                "WHERE method = ?1 ORDER BY id LIMIT 1",
     [S_DELETE] = "DELETE FROM outbox WHERE id = ?1",
     [S_UPDATE] = "UPDATE outbox SET attempts = ?2, last_status = ?3, last_message = ?4 "
@@ -58,6 +84,7 @@ static const char *const SQL[S_COUNT_] = {
     [S_DEAD_AFTER] = "SELECT id, method, body, call_id, attempts, last_status, "
                      "last_message, enqueued_at_ms FROM dead_letters WHERE id > ?1 "
                      "ORDER BY id LIMIT 1",
+    [S_BUMP] = "UPDATE outbox_meta SET commits = ?1 WHERE k = 1",
 };
 
 int64_t akr_ob_wall_ms(void) {
@@ -83,6 +110,42 @@ ackrpc_status akr_ob_status(int rc) {
 
 int akr_ob_exec(sqlite3 *db, const char *sql) {
   return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+int akr_ob_note_fault(ackrpc_outbox *ob, int rc) {
+  if (ob->fault != ACKRPC_OK || akr_ob_status(rc) != ACKRPC_E_STORE_CORRUPT) return 0;
+  ob->fault = ACKRPC_E_STORE_CORRUPT;
+  if (ob->bad_sum_id)
+    snprintf(ob->fault_msg, sizeof ob->fault_msg,
+             "the outbox database is damaged (message %llu does not match its "
+             "checksum): delivery stopped",
+             (unsigned long long)ob->bad_sum_id);
+  else
+    snprintf(ob->fault_msg, sizeof ob->fault_msg,
+             "the outbox database is damaged (%s): delivery stopped",
+             sqlite3_errmsg(ob->db));
+  return 1;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ b[i]) * 1099511628211u;
+  return h;
+}
+
+int64_t akr_ob_sum(const char *method, const uint8_t *body, size_t body_len,
+                   const uint8_t *call_id, size_t call_id_len, int64_t enqueued_at_ms) {
+  uint64_t h = 14695981039346656037u, n;
+  h = fnv(h, method, strlen(method) + 1);
+  n = body_len;
+  h = fnv(h, &n, sizeof n);
+  if (body_len) h = fnv(h, body, body_len);
+  n = call_id_len;
+  h = fnv(h, &n, sizeof n);
+  h = fnv(h, call_id, call_id_len);
+  h = fnv(h, &enqueued_at_ms, sizeof enqueued_at_ms);
+  return (int64_t)(h & INT64_MAX);
 }
 
 void akr_ob_rollback(ackrpc_outbox *ob) {
@@ -128,9 +191,112 @@ void akr_ob_db_close(ackrpc_outbox *ob) {
   }
   sqlite3_close(ob->db);
   ob->db = NULL;
+  if (ob->mark_fd >= 0) close(ob->mark_fd);
+  ob->mark_fd = -1;
+}
+
+int akr_ob_bump(ackrpc_outbox *ob) {
+  sqlite3_bind_int64(ob->st[S_BUMP], 1, (sqlite3_int64)(ob->commits + 1));
+  return akr_ob_step_done(ob->st[S_BUMP]);
+}
+
+static void put_u64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+static void write_mark(ackrpc_outbox *ob) {
+  if (ob->mark_fd < 0) return;
+  uint8_t b[MARK_LEN];
+  memcpy(b, MARK_MAGIC, 8);
+  put_u64(b + 8, ob->nonce);
+  put_u64(b + 16, ob->commits);
+  /* A failed write only weakens the check: the mark lags. */
+  ssize_t n;
+  do
+    n = pwrite(ob->mark_fd, b, sizeof b, 0);
+  while (n < 0 && errno == EINTR);
+}
+
+void akr_ob_committed(ackrpc_outbox *ob) {
+  ob->commits++;
+  write_mark(ob);
+}
+
+/* A database from before the per-message checksum gets its column (NULL
+ * in the rows already there: those are not checked). */
+static int add_sum_column(ackrpc_outbox *ob) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(ob->db, "SELECT sum FROM outbox LIMIT 0", -1, &st, NULL) ==
+      SQLITE_OK) {
+    sqlite3_finalize(st);
+    return SQLITE_OK;
+  }
+  return akr_ob_exec(ob->db, "ALTER TABLE outbox ADD COLUMN sum INTEGER");
+}
+
+/* Reads the counter (creating the row with a fresh identity) and checks it
+ * against the mark file. Returns an SQLite code; SQLITE_CORRUPT if the
+ * database is behind its mark. */
+static int check_mark(ackrpc_outbox *ob, const char *path) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(
+      ob->db, "SELECT nonce, commits FROM outbox_meta WHERE k = 1", -1, &st, NULL);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_step(st);
+  int found = rc == SQLITE_ROW;
+  if (found) {
+    ob->nonce = (uint64_t)sqlite3_column_int64(st, 0);
+    ob->commits = (uint64_t)sqlite3_column_int64(st, 1);
+    rc = SQLITE_OK;
+  } else if (rc == SQLITE_DONE) {
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_OK) return rc;
+  if (!found) {
+    /* A new database (or one from before the counter): a new identity. */
+    uint64_t nonce = 0;
+    if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce)
+      nonce = (uint64_t)akr_ob_wall_ms() ^ ((uint64_t)getpid() << 32);
+    nonce &= INT64_MAX; /* stored as a positive SQLite integer */
+    char sql[128];
+    snprintf(sql, sizeof sql, "INSERT INTO outbox_meta VALUES (1, %lld, 0)",
+             (long long)nonce);
+    rc = akr_ob_exec(ob->db, sql);
+    if (rc != SQLITE_OK) return rc;
+    ob->nonce = nonce;
+    ob->commits = 0;
+  }
+  size_t plen = strlen(path);
+  char *mpath = malloc(plen + sizeof "-mark");
+  if (!mpath) return SQLITE_NOMEM;
+  memcpy(mpath, path, plen);
+  memcpy(mpath + plen, "-mark", sizeof "-mark");
+  ob->mark_fd = open(mpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  free(mpath);
+  if (ob->mark_fd < 0) return SQLITE_OK; /* no mark: no check (documented) */
+  uint8_t b[MARK_LEN];
+  ssize_t n;
+  do
+    n = pread(ob->mark_fd, b, sizeof b, 0);
+  while (n < 0 && errno == EINTR);
+  if (n == (ssize_t)sizeof b && memcmp(b, MARK_MAGIC, 8) == 0 &&
+      get_u64(b + 8) == ob->nonce && get_u64(b + 16) > ob->commits)
+    return SQLITE_CORRUPT; /* commits the mark saw are gone */
+  write_mark(ob);
+  return SQLITE_OK;
 }
 
 ackrpc_status akr_ob_db_open(ackrpc_outbox *ob, const char *path) {
+  ob->mark_fd = -1;
   int rc = sqlite3_open_v2(
       path, &ob->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
       NULL);
@@ -162,6 +328,8 @@ ackrpc_status akr_ob_db_open(ackrpc_outbox *ob, const char *path) {
   /* The schema in a write transaction: this takes the exclusive lock. */
   if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "BEGIN IMMEDIATE");
   if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, SCHEMA);
+  if (rc == SQLITE_OK) rc = add_sum_column(ob);
+  if (rc == SQLITE_OK) rc = check_mark(ob, path);
   if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "COMMIT");
   for (int i = 0; rc == SQLITE_OK && i < S_COUNT_; i++)
     rc = sqlite3_prepare_v3(ob->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &ob->st[i],
