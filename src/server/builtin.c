@@ -16,6 +16,7 @@
 
 #include "ackrpc/reflection.ackrpc.h"
 #include "server/builtin.h"
+#include "server/synth.h"
 
 /* A symbol search walks at most this many message types per service (they
  * come from generated code; the bound keeps the stack and the time small). */
@@ -100,6 +101,7 @@ static void list_services(ackrpc_call *call, const ProtobufCMessage *request,
   ackrpc_server *s = user;
   const ackrpc_service *const *svcs;
   const unsigned char *builtin;
+  (void)akr_synth_services(&s->registry); /* without memory: no descriptors */
   size_t n_svcs = akr_registry_services(&s->registry, &svcs, &builtin);
   method_list reg = {0};
   akr_registry_foreach(&s->registry, collect, &reg);
@@ -229,6 +231,7 @@ static void file_containing_symbol(ackrpc_call *call, const ProtobufCMessage *re
   ackrpc_server *s = user;
   const ackrpc_service *const *svcs;
   const unsigned char *builtin;
+  (void)akr_synth_services(&s->registry); /* without memory: no descriptors */
   size_t n_svcs = akr_registry_services(&s->registry, &svcs, &builtin);
   const char *symbol = req->symbol ? req->symbol : "";
   size_t max = 0;

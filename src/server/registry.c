@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/synth.h"
 #include "wire/depth.h"
 #include "wire/names.h"
 #include "wire/utf8.h"
@@ -22,6 +23,7 @@ void akr_registry_free(akr_registry *reg) {
   free(reg->by_name);
   free(reg->services);
   free(reg->builtin);
+  akr_synth_free(reg->synth);
   memset(reg, 0, sizeof *reg);
 }
 
