@@ -24,6 +24,7 @@ struct akr_synth {
   size_t n_services;
   ackrpc_file_descriptor *files;
   size_t n_files;
+  size_t n_real;  /* files[0..n_real): recorded services' own, imported */
   char **strings; /* owned: names and file bytes */
   size_t n_strings;
 };
@@ -103,6 +104,7 @@ typedef struct node {
   const char *package; /* protobuf-c's package_name */
   const ProtobufCMessageDescriptor *msg;
   const ProtobufCEnumDescriptor *en; /* neither: an empty enclosing message */
+  const ackrpc_service *svc;         /* for a known type: a service serving it */
 } node;
 
 typedef struct types {
@@ -132,14 +134,29 @@ static const char *pkg_of(const char *p) {
   return p ? p : "";
 }
 
-static void walk(types *t, const ProtobufCMessageDescriptor *d) {
-  if (!d || !add_type(t, (node){d->name, pkg_of(d->package_name), d, NULL})) return;
+/* Adds `d` and the types reachable from it to `t`, except those in `known`
+ * (served with a recorded service's real files), which it notes in `used`. */
+static void walk(types *t, types *known, types *used,
+                 const ProtobufCMessageDescriptor *d, const ackrpc_service *svc) {
+  if (!d) return;
+  if (known) {
+    int k = find_type(known, d->name);
+    if (k >= 0) {
+      add_type(used, known->v[k]);
+      return;
+    }
+  }
+  if (!add_type(t, (node){d->name, pkg_of(d->package_name), d, NULL, svc})) return;
   for (unsigned i = 0; i < d->n_fields; i++) {
     const ProtobufCFieldDescriptor *f = &d->fields[i];
-    if (f->type == PROTOBUF_C_TYPE_MESSAGE) walk(t, f->descriptor);
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE) walk(t, known, used, f->descriptor, svc);
     if (f->type == PROTOBUF_C_TYPE_ENUM && f->descriptor) {
       const ProtobufCEnumDescriptor *e = f->descriptor;
-      add_type(t, (node){e->name, pkg_of(e->package_name), NULL, e});
+      int k = known ? find_type(known, e->name) : -1;
+      if (k >= 0)
+        add_type(used, known->v[k]);
+      else
+        add_type(t, (node){e->name, pkg_of(e->package_name), NULL, e, svc});
     }
   }
 }
@@ -181,7 +198,7 @@ static int add_parents(types *t) {
     if (!len) continue;
     char *name = dup_n(t->owner, t->v[i].name, len);
     if (!name) return 0;
-    add_type(t, (node){name, t->v[i].package, NULL, NULL});
+    add_type(t, (node){name, t->v[i].package, NULL, NULL, NULL});
   }
   return 1;
 }
@@ -343,6 +360,8 @@ typedef struct group {
 
 typedef struct plan {
   types t;
+  types known; /* the types recorded services serve real files for */
+  types used;  /* those of them the synthesized types refer to */
   const char *pkgs[MAX_TYPES];
   size_t n_pkgs;
   group *groups;
@@ -419,6 +438,8 @@ static int enc_file(akr_synth *s, const plan *pl, const char *pkg) {
   buf f = {0};
   put_str(&f, 1, name);
   if (*pkg) put_str(&f, 2, pkg);
+  for (size_t i = 0; i < s->n_real; i++)
+    put_str(&f, 3, s->files[i].name);
   for (size_t i = 0; i < pl->n_pkgs; i++) {
     if (strcmp(pl->pkgs[i], pkg) == 0 || !pkg_uses(pl, pkg, pl->pkgs[i])) continue;
     char *dep = file_name(s, pl->pkgs[i]);
@@ -448,9 +469,22 @@ static int enc_file(akr_synth *s, const plan *pl, const char *pkg) {
 /* The files, each after the files it imports (as far as imports do not go
  * round in a circle). 0 on E_NOMEM. */
 static int enc_files(akr_synth *s, const plan *pl) {
-  s->files = calloc(pl->n_pkgs ? pl->n_pkgs : 1, sizeof *s->files);
+  size_t max = pl->n_pkgs;
+  for (size_t i = 0; i < pl->used.n; i++)
+    max += pl->used.v[i].svc->n_files;
+  s->files = calloc(max ? max : 1, sizeof *s->files);
   unsigned char done[MAX_TYPES] = {0};
   if (!s->files) return 0;
+  /* The real files the synthesized types refer to come first. */
+  for (size_t i = 0; i < pl->used.n; i++)
+    for (size_t k = 0; k < pl->used.v[i].svc->n_files; k++) {
+      const ackrpc_file_descriptor *f = &pl->used.v[i].svc->files[k];
+      int seen = 0;
+      for (size_t j = 0; j < s->n_files && !seen; j++)
+        seen = strcmp(s->files[j].name, f->name) == 0;
+      if (!seen) s->files[s->n_files++] = *f;
+    }
+  s->n_real = s->n_files;
   for (size_t round = 0; round < pl->n_pkgs; round++) {
     size_t pick = pl->n_pkgs;
     for (size_t i = 0; i < pl->n_pkgs && pick == pl->n_pkgs; i++) {
@@ -477,6 +511,14 @@ static int recorded(const akr_registry *reg, const char *method) {
 
 /* Groups the methods no record covers by service, in registration order. */
 static int make_groups(akr_synth *s, const akr_registry *reg, plan *pl) {
+  for (size_t i = 0; i < reg->n_services; i++)
+    for (size_t k = 0; reg->services[i]->n_files && k < reg->services[i]->n_methods;
+         k++) {
+      walk(&pl->known, NULL, NULL, reg->services[i]->methods[k].request,
+           reg->services[i]);
+      walk(&pl->known, NULL, NULL, reg->services[i]->methods[k].reply,
+           reg->services[i]);
+    }
   pl->groups = calloc(reg->n_methods ? reg->n_methods : 1, sizeof *pl->groups);
   if (!pl->groups) return 0;
   for (unsigned seq = 0; seq < reg->seq; seq++) {
@@ -500,10 +542,10 @@ static int make_groups(akr_synth *s, const akr_registry *reg, plan *pl) {
       if (!keep(s, (char *)g->methods)) return 0;
     }
     g->methods[g->n++] = e->m;
-    walk(&pl->t, e->m.request);
-    walk(&pl->t, e->m.reply);
+    walk(&pl->t, &pl->known, &pl->used, e->m.request, NULL);
+    walk(&pl->t, &pl->known, &pl->used, e->m.reply, NULL);
   }
-  return !pl->t.full;
+  return !pl->t.full && !pl->known.full && !pl->used.full;
 }
 
 void akr_synth_free(akr_synth *s) {
