@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/synth.h"
 #include "wire/depth.h"
 #include "wire/names.h"
 #include "wire/utf8.h"
@@ -23,7 +22,6 @@ void akr_registry_free(akr_registry *reg) {
   free(reg->by_name);
   free(reg->services);
   free(reg->builtin);
-  akr_synth_free(reg->synth);
   memset(reg, 0, sizeof *reg);
 }
 

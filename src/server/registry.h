@@ -35,7 +35,6 @@ typedef struct akr_registry {
   unsigned char *builtin; /* per service: the server's own */
   size_t n_services;
   unsigned seq;
-  struct akr_synth *synth; /* owned; made at the first reflection request */
 } akr_registry;
 
 /* Frees everything the registry holds (not the services: they are the

@@ -573,8 +573,8 @@ static ackrpc_status record(akr_registry *reg, akr_synth *s, const plan *pl) {
   return ACKRPC_OK;
 }
 
-ackrpc_status akr_synth_services(akr_registry *reg) {
-  if (reg->synth) return ACKRPC_OK;
+ackrpc_status akr_synth_services(akr_registry *reg, akr_synth **synth) {
+  if (*synth) return ACKRPC_OK;
   akr_synth *s = calloc(1, sizeof *s);
   plan *pl = calloc(1, sizeof *pl);
   if (!s || !pl) {
@@ -600,6 +600,6 @@ ackrpc_status akr_synth_services(akr_registry *reg) {
     akr_synth_free(s);
     return st;
   }
-  reg->synth = s;
+  *synth = s;
   return ACKRPC_OK;
 }

@@ -14,12 +14,13 @@
 
 typedef struct akr_synth akr_synth;
 
-/* Once per registry (later calls return at once): synthesizes the services
- * of the methods no recorded service covers and records them in `reg`,
- * which owns them from then on (akr_registry_free() frees them). Loop
- * thread (or before the loop runs). Errors: E_NOMEM (nothing recorded; a
- * later call tries again). */
-ackrpc_status akr_synth_services(akr_registry *reg);
+/* Once (a later call with *synth set returns at once): synthesizes the
+ * services of the methods no recorded service covers, records them in `reg`
+ * and stores in *synth what they point to, which the caller frees with
+ * akr_synth_free() after the registry. Loop thread (or before the loop
+ * runs). Errors: E_NOMEM (nothing recorded, *synth untouched; a later call
+ * tries again). */
+ackrpc_status akr_synth_services(akr_registry *reg, akr_synth **synth);
 
 /* Frees what akr_synth_services() made. NULL is fine. */
 void akr_synth_free(akr_synth *synth);
