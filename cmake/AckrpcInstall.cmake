@@ -22,6 +22,13 @@ install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/ackrpc"
         COMPONENT Development
         FILES_MATCHING PATTERN "*.h")
 
+# The framework's own .proto files (wire, reflection, bench, options), for
+# protoc users and for tools that talk to any ackrpc server without its
+# sources: -I <datadir>/ackrpc/proto keeps their imports ("ackrpc/....proto").
+file(GLOB _ackrpc_protos CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/proto/ackrpc/*.proto")
+install(FILES ${_ackrpc_protos} DESTINATION "${CMAKE_INSTALL_DATADIR}/ackrpc/proto/ackrpc"
+        COMPONENT Development)
+
 install(TARGETS ackrpc_shared ackrpc_static ackrpc_outbox_shared ackrpc_outbox_static
         EXPORT ackrpcTargets
         LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"

@@ -244,7 +244,11 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_add_method(ackrpc_server *server,
  * you build by hand. It registers no handler: methods are served only once
  * added with ackrpc_server_add_method(). Methods registered without a
  * service record are listed all the same, grouped by the service part of
- * their name, without descriptors. The server keeps the pointer: `service`
+ * their name, with descriptors the server makes from their protobuf-c
+ * descriptors at the first reflection request (one file per package,
+ * "ackrpc-synth/<package>.proto"; no proto2 defaults, oneofs named
+ * oneof_<n>); types a recorded service's files define are imported from
+ * those. Register the record first. The server keeps the pointer: `service`
  * and everything it points to must stay valid while the server lives
  * (generated tables are static). Register before the loop runs.
  * Errors: E_INVAL (NULL, no name, a method or file entry with NULL fields),

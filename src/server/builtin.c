@@ -16,10 +16,19 @@
 
 #include "ackrpc/reflection.ackrpc.h"
 #include "server/builtin.h"
+#include "server/synth.h"
 
 /* A symbol search walks at most this many message types per service (they
  * come from generated code; the bound keeps the stack and the time small). */
 #define MAX_TYPES 512
+
+/* The recorded services, with those made for the methods registered
+ * without one (made at the first request; without memory, left out). */
+static size_t services(ackrpc_server *s, const ackrpc_service *const **ret_services,
+                       const unsigned char **ret_builtin) {
+  (void)akr_synth_services(&s->registry, &s->synth);
+  return akr_registry_services(&s->registry, ret_services, ret_builtin);
+}
 
 /* --- ListServices ------------------------------------------------------ */
 
@@ -100,7 +109,7 @@ static void list_services(ackrpc_call *call, const ProtobufCMessage *request,
   ackrpc_server *s = user;
   const ackrpc_service *const *svcs;
   const unsigned char *builtin;
-  size_t n_svcs = akr_registry_services(&s->registry, &svcs, &builtin);
+  size_t n_svcs = services(s, &svcs, &builtin);
   method_list reg = {0};
   akr_registry_foreach(&s->registry, collect, &reg);
   list_builder b = {0};
@@ -229,7 +238,7 @@ static void file_containing_symbol(ackrpc_call *call, const ProtobufCMessage *re
   ackrpc_server *s = user;
   const ackrpc_service *const *svcs;
   const unsigned char *builtin;
-  size_t n_svcs = akr_registry_services(&s->registry, &svcs, &builtin);
+  size_t n_svcs = services(s, &svcs, &builtin);
   const char *symbol = req->symbol ? req->symbol : "";
   size_t max = 0;
   for (size_t i = 0; i < n_svcs; i++)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "core/clock.h"
+#include "server/synth.h"
 #include "server/server_internal.h"
 
 void akr_slog(ackrpc_server *s, ackrpc_log_level level, const char *fmt, ...) {
@@ -88,6 +89,7 @@ ackrpc_status ackrpc_server_counters(const ackrpc_server *s, ackrpc_counters *ou
 void akr_server_unref(ackrpc_server *s) {
   if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
   akr_registry_free(&s->registry);
+  akr_synth_free(s->synth);
   akr_policy_free(s->policy);
   akr_uid_free_all(s);
   free(s->address_text);

@@ -173,7 +173,8 @@ struct ackrpc_server {
   int own_base;
   const akr_conn_hooks *hooks;
   akr_registry registry;
-  akr_policy *policy; /* server-wide, checked at accept */
+  struct akr_synth *synth; /* the services made for reflection (synth.h) */
+  akr_policy *policy;      /* server-wide, checked at accept */
   uid_t euid;
   akr_cleanup *cleanups;
   size_t n_cleanups;

@@ -15,6 +15,8 @@ while [ $# -gt 0 ]; do
     --work) work=$2 ;;
     --libdir) libdir=$2 ;;
     --includedir) includedir=$2 ;;
+    --datadir) datadir=$2 ;;
+    --source-proto) source_proto=$2 ;;
     --soname) soname=$2 ;;
     --generator) generator=$2 ;;
     --cc) cc=$2 ;;
@@ -39,6 +41,10 @@ cmake "${install_args[@]}" > "$work/install.log" || { cat "$work/install.log"; f
 step "check the installed tree"
 for h in "$source_include"/*.h; do
   [ -f "$prefix/$includedir/ackrpc/$(basename "$h")" ] || fail "public header $(basename "$h") not installed"
+done
+for p in "$source_proto"/*.proto; do
+  cmp -s "$p" "$prefix/$datadir/ackrpc/proto/ackrpc/$(basename "$p")" \
+    || fail "$(basename "$p") not installed in $datadir/ackrpc/proto/ackrpc"
 done
 internal=$(find "$prefix" -name '*.pb-c.h' -o -name '*_internal.h' -o -name 'frame.h')
 [ -z "$internal" ] || fail "internal headers installed: $internal"

@@ -14,6 +14,7 @@
 
 #include "ackrpc/reflection.pb-c.h"
 #include "fixture.h"
+#include "google/protobuf/descriptor.pb-c.h"
 
 FX_SUITE(ops_builtin);
 
@@ -67,15 +68,15 @@ FX_TEST(ops_builtin, reflection_lists_and_serves_descriptors) {
   cr_assert_eq(builtin(c, &m_list, NULL, &res), ACKRPC_OK);
   const Ackrpc__Reflection__ListServicesReply *l =
       (const Ackrpc__Reflection__ListServicesReply *)res.reply;
-  /* The fixture registers methods one by one: grouped by service, without
-   * descriptors, before the built-in services. */
+  /* The fixture registers methods one by one: grouped by service, with
+   * descriptors made from protobuf-c's, before the built-in services. */
   cr_assert_geq(l->n_services, 4);
   int test_seen = 0, health_seen = 0;
   for (size_t i = 0; i < l->n_services; i++) {
     const Ackrpc__Reflection__ServiceInfo *s = l->services[i];
     if (strcmp(s->name, "ackrpc.test.Test") == 0) {
       test_seen = 1;
-      cr_assert(!s->has_descriptors);
+      cr_assert(s->has_descriptors);
       cr_assert_geq(s->n_methods, 2);
       cr_assert_str_eq(s->methods[0]->name, FX_ECHO);
       cr_assert_str_eq(s->methods[0]->request_type, "ackrpc.test.EchoRequest");
@@ -99,13 +100,89 @@ FX_TEST(ops_builtin, reflection_lists_and_serves_descriptors) {
   cr_assert_eq(f->n_file_descriptor_proto, 1);
   cr_assert_gt(f->file_descriptor_proto[0].len, 100);
   ackrpc_result_clear(&res);
-  /* Methods without descriptors, unknown names: NOT_FOUND. */
-  fr.symbol = FX_ECHO;
-  cr_assert_eq(builtin(c, &m_files, &fr.base, &res), ACKRPC_NOT_FOUND);
-  ackrpc_result_clear(&res);
+  /* Unknown names: NOT_FOUND. */
   fr.symbol = "no.Such";
   cr_assert_eq(builtin(c, &m_files, &fr.base, &res), ACKRPC_NOT_FOUND);
   ackrpc_result_clear(&res);
+  fx_server_stop(fs);
+}
+
+static const Google__Protobuf__DescriptorProto *
+find_message(Google__Protobuf__DescriptorProto *const *v, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i]->name, name) == 0) return v[i];
+  cr_assert_fail("no message %s", name);
+  return NULL;
+}
+
+static const Google__Protobuf__FieldDescriptorProto *
+find_field(const Google__Protobuf__DescriptorProto *m, const char *name) {
+  for (size_t i = 0; i < m->n_field; i++)
+    if (strcmp(m->field[i]->name, name) == 0) return m->field[i];
+  cr_assert_fail("no field %s in %s", name, m->name);
+  return NULL;
+}
+
+/* Methods registered with ackrpc_server_add_method() alone (the fixture's)
+ * are described by a file made from their protobuf-c descriptors. */
+FX_TEST(ops_builtin, generic_methods_get_synthesized_descriptors) {
+  ackrpc_server_options o = {.address = fx_sock()};
+  fx_server *fs = fx_server_start(&o);
+  ackrpc_client *c = fx_client(fx_sock(), 5000);
+  const char *symbols[] = {FX_ECHO, "ackrpc.test.Test", "ackrpc.test.EchoRequest.Mode",
+                           "ackrpc.test.Strict"};
+  for (size_t k = 0; k < sizeof symbols / sizeof *symbols; k++) {
+    ackrpc_result res = {0};
+    Ackrpc__Reflection__FileRequest fr = ACKRPC__REFLECTION__FILE_REQUEST__INIT;
+    fr.symbol = (char *)symbols[k];
+    cr_assert_eq(builtin(c, &m_files, &fr.base, &res), ACKRPC_OK, "%s", symbols[k]);
+    const Ackrpc__Reflection__FileReply *f =
+        (const Ackrpc__Reflection__FileReply *)res.reply;
+    cr_assert_eq(f->n_file_descriptor_proto, 1);
+    Google__Protobuf__FileDescriptorProto *fd =
+        google__protobuf__file_descriptor_proto__unpack(
+            NULL, f->file_descriptor_proto[0].len, f->file_descriptor_proto[0].data);
+    cr_assert_not_null(fd, "protobuf-c decodes the synthesized file");
+    cr_assert_str_eq(fd->name, "ackrpc-synth/ackrpc.test.proto");
+    cr_assert_str_eq(fd->package, "ackrpc.test");
+    cr_assert_str_eq(fd->syntax, "proto3");
+    cr_assert_geq(fd->n_service, 1); /* and the fixture's probe */
+    cr_assert_str_eq(fd->service[0]->name, "Test");
+    cr_assert_geq(fd->service[0]->n_method, 2);
+    cr_assert_str_eq(fd->service[0]->method[0]->name, "Echo");
+    cr_assert_str_eq(fd->service[0]->method[0]->input_type, ".ackrpc.test.EchoRequest");
+    cr_assert_str_eq(fd->service[0]->method[0]->output_type, ".ackrpc.test.EchoReply");
+    const Google__Protobuf__DescriptorProto *req =
+        find_message(fd->message_type, fd->n_message_type, "EchoRequest");
+    const Google__Protobuf__FieldDescriptorProto *fl = find_field(req, "text");
+    cr_assert_eq(fl->number, 1);
+    cr_assert_eq(fl->type, GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_STRING);
+    cr_assert_eq(fl->label,
+                 GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_OPTIONAL);
+    fl = find_field(req, "mode");
+    cr_assert_eq(fl->number, 7);
+    cr_assert_eq(fl->type, GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_ENUM);
+    cr_assert_str_eq(fl->type_name, ".ackrpc.test.EchoRequest.Mode");
+    fl = find_field(req, "lookup_keys");
+    cr_assert_eq(fl->label,
+                 GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED);
+    /* The nested enum, inside its message, with its values. */
+    cr_assert_eq(req->n_enum_type, 1);
+    cr_assert_str_eq(req->enum_type[0]->name, "Mode");
+    cr_assert_eq(req->enum_type[0]->n_value, 4);
+    cr_assert_str_eq(req->enum_type[0]->value[3]->name, "HOLD");
+    cr_assert_eq(req->enum_type[0]->value[3]->number, 3);
+    fl = find_field(find_message(fd->message_type, fd->n_message_type, "EchoReply"),
+                    "remaining_ms");
+    cr_assert_eq(fl->type, GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_INT64);
+    /* proto2's required survives in Strict. */
+    fl = find_field(find_message(fd->message_type, fd->n_message_type, "Strict"),
+                    "must");
+    cr_assert_eq(fl->label,
+                 GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REQUIRED);
+    google__protobuf__file_descriptor_proto__free_unpacked(fd, NULL);
+    ackrpc_result_clear(&res);
+  }
   fx_server_stop(fs);
 }
 
