@@ -654,6 +654,32 @@ def g_stats(e):
             "stats table", text)
 
 
+def g_edges(e):
+    """Issue 15's rough edges: each check failed before its fix."""
+    # -t covers the reflection lookup; a lookup that gets no answer is
+    # "not delivered" (the method was never sent): no --call-id advice.
+    e.start_server()
+    os.kill(e.server.pid, signal.SIGSTOP)
+    try:
+        for argv in (["call", "-t", "500", e.socket, ECHO, "{}"],
+                     ["health", "-t", "500", e.socket],
+                     ["stats", "--timeout-ms", "500", e.socket],
+                     ["list", "-t", "500", e.socket],
+                     ["describe", "-t", "500", e.socket, "ackrpc.clitest.Test"]):
+            t0 = time.monotonic()
+            code, out, err = e.run(*argv)
+            spent = time.monotonic() - t0
+            e.expect(f"{argv[0]} -t 500, server stopped", (code, out, err),
+                     rc=EXIT["not_delivered"])
+            e.check(spent < 3, f"{argv[0]} -t 500 took {spent:.1f} s")
+            e.check("--call-id" not in err, f"{argv[0]}: no --call-id advice", err)
+    finally:
+        os.kill(e.server.pid, signal.SIGCONT)
+    e.expect("call --timeout-ms 0", e.run("call", "--timeout-ms", "0", e.socket, ECHO),
+             rc=EXIT["usage"])
+    e.stop_server()
+
+
 # --- A hostile server (docs/PROTOCOL.md by hand): replies and descriptors
 # from a server are untrusted input too.
 

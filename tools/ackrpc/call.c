@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "jsoncodec.h"
@@ -21,7 +22,8 @@ static const char usage[] =
     "on standard error as \"NAME (code): message\".\n"
     "\n"
     "Options:\n"
-    "  -t, --timeout MS       deadline of the call (default 30000)\n"
+    "  -t, --timeout-ms MS    deadline of the call, the reflection lookup\n"
+    "                         included (default 30000)\n"
     "  -m, --metadata KEY=VALUE\n"
     "                         send a metadata entry (repeatable, at most 64; KEY is\n"
     "                         1-64 characters of [a-z0-9._-], VALUE up to 4096 bytes)\n"
@@ -36,15 +38,6 @@ static const char usage[] =
     "  -h, --help             this help\n";
 
 #define MAX_METADATA ACKRPC_MAX_METADATA
-
-static int parse_u32(const char *s, uint32_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (!*s || *end || errno || v > UINT32_MAX || s[0] == '-') return -1;
-  *out = (uint32_t)v;
-  return 0;
-}
 
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -123,11 +116,15 @@ int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *m
 
 int akrcli_cmd_call(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"timeout", 1, NULL, 't'}, {"metadata", 1, NULL, 'm'},
-      {"call-id", 1, NULL, 'c'}, {"binary", 0, NULL, 'b'},
-      {"pretty", 0, NULL, 'p'},  {"emit-defaults", 0, NULL, 'e'},
-      {"verbose", 0, NULL, 'v'}, {"help", 0, NULL, 'h'},
-      AKRCLI_SERVER_LONGOPT,     AKRCLI_DESC_LONGOPTS,
+      {"metadata", 1, NULL, 'm'},
+      {"call-id", 1, NULL, 'c'},
+      {"binary", 0, NULL, 'b'},
+      {"pretty", 0, NULL, 'p'},
+      {"emit-defaults", 0, NULL, 'e'},
+      {"verbose", 0, NULL, 'v'},
+      {"help", 0, NULL, 'h'},
+      AKRCLI_SERVER_LONGOPT,
+      AKRCLI_DESC_LONGOPTS,
       {NULL, 0, NULL, 0},
   };
   akrcli_descopts d = {0};
@@ -148,11 +145,8 @@ int akrcli_cmd_call(int argc, char **argv) {
     if (taken) continue;
     switch (opt) {
     case 't':
-      if (parse_u32(optarg, &timeout) < 0 || timeout == 0) {
-        fprintf(stderr, "%s call: --timeout wants milliseconds (1 to 4294967295)\n",
-                AKRCLI_PROG);
-        return AKRCLI_EXIT_USAGE;
-      }
+      if (akrcli_timeout_take(&srv, "call", optarg) < 0) return AKRCLI_EXIT_USAGE;
+      timeout = srv.timeout_ms;
       break;
     case 'm': {
       const char *eq = strchr(optarg, '=');
@@ -222,6 +216,8 @@ int akrcli_cmd_call(int argc, char **argv) {
 
   if (binary && (d.n_sets || d.n_protos) && verbose)
     fprintf(stderr, "%s call: --binary: the descriptors are not used\n", AKRCLI_PROG);
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   if (!binary) {
     if ((rc = akrcli_load_descriptors("call", &d, &srv, method_name, &pool)) != 0)
       goto out;
@@ -275,6 +271,14 @@ int akrcli_cmd_call(int argc, char **argv) {
     fprintf(stderr, "%s call: %s: %s\n", AKRCLI_PROG, socket, ackrpc_strerror(st));
     rc = st == ACKRPC_E_NOMEM ? AKRCLI_EXIT_SOFTWARE : AKRCLI_EXIT_USAGE;
     goto out;
+  }
+  if (timeout && !binary) {
+    /* The lookup's time counts against -t. */
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t spent =
+        (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    timeout = spent <= 0 ? timeout : spent >= timeout ? 1 : timeout - (uint32_t)spent;
   }
   ackrpc_call_options callo = {
       .timeout_ms = timeout,

@@ -80,18 +80,30 @@ typedef struct akrcli_server {
   const char *socket; /* NULL: none given */
   ackrpc_server_check check;
   uid_t uid; /* for ACKRPC_SERVER_CHECK_UID */
+  /* -t/--timeout-ms: the deadline of each exchange with the server (the
+   * reflection lookup, health, stats); 0: AKRCLI_BUILTIN_TIMEOUT_MS. */
+  uint32_t timeout_ms;
 } akrcli_server;
+
+/* The deadline of a built-in call when -t is not given. */
+#define AKRCLI_BUILTIN_TIMEOUT_MS 10000
 
 /* getopt_long code of --server-uid (no short form), its option table
  * entry, and its --help text. */
 #define AKRCLI_OPT_SERVER_UID 0x100
 #define AKRCLI_SERVER_LONGOPT                                                          \
-  { "server-uid", 1, NULL, AKRCLI_OPT_SERVER_UID }
+  {"server-uid", 1, NULL, AKRCLI_OPT_SERVER_UID}, {"timeout-ms", 1, NULL, 't'}, {      \
+    "timeout", 1, NULL, 't'                                                            \
+  }
 extern const char akrcli_server_help[];
 
 /* Takes --server-uid's argument for `cmd`: a uid, a user name, or "any"
  * (no check). Returns 0, or -1 (printed: unknown user, bad number). */
 int akrcli_server_uid_take(akrcli_server *s, const char *cmd, const char *arg);
+
+/* Takes -t/--timeout-ms's argument for `cmd` (1 to 4294967295). Returns 0,
+ * or -1 (printed). */
+int akrcli_timeout_take(akrcli_server *s, const char *cmd, const char *arg);
 
 /* A client of `s` (its address and server check) with this timeout (0: the
  * library's default). Returns ackrpc_client_new()'s status. */

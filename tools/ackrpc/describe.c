@@ -217,11 +217,15 @@ int akrcli_cmd_describe(int argc, char **argv) {
   akrcli_server srv = {0};
   int opt;
   optind = 1;
-  while ((opt = getopt_long(argc, argv, "h" AKRCLI_DESC_SHORTOPTS, longopts, NULL)) !=
+  while ((opt = getopt_long(argc, argv, "t:h" AKRCLI_DESC_SHORTOPTS, longopts, NULL)) !=
          -1) {
     int taken = akrcli_descopts_take(&d, opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
+    if (opt == 't') {
+      if (akrcli_timeout_take(&srv, "describe", optarg) < 0) return AKRCLI_EXIT_USAGE;
+      continue;
+    }
     if (opt == AKRCLI_OPT_SERVER_UID) {
       if (akrcli_server_uid_take(&srv, "describe", optarg) < 0)
         return AKRCLI_EXIT_USAGE;

@@ -15,8 +15,6 @@
 #include "ackrpc/reflection.pb-c.h"
 #include "cli.h"
 
-#define BUILTIN_TIMEOUT_MS 10000
-
 const char akrcli_server_help[] =
     "The server (every command that connects):\n"
     "  --server-uid UID|NAME|any  the user the server must run as: checked on\n"
@@ -25,7 +23,29 @@ const char akrcli_server_help[] =
     "                             Default: root, your own user, or the owner of\n"
     "                             the socket's directory (of the socket file in\n"
     "                             a sticky directory such as /tmp); for @name,\n"
-    "                             root or your own user. \"any\": no check\n";
+    "                             root or your own user. \"any\": no check\n"
+    "  -t, --timeout-ms MS        the deadline of each exchange with the server\n"
+    "                             (the reflection lookup, health, stats: default\n"
+    "                             10000; a call: default 30000, and the lookup\n"
+    "                             before it counts against it)\n";
+
+int akrcli_timeout_take(akrcli_server *s, const char *cmd, const char *arg) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(arg, &end, 10);
+  if (arg[0] >= '0' && arg[0] <= '9' && !*end && (errno == ERANGE || v > UINT32_MAX)) {
+    fprintf(stderr, "%s %s: --timeout-ms %s is out of range (1 to 4294967295)\n",
+            AKRCLI_PROG, cmd, arg);
+    return -1;
+  }
+  if (arg[0] < '0' || arg[0] > '9' || *end || errno || v == 0) {
+    fprintf(stderr, "%s %s: --timeout-ms wants milliseconds (1 to 4294967295)\n",
+            AKRCLI_PROG, cmd);
+    return -1;
+  }
+  s->timeout_ms = (uint32_t)v;
+  return 0;
+}
 
 int akrcli_server_uid_take(akrcli_server *s, const char *cmd, const char *arg) {
   if (strcmp(arg, "any") == 0) {
@@ -68,7 +88,8 @@ int akrcli_builtin_call(const char *cmd, const akrcli_server *srv,
                         ProtobufCMessage **ret_reply, ackrpc_status *ret_status) {
   ackrpc_client *client = NULL;
   const char *socket = srv->socket;
-  ackrpc_status st = akrcli_client_new(srv, BUILTIN_TIMEOUT_MS, &client);
+  ackrpc_status st = akrcli_client_new(
+      srv, srv->timeout_ms ? srv->timeout_ms : AKRCLI_BUILTIN_TIMEOUT_MS, &client);
   if (st != ACKRPC_OK) {
     fprintf(stderr, "%s %s: %s: %s\n", AKRCLI_PROG, cmd, socket, ackrpc_strerror(st));
     return st == ACKRPC_E_NOMEM ? AKRCLI_EXIT_SOFTWARE : AKRCLI_EXIT_USAGE;
@@ -113,6 +134,13 @@ int akrcli_builtin_call(const char *cmd, const akrcli_server *srv,
   } else if (ret_status && ackrpc_status_outcome(st) == ACKRPC_OUTCOME_ACKED) {
     *ret_status = st;
     rc = (int)st;
+  } else if (ackrpc_status_outcome(st) == ACKRPC_OUTCOME_NO_ACK) {
+    /* Sent but not answered: a built-in call only reads, and the user's
+     * own request (if any) was never sent, so this is "not delivered",
+     * with no --call-id to retry with. */
+    fprintf(stderr, "%s %s: %s: no answer to %s: %s\n", AKRCLI_PROG, cmd, socket,
+            m->name, res.message && res.message[0] ? res.message : ackrpc_strerror(st));
+    rc = AKRCLI_EXIT_NOT_DELIVERED;
   } else {
     rc = akrcli_report_status(&res, st, m->name);
   }
