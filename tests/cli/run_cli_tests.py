@@ -677,6 +677,19 @@ def g_edges(e):
         os.kill(e.server.pid, signal.SIGCONT)
     e.expect("call --timeout-ms 0", e.run("call", "--timeout-ms", "0", e.socket, ECHO),
              rc=EXIT["usage"])
+    # describe SOCKET with no NAME: every service.
+    code, out, err = e.run("describe", e.socket)
+    text = out.decode()
+    e.check(code == 0 and "service Test {\n" in text and "service Legacy2 {\n" in text
+            and "service Health {\n" in text, "describe SOCKET: every service",
+            f"{code} {text!r} {err}")
+    code, out, err = e.run("describe", *e.desc_file("clitest.pb"))
+    e.check(code == 0 and "service Test {\n" in out.decode(),
+            "describe -D FILE: every service", f"{code} {out!r} {err}")
+    # describe --help no longer says servers have no reflection.
+    code, out, err = e.run("describe", "--help")
+    e.check(code == 0 and "do not offer reflection" not in out.decode() and
+            "reflection" in out.decode(), "describe --help: reflection", out.decode())
     e.stop_server()
 
 

@@ -12,7 +12,7 @@ static const char usage[] =
     "Commands:\n"
     "  call SOCKET METHOD [JSON]   call a method: JSON in, JSON out\n"
     "  list [SOCKET]               list the services and their methods\n"
-    "  describe [SOCKET] NAME      show a service, method, message or enum as .proto\n"
+    "  describe [SOCKET] [NAME]   show a service, method, message or enum as .proto\n"
     "  health SOCKET               whether the server is serving\n"
     "  stats SOCKET                the server's per-method statistics\n"
     "\n"
