@@ -906,8 +906,14 @@ def g_hostile(e):
     try:
         got = e.run("call", sock, "evil.Evil/Get", "{}")
         e.check(not crashed(got[0]), "call survives a deep reply", f"exit {got[0]}")
-        e.expect("call refuses a deep reply", got, rc=EXIT["bad_reply"],
-                 err_has=["nested deeper than"])
+        # An OK reply that does not decode is not well-formed: delivered, no
+        # ack (PROTOCOL.md §7), with the call id to retry with.
+        e.expect("call refuses a deep reply", got, rc=EXIT["no_ack"],
+                 err_has=["nested deeper than", "--call-id "])
+        srv.replies["evil.Evil/Get"] = b"\xff"
+        e.expect("an OK reply that does not decode: no ack",
+                 e.run("call", sock, "evil.Evil/Get", "{}"), rc=EXIT["no_ack"],
+                 err_has=["does not decode", "--call-id "])
         ok = pb_ld(1, pb_ld(1, b""))  # {"child": {"child": {}}}
         srv.replies["evil.Evil/Get"] = ok
         e.expect("a shallow reply of the same type", e.run("call", sock, "evil.Evil/Get", "{}"),

@@ -313,7 +313,15 @@ int akrcli_cmd_call(int argc, char **argv) {
                           &reply, err, sizeof err) < 0) {
     fprintf(stderr, "%s call: the reply does not decode as %s: %s\n", AKRCLI_PROG,
             method->output->full_name, err);
-    if (rc == AKRCLI_EXIT_OK) rc = AKRCLI_EXIT_BAD_REPLY;
+    if (rc == AKRCLI_EXIT_OK) {
+      /* An OK reply whose body does not decode is not well-formed:
+       * delivered, no ack (docs/PROTOCOL.md §7). An error status stands. */
+      fprintf(stderr, "%s call: %s may or may not have run; to retry, pass --call-id ",
+              AKRCLI_PROG, method_name);
+      print_hex(stderr, res.call_id, res.call_id_len);
+      fputc('\n', stderr);
+      rc = AKRCLI_EXIT_NO_ACK;
+    }
     goto out;
   }
   char *text = akrcli_json_dump(reply, pretty);
