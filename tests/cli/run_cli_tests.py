@@ -677,6 +677,15 @@ def g_edges(e):
         os.kill(e.server.pid, signal.SIGCONT)
     e.expect("call --timeout-ms 0", e.run("call", "--timeout-ms", "0", e.socket, ECHO),
              rc=EXIT["usage"])
+    # @FILE and @- for the JSON request.
+    req = os.path.join(e.tmp, "req.json")
+    with open(req, "w") as f:
+        f.write('{"fInt32": 7, "fString": "from a file"}')
+    e.expect("call @FILE", e.call(ECHO, "@" + req),
+             out_json={"fInt32": 7, "fString": "from a file"})
+    e.expect("call @-", e.call(ECHO, "@-", stdin=b'{"fInt32": 8}'), out_json={"fInt32": 8})
+    e.expect("call @missing", e.call(ECHO, "@" + req + ".nope"), rc=EXIT["noinput"],
+             err_has=[req + ".nope", "No such file"])
     # describe SOCKET with no NAME: every service.
     code, out, err = e.run("describe", e.socket)
     text = out.decode()

@@ -17,7 +17,8 @@ static const char usage[] =
     "\n"
     "Calls METHOD (\"package.Service/Method\") on the server at SOCKET (a path or\n"
     "@abstract-name). The request is JSON (the proto3 JSON mapping), from the\n"
-    "JSON argument or, without it (or with \"-\"), from standard input; the reply\n"
+    "JSON argument, from the file FILE with @FILE, or, without it (or with \"-\"\n"
+    "or \"@-\"), from standard input; the reply\n"
     "is printed as JSON on standard output. The status, when not OK, is printed\n"
     "on standard error as \"NAME (code): message\".\n"
     "\n"
@@ -233,13 +234,20 @@ int akrcli_cmd_call(int argc, char **argv) {
     method_name = method->wire_name;
   }
 
-  const char *what = strcmp(json_arg, "-") == 0 ? "standard input" : NULL;
-  if (binary || what) {
-    if (akrcli_read_file("-", binary ? AKRCLI_MAX_STDIN : AKRCLI_MAX_JSON_TEXT, &input,
+  /* The JSON argument, or a file: "-" and "@-" are standard input, "@PATH"
+   * a file (JSON text never starts with '@'). */
+  const char *path = strcmp(json_arg, "-") == 0 ? "-"
+                     : json_arg[0] == '@'       ? json_arg + 1
+                                                : NULL;
+  if (binary) path = "-";
+  const char *what = !path ? NULL : strcmp(path, "-") == 0 ? "standard input" : path;
+  if (path) {
+    if (akrcli_read_file(path, binary ? AKRCLI_MAX_STDIN : AKRCLI_MAX_JSON_TEXT, &input,
                          &input_len) < 0) {
-      fprintf(stderr, "%s call: reading standard input: %s\n", AKRCLI_PROG,
-              errno == EFBIG ? "larger than the limit (64 MiB)" : strerror(errno));
-      rc = errno == EFBIG ? AKRCLI_EXIT_DATAERR : AKRCLI_EXIT_NOINPUT;
+      int e = errno;
+      fprintf(stderr, "%s call: reading %s: %s\n", AKRCLI_PROG, what,
+              e == EFBIG ? "larger than the limit (64 MiB)" : strerror(e));
+      rc = e == EFBIG ? AKRCLI_EXIT_DATAERR : AKRCLI_EXIT_NOINPUT;
       goto out;
     }
   }
