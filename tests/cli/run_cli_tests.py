@@ -315,8 +315,7 @@ def g_errors(e):
     e.expect("status without message", e.call(m, {"code": 5}), rc=5,
              err_has=["NOT_FOUND (5)"])
     e.expect("unknown method", e.call("ackrpc.clitest.Test/Nope", {}),
-             rc=EXIT["dataerr"], err_has=["has no descriptors for ackrpc.clitest.Test/Nope"
-                                          if e.args.reflection else "not in the descriptors"])
+             rc=12, err_has=["no such method ackrpc.clitest.Test/Nope"])
     e.expect("unknown field", e.call(ECHO, {"nope": 1}), rc=EXIT["dataerr"],
              err_has=["unknown field \"nope\""])
     e.expect("nested unknown field", e.call(ECHO, {"fInner": {"children": [{}, {"x": 1}]}}),
@@ -585,7 +584,7 @@ def g_reflection(e):
     e.check(code == 0 and out == b"\x18\x05", "call --binary without descriptors",
             f"{code} {out!r} {err}")
     e.expect("call unknown method", e.run("call", e.socket, "ackrpc.clitest.Test/Nope", "{}"),
-             rc=EXIT["dataerr"], err_has=["has no descriptors"])
+             rc=12, err_has=["no such method ackrpc.clitest.Test/Nope"])
     # A server without the built-in services: 78, and descriptors still work.
     e.start_server("--no-builtins")
     for argv in (["list", e.socket], ["describe", e.socket, "ackrpc.clitest.Color"],
@@ -686,6 +685,15 @@ def g_edges(e):
     e.expect("call @-", e.call(ECHO, "@-", stdin=b'{"fInt32": 8}'), out_json={"fInt32": 8})
     e.expect("call @missing", e.call(ECHO, "@" + req + ".nope"), rc=EXIT["noinput"],
              err_has=[req + ".nope", "No such file"])
+    # An unknown method: one answer and one exit status, whatever the
+    # descriptors' source.
+    for how, opts, stdin in (("reflection", [], None),
+                             ("-D", e.desc_file("clitest.pb"), None),
+                             ("-b", ["-b"], b"")):
+        for m in ("ackrpc.clitest.Test/Nope", "nope.Nope/X"):
+            argv = ["call", *opts, e.socket, m] + ([] if stdin is not None else ["{}"])
+            e.expect(f"unknown method {m} ({how})", e.run(*argv, stdin=stdin), rc=12,
+                     err_has=[f"ackrpc call: no such method {m}\n"])
     # describe SOCKET with no NAME: every service.
     code, out, err = e.run("describe", e.socket)
     text = out.decode()

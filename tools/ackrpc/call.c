@@ -224,11 +224,8 @@ int akrcli_cmd_call(int argc, char **argv) {
       goto out;
     method = akrcli_pool_method(&pool, method_name);
     if (!method) {
-      fprintf(stderr,
-              "%s call: method %s is not in the descriptors (`ackrpc list` shows "
-              "them)\n",
-              AKRCLI_PROG, method_name);
-      rc = AKRCLI_EXIT_DATAERR;
+      fprintf(stderr, "%s call: no such method %s\n", AKRCLI_PROG, method_name);
+      rc = AKRCLI_EXIT_NO_METHOD;
       goto out;
     }
     method_name = method->wire_name;
@@ -301,6 +298,15 @@ int akrcli_cmd_call(int argc, char **argv) {
             ackrpc_status_name(st));
     print_hex(stderr, res.call_id, res.call_id_len);
     fputc('\n', stderr);
+  }
+  if (binary && st == ACKRPC_UNIMPLEMENTED && res.message &&
+      strncmp(res.message, "unknown method ", 15) == 0 &&
+      strcmp(res.message + 15, method_name) == 0) {
+    /* The server's dispatcher's own answer (src/server/dispatch.c): said
+     * as when the descriptors lack the method. */
+    fprintf(stderr, "%s call: no such method %s\n", AKRCLI_PROG, method_name);
+    rc = AKRCLI_EXIT_NO_METHOD;
+    goto out;
   }
   rc = akrcli_report_status(&res, st, method_name);
   if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED) goto out;

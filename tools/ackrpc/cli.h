@@ -17,6 +17,9 @@
 enum {
   AKRCLI_EXIT_OK = 0,
   AKRCLI_EXIT_UNKNOWN_STATUS = 2, /* an acked code this tool does not know */
+  AKRCLI_EXIT_NO_METHOD = 12,     /* no such method: UNIMPLEMENTED, as the
+                                   * server answers one (whatever the
+                                   * descriptors' source) */
   AKRCLI_EXIT_USAGE = 64,         /* bad command line */
   AKRCLI_EXIT_DATAERR = 65,       /* bad JSON, or input that does not fit the schema */
   AKRCLI_EXIT_NOINPUT = 66,       /* a file could not be read, protoc failed */

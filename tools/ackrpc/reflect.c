@@ -159,6 +159,33 @@ static size_t put_varint(uint8_t *out, uint64_t v) {
   return n;
 }
 
+/* Whether the server lists `method` (package.Service/Method, or with a dot
+ * for the slash): 1 yes, 0 no, -1 the list failed (printed). */
+static int served_method(const char *cmd, const akrcli_server *srv,
+                         const char *method) {
+  ProtobufCMessage *msg = NULL;
+  if (akrcli_builtin_call(cmd, srv, &akrcli_m_list_services, NULL, &msg, NULL) != 0)
+    return -1;
+  const Ackrpc__Reflection__ListServicesReply *r =
+      (const Ackrpc__Reflection__ListServicesReply *)msg;
+  const char *dot = strrchr(method, '.');
+  size_t len = strlen(method);
+  int found = 0;
+  for (size_t i = 0; i < r->n_services && !found; i++)
+    for (size_t j = 0; j < r->services[i]->n_methods && !found; j++) {
+      const char *name = r->services[i]->methods[j]->name;
+      if (!name || strlen(name) != len) continue;
+      if (strcmp(name, method) == 0) found = 1;
+      /* package.Service.Method: the slash written as a dot. */
+      else if (!strchr(method, '/') && dot && name[dot - method] == '/' &&
+               strncmp(name, method, (size_t)(dot - method)) == 0 &&
+               strcmp(name + (dot - method) + 1, dot + 1) == 0)
+        found = 1;
+    }
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return found;
+}
+
 int akrcli_reflect_files(const char *cmd, const akrcli_server *srv, const char *symbol,
                          akrcli_pool *pool) {
   Ackrpc__Reflection__FileRequest req = ACKRPC__REFLECTION__FILE_REQUEST__INIT;
@@ -167,6 +194,20 @@ int akrcli_reflect_files(const char *cmd, const akrcli_server *srv, const char *
   ackrpc_status status = ACKRPC_OK;
   int rc = akrcli_builtin_call(cmd, srv, &akrcli_m_file_containing_symbol, &req.base,
                                &reply, &status);
+  if (rc != 0 && status == ACKRPC_NOT_FOUND && *req.symbol) {
+    /* No descriptors for the method: is it served at all? */
+    int served = served_method(cmd, srv, req.symbol);
+    if (served < 0) return AKRCLI_EXIT_NOT_DELIVERED;
+    if (!served) {
+      fprintf(stderr, "%s %s: no such method %s\n", AKRCLI_PROG, cmd, req.symbol);
+      return AKRCLI_EXIT_NO_METHOD;
+    }
+    fprintf(stderr,
+            "%s %s: the server has no descriptors for %s (registered without them): "
+            "pass --descriptor-set FILE or --proto FILE, or use --binary\n",
+            AKRCLI_PROG, cmd, req.symbol);
+    return AKRCLI_EXIT_DATAERR;
+  }
   if (rc != 0 && status == ACKRPC_NOT_FOUND) {
     fprintf(stderr,
             "%s %s: the server has no descriptors for %s (not served, or registered "
