@@ -20,7 +20,8 @@ static const char usage[] =
     "JSON argument, from the file FILE with @FILE, or, without it (or with \"-\"\n"
     "or \"@-\"), from standard input; the reply\n"
     "is printed as JSON on standard output. The status, when not OK, is printed\n"
-    "on standard error as \"NAME (code): message\".\n"
+    "on standard error as \"NAME (code): message\" (the server's status) or\n"
+    "\"NAME: meaning\" (the library's own, such as E_CONNECT).\n"
     "\n"
     "Options:\n"
     "  -t, --timeout-ms MS    deadline of the call, the reflection lookup\n"
@@ -80,10 +81,18 @@ static int write_all(FILE *f, const void *p, size_t n) {
   return fflush(f);
 }
 
-int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *method) {
+int akrcli_report_status(const char *cmd, const ackrpc_result *r, ackrpc_status st,
+                         const char *method) {
   if (st == ACKRPC_OK) return AKRCLI_EXIT_OK;
   const char *msg = r->message && r->message[0] ? r->message : ackrpc_strerror(st);
-  fprintf(stderr, "%s: %s (%d): %s", AKRCLI_PROG, ackrpc_status_name(st), (int)st, msg);
+  /* A server's status shows its code (the exit status); the library's own
+   * (not delivered, no ack, local errors) only its name and meaning: their
+   * numbers are internal. */
+  if (ackrpc_status_outcome(st) == ACKRPC_OUTCOME_ACKED)
+    fprintf(stderr, "%s %s: %s (%d): %s", AKRCLI_PROG, cmd, ackrpc_status_name(st),
+            (int)st, msg);
+  else
+    fprintf(stderr, "%s %s: %s: %s", AKRCLI_PROG, cmd, ackrpc_status_name(st), msg);
   if (r->sys_errno && !(r->message && r->message[0]))
     fprintf(stderr, " (%s)", strerror(r->sys_errno));
   fputc('\n', stderr);
@@ -91,8 +100,8 @@ int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *m
   case ACKRPC_OUTCOME_ACKED:
     return st >= 1 && st <= 16 ? (int)st : AKRCLI_EXIT_UNKNOWN_STATUS;
   case ACKRPC_OUTCOME_NO_ACK:
-    fprintf(stderr, "%s: %s may or may not have run; to retry, pass --call-id ",
-            AKRCLI_PROG, method);
+    fprintf(stderr, "%s %s: %s may or may not have run; to retry, pass --call-id ",
+            AKRCLI_PROG, cmd, method);
     print_hex(stderr, r->call_id, r->call_id_len);
     fputc('\n', stderr);
     return AKRCLI_EXIT_NO_ACK;
@@ -107,9 +116,9 @@ int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *m
   case ACKRPC_E_ADDRESS: return AKRCLI_EXIT_USAGE;
   case ACKRPC_E_SERVER_IDENTITY:
     fprintf(stderr,
-            "%s: nothing was sent; if the server should run as that user, say so "
-            "with --server-uid\n",
-            AKRCLI_PROG);
+            "%s %s: nothing was sent; if the server should run as that user, say "
+            "so with --server-uid\n",
+            AKRCLI_PROG, cmd);
     return AKRCLI_EXIT_NOPERM;
   default: return AKRCLI_EXIT_SOFTWARE;
   }
@@ -294,7 +303,7 @@ int akrcli_cmd_call(int argc, char **argv) {
   };
   st = ackrpc_client_call_raw(client, method_name, body, body_len, &callo, &res);
   if (verbose) {
-    fprintf(stderr, "%s: %s: %s, call id ", AKRCLI_PROG, method_name,
+    fprintf(stderr, "%s call: %s: %s, call id ", AKRCLI_PROG, method_name,
             ackrpc_status_name(st));
     print_hex(stderr, res.call_id, res.call_id_len);
     fputc('\n', stderr);
@@ -308,7 +317,7 @@ int akrcli_cmd_call(int argc, char **argv) {
     rc = AKRCLI_EXIT_NO_METHOD;
     goto out;
   }
-  rc = akrcli_report_status(&res, st, method_name);
+  rc = akrcli_report_status("call", &res, st, method_name);
   if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED) goto out;
 
   /* Acked: print the reply (for a non-OK status, only if the server sent
