@@ -698,6 +698,14 @@ def g_edges(e):
             argv = ["call", *opts, e.socket, m] + ([] if stdin is not None else ["{}"])
             e.expect(f"unknown method {m} ({how})", e.run(*argv, stdin=stdin), rc=12,
                      err_has=[f"ackrpc call: no such method {m}\n"])
+    # unix: addresses; an empty address says so.
+    e.expect("call unix:/path", e.run("call", *e.desc(), "unix:" + e.socket, ECHO, '{"fInt32": 3}'),
+             out_json={"fInt32": 3})
+    e.expect("health unix:/path", e.run("health", "unix:" + e.socket), out_has=["SERVING"])
+    e.expect("health with an empty address", e.run("health", ""), rc=EXIT["usage"],
+             err_has=["ackrpc health: the socket address is empty"])
+    code, out, err = e.run("health", "")
+    e.check(": invalid socket address" not in err, "no ': invalid socket address'", err)
     # describe SOCKET with no NAME: every service.
     code, out, err = e.run("describe", e.socket)
     text = out.decode()

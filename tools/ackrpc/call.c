@@ -282,7 +282,7 @@ int akrcli_cmd_call(int argc, char **argv) {
 
   ackrpc_status st = akrcli_client_new(&srv, 0, &client);
   if (st != ACKRPC_OK) {
-    fprintf(stderr, "%s call: %s: %s\n", AKRCLI_PROG, socket, ackrpc_strerror(st));
+    akrcli_client_error("call", socket, st);
     rc = st == ACKRPC_E_NOMEM ? AKRCLI_EXIT_SOFTWARE : AKRCLI_EXIT_USAGE;
     goto out;
   }

@@ -108,8 +108,15 @@ int akrcli_server_uid_take(akrcli_server *s, const char *cmd, const char *arg);
  * or -1 (printed). */
 int akrcli_timeout_take(akrcli_server *s, const char *cmd, const char *arg);
 
-/* A client of `s` (its address and server check) with this timeout (0: the
- * library's default). Returns ackrpc_client_new()'s status. */
+/* The address a SOCKET argument names: "unix:" dropped ("unix:/path",
+ * "unix:@name"); otherwise `socket` itself. */
+const char *akrcli_address(const char *socket);
+
+/* Prints why akrcli_client_new() failed for `socket` (status `st`). */
+void akrcli_client_error(const char *cmd, const char *socket, ackrpc_status st);
+
+/* A client of `s` (its address, "unix:" allowed, and server check) with this timeout
+ * (0: the library's default). Returns ackrpc_client_new()'s status. */
 ackrpc_status akrcli_client_new(const akrcli_server *s, uint32_t timeout_ms,
                                 ackrpc_client **ret_client);
 

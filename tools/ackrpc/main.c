@@ -17,7 +17,8 @@ static const char usage[] =
     "  stats SOCKET                the server's per-method statistics\n"
     "\n"
     "`ackrpc COMMAND --help` tells more; `ackrpc --version` prints the version.\n"
-    "SOCKET is a socket path or @name (Linux abstract namespace). call, list and\n"
+    "SOCKET is a socket path or @name (Linux abstract namespace), unix: allowed\n"
+    "in front. call, list and\n"
     "describe ask the server for the services' descriptors (reflection), unless\n"
     "given with --descriptor-set FILE or --proto FILE.\n"
     "Documentation: ackrpc(1), docs/CLI.md.\n";

@@ -74,9 +74,25 @@ int akrcli_server_uid_take(akrcli_server *s, const char *cmd, const char *arg) {
   return -1;
 }
 
+const char *akrcli_address(const char *socket) {
+  return socket && strncmp(socket, "unix:", 5) == 0 ? socket + 5 : socket;
+}
+
+void akrcli_client_error(const char *cmd, const char *socket, ackrpc_status st) {
+  const char *addr = akrcli_address(socket);
+  if (st == ACKRPC_E_NOMEM)
+    fprintf(stderr, "%s %s: out of memory\n", AKRCLI_PROG, cmd);
+  else if (!addr || !*addr)
+    fprintf(stderr, "%s %s: the socket address is empty (a path, @name or unix:...)\n",
+            AKRCLI_PROG, cmd);
+  else
+    fprintf(stderr, "%s %s: \"%s\": %s\n", AKRCLI_PROG, cmd, socket,
+            ackrpc_strerror(st));
+}
+
 ackrpc_status akrcli_client_new(const akrcli_server *s, uint32_t timeout_ms,
                                 ackrpc_client **ret_client) {
-  ackrpc_client_options co = {.address = s->socket,
+  ackrpc_client_options co = {.address = akrcli_address(s->socket),
                               .timeout_ms = timeout_ms,
                               .server_check = s->check,
                               .server_uid = s->uid};
@@ -91,7 +107,7 @@ int akrcli_builtin_call(const char *cmd, const akrcli_server *srv,
   ackrpc_status st = akrcli_client_new(
       srv, srv->timeout_ms ? srv->timeout_ms : AKRCLI_BUILTIN_TIMEOUT_MS, &client);
   if (st != ACKRPC_OK) {
-    fprintf(stderr, "%s %s: %s: %s\n", AKRCLI_PROG, cmd, socket, ackrpc_strerror(st));
+    akrcli_client_error(cmd, socket, st);
     return st == ACKRPC_E_NOMEM ? AKRCLI_EXIT_SOFTWARE : AKRCLI_EXIT_USAGE;
   }
   /* An empty request of any of these types encodes as no bytes. */
