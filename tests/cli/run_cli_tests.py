@@ -706,6 +706,14 @@ def g_edges(e):
              err_has=["ackrpc health: the socket address is empty"])
     code, out, err = e.run("health", "")
     e.check(": invalid socket address" not in err, "no ': invalid socket address'", err)
+    # An integer too large says "out of range", not "is not an integer".
+    for big in ('"99999999999999999999999"', '1e30'):
+        e.expect(f"int64 {big}", e.call(ECHO, '{"fInt64": %s}' % big), rc=EXIT["dataerr"],
+                 err_has=["out of range"])
+        code, out, err = e.call(ECHO, '{"fInt64": %s}' % big)
+        e.check("not an integer" not in err, f"int64 {big}: not 'not an integer'", err)
+    e.expect("int64 \"12x\"", e.call(ECHO, '{"fInt64": "12x"}'), rc=EXIT["dataerr"],
+             err_has=["is not an integer"])
     # describe SOCKET with no NAME: every service.
     code, out, err = e.run("describe", e.socket)
     text = out.decode()
