@@ -714,6 +714,11 @@ def g_edges(e):
         e.check("not an integer" not in err, f"int64 {big}: not 'not an integer'", err)
     e.expect("int64 \"12x\"", e.call(ECHO, '{"fInt64": "12x"}'), rc=EXIT["dataerr"],
              err_has=["is not an integer"])
+    # An abstract address nobody serves: the error names it.
+    name = f"@ackrpc-cli-nobody-{os.getpid()}"
+    for argv in (["health", name], ["call", *e.desc_file("clitest.pb"), name, ECHO, "{}"]):
+        e.expect(f"{argv[0]} {name}", e.run(*argv), rc=EXIT["not_delivered"],
+                 err_has=[name])
     # describe SOCKET with no NAME: every service.
     code, out, err = e.run("describe", e.socket)
     text = out.decode()

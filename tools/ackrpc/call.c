@@ -81,8 +81,8 @@ static int write_all(FILE *f, const void *p, size_t n) {
   return fflush(f);
 }
 
-int akrcli_report_status(const char *cmd, const ackrpc_result *r, ackrpc_status st,
-                         const char *method) {
+int akrcli_report_status(const char *cmd, const char *socket, const ackrpc_result *r,
+                         ackrpc_status st, const char *method) {
   if (st == ACKRPC_OK) return AKRCLI_EXIT_OK;
   const char *msg = r->message && r->message[0] ? r->message : ackrpc_strerror(st);
   /* A server's status shows its code (the exit status); the library's own
@@ -95,6 +95,11 @@ int akrcli_report_status(const char *cmd, const ackrpc_result *r, ackrpc_status 
     fprintf(stderr, "%s %s: %s: %s", AKRCLI_PROG, cmd, ackrpc_status_name(st), msg);
   if (r->sys_errno && !(r->message && r->message[0]))
     fprintf(stderr, " (%s)", strerror(r->sys_errno));
+  /* The library does not print an abstract name (it may hold any byte):
+   * say which one, as given. */
+  const char *addr = akrcli_address(socket);
+  if (st == ACKRPC_E_CONNECT && addr && addr[0] == '@')
+    fprintf(stderr, " (socket %s)", addr);
   fputc('\n', stderr);
   switch (ackrpc_status_outcome(st)) {
   case ACKRPC_OUTCOME_ACKED:
@@ -317,7 +322,7 @@ int akrcli_cmd_call(int argc, char **argv) {
     rc = AKRCLI_EXIT_NO_METHOD;
     goto out;
   }
-  rc = akrcli_report_status("call", &res, st, method_name);
+  rc = akrcli_report_status("call", socket, &res, st, method_name);
   if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED) goto out;
 
   /* Acked: print the reply (for a non-OK status, only if the server sent

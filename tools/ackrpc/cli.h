@@ -154,8 +154,8 @@ int akrcli_reflect_files(const char *cmd, const akrcli_server *srv, const char *
                          akrcli_pool *pool);
 
 /* Exit status and standard-error lines for a call's outcome (call.c). */
-int akrcli_report_status(const char *cmd, const ackrpc_result *r, ackrpc_status st,
-                         const char *method);
+int akrcli_report_status(const char *cmd, const char *socket, const ackrpc_result *r,
+                         ackrpc_status st, const char *method);
 
 /* Reads all of a file ("-": stdin) up to `max` bytes. Returns 0 with a
  * malloc'd buffer (NUL-terminated, the NUL not counted), or -1 with errno

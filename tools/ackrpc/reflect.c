@@ -158,7 +158,7 @@ int akrcli_builtin_call(const char *cmd, const akrcli_server *srv,
             m->name, res.message && res.message[0] ? res.message : ackrpc_strerror(st));
     rc = AKRCLI_EXIT_NOT_DELIVERED;
   } else {
-    rc = akrcli_report_status(cmd, &res, st, m->name);
+    rc = akrcli_report_status(cmd, socket, &res, st, m->name);
   }
   ackrpc_result_clear(&res);
   ackrpc_client_free(client);
