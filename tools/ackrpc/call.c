@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "jsoncodec.h"
@@ -16,12 +17,15 @@ static const char usage[] =
     "\n"
     "Calls METHOD (\"package.Service/Method\") on the server at SOCKET (a path or\n"
     "@abstract-name). The request is JSON (the proto3 JSON mapping), from the\n"
-    "JSON argument or, without it (or with \"-\"), from standard input; the reply\n"
+    "JSON argument, from the file FILE with @FILE, or, without it (or with \"-\"\n"
+    "or \"@-\"), from standard input; the reply\n"
     "is printed as JSON on standard output. The status, when not OK, is printed\n"
-    "on standard error as \"NAME (code): message\".\n"
+    "on standard error as \"NAME (code): message\" (the server's status) or\n"
+    "\"NAME: meaning\" (the library's own, such as E_CONNECT).\n"
     "\n"
     "Options:\n"
-    "  -t, --timeout MS       deadline of the call (default 30000)\n"
+    "  -t, --timeout-ms MS    deadline of the call, the reflection lookup\n"
+    "                         included (default 30000)\n"
     "  -m, --metadata KEY=VALUE\n"
     "                         send a metadata entry (repeatable, at most 64; KEY is\n"
     "                         1-64 characters of [a-z0-9._-], VALUE up to 4096 bytes)\n"
@@ -36,15 +40,6 @@ static const char usage[] =
     "  -h, --help             this help\n";
 
 #define MAX_METADATA ACKRPC_MAX_METADATA
-
-static int parse_u32(const char *s, uint32_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (!*s || *end || errno || v > UINT32_MAX || s[0] == '-') return -1;
-  *out = (uint32_t)v;
-  return 0;
-}
 
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -86,19 +81,32 @@ static int write_all(FILE *f, const void *p, size_t n) {
   return fflush(f);
 }
 
-int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *method) {
+int akrcli_report_status(const char *cmd, const char *socket, const ackrpc_result *r,
+                         ackrpc_status st, const char *method) {
   if (st == ACKRPC_OK) return AKRCLI_EXIT_OK;
   const char *msg = r->message && r->message[0] ? r->message : ackrpc_strerror(st);
-  fprintf(stderr, "%s: %s (%d): %s", AKRCLI_PROG, ackrpc_status_name(st), (int)st, msg);
+  /* A server's status shows its code (the exit status); the library's own
+   * (not delivered, no ack, local errors) only its name and meaning: their
+   * numbers are internal. */
+  if (ackrpc_status_outcome(st) == ACKRPC_OUTCOME_ACKED)
+    fprintf(stderr, "%s %s: %s (%d): %s", AKRCLI_PROG, cmd, ackrpc_status_name(st),
+            (int)st, msg);
+  else
+    fprintf(stderr, "%s %s: %s: %s", AKRCLI_PROG, cmd, ackrpc_status_name(st), msg);
   if (r->sys_errno && !(r->message && r->message[0]))
     fprintf(stderr, " (%s)", strerror(r->sys_errno));
+  /* The library does not print an abstract name (it may hold any byte):
+   * say which one, as given. */
+  const char *addr = akrcli_address(socket);
+  if (st == ACKRPC_E_CONNECT && addr && addr[0] == '@')
+    fprintf(stderr, " (socket %s)", addr);
   fputc('\n', stderr);
   switch (ackrpc_status_outcome(st)) {
   case ACKRPC_OUTCOME_ACKED:
     return st >= 1 && st <= 16 ? (int)st : AKRCLI_EXIT_UNKNOWN_STATUS;
   case ACKRPC_OUTCOME_NO_ACK:
-    fprintf(stderr, "%s: %s may or may not have run; to retry, pass --call-id ",
-            AKRCLI_PROG, method);
+    fprintf(stderr, "%s %s: %s may or may not have run; to retry, pass --call-id ",
+            AKRCLI_PROG, cmd, method);
     print_hex(stderr, r->call_id, r->call_id_len);
     fputc('\n', stderr);
     return AKRCLI_EXIT_NO_ACK;
@@ -113,9 +121,9 @@ int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *m
   case ACKRPC_E_ADDRESS: return AKRCLI_EXIT_USAGE;
   case ACKRPC_E_SERVER_IDENTITY:
     fprintf(stderr,
-            "%s: nothing was sent; if the server should run as that user, say so "
-            "with --server-uid\n",
-            AKRCLI_PROG);
+            "%s %s: nothing was sent; if the server should run as that user, say "
+            "so with --server-uid\n",
+            AKRCLI_PROG, cmd);
     return AKRCLI_EXIT_NOPERM;
   default: return AKRCLI_EXIT_SOFTWARE;
   }
@@ -123,11 +131,15 @@ int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *m
 
 int akrcli_cmd_call(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"timeout", 1, NULL, 't'}, {"metadata", 1, NULL, 'm'},
-      {"call-id", 1, NULL, 'c'}, {"binary", 0, NULL, 'b'},
-      {"pretty", 0, NULL, 'p'},  {"emit-defaults", 0, NULL, 'e'},
-      {"verbose", 0, NULL, 'v'}, {"help", 0, NULL, 'h'},
-      AKRCLI_SERVER_LONGOPT,     AKRCLI_DESC_LONGOPTS,
+      {"metadata", 1, NULL, 'm'},
+      {"call-id", 1, NULL, 'c'},
+      {"binary", 0, NULL, 'b'},
+      {"pretty", 0, NULL, 'p'},
+      {"emit-defaults", 0, NULL, 'e'},
+      {"verbose", 0, NULL, 'v'},
+      {"help", 0, NULL, 'h'},
+      AKRCLI_SERVER_LONGOPT,
+      AKRCLI_DESC_LONGOPTS,
       {NULL, 0, NULL, 0},
   };
   akrcli_descopts d = {0};
@@ -148,11 +160,8 @@ int akrcli_cmd_call(int argc, char **argv) {
     if (taken) continue;
     switch (opt) {
     case 't':
-      if (parse_u32(optarg, &timeout) < 0 || timeout == 0) {
-        fprintf(stderr, "%s call: --timeout wants milliseconds (1 to 4294967295)\n",
-                AKRCLI_PROG);
-        return AKRCLI_EXIT_USAGE;
-      }
+      if (akrcli_timeout_take(&srv, "call", optarg) < 0) return AKRCLI_EXIT_USAGE;
+      timeout = srv.timeout_ms;
       break;
     case 'm': {
       const char *eq = strchr(optarg, '=');
@@ -222,28 +231,34 @@ int akrcli_cmd_call(int argc, char **argv) {
 
   if (binary && (d.n_sets || d.n_protos) && verbose)
     fprintf(stderr, "%s call: --binary: the descriptors are not used\n", AKRCLI_PROG);
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   if (!binary) {
     if ((rc = akrcli_load_descriptors("call", &d, &srv, method_name, &pool)) != 0)
       goto out;
     method = akrcli_pool_method(&pool, method_name);
     if (!method) {
-      fprintf(stderr,
-              "%s call: method %s is not in the descriptors (`ackrpc list` shows "
-              "them)\n",
-              AKRCLI_PROG, method_name);
-      rc = AKRCLI_EXIT_DATAERR;
+      fprintf(stderr, "%s call: no such method %s\n", AKRCLI_PROG, method_name);
+      rc = AKRCLI_EXIT_NO_METHOD;
       goto out;
     }
     method_name = method->wire_name;
   }
 
-  const char *what = strcmp(json_arg, "-") == 0 ? "standard input" : NULL;
-  if (binary || what) {
-    if (akrcli_read_file("-", binary ? AKRCLI_MAX_STDIN : AKRCLI_MAX_JSON_TEXT, &input,
+  /* The JSON argument, or a file: "-" and "@-" are standard input, "@PATH"
+   * a file (JSON text never starts with '@'). */
+  const char *path = strcmp(json_arg, "-") == 0 ? "-"
+                     : json_arg[0] == '@'       ? json_arg + 1
+                                                : NULL;
+  if (binary) path = "-";
+  const char *what = !path ? NULL : strcmp(path, "-") == 0 ? "standard input" : path;
+  if (path) {
+    if (akrcli_read_file(path, binary ? AKRCLI_MAX_STDIN : AKRCLI_MAX_JSON_TEXT, &input,
                          &input_len) < 0) {
-      fprintf(stderr, "%s call: reading standard input: %s\n", AKRCLI_PROG,
-              errno == EFBIG ? "larger than the limit (64 MiB)" : strerror(errno));
-      rc = errno == EFBIG ? AKRCLI_EXIT_DATAERR : AKRCLI_EXIT_NOINPUT;
+      int e = errno;
+      fprintf(stderr, "%s call: reading %s: %s\n", AKRCLI_PROG, what,
+              e == EFBIG ? "larger than the limit (64 MiB)" : strerror(e));
+      rc = e == EFBIG ? AKRCLI_EXIT_DATAERR : AKRCLI_EXIT_NOINPUT;
       goto out;
     }
   }
@@ -272,9 +287,17 @@ int akrcli_cmd_call(int argc, char **argv) {
 
   ackrpc_status st = akrcli_client_new(&srv, 0, &client);
   if (st != ACKRPC_OK) {
-    fprintf(stderr, "%s call: %s: %s\n", AKRCLI_PROG, socket, ackrpc_strerror(st));
+    akrcli_client_error("call", socket, st);
     rc = st == ACKRPC_E_NOMEM ? AKRCLI_EXIT_SOFTWARE : AKRCLI_EXIT_USAGE;
     goto out;
+  }
+  if (timeout && !binary) {
+    /* The lookup's time counts against -t. */
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t spent =
+        (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    timeout = spent <= 0 ? timeout : spent >= timeout ? 1 : timeout - (uint32_t)spent;
   }
   ackrpc_call_options callo = {
       .timeout_ms = timeout,
@@ -285,12 +308,21 @@ int akrcli_cmd_call(int argc, char **argv) {
   };
   st = ackrpc_client_call_raw(client, method_name, body, body_len, &callo, &res);
   if (verbose) {
-    fprintf(stderr, "%s: %s: %s, call id ", AKRCLI_PROG, method_name,
+    fprintf(stderr, "%s call: %s: %s, call id ", AKRCLI_PROG, method_name,
             ackrpc_status_name(st));
     print_hex(stderr, res.call_id, res.call_id_len);
     fputc('\n', stderr);
   }
-  rc = akrcli_report_status(&res, st, method_name);
+  if (binary && st == ACKRPC_UNIMPLEMENTED && res.message &&
+      strncmp(res.message, "unknown method ", 15) == 0 &&
+      strcmp(res.message + 15, method_name) == 0) {
+    /* The server's dispatcher's own answer (src/server/dispatch.c): said
+     * as when the descriptors lack the method. */
+    fprintf(stderr, "%s call: no such method %s\n", AKRCLI_PROG, method_name);
+    rc = AKRCLI_EXIT_NO_METHOD;
+    goto out;
+  }
+  rc = akrcli_report_status("call", socket, &res, st, method_name);
   if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED) goto out;
 
   /* Acked: print the reply (for a non-OK status, only if the server sent
@@ -309,7 +341,15 @@ int akrcli_cmd_call(int argc, char **argv) {
                           &reply, err, sizeof err) < 0) {
     fprintf(stderr, "%s call: the reply does not decode as %s: %s\n", AKRCLI_PROG,
             method->output->full_name, err);
-    if (rc == AKRCLI_EXIT_OK) rc = AKRCLI_EXIT_BAD_REPLY;
+    if (rc == AKRCLI_EXIT_OK) {
+      /* An OK reply whose body does not decode is not well-formed:
+       * delivered, no ack (docs/PROTOCOL.md §7). An error status stands. */
+      fprintf(stderr, "%s call: %s may or may not have run; to retry, pass --call-id ",
+              AKRCLI_PROG, method_name);
+      print_hex(stderr, res.call_id, res.call_id_len);
+      fputc('\n', stderr);
+      rc = AKRCLI_EXIT_NO_ACK;
+    }
     goto out;
   }
   char *text = akrcli_json_dump(reply, pretty);

@@ -17,6 +17,9 @@
 enum {
   AKRCLI_EXIT_OK = 0,
   AKRCLI_EXIT_UNKNOWN_STATUS = 2, /* an acked code this tool does not know */
+  AKRCLI_EXIT_NO_METHOD = 12,     /* no such method: UNIMPLEMENTED, as the
+                                   * server answers one (whatever the
+                                   * descriptors' source) */
   AKRCLI_EXIT_USAGE = 64,         /* bad command line */
   AKRCLI_EXIT_DATAERR = 65,       /* bad JSON, or input that does not fit the schema */
   AKRCLI_EXIT_NOINPUT = 66,       /* a file could not be read, protoc failed */
@@ -80,21 +83,40 @@ typedef struct akrcli_server {
   const char *socket; /* NULL: none given */
   ackrpc_server_check check;
   uid_t uid; /* for ACKRPC_SERVER_CHECK_UID */
+  /* -t/--timeout-ms: the deadline of each exchange with the server (the
+   * reflection lookup, health, stats); 0: AKRCLI_BUILTIN_TIMEOUT_MS. */
+  uint32_t timeout_ms;
 } akrcli_server;
+
+/* The deadline of a built-in call when -t is not given. */
+#define AKRCLI_BUILTIN_TIMEOUT_MS 10000
 
 /* getopt_long code of --server-uid (no short form), its option table
  * entry, and its --help text. */
 #define AKRCLI_OPT_SERVER_UID 0x100
 #define AKRCLI_SERVER_LONGOPT                                                          \
-  { "server-uid", 1, NULL, AKRCLI_OPT_SERVER_UID }
+  {"server-uid", 1, NULL, AKRCLI_OPT_SERVER_UID}, {"timeout-ms", 1, NULL, 't'}, {      \
+    "timeout", 1, NULL, 't'                                                            \
+  }
 extern const char akrcli_server_help[];
 
 /* Takes --server-uid's argument for `cmd`: a uid, a user name, or "any"
  * (no check). Returns 0, or -1 (printed: unknown user, bad number). */
 int akrcli_server_uid_take(akrcli_server *s, const char *cmd, const char *arg);
 
-/* A client of `s` (its address and server check) with this timeout (0: the
- * library's default). Returns ackrpc_client_new()'s status. */
+/* Takes -t/--timeout-ms's argument for `cmd` (1 to 4294967295). Returns 0,
+ * or -1 (printed). */
+int akrcli_timeout_take(akrcli_server *s, const char *cmd, const char *arg);
+
+/* The address a SOCKET argument names: "unix:" dropped ("unix:/path",
+ * "unix:@name"); otherwise `socket` itself. */
+const char *akrcli_address(const char *socket);
+
+/* Prints why akrcli_client_new() failed for `socket` (status `st`). */
+void akrcli_client_error(const char *cmd, const char *socket, ackrpc_status st);
+
+/* A client of `s` (its address, "unix:" allowed, and server check) with this timeout
+ * (0: the library's default). Returns ackrpc_client_new()'s status. */
 ackrpc_status akrcli_client_new(const akrcli_server *s, uint32_t timeout_ms,
                                 ackrpc_client **ret_client);
 
@@ -132,7 +154,8 @@ int akrcli_reflect_files(const char *cmd, const akrcli_server *srv, const char *
                          akrcli_pool *pool);
 
 /* Exit status and standard-error lines for a call's outcome (call.c). */
-int akrcli_report_status(const ackrpc_result *r, ackrpc_status st, const char *method);
+int akrcli_report_status(const char *cmd, const char *socket, const ackrpc_result *r,
+                         ackrpc_status st, const char *method);
 
 /* Reads all of a file ("-": stdin) up to `max` bytes. Returns 0 with a
  * malloc'd buffer (NUL-terminated, the NUL not counted), or -1 with errno

@@ -9,14 +9,15 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: ackrpc describe [OPTIONS] [SOCKET] NAME\n"
+    "usage: ackrpc describe [OPTIONS] [SOCKET] [NAME]\n"
     "\n"
     "Prints NAME as .proto text. NAME is a service (package.Service), a method\n"
     "(package.Service/Method or package.Service.Method: the method, then its\n"
     "request and reply messages), a message or an enum (package.Name, nested\n"
-    "ones as package.Outer.Inner). SOCKET may be left out when descriptors are\n"
-    "given (servers do not offer reflection yet: with SOCKET alone, exit\n"
-    "status 78).\n"
+    "ones as package.Outer.Inner). Without NAME, prints every service. The\n"
+    "descriptors come from the server's reflection service, or from the\n"
+    "options below (then SOCKET may be left out, and a single argument is\n"
+    "NAME).\n"
     "\n"
     "Options:\n"
     "  -h, --help   this help\n";
@@ -193,6 +194,14 @@ static void print_rpc(const akrcli_method *m, unsigned level) {
          m->output->full_name);
 }
 
+static void print_service(const akrcli_service *service) {
+  printf("// %s (%s)\n", service->full_name, file_name(service->file));
+  printf("service %s {\n", service->proto->name);
+  for (size_t i = 0; i < service->n_methods; i++)
+    print_rpc(&service->methods[i], 1);
+  printf("}\n");
+}
+
 static const akrcli_file_proto *enum_file(const akrcli_pool *pool,
                                           const akrcli_enum *e) {
   for (size_t i = 0; i < pool->n_files; i++) {
@@ -217,11 +226,15 @@ int akrcli_cmd_describe(int argc, char **argv) {
   akrcli_server srv = {0};
   int opt;
   optind = 1;
-  while ((opt = getopt_long(argc, argv, "h" AKRCLI_DESC_SHORTOPTS, longopts, NULL)) !=
+  while ((opt = getopt_long(argc, argv, "t:h" AKRCLI_DESC_SHORTOPTS, longopts, NULL)) !=
          -1) {
     int taken = akrcli_descopts_take(&d, opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
+    if (opt == 't') {
+      if (akrcli_timeout_take(&srv, "describe", optarg) < 0) return AKRCLI_EXIT_USAGE;
+      continue;
+    }
     if (opt == AKRCLI_OPT_SERVER_UID) {
       if (akrcli_server_uid_take(&srv, "describe", optarg) < 0)
         return AKRCLI_EXIT_USAGE;
@@ -236,28 +249,36 @@ int akrcli_cmd_describe(int argc, char **argv) {
     return AKRCLI_EXIT_USAGE;
   }
   int npos = argc - optind;
-  if (npos < 1 || npos > 2) {
-    fprintf(stderr, "%s describe: wants [SOCKET] NAME\n%s", AKRCLI_PROG, usage);
+  /* One argument is SOCKET when the descriptors come from the server, NAME
+   * when they are given. */
+  int offline = d.n_sets || d.n_protos;
+  if (npos > 2 || (npos == 0 && !offline)) {
+    fprintf(stderr, "%s describe: wants [SOCKET] [NAME]\n%s", AKRCLI_PROG, usage);
     return AKRCLI_EXIT_USAGE;
   }
-  srv.socket = npos == 2 ? argv[optind] : NULL;
-  const char *name = argv[optind + npos - 1];
+  srv.socket = npos == 2 || (npos == 1 && !offline) ? argv[optind] : NULL;
+  const char *name =
+      npos == 2 || (npos == 1 && offline) ? argv[optind + npos - 1] : NULL;
   akrcli_pool pool = {0};
   /* By reflection: every service's files (NAME may be a type no method
    * uses directly, such as a nested message). */
   int rc = akrcli_load_descriptors("describe", &d, &srv, "", &pool);
   if (rc != 0) goto out;
+  if (!name) {
+    for (size_t i = 0; i < pool.n_services; i++) {
+      if (i) printf("\n");
+      print_service(&pool.services[i]);
+    }
+    if (fflush(stdout) != 0) rc = AKRCLI_EXIT_SOFTWARE;
+    goto out;
+  }
 
   const akrcli_method *method = akrcli_pool_method(&pool, name);
   const akrcli_service *service = akrcli_pool_service(&pool, name);
   const akrcli_msg *msg = akrcli_pool_message(&pool, name);
   const akrcli_enum *enm = akrcli_pool_enum(&pool, name);
   if (service) {
-    printf("// %s (%s)\n", service->full_name, file_name(service->file));
-    printf("service %s {\n", service->proto->name);
-    for (size_t i = 0; i < service->n_methods; i++)
-      print_rpc(&service->methods[i], 1);
-    printf("}\n");
+    print_service(service);
   } else if (method) {
     printf("// %s\n", method->wire_name);
     print_rpc(method, 0);

@@ -31,9 +31,13 @@ int akrcli_cmd_health(int argc, char **argv) {
   akrcli_server srv = {0};
   int opt, quiet = 0;
   optind = 1;
-  while ((opt = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, "t:qh", longopts, NULL)) != -1) {
     if (opt == 'q') {
       quiet = 1;
+      continue;
+    }
+    if (opt == 't') {
+      if (akrcli_timeout_take(&srv, "health", optarg) < 0) return AKRCLI_EXIT_USAGE;
       continue;
     }
     if (opt == AKRCLI_OPT_SERVER_UID) {

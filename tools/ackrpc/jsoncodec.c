@@ -953,7 +953,8 @@ static const char *json_kind(json_t *v) {
   }
 }
 
-/* Parses a decimal integer string ("-12"); -1 if it is not one. */
+/* Parses a decimal integer string ("-12"); -1 if it is not one, -2 if it is
+ * one beyond 64 bits. */
 static int parse_int_string(const char *s, size_t n, int *neg, uint64_t *mag) {
   size_t i = 0;
   *neg = 0;
@@ -961,12 +962,13 @@ static int parse_int_string(const char *s, size_t n, int *neg, uint64_t *mag) {
     *neg = 1;
     i++;
   }
-  if (i == n || n - i > 20) return -1;
+  if (i == n) return -1;
+  for (size_t j = i; j < n; j++)
+    if (s[j] < '0' || s[j] > '9') return -1;
   uint64_t v = 0;
   for (; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9') return -1;
     unsigned d = (unsigned)(s[i] - '0');
-    if (v > (UINT64_MAX - d) / 10) return -1;
+    if (v > (UINT64_MAX - d) / 10) return -2; /* digits, but too many */
     v = v * 10 + d;
   }
   *mag = v;
@@ -983,15 +985,16 @@ static int json_int(ctx *c, json_t *v, int *neg, uint64_t *mag) {
   }
   if (json_is_real(v)) {
     double d = json_real_value(v);
-    if (d != floor(d) || fabs(d) >= 18446744073709551616.0)
-      return fail(c, "%.17g is not an integer in range", d);
+    if (d != floor(d)) return fail(c, "%.17g is not an integer", d);
+    if (fabs(d) >= 18446744073709551616.0) return fail(c, "%.17g is out of range", d);
     *neg = d < 0;
     *mag = (uint64_t)fabs(d);
     return 0;
   }
   if (json_is_string(v)) {
-    if (parse_int_string(json_string_value(v), json_string_length(v), neg, mag) < 0)
-      return fail(c, "\"%s\" is not an integer", json_string_value(v));
+    int r = parse_int_string(json_string_value(v), json_string_length(v), neg, mag);
+    if (r == -2) return fail(c, "\"%s\" is out of range", json_string_value(v));
+    if (r < 0) return fail(c, "\"%s\" is not an integer", json_string_value(v));
     if (*neg && *mag == 0) *neg = 0;
     return 0;
   }

@@ -55,13 +55,16 @@ int akrcli_cmd_list(int argc, char **argv) {
   akrcli_server srv = {0};
   int methods_only = 0, opt;
   optind = 1;
-  while ((opt = getopt_long(argc, argv, "1h" AKRCLI_DESC_SHORTOPTS, longopts, NULL)) !=
-         -1) {
+  while ((opt = getopt_long(argc, argv, "t:1h" AKRCLI_DESC_SHORTOPTS, longopts,
+                            NULL)) != -1) {
     int taken = akrcli_descopts_take(&d, opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
     switch (opt) {
     case '1': methods_only = 1; break;
+    case 't':
+      if (akrcli_timeout_take(&srv, "list", optarg) < 0) return AKRCLI_EXIT_USAGE;
+      break;
     case AKRCLI_OPT_SERVER_UID:
       if (akrcli_server_uid_take(&srv, "list", optarg) < 0) return AKRCLI_EXIT_USAGE;
       break;

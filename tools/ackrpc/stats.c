@@ -130,10 +130,13 @@ int akrcli_cmd_stats(int argc, char **argv) {
   akrcli_server srv = {0};
   int opt, json = 0, active = 0;
   optind = 1;
-  while ((opt = getopt_long(argc, argv, "jah", longopts, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, "t:jah", longopts, NULL)) != -1) {
     switch (opt) {
     case 'j': json = 1; break;
     case 'a': active = 1; break;
+    case 't':
+      if (akrcli_timeout_take(&srv, "stats", optarg) < 0) return AKRCLI_EXIT_USAGE;
+      break;
     case AKRCLI_OPT_SERVER_UID:
       if (akrcli_server_uid_take(&srv, "stats", optarg) < 0) return AKRCLI_EXIT_USAGE;
       break;
