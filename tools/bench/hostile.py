@@ -106,19 +106,17 @@ def idle(a):
 
 
 def closed(c):
+    """True (and closes it) once the server has answered or ended `c`: a
+    refusal or EOF, either way the connection is done."""
     c.setblocking(False)
     try:
-        data = c.recv(4096)
-        if data == b"":
-            c.close()
-            return True
-        c.close()  # the server answered (a refusal): it will close
-        return True
+        c.recv(4096)
     except BlockingIOError:
         return False
     except OSError:
-        c.close()
-        return True
+        pass
+    c.close()
+    return True
 
 
 def churn(a):
@@ -185,23 +183,17 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--pid", type=int)
     sub = p.add_subparsers(dest="cmd", required=True)
-    q = sub.add_parser("idle")
-    q.add_argument("sock")
-    q.add_argument("n", type=int)
-    q.add_argument("seconds", type=float)
-    q = sub.add_parser("churn")
-    q.add_argument("sock")
-    q.add_argument("seconds", type=float)
-    q = sub.add_parser("pinned")
-    q.add_argument("sock")
-    q.add_argument("n", type=int)
-    q.add_argument("pad", type=int)
-    q = sub.add_parser("behind")
-    q.add_argument("sock")
-    q.add_argument("seconds", type=float)
-    q.add_argument("pad", type=int)
+    commands = {"idle": (idle, [("n", int), ("seconds", float)]),
+                "churn": (churn, [("seconds", float)]),
+                "pinned": (pinned, [("n", int), ("pad", int)]),
+                "behind": (behind, [("seconds", float), ("pad", int)])}
+    for name, (_, params) in commands.items():
+        q = sub.add_parser(name)
+        q.add_argument("sock")
+        for param, kind in params:
+            q.add_argument(param, type=kind)
     a = p.parse_args()
-    {"idle": idle, "churn": churn, "pinned": pinned, "behind": behind}[a.cmd](a)
+    commands[a.cmd][0](a)
     if a.pid:
         with open(f"/proc/{a.pid}/status") as f:
             for line in f:
