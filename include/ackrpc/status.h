@@ -81,7 +81,7 @@ extern "C" {
     "the call was already answered by the server "                                     \
     "(deadline or shutdown)")                                                          \
   X(E_UNSAFE_DIR, 208,                                                                 \
-    "the socket's directory would let another user replace the socket")                \
+    "a directory on the socket's path would let another user replace the socket")      \
   X(E_NOT_FOUND, 209,                                                                  \
     "a name given to an ackrpc function names nothing (method, group, socket, entry)") \
   X(E_WAIT_TIMEOUT, 210, "the wait ended before what it waited for happened")          \
