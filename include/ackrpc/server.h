@@ -183,6 +183,11 @@ typedef struct ackrpc_server_options {
    * usual. Either way it then offers its own socket to the next one. Only a
    * peer with the server's effective uid may use the control socket. */
   int handover;
+  /* Descriptors a request may carry (docs/PROTOCOL.md §2.5), 1 to 253; the
+   * receive buffer is sized to it, so more are cut off by the kernel and
+   * the call is refused RESOURCE_EXHAUSTED. A method takes none unless
+   * ackrpc_server_set_method_fds() says so. Default 16; above 253: E_INVAL. */
+  unsigned max_fds_per_call;
 } ackrpc_server_options;
 
 /* A handler. `request` is the decoded request message, of the type given at
@@ -264,6 +269,18 @@ ackrpc_server_add_service_info(ackrpc_server *server, const ackrpc_service *serv
  * unknown group name), E_NOMEM. */
 ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_policy(
     ackrpc_server *server, const char *method, const ackrpc_policy *policy);
+
+/* Lets requests of a registered method carry up to `max_fds` descriptors
+ * (docs/PROTOCOL.md §2.5); 0, the default, refuses any: such a call is
+ * answered INVALID_ARGUMENT and its descriptors are closed at once, as
+ * for more than max_fds or a count that does not match what arrived; none
+ * of these is dispatched. The handler gets them with ackrpc_call_take_fd().
+ * Register before the loop runs. Errors: E_INVAL (NULL server or name,
+ * max_fds over the server's max_fds_per_call), E_NOT_FOUND (no such
+ * method). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_fds(ackrpc_server *server,
+                                                         const char *method,
+                                                         unsigned max_fds);
 
 /* Registers `fn(data)` to run when the server is freed, after every
  * connection is closed; for data that handlers share, such as the binding a
@@ -391,6 +408,18 @@ ACKRPC_EXPORT int ackrpc_call_metadata_at(const ackrpc_call *call, size_t index,
  * there is none. */
 ACKRPC_EXPORT const uint8_t *ackrpc_call_metadata(const ackrpc_call *call,
                                                   const char *key, size_t *ret_len);
+
+/* Descriptors the request carried (0 unless its method takes them,
+ * ackrpc_server_set_method_fds()). */
+ACKRPC_EXPORT size_t ackrpc_call_fd_count(const ackrpc_call *call);
+
+/* Takes the request's descriptor `index` (close-on-exec, in the order the
+ * client sent them): from now on it is the caller's to close. Returns it,
+ * or -1 if index is out of range or it was taken already. Descriptors not
+ * taken are closed by the library when the call ends (after it is
+ * answered and the loop and the handler have let it go). Same thread rule
+ * as the other accessors. */
+ACKRPC_EXPORT int ackrpc_call_take_fd(ackrpc_call *call, size_t index);
 
 /* Answers the call: `status` (a canonical code, 0..16), an optional message
  * (copied; NULL for none) and the reply message (serialized before this

@@ -30,6 +30,7 @@ ackrpc_call *akr_call_new(ackrpc_server *s) {
   c->t_start_us = c->deadline_us = 0;
   c->out_len = 0;
   c->reply_status = 0;
+  c->fds = (akr_fd_batch){0};
   c->rc_entry = NULL;
   c->rc_wait = (akr_rc_waiter){0};
   c->waiting = 0;
@@ -56,6 +57,7 @@ static void call_free(ackrpc_call *c) {
 void akr_call_unref(ackrpc_call *c, int on_loop) {
   if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1) return;
   ackrpc_server *s = c->server;
+  akr_fd_batch_close(&c->fds);
   /* The spare store and the pool are the loop's, and only while the server
    * is open. */
   int keep = on_loop && !s->closed;
@@ -153,6 +155,17 @@ int ackrpc_call_metadata_at(const ackrpc_call *c, size_t index, const char **ret
   if (ret_value) *ret_value = m->value.data;
   if (ret_value_len) *ret_value_len = m->value.len;
   return 0;
+}
+
+size_t ackrpc_call_fd_count(const ackrpc_call *c) {
+  return c ? c->fds.n : 0;
+}
+
+int ackrpc_call_take_fd(ackrpc_call *c, size_t index) {
+  if (!c || index >= c->fds.n) return -1;
+  int fd = c->fds.fds[index];
+  c->fds.fds[index] = -1;
+  return fd;
 }
 
 const uint8_t *ackrpc_call_metadata(const ackrpc_call *c, const char *key,

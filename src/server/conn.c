@@ -137,9 +137,11 @@ static int fill(akr_conn *c, size_t need) {
   akr_acct_conn_input(c);
   for (;;) {
     size_t room = c->in_cap - c->in_len;
-    ssize_t n = read(c->fd, c->in + c->in_len, room);
+    ssize_t n = akr_fd_read(c->fd, c->in + c->in_len, room,
+                            c->server->opt.max_fds_per_call, &c->fdq, c->rx);
     if (n > 0) {
       c->in_len += (size_t)n;
+      c->rx += (uint64_t)n;
       c->drained = (size_t)n < room;
       return 1;
     }
@@ -359,6 +361,10 @@ void akr_conn_busy(akr_conn *c, uint64_t deadline_us) {
   if (off == c->out_len) c->out_off = c->out_len = 0;
 }
 
+void akr_conn_claim_fds(akr_conn *c, akr_fd_batch *ret) {
+  akr_fdq_claim(&c->fdq, c->frame_at, c->frame_at + c->frame_len, ret);
+}
+
 void akr_conn_part(akr_conn *c) {
   ackrpc_call *call = c->call;
   if (!call) return;
@@ -387,6 +393,15 @@ static void dispatch_frame(akr_conn *c, const akr_frame *f, const uint8_t *at,
                            size_t avail) {
   ackrpc_server *s = c->server;
   akr_frame next;
+  if (akr_fdq_misplaced(&c->fdq, c->frame_at, c->frame_at + f->frame_len)) {
+    akr_event(s, AKR_EV_BAD_REQUEST, ACKRPC_LOG_INFO,
+              "peer_uid=%u peer_pid=%d error=\"descriptors misplaced\"",
+              (unsigned)c->peer.uid, (int)c->peer.pid);
+    akr_conn_part(c);
+    akr_conn_answer(c, ACKRPC_INVALID_ARGUMENT,
+                    "descriptors sent inside a frame, not with its first byte", 0);
+    return;
+  }
   /* Not past KEEP_BUFFER of answers waiting: a peer that pipelines many
    * small calls and reads nothing cannot grow the output without bound. */
   c->corked = c->out_len - c->out_off < KEEP_BUFFER &&
@@ -439,6 +454,7 @@ void akr_conn_resume(akr_conn *c) {
     if ((fe == AKR_FRAME_OK || fe == AKR_FRAME_INCOMPLETE) && f.frame_len &&
         !c->head_done && avail >= AKR_PREFIX_LEN + (size_t)f.head_len) {
       c->frame_len = f.frame_len;
+      c->frame_at = c->rx - (c->in_len - c->in_off);
       if (!s->hooks->admit(c, &f, fe == AKR_FRAME_OK)) continue;
       c->head_done = 1;
     }
@@ -562,6 +578,7 @@ void akr_conn_close(akr_conn *c) {
   evtimer_del(&c->timer);
   close(c->fd);
   c->fd = -1;
+  akr_fdq_clear(&c->fdq);
   c->state = AKR_CONN_DONE;
   pending_remove(c);
   if (c->prev)

@@ -59,6 +59,39 @@ static int over_limits(akr_conn *c, const akr_frame *f, int complete) {
   return 1;
 }
 
+/* Moves the frame's descriptors to the call if they check out
+ * (docs/PROTOCOL.md §2.5); else closes them and refuses: 1 if refused. */
+static int check_fds(akr_conn *c, ackrpc_call *call, const akr_method_entry *m,
+                     int complete) {
+  akr_fd_batch fds;
+  akr_conn_claim_fds(c, &fds);
+  uint32_t want = call->req.fd_count;
+  if (!fds.n && !fds.ctrunc && !want) return 0;
+  ackrpc_server *s = c->server;
+  char msg[160];
+  ackrpc_status st = ACKRPC_INVALID_ARGUMENT;
+  if (fds.ctrunc || want > s->opt.max_fds_per_call) {
+    st = ACKRPC_RESOURCE_EXHAUSTED;
+    snprintf(msg, sizeof msg, "more descriptors than the server takes (%u)",
+             s->opt.max_fds_per_call);
+  } else if (fds.n != want) {
+    snprintf(msg, sizeof msg, "%u descriptor(s) received, the head says %u", fds.n,
+             (unsigned)want);
+  } else if (fds.n > m->max_fds) {
+    snprintf(msg, sizeof msg, "%s takes %u descriptor(s), %u sent", m->m.name,
+             m->max_fds, fds.n);
+  } else {
+    call->fds = fds;
+    return 0;
+  }
+  akr_fd_batch_close(&fds);
+  akr_event(s, AKR_EV_BAD_REQUEST, ACKRPC_LOG_INFO,
+            "method=%s peer_uid=%u peer_pid=%d error=\"%s\"", m->m.name,
+            (unsigned)c->peer.uid, (int)c->peer.pid, msg);
+  refuse(c, st, msg, complete);
+  return 1;
+}
+
 int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
   ackrpc_server *s = c->server;
   c->stat_m = NULL;
@@ -96,6 +129,7 @@ int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
     return refuse(c, ACKRPC_PERMISSION_DENIED, "not allowed to call this method",
                   complete);
   }
+  if (check_fds(c, call, m, complete)) return 0;
   call->method = m;
   return 1;
 }

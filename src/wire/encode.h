@@ -28,6 +28,7 @@ typedef struct akr_request_spec {
   const ProtobufCMessage *body; /* NULL: raw_body (or empty) */
   const uint8_t *raw_body;      /* already serialized body, if body is NULL */
   size_t raw_body_len;
+  uint32_t fd_count;           /* descriptors sent with the frame */
   size_t head_len_, body_len_; /* set by akr_request_size() */
 } akr_request_spec;
 
@@ -68,6 +69,7 @@ typedef struct akr_reply_spec {
   uint32_t status;
   const char *message;          /* NULL or "": none */
   const ProtobufCMessage *body; /* NULL: empty body */
+  uint32_t fd_count;            /* descriptors sent with the frame */
   size_t message_len_, head_len_, body_len_;
 } akr_reply_spec;
 
