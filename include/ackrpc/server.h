@@ -434,6 +434,25 @@ ACKRPC_EXPORT ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status s
                                               const char *message,
                                               const struct ProtobufCMessage *reply);
 
+/* ackrpc_call_reply() that also passes descriptors to the client with the
+ * reply (docs/PROTOCOL.md §2.5), in order: fds[0..n_fds), at most 253,
+ * each open. The client receives them only if its call accepts that many
+ * (ackrpc_call_options.max_reply_fds); otherwise it closes them and
+ * reports E_BAD_REPLY. Ownership: the descriptors are the library's once
+ * this is called, whatever it returns: it closes its copies once the
+ * reply is sent, or at once if it cannot be (E_ALREADY_ANSWERED, the
+ * connection gone, an error). The caller must not close them. A reply
+ * with descriptors is never kept by the reply cache (a repeat waiting for
+ * it is answered UNAVAILABLE; later ones run the handler again).
+ * Returns those of ackrpc_call_reply(), and E_INVAL also for n_fds over
+ * 253, fds NULL with n_fds > 0, or a descriptor that is not open (then
+ * the client gets INTERNAL, without descriptors). */
+ACKRPC_EXPORT ackrpc_status ackrpc_call_reply_fds(ackrpc_call *call,
+                                                  ackrpc_status status,
+                                                  const char *message,
+                                                  const struct ProtobufCMessage *reply,
+                                                  const int *fds, size_t n_fds);
+
 #ifdef __cplusplus
 }
 #endif

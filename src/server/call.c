@@ -31,6 +31,7 @@ ackrpc_call *akr_call_new(ackrpc_server *s) {
   c->out_len = 0;
   c->reply_status = 0;
   c->fds = (akr_fd_batch){0};
+  c->reply_fds = (akr_fd_batch){0};
   c->rc_entry = NULL;
   c->rc_wait = (akr_rc_waiter){0};
   c->waiting = 0;
@@ -58,6 +59,7 @@ void akr_call_unref(ackrpc_call *c, int on_loop) {
   if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1) return;
   ackrpc_server *s = c->server;
   akr_fd_batch_close(&c->fds);
+  akr_fd_batch_close(&c->reply_fds);
   /* The spare store and the pool are the loop's, and only while the server
    * is open. */
   int keep = on_loop && !s->closed;
@@ -102,15 +104,20 @@ static int reserve(ackrpc_call *c, size_t n) {
 
 ackrpc_status akr_call_encode(ackrpc_call *c, uint32_t status, const char *message,
                               const ProtobufCMessage *body) {
-  akr_reply_spec spec = {.status = status, .message = message, .body = body};
+  akr_reply_spec spec = {
+      .status = status, .message = message, .body = body, .fd_count = c->reply_fds.n};
   size_t n = akr_reply_size(&spec);
   if (n == 0) {
+    akr_fd_batch_close(&c->reply_fds);
     spec = (akr_reply_spec){.status = ACKRPC_INTERNAL,
                             .message = "reply larger than the protocol allows"};
     n = akr_reply_size(&spec);
   }
   c->out_len = 0;
-  if (reserve(c, n) != 0) return ACKRPC_E_NOMEM;
+  if (reserve(c, n) != 0) {
+    akr_fd_batch_close(&c->reply_fds); /* the INTERNAL answer goes without */
+    return ACKRPC_E_NOMEM;
+  }
   c->out_len = akr_reply_encode(&spec, c->out);
   c->reply_status = spec.status;
   return ACKRPC_OK;

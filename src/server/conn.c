@@ -250,9 +250,16 @@ static void written(akr_conn *c) {
 
 /* Sends buf[*off, len). 1 once all is sent; 0 if it has to wait (WRITING,
  * watching EV_WRITE) or the peer is gone (DONE). */
-static int send_bytes(akr_conn *c, const uint8_t *buf, size_t *off, size_t len) {
+static int send_bytes(akr_conn *c, const uint8_t *buf, size_t *off, size_t len,
+                      const akr_fd_batch *fds) {
   while (*off < len) {
-    ssize_t n = send(c->fd, buf + *off, len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* A reply's descriptors go with its first byte, in a send of its own
+     * bytes (docs/PROTOCOL.md §2.5). */
+    struct iovec iov = {.iov_base = (void *)(buf + *off), .iov_len = len - *off};
+    ssize_t n =
+        fds && fds->n && *off == 0
+            ? akr_fd_send(c->fd, &iov, 1, fds->fds, fds->n, MSG_NOSIGNAL | MSG_DONTWAIT)
+            : send(c->fd, buf + *off, len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       *off += (size_t)n;
       continue;
@@ -277,11 +284,13 @@ static int send_bytes(akr_conn *c, const uint8_t *buf, size_t *off, size_t len) 
  * the connection on. */
 static void write_out(akr_conn *c) {
   if (c->out_len > c->out_off) {
-    if (!send_bytes(c, c->out, &c->out_off, c->out_len)) return;
+    if (!send_bytes(c, c->out, &c->out_off, c->out_len, NULL)) return;
     c->out_off = c->out_len = 0;
   }
   if (c->wcall) {
-    if (!send_bytes(c, c->wcall->out, &c->wcall_off, c->wcall->out_len)) return;
+    if (!send_bytes(c, c->wcall->out, &c->wcall_off, c->wcall->out_len,
+                    &c->wcall->reply_fds))
+      return;
     akr_call_unref(c->wcall, 1);
     c->wcall = NULL;
   }
@@ -313,7 +322,7 @@ void akr_conn_reply(akr_conn *c, ackrpc_call *call) {
   c->close_after_write = call->out_len == 0;
   /* Pipelined frames: the answer waits for the next one (corked), or joins
    * those waiting, so that all go out in a single send(). */
-  if ((c->corked || c->out_len > c->out_off) &&
+  if (!call->reply_fds.n && (c->corked || c->out_len > c->out_off) &&
       out_append(c, call->out, call->out_len) == 0) {
     akr_call_unref(call, 1);
     if (c->corked)

@@ -299,6 +299,7 @@ static ackrpc_status check_reply(const ackrpc_call *call, ackrpc_status *status,
  * in the reply cache want it. */
 static ackrpc_status answer_late(ackrpc_call *call, int on_loop, ackrpc_status status,
                                  const char *message, const ProtobufCMessage *reply) {
+  akr_fd_batch_close(&call->reply_fds); /* nobody to send them to */
   if (call->rc_entry) {
     if (akr_call_encode(call, (uint32_t)status, message, reply) != ACKRPC_OK)
       call->out_len = 0;
@@ -311,6 +312,28 @@ static ackrpc_status answer_late(ackrpc_call *call, int on_loop, ackrpc_status s
   return ACKRPC_E_ALREADY_ANSWERED;
 }
 
+ackrpc_status ackrpc_call_reply_fds(ackrpc_call *call, ackrpc_status status,
+                                    const char *message, const ProtobufCMessage *reply,
+                                    const int *fds, size_t n_fds) {
+  if (!n_fds) return ackrpc_call_reply(call, status, message, reply);
+  int ok = fds && n_fds <= AKR_FDS_MAX && akr_fds_open(fds, n_fds);
+  int *copy = ok && call ? malloc(n_fds * sizeof *copy) : NULL;
+  if (!copy) {
+    if (fds) akr_fds_close(fds, n_fds <= AKR_FDS_MAX ? n_fds : AKR_FDS_MAX);
+    if (!call) return ACKRPC_E_INVAL;
+    ackrpc_status st = ackrpc_call_reply(
+        call, ACKRPC_INTERNAL,
+        ok ? "out of memory for the reply's descriptors" : "bad reply descriptors",
+        NULL);
+    return st == ACKRPC_OK ? (ok ? ACKRPC_E_NOMEM : ACKRPC_E_INVAL) : st;
+  }
+  memcpy(copy, fds, n_fds * sizeof *copy);
+  /* Only the handler touches reply_fds until it replies. */
+  akr_fd_batch_close(&call->reply_fds);
+  call->reply_fds = (akr_fd_batch){.fds = copy, .n = (unsigned)n_fds};
+  return ackrpc_call_reply(call, status, message, reply);
+}
+
 ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status status,
                                 const char *message, const ProtobufCMessage *reply) {
   if (!call) return ACKRPC_E_INVAL;
@@ -320,6 +343,7 @@ ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status status,
   if (!atomic_exchange_explicit(&call->held, 0, memory_order_acq_rel))
     return ACKRPC_E_INVAL;
   ackrpc_status ret = check_reply(call, &status, &message, &reply);
+  if (ret != ACKRPC_OK) akr_fd_batch_close(&call->reply_fds);
   if (atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
     return answer_late(call, on_loop, status, message, reply);
   if (akr_call_encode(call, (uint32_t)status, message, reply) != ACKRPC_OK) {

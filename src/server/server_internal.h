@@ -146,7 +146,8 @@ struct ackrpc_call {
   uint8_t *out;
   size_t out_len, out_cap;
   uint32_t reply_status;
-  akr_fd_batch fds; /* the request's descriptors (entries -1 once taken) */
+  akr_fd_batch fds;       /* the request's descriptors (entries -1 once taken) */
+  akr_fd_batch reply_fds; /* the reply's, the library's to close */
   /* The reply cache (reply_cache.h): the in-flight entry this call owns,
    * or the one it waits on (rc_wait); rc_ready is set when its answer is
    * in `out` (1) or when there is none (2). */

@@ -64,6 +64,27 @@ static void read_handler(ackrpc_call *call, const ProtobufCMessage *request,
   ackrpc_call_reply(call, ACKRPC_OK, NULL, &rep.base);
 }
 
+/* Opens a pipe holding the request's text (or "from server") and hands its
+ * read end to the client with the reply; with a text of "bad", a closed
+ * descriptor instead. */
+static void open_handler(ackrpc_call *call, const ProtobufCMessage *request,
+                         void *user) {
+  (void)user;
+  const Ackrpc__Test__EchoRequest *req = (const Ackrpc__Test__EchoRequest *)request;
+  const char *text = req->text && *req->text ? req->text : "from server";
+  Ackrpc__Test__EchoReply rep = ACKRPC__TEST__ECHO_REPLY__INIT;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    ackrpc_call_reply(call, ACKRPC_INTERNAL, "pipe", NULL);
+    return;
+  }
+  ssize_t w = write(p[1], text, strlen(text));
+  (void)w;
+  close(p[1]);
+  if (strcmp(text, "bad") == 0) close(p[0]);
+  ackrpc_call_reply_fds(call, ACKRPC_OK, NULL, &rep.base, &p[0], 1);
+}
+
 /* --- a server of our own, on a thread --- */
 
 typedef struct srv {
@@ -91,6 +112,10 @@ static void srv_start(srv *v, unsigned max_per_call, unsigned read_fds) {
   cr_assert_eq(ackrpc_server_add_method(v->s, &none_method, read_handler, NULL),
                ACKRPC_OK);
   cr_assert_eq(ackrpc_server_add_method(v->s, &keep, read_handler, v), ACKRPC_OK);
+  static const ackrpc_method open_m = {"ackrpc.test.Fd/Open",
+                                       &ackrpc__test__echo_request__descriptor,
+                                       &ackrpc__test__echo_reply__descriptor};
+  cr_assert_eq(ackrpc_server_add_method(v->s, &open_m, open_handler, NULL), ACKRPC_OK);
   cr_assert_eq(ackrpc_server_set_method_fds(v->s, FD_READ, read_fds), ACKRPC_OK);
   cr_assert_eq(ackrpc_server_set_method_fds(v->s, "ackrpc.test.Fd/Keep", read_fds),
                ACKRPC_OK);
@@ -280,6 +305,7 @@ FX_TEST(fds, pipelined_frames_keep_their_own_descriptors) {
   ackrpc_async_session *as;
   cr_assert_eq(ackrpc_async_session_open(c, base, &as), ACKRPC_OK);
   enum { N = 12 };
+  static uint8_t blob[256 << 10];
   pcall calls[N] = {0};
   int r[N][2], w[N][2];
   for (int i = 0; i < N; i++) {
@@ -289,9 +315,15 @@ FX_TEST(fds, pipelined_frames_keep_their_own_descriptors) {
     pipe_with(a, &r[i][0], &w[i][0]);
     pipe_with(b, &r[i][1], &w[i][1]);
     /* Every third call passes none, so frames with and without
-     * descriptors follow one another on the wire. */
+     * descriptors follow one another on the wire; those are large, so
+     * that a send taking one and the next frame would be cut into several
+     * socket buffers (the descriptors must start their own send). */
     size_t n = i % 3 == 2 ? 0 : (size_t)(i % 3 + 1);
     Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+    if (!n) {
+      req.blob.data = blob;
+      req.blob.len = sizeof blob;
+    }
     ackrpc_call_options o = {.fds = r[i], .n_fds = n};
     cr_assert_eq(
         ackrpc_async_session_call(as, &read_method, &req.base, &o, on_done, &calls[i]),
@@ -465,5 +497,131 @@ FX_TEST(fds, counts_that_do_not_match_and_misplaced_descriptors_are_refused) {
     close(r[i]);
     cr_assert(reader_gone(w[i]), "descriptor %d left open by the server", i);
   }
+  srv_stop(&v);
+}
+
+/* --- descriptors in replies --- */
+
+static const ackrpc_method open_method = {"ackrpc.test.Fd/Open",
+                                          &ackrpc__test__echo_request__descriptor,
+                                          &ackrpc__test__echo_reply__descriptor};
+
+/* Reads what the reply's descriptor `i` holds, and closes it. */
+static void read_reply_fd(ackrpc_result *res, size_t i, char *out, size_t cap) {
+  cr_assert_lt(i, res->n_fds);
+  int fd = res->fds[i];
+  res->fds[i] = -1; /* taken */
+  cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC, "a received descriptor is inheritable");
+  ssize_t n = read(fd, out, cap - 1);
+  out[n > 0 ? n : 0] = 0;
+  close(fd);
+}
+
+FX_TEST(fds, replies_carry_descriptors_to_a_client_that_takes_them) {
+  srv v;
+  srv_start(&v, 0, 1);
+  ackrpc_client *c = fx_client(fx_sock(), 0);
+  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+  ackrpc_call_options o = {.max_reply_fds = 1};
+  ackrpc_result res = {0};
+  char got[64];
+  cr_assert_eq(ackrpc_client_call(c, &open_method, &req.base, &o, &res), ACKRPC_OK,
+               "%s", res.message);
+  cr_assert_eq(res.n_fds, 1);
+  read_reply_fd(&res, 0, got, sizeof got);
+  cr_assert_str_eq(got, "from server");
+  ackrpc_result_clear(&res);
+
+  /* Not taken: ackrpc_result_clear() closes it (fx_finish counts). */
+  cr_assert_eq(ackrpc_client_call(c, &open_method, &req.base, &o, &res), ACKRPC_OK);
+  cr_assert_eq(res.n_fds, 1);
+  ackrpc_result_clear(&res);
+
+  /* A client that accepts none: E_BAD_REPLY, and nothing is left open. */
+  cr_assert_eq(ackrpc_client_call(c, &open_method, &req.base, NULL, &res),
+               ACKRPC_E_BAD_REPLY);
+  cr_assert_null(res.fds);
+  ackrpc_result_clear(&res);
+
+  /* A handler that passes a closed descriptor: INTERNAL, without any. */
+  req.text = "bad";
+  cr_assert_eq(ackrpc_client_call(c, &open_method, &req.base, &o, &res),
+               ACKRPC_INTERNAL);
+  cr_assert_eq(res.n_fds, 0);
+  ackrpc_result_clear(&res);
+
+  /* In a session, each reply brings its own. */
+  ackrpc_session *sess;
+  cr_assert_eq(ackrpc_session_open(c, 0, &sess), ACKRPC_OK);
+  for (int i = 0; i < 3; i++) {
+    char text[16];
+    snprintf(text, sizeof text, "s%d", i);
+    req.text = text;
+    cr_assert_eq(ackrpc_session_call(sess, &open_method, &req.base, &o, &res),
+                 ACKRPC_OK);
+    read_reply_fd(&res, 0, got, sizeof got);
+    cr_assert_str_eq(got, text);
+    ackrpc_result_clear(&res);
+  }
+  ackrpc_session_close(sess);
+  srv_stop(&v);
+}
+
+typedef struct rcall {
+  int done;
+  ackrpc_status status;
+  char text[32];
+} rcall;
+
+static void on_reply_fd(ackrpc_result *r, void *user) {
+  rcall *p = user;
+  p->done = 1;
+  p->status = r->status;
+  if (r->n_fds == 1) {
+    ssize_t n = read(r->fds[0], p->text, sizeof p->text - 1);
+    p->text[n > 0 ? n : 0] = 0;
+  }
+  /* The result is cleared after this returns: its descriptor closed. */
+}
+
+FX_TEST(fds, pipelined_replies_keep_their_own_descriptors) {
+  srv v;
+  srv_start(&v, 0, 1);
+  ackrpc_client *c = fx_client(fx_sock(), 0);
+  struct event_base *base = event_base_new();
+  ackrpc_async_session *as;
+  cr_assert_eq(ackrpc_async_session_open(c, base, &as), ACKRPC_OK);
+  enum { N = 12 };
+  rcall calls[N] = {0};
+  char texts[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(texts[i], sizeof texts[i], "r%d", i);
+    Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+    req.text = texts[i];
+    /* Replies with descriptors between replies without. */
+    const ackrpc_method *m = i % 3 == 2 ? &read_method : &open_method;
+    ackrpc_call_options o = {.max_reply_fds = 1};
+    cr_assert_eq(
+        ackrpc_async_session_call(as, m, &req.base, &o, on_reply_fd, &calls[i]),
+        ACKRPC_OK);
+  }
+  uint64_t end = fx_now_us() + 10 * fx_slack_us();
+  int all = 0;
+  while (!all && fx_now_us() < end) {
+    event_base_loop(base, EVLOOP_ONCE);
+    all = 1;
+    for (int i = 0; i < N; i++)
+      all &= calls[i].done;
+  }
+  cr_assert(all, "pipelined calls did not complete");
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(calls[i].status, ACKRPC_OK, "call %d", i);
+    cr_assert_str_eq(calls[i].text, i % 3 == 2 ? "" : texts[i],
+                     "call %d got another reply's descriptor", i);
+  }
+  ackrpc_async_session_close(as);
+  for (int i = 0; i < 50; i++)
+    event_base_loop(base, EVLOOP_NONBLOCK);
+  event_base_free(base);
   srv_stop(&v);
 }
