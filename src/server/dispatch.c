@@ -170,6 +170,7 @@ void akr_dispatch_frame(akr_conn *c, const akr_frame *f) {
   ackrpc_server *s = c->server;
   ackrpc_call *call = c->call;
   call->t_start_us = c->t_start_us = akr_now_us(); /* the request is complete */
+  if (s->cache) akr_cache_digest(call, f->body, f->body_len);
   if (decode(c, call, f) != 0) return;
   uint64_t budget = (uint64_t)s->opt.handler_timeout_ms * 1000u;
   int client_deadline = call->req.timeout_us && call->req.timeout_us < budget;
