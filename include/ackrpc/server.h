@@ -464,6 +464,16 @@ ACKRPC_EXPORT ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status s
                                               const char *message,
                                               const struct ProtobufCMessage *reply);
 
+/* Answers the call like ackrpc_call_reply(), with a reply message already
+ * encoded: `body_len` bytes at `body` (copied before this returns; NULL
+ * with 0 for an empty body), which are not checked against the method's
+ * reply type. For answers kept in a store (ackrpc/reply_store.h). Errors as
+ * ackrpc_call_reply(); E_INVAL also for a NULL body with a length. */
+ACKRPC_EXPORT ackrpc_status ackrpc_call_reply_encoded(ackrpc_call *call,
+                                                      ackrpc_status status,
+                                                      const char *message,
+                                                      const uint8_t *body, size_t body_len);
+
 #ifdef __cplusplus
 }
 #endif
