@@ -239,11 +239,11 @@ static void run_deliver(receiver *r, job *j) {
     sleep_ms(r->slow_ms);
   }
   char msg[256];
-  if (!r->insert &&
-      sqlite3_prepare_v2(db,
-                         "INSERT INTO letters (sender, seq, body, stored_at_ms, call_id)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5)",
-                         -1, &r->insert, NULL) != SQLITE_OK)
+  if (!r->insert && sqlite3_prepare_v2(
+                        db,
+                        "INSERT INTO letters (sender, seq, body, stored_at_ms, call_id)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5)",
+                        -1, &r->insert, NULL) != SQLITE_OK)
     goto db_error;
   uint64_t stored_at = now_ms();
   sqlite3_stmt *ins = r->insert;
@@ -566,10 +566,9 @@ static int serve(receiver *r, const char *address, const char *db_path) {
   ackrpc_server_free(server);
   db_close(r);
   if (rc == 0) {
-    printf("repeats answered without the handler: %" PRIu64
-           " (reply cache %" PRIu64 ", waited for their first call %" PRIu64
-           ", from the reply store %" PRIu64 "), refused as reused call ids %" PRIu64
-           "\n",
+    printf("repeats answered without the handler: %" PRIu64 " (reply cache %" PRIu64
+           ", waited for their first call %" PRIu64 ", from the reply store %" PRIu64
+           "), refused as reused call ids %" PRIu64 "\n",
            k.replay_hits + k.replay_joins + k.replay_stored, k.replay_hits,
            k.replay_joins, k.replay_stored, k.replay_refused);
     printf("stopped: %" PRIu64 " letters stored\n", r->stored);

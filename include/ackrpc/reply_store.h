@@ -83,8 +83,8 @@ typedef struct ackrpc_reply_store_stats {
  * caller (ackrpc_reply_store_close()); on error it is untouched. Errors:
  * E_INVAL (NULL argument or path), E_NOMEM, E_STORE_IO (cannot open or
  * create), E_STORE_CORRUPT (not a database, or damaged), E_STORE_FULL. */
-ACKRPC_EXPORT ackrpc_status ackrpc_reply_store_open(const ackrpc_reply_store_options *options,
-                                                    ackrpc_reply_store **ret_store);
+ACKRPC_EXPORT ackrpc_status ackrpc_reply_store_open(
+    const ackrpc_reply_store_options *options, ackrpc_reply_store **ret_store);
 
 /* Closes the store. A transaction still open is rolled back. Close it after
  * the server it is attached to has been freed. NULL is ignored; returns
@@ -134,11 +134,9 @@ ACKRPC_EXPORT ackrpc_status ackrpc_reply_store_begin(ackrpc_reply_store *store,
  * rolled back, the call is answered UNAVAILABLE ("not stored"), and the
  * store status is returned (E_STORE_IO, E_STORE_FULL, ...). E_INVAL: NULL
  * store or call, or no transaction open for it (nothing answered). */
-ACKRPC_EXPORT ackrpc_status ackrpc_reply_store_commit(ackrpc_reply_store *store,
-                                                      ackrpc_call *call,
-                                                      ackrpc_status status,
-                                                      const char *message,
-                                                      const struct ProtobufCMessage *reply);
+ACKRPC_EXPORT ackrpc_status ackrpc_reply_store_commit(
+    ackrpc_reply_store *store, ackrpc_call *call, ackrpc_status status,
+    const char *message, const struct ProtobufCMessage *reply);
 
 /* Rolls the transaction back (nothing is stored: the call id stays
  * unanswered, the caller may retry), releases the lock and answers the call
@@ -146,7 +144,8 @@ ACKRPC_EXPORT ackrpc_status ackrpc_reply_store_commit(ackrpc_reply_store *store,
  * returned; E_INVAL: NULL store or call, or no transaction open (nothing
  * answered). */
 ACKRPC_EXPORT ackrpc_status ackrpc_reply_store_abort(ackrpc_reply_store *store,
-                                                     ackrpc_call *call, ackrpc_status status,
+                                                     ackrpc_call *call,
+                                                     ackrpc_status status,
                                                      const char *message);
 
 /* Fills *ret (owned by the caller). Any thread. E_INVAL: NULL argument. */

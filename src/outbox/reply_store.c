@@ -41,10 +41,12 @@ static const char SCHEMA[] = "CREATE TABLE IF NOT EXISTS ackrpc_replies ("
                              " stored_at_ms INTEGER NOT NULL)";
 static const char SQL_FIND[] =
     "SELECT digest, status, message, body FROM ackrpc_replies WHERE call_id = ?1";
-static const char SQL_INSERT[] = "INSERT INTO ackrpc_replies"
-                                 " (call_id, digest, status, message, body, stored_at_ms)"
-                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-static const char SQL_PRUNE_AGE[] = "DELETE FROM ackrpc_replies WHERE stored_at_ms < ?1";
+static const char SQL_INSERT[] =
+    "INSERT INTO ackrpc_replies"
+    " (call_id, digest, status, message, body, stored_at_ms)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+static const char SQL_PRUNE_AGE[] =
+    "DELETE FROM ackrpc_replies WHERE stored_at_ms < ?1";
 static const char SQL_PRUNE_COUNT[] =
     "DELETE FROM ackrpc_replies WHERE rowid IN (SELECT rowid FROM ackrpc_replies"
     " ORDER BY stored_at_ms, rowid LIMIT max(0, (SELECT count(*) FROM ackrpc_replies)"
@@ -168,7 +170,8 @@ static found find(sqlite3_stmt *find, const uint8_t *id, size_t id_len,
 }
 
 /* Copies the found row's answer into the store's buffer and *ret. */
-static int take_answer(ackrpc_reply_store *s, sqlite3_stmt *st, ackrpc_stored_reply *ret) {
+static int take_answer(ackrpc_reply_store *s, sqlite3_stmt *st,
+                       ackrpc_stored_reply *ret) {
   const char *msg = (const char *)sqlite3_column_text(st, 2);
   size_t msg_len = msg ? (size_t)sqlite3_column_bytes(st, 2) : 0;
   const void *body = sqlite3_column_blob(st, 3);
@@ -190,8 +193,8 @@ static int take_answer(ackrpc_reply_store *s, sqlite3_stmt *st, ackrpc_stored_re
   return 0;
 }
 
-ackrpc_lookup_result ackrpc_reply_store_lookup(void *store, const uint8_t *id, size_t id_len,
-                                               const uint8_t *digest,
+ackrpc_lookup_result ackrpc_reply_store_lookup(void *store, const uint8_t *id,
+                                               size_t id_len, const uint8_t *digest,
                                                ackrpc_stored_reply *ret) {
   ackrpc_reply_store *s = store;
   if (!s || !id || !digest || !ret) return ACKRPC_LOOKUP_ERROR;
@@ -254,7 +257,8 @@ static int owns(ackrpc_reply_store *s, const ackrpc_call *call) {
 
 /* Ends begin() without a transaction: gives the connection up, answers. */
 static ackrpc_status begin_fail(ackrpc_reply_store *s, ackrpc_call *call,
-                                ackrpc_status ret, ackrpc_status status, const char *msg) {
+                                ackrpc_status ret, ackrpc_status status,
+                                const char *msg) {
   if (!sqlite3_get_autocommit(s->wr)) akr_ob_exec(s->wr, "ROLLBACK");
   give_up(s, call);
   ackrpc_call_reply(call, status, msg, NULL);

@@ -67,7 +67,8 @@ static int store_lookup(akr_conn *c, ackrpc_call *call, akr_rc_entry *e) {
   }
   s->replay_store_hits++;
   ackrpc_status st = ackrpc_status_is_canonical(r.status) ? r.status : ACKRPC_INTERNAL;
-  if (akr_call_encode_raw(call, (uint32_t)st, r.message, r.body, r.body_len) != ACKRPC_OK) {
+  if (akr_call_encode_raw(call, (uint32_t)st, r.message, r.body, r.body_len) !=
+      ACKRPC_OK) {
     akr_rc_finish(s->cache, e, 0, NULL, 0, akr_now_us());
     akr_conn_part(c);
     akr_conn_answer(c, ACKRPC_RESOURCE_EXHAUSTED, "out of memory", 0);

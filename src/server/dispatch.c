@@ -272,7 +272,8 @@ typedef struct answer {
 } answer;
 
 static ackrpc_status encode_answer(ackrpc_call *call, const answer *a) {
-  if (a->reply || !a->raw) return akr_call_encode(call, (uint32_t)a->status, a->message, a->reply);
+  if (a->reply || !a->raw)
+    return akr_call_encode(call, (uint32_t)a->status, a->message, a->reply);
   return akr_call_encode_raw(call, (uint32_t)a->status, a->message, a->raw, a->raw_len);
 }
 
@@ -319,7 +320,8 @@ static ackrpc_status reply(ackrpc_call *call, answer *a) {
 }
 
 ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status status,
-                                const char *message, const ProtobufCMessage *reply_msg) {
+                                const char *message,
+                                const ProtobufCMessage *reply_msg) {
   if (!call) return ACKRPC_E_INVAL;
   answer a = {.status = status, .message = message, .reply = reply_msg};
   return reply(call, &a);
@@ -330,7 +332,9 @@ ackrpc_status ackrpc_call_reply_encoded(ackrpc_call *call, ackrpc_status status,
                                         size_t body_len) {
   if (!call || (!body && body_len)) return ACKRPC_E_INVAL;
   static const uint8_t empty[1];
-  answer a = {.status = status, .message = message, .raw = body ? body : empty,
+  answer a = {.status = status,
+              .message = message,
+              .raw = body ? body : empty,
               .raw_len = body_len};
   return reply(call, &a);
 }

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ackrpc/reflection.pb-c.h"
 #include "fixture.h"
 #include "server/reply_cache.h"
 
@@ -160,11 +159,13 @@ Test(rc_unit, in_flight_repeats_wait_and_are_not_evicted) {
   put(c, 7, 100000, 10);
   akr_rc_stats(c, NULL, &flight, NULL);
   cr_assert_eq(flight, 2);
-  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"1", 1, dg("a.S/M"), 100000, &dup, &f, &n),
-               AKR_RC_IN_FLIGHT);
+  cr_assert_eq(
+      akr_rc_begin(c, (const uint8_t *)"1", 1, dg("a.S/M"), 100000, &dup, &f, &n),
+      AKR_RC_IN_FLIGHT);
   cr_assert_eq(dup, e1);
-  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"1", 1, dg("other"), 100000, &dup, &f, &n),
-               AKR_RC_MISMATCH, "another request must not join a running call");
+  cr_assert_eq(
+      akr_rc_begin(c, (const uint8_t *)"1", 1, dg("other"), 100000, &dup, &f, &n),
+      AKR_RC_MISMATCH, "another request must not join a running call");
   cr_assert_eq(akr_rc_counts_get(c).joins, 1);
   akr_rc_waiter w1 = {0}, w2 = {0}, w3 = {0};
   akr_rc_wait(e1, &w1);
@@ -183,8 +184,9 @@ Test(rc_unit, in_flight_repeats_wait_and_are_not_evicted) {
   }
   cr_assert_eq(n_list, 2);
   cr_assert(saw1 && saw3);
-  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"1", 1, dg("a.S/M"), 100002, &dup, &f, &n),
-               AKR_RC_HIT);
+  cr_assert_eq(
+      akr_rc_begin(c, (const uint8_t *)"1", 1, dg("a.S/M"), 100002, &dup, &f, &n),
+      AKR_RC_HIT);
   cr_assert_eq(n, 2);
   akr_rc_finish(c, e2, 0, NULL, 0, 100002);
   akr_rc_free(c);
@@ -202,23 +204,6 @@ Test(rc_unit, many_keys) {
 /* --- through a server ---------------------------------------------------- */
 
 FX_SUITE(cache);
-
-static const ackrpc_method m_stats = {"ackrpc.reflection.Stats/Get",
-                                      &ackrpc__reflection__stats_request__descriptor,
-                                      &ackrpc__reflection__stats_reply__descriptor};
-
-/* The server's counters, through the built-in Stats service. */
-static Ackrpc__Reflection__Counters counters(ackrpc_client *c) {
-  Ackrpc__Reflection__StatsRequest req = ACKRPC__REFLECTION__STATS_REQUEST__INIT;
-  ackrpc_result res = {0};
-  cr_assert_eq(ackrpc_client_call(c, &m_stats, &req.base, NULL, &res), ACKRPC_OK);
-  const Ackrpc__Reflection__StatsReply *r =
-      (const Ackrpc__Reflection__StatsReply *)res.reply;
-  cr_assert_not_null(r->counters);
-  Ackrpc__Reflection__Counters k = *r->counters;
-  ackrpc_result_clear(&res);
-  return k;
-}
 
 static fx_server *start_cached(uint32_t entries, uint32_t age_ms) {
   ackrpc_server_options o = {.address = fx_sock(),
@@ -281,7 +266,7 @@ FX_TEST(cache, call_id_reused_for_another_request_is_refused) {
   cr_assert_eq(echo_id(c, "call-1", "first", 0, &a), ACKRPC_OK);
   cr_assert_str_eq(fx_echo_reply(&a)->text, "first");
   ackrpc_result_clear(&a);
-  Ackrpc__Reflection__Counters k = counters(c);
+  Ackrpc__Reflection__Counters k = fx_counters(c);
   cr_assert_eq(k.replay_refused, 2);
   cr_assert_eq(k.replay_hits, 1);
   cr_assert_eq(k.replay_joins, 0);

@@ -28,8 +28,9 @@ static void on_echo(ackrpc_call *call, const ProtobufCMessage *request, void *us
   sqlite3 *db = NULL;
   if (ackrpc_reply_store_begin(store, call, &db) != ACKRPC_OK) return;
   sqlite3_stmt *st = NULL;
-  cr_assert_eq(sqlite3_prepare_v2(db, "INSERT INTO effects(text) VALUES (?1)", -1, &st, NULL),
-               SQLITE_OK);
+  cr_assert_eq(
+      sqlite3_prepare_v2(db, "INSERT INTO effects(text) VALUES (?1)", -1, &st, NULL),
+      SQLITE_OK);
   sqlite3_bind_text(st, 1, req->text, -1, SQLITE_STATIC);
   cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
   sqlite3_finalize(st);
@@ -220,7 +221,8 @@ FX_TEST(rstore, a_server_without_digests_is_refused) {
   srv v = {.store = store};
   ackrpc_server_options o = {.address = fx_sock(), .log = ackrpc_log_discard};
   cr_assert_eq(ackrpc_server_new(&o, &v.s), ACKRPC_OK);
-  cr_assert_eq(ackrpc_server_add_method(v.s, &fx_echo_method, on_bare, store), ACKRPC_OK);
+  cr_assert_eq(ackrpc_server_add_method(v.s, &fx_echo_method, on_bare, store),
+               ACKRPC_OK);
   cr_assert_eq(pthread_create(&v.t, NULL, run_main, &v), 0);
   ackrpc_result r;
   cr_assert_eq(echo("C", "x", &r), ACKRPC_FAILED_PRECONDITION);
