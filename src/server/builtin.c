@@ -4,6 +4,7 @@
  *   ackrpc.reflection.Reflection  ListServices, FileContainingSymbol
  *   ackrpc.reflection.Health      Check: SERVING or NOT_SERVING
  *   ackrpc.reflection.Stats       Get: per-method counters and latencies
+ *   ackrpc.reflection.Capture     Watch: the calls as a pcapng stream (tap.c)
  *
  * They are ordinary methods on the server's table (counted in the stats,
  * subject to the server-wide policy), answered inline on the loop's thread,
@@ -17,6 +18,7 @@
 #include "ackrpc/reflection.ackrpc.h"
 #include "server/builtin.h"
 #include "server/synth.h"
+#include "server/tap.h"
 
 /* A symbol search walks at most this many message types per service (they
  * come from generated code; the bound keeps the stack and the time small). */
@@ -373,10 +375,11 @@ ackrpc_status akr_builtins_register(ackrpc_server *s) {
        file_containing_symbol},
       {&ackrpc__reflection__Health_Check_method, health_check},
       {&ackrpc__reflection__Stats_Get_method, stats_get},
+      {&ackrpc__reflection__Capture_Watch_method, akr_tap_watch},
   };
   static const ackrpc_service *const services[] = {
       &ackrpc__reflection__Reflection_service, &ackrpc__reflection__Health_service,
-      &ackrpc__reflection__Stats_service};
+      &ackrpc__reflection__Stats_service, &ackrpc__reflection__Capture_service};
   for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {
     ackrpc_status st =
         akr_registry_add_method(&s->registry, methods[i].method, methods[i].handler, s);

@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "server/call.h"
 #include "server/conn.h"
+#include "server/tap.h"
 #include "wire/depth.h"
 #include "wire/unknown.h"
 #include "wire/utf8.h"
@@ -32,6 +33,7 @@ static _Thread_local ackrpc_call *tl_in_handler;
 /* Refuses the frame being admitted: the call goes, the answer is sent. */
 static int refuse(akr_conn *c, ackrpc_status status, const char *message,
                   int complete) {
+  if (c->server->tap && c->call) akr_tap_answer(c->server, c->call, status, message);
   akr_conn_part(c);
   akr_conn_answer(c, status, message, !complete);
   return 0;
@@ -170,6 +172,7 @@ void akr_dispatch_frame(akr_conn *c, const akr_frame *f) {
   ackrpc_server *s = c->server;
   ackrpc_call *call = c->call;
   call->t_start_us = c->t_start_us = akr_now_us(); /* the request is complete */
+  if (s->tap) akr_tap_request(s, call, f->body, f->body_len);
   if (decode(c, call, f) != 0) return;
   uint64_t budget = (uint64_t)s->opt.handler_timeout_ms * 1000u;
   int client_deadline = call->req.timeout_us && call->req.timeout_us < budget;
@@ -211,6 +214,7 @@ void akr_dispatch_expired(akr_conn *c) {
   /* The handler keeps the call (and the request in its arena) until it
    * replies; the connection goes on without it, so that the session, and
    * calls pipelined behind this one, are served. */
+  if (s->tap) akr_tap_answer(s, call, ACKRPC_DEADLINE_EXCEEDED, "no reply before the deadline");
   akr_conn_part(c);
   akr_conn_answer(c, ACKRPC_DEADLINE_EXCEEDED,
                   "the handler did not answer before the deadline "
@@ -333,6 +337,7 @@ void akr_dispatch_shutdown(akr_conn *c) {
   if (!call->waiting &&
       atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
     return;
+  if (c->server->tap) akr_tap_answer(c->server, call, ACKRPC_UNAVAILABLE, "the server is shutting down");
   akr_conn_part(c);
   akr_conn_answer(c, ACKRPC_UNAVAILABLE, "the server is shutting down", 1);
 }

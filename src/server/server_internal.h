@@ -43,6 +43,7 @@
 #include "wire/head.h"
 
 typedef struct akr_conn akr_conn;
+typedef struct akr_tap akr_tap;
 
 enum akr_conn_state {
   AKR_CONN_READING, /* reading the next frame (or EOF) */
@@ -202,6 +203,7 @@ struct ackrpc_server {
   akr_spare spare;           /* large buffers kept for the next large call */
   struct event *spare_timer; /* unmaps them once unasked for */
   akr_reply_cache *cache;    /* NULL: no reply cache (the default) */
+  struct akr_tap *tap;       /* NULL: nobody captures (tap.h) */
   /* Replies made on other threads, handed to the loop (dispatch.c). */
   int wake_fd;
   struct event *wake_ev;
