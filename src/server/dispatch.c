@@ -214,7 +214,8 @@ void akr_dispatch_expired(akr_conn *c) {
   /* The handler keeps the call (and the request in its arena) until it
    * replies; the connection goes on without it, so that the session, and
    * calls pipelined behind this one, are served. */
-  if (s->tap) akr_tap_answer(s, call, ACKRPC_DEADLINE_EXCEEDED, "no reply before the deadline");
+  if (s->tap)
+    akr_tap_answer(s, call, ACKRPC_DEADLINE_EXCEEDED, "no reply before the deadline");
   akr_conn_part(c);
   akr_conn_answer(c, ACKRPC_DEADLINE_EXCEEDED,
                   "the handler did not answer before the deadline "
@@ -337,7 +338,8 @@ void akr_dispatch_shutdown(akr_conn *c) {
   if (!call->waiting &&
       atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
     return;
-  if (c->server->tap) akr_tap_answer(c->server, call, ACKRPC_UNAVAILABLE, "the server is shutting down");
+  if (c->server->tap)
+    akr_tap_answer(c->server, call, ACKRPC_UNAVAILABLE, "the server is shutting down");
   akr_conn_part(c);
   akr_conn_answer(c, ACKRPC_UNAVAILABLE, "the server is shutting down", 1);
 }

@@ -89,7 +89,8 @@ static size_t index_of(ackrpc_server *s, const listener *l) {
 /* Writes what the socket takes. 0, or -1 if the listener is gone. */
 static int flush(listener *l) {
   while (l->off < l->len) {
-    ssize_t n = send(l->fd, l->buf + l->off, l->len - l->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n =
+        send(l->fd, l->buf + l->off, l->len - l->off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       l->off += (size_t)n;
       continue;
@@ -186,7 +187,7 @@ static size_t stream_header(uint8_t *p) {
   uint16_t major = 1, minor = 0;
   memcpy(p + 12, &major, 2);
   memcpy(p + 14, &minor, 2);
-  memset(p + 16, 0xff, 8); /* section length: unknown */
+  memset(p + 16, 0xff, 8);    /* section length: unknown */
   uint16_t code = 4, len = 6; /* shb_userappl */
   memcpy(p + 24, &code, 2);
   memcpy(p + 26, &len, 2);
@@ -311,7 +312,8 @@ void akr_tap_request(ackrpc_server *s, const ackrpc_call *call, const uint8_t *b
               .method = call->req.method,
               .call_id = call->req.call_id,
               .call_id_len = call->req.call_id_len};
-  const ProtobufCMessageDescriptor *type = call->method ? call->method->m.request : NULL;
+  const ProtobufCMessageDescriptor *type =
+      call->method ? call->method->m.request : NULL;
   set_body(&r, type, body, body_len);
   emit(s, &r);
 }
@@ -329,8 +331,8 @@ void akr_tap_answer(ackrpc_server *s, const ackrpc_call *call, uint32_t status,
   emit(s, &r);
 }
 
-void akr_tap_reply_frame(ackrpc_server *s, const ackrpc_call *call, const uint8_t *frame,
-                         size_t len) {
+void akr_tap_reply_frame(ackrpc_server *s, const ackrpc_call *call,
+                         const uint8_t *frame, size_t len) {
   akr_frame f;
   if (!tapped(call) || len < AKR_PREFIX_LEN ||
       akr_frame_scan(frame, len, AKR_FRAME_REPLY, len, &f, NULL) != AKR_FRAME_OK)

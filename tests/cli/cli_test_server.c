@@ -19,6 +19,7 @@
 #include "clitest2.ackrpc.h"
 
 static ackrpc_server *server;
+static int changed; /* --changed: Echo adds 1 to f_int32 (replay's tests) */
 
 static void on_signal(int sig) {
   (void)sig;
@@ -27,6 +28,12 @@ static void on_signal(int sig) {
 
 static void echo(ackrpc_call *call, const Ackrpc__Clitest__AllTypes *req, void *user) {
   (void)user;
+  if (changed) {
+    Ackrpc__Clitest__AllTypes copy = *req;
+    copy.f_int32++;
+    ackrpc_call_reply(call, ACKRPC_OK, NULL, &copy.base);
+    return;
+  }
   ackrpc_call_reply(call, ACKRPC_OK, NULL, &req->base);
 }
 
@@ -88,15 +95,19 @@ static void plain_echo(ackrpc_call *call, const ProtobufCMessage *req, void *use
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "--no-builtins") != 0)) {
-    fprintf(stderr, "usage: cli_test_server SOCKET [--no-builtins]\n");
+  if (argc < 2 || argc > 3 ||
+      (argc == 3 && strcmp(argv[2], "--no-builtins") != 0 &&
+       strcmp(argv[2], "--changed") != 0)) {
+    fprintf(stderr, "usage: cli_test_server SOCKET [--no-builtins | --changed]\n");
     return 2;
   }
+  changed = argc == 3 && strcmp(argv[2], "--changed") == 0;
   /* Plain/Echo answers with the request as it came, fields the server does
    * not know included (the CLI's tests send such fields and read them
    * back): keep them. */
-  ackrpc_server_options o = {
-      .address = argv[1], .disable_builtins = argc == 3, .keep_unknown_fields = 1};
+  ackrpc_server_options o = {.address = argv[1],
+                             .disable_builtins = argc == 3 && !changed,
+                             .keep_unknown_fields = 1};
   if (ackrpc_server_new(&o, &server) != ACKRPC_OK) {
     fprintf(stderr, "cli_test_server: cannot serve %s\n", argv[1]);
     return 1;

@@ -105,7 +105,8 @@ long akrcli_cap_next(akrcli_capreader *r, const uint8_t *buf, size_t len,
     uint32_t iface = rd32(r, buf + 8);
     uint32_t caplen = rd32(r, buf + 20);
     if (iface >= r->n_ifaces) return fail(err, errlen, "pcapng packet of no interface");
-    if (caplen > blen - 32) return fail(err, errlen, "pcapng packet longer than its block");
+    if (caplen > blen - 32)
+      return fail(err, errlen, "pcapng packet longer than its block");
     if (r->linktypes[iface] != AKRCLI_CAP_LINKTYPE) return (long)blen;
     if (parse_record(buf + 28, caplen, rec) != 0)
       return fail(err, errlen, "malformed ackrpc capture record");

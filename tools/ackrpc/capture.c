@@ -250,12 +250,13 @@ static json_t *record_json(const akrcli_cap_record *r, const akrcli_pool *pool) 
   if (r->lost) json_object_set_new(o, "lost", json_integer(r->lost));
   if (r->flags & AKRCLI_CAP_OMITTED) return o;
   const akrcli_method *m = pool ? akrcli_pool_method(pool, method) : NULL;
-  const akrcli_msg *type = m ? (r->kind == AKRCLI_CAP_REQUEST ? m->input : m->output)
-                             : NULL;
+  const akrcli_msg *type =
+      m ? (r->kind == AKRCLI_CAP_REQUEST ? m->input : m->output) : NULL;
   json_t *body = NULL;
   char err[256];
   if (type && !(r->flags & AKRCLI_CAP_TRUNCATED) &&
-      akrcli_wire_to_json(type, r->body, r->body_len, NULL, &body, err, sizeof err) == 0) {
+      akrcli_wire_to_json(type, r->body, r->body_len, NULL, &body, err, sizeof err) ==
+          0) {
     json_object_set_new(o, "body", body);
   } else {
     char *b = base64(r->body, r->body_len);
@@ -269,8 +270,8 @@ static json_t *record_json(const akrcli_cap_record *r, const akrcli_pool *pool) 
 
 int akrcli_cmd_capture(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"write", 1, NULL, 'w'}, {"json", 0, NULL, 'j'},  {"count", 1, NULL, 'c'},
-      {"help", 0, NULL, 'h'},  AKRCLI_DESC_LONGOPTS,    {NULL, 0, NULL, 0}};
+      {"write", 1, NULL, 'w'}, {"json", 0, NULL, 'j'}, {"count", 1, NULL, 'c'},
+      {"help", 0, NULL, 'h'},  AKRCLI_DESC_LONGOPTS,   {NULL, 0, NULL, 0}};
   akrcli_descopts d = {0};
   const char *path = NULL;
   int json = 0, opt;
@@ -341,6 +342,7 @@ int akrcli_cmd_capture(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   if ((rc = watch(fd, srv.socket)) != 0) goto out;
+  fprintf(stderr, "%s capture: listening on %s\n", AKRCLI_PROG, srv.socket);
   if (path) {
     out = strcmp(path, "-") == 0 ? stdout : fopen(path, "wb");
     if (!out) {
@@ -363,7 +365,8 @@ int akrcli_cmd_capture(int argc, char **argv) {
       akrcli_cap_record rec;
       int has;
       char err[128];
-      long used = akrcli_cap_next(&reader, buf + off, len - off, &rec, &has, err, sizeof err);
+      long used =
+          akrcli_cap_next(&reader, buf + off, len - off, &rec, &has, err, sizeof err);
       if (used < 0) {
         fprintf(stderr, "%s capture: %s: %s\n", AKRCLI_PROG, srv.socket, err);
         rc = AKRCLI_EXIT_BAD_REPLY;
@@ -402,7 +405,8 @@ int akrcli_cmd_capture(int argc, char **argv) {
     }
   }
   if (lost)
-    fprintf(stderr, "%s capture: %" PRIu64 " records lost: the capture did not keep up\n",
+    fprintf(stderr,
+            "%s capture: %" PRIu64 " records lost: the capture did not keep up\n",
             AKRCLI_PROG, lost);
 out:
   free(buf);

@@ -31,7 +31,7 @@ static const struct {
 } commands[] = {
     {"call", akrcli_cmd_call},         {"list", akrcli_cmd_list},
     {"describe", akrcli_cmd_describe}, {"health", akrcli_cmd_health},
-    {"stats", akrcli_cmd_stats},        {"capture", akrcli_cmd_capture},
+    {"stats", akrcli_cmd_stats},       {"capture", akrcli_cmd_capture},
     {"replay", akrcli_cmd_replay},
 };
 

@@ -44,7 +44,8 @@ static int parse(const char *file, const uint8_t *buf, size_t len, capture *c) {
     akrcli_cap_record rec;
     int has;
     char err[128];
-    long used = akrcli_cap_next(&reader, buf + off, len - off, &rec, &has, err, sizeof err);
+    long used =
+        akrcli_cap_next(&reader, buf + off, len - off, &rec, &has, err, sizeof err);
     if (used <= 0) {
       fprintf(stderr, "%s replay: %s: %s\n", AKRCLI_PROG, file,
               used < 0 ? err : "the file ends inside a block");
@@ -74,7 +75,8 @@ static const akrcli_cap_record *reply_of(const capture *c, size_t i) {
     if (r->kind == AKRCLI_CAP_REPLY && r->pid == q->pid &&
         r->call_id_len == q->call_id_len &&
         memcmp(r->call_id, q->call_id, q->call_id_len) == 0 &&
-        r->method_len == q->method_len && memcmp(r->method, q->method, q->method_len) == 0)
+        r->method_len == q->method_len &&
+        memcmp(r->method, q->method, q->method_len) == 0)
       return r;
   }
   return NULL;
@@ -104,8 +106,10 @@ static void print_body(const char *sign, const akrcli_pool *pool, const char *me
 }
 
 int akrcli_cmd_replay(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"quiet", 0, NULL, 'q'}, {"help", 0, NULL, 'h'}, AKRCLI_SERVER_LONGOPT, {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"quiet", 0, NULL, 'q'},
+                                           {"help", 0, NULL, 'h'},
+                                           AKRCLI_SERVER_LONGOPT,
+                                           {NULL, 0, NULL, 0}};
   akrcli_server srv = {0};
   int opt, quiet = 0;
   optind = 1;
@@ -174,8 +178,9 @@ int akrcli_cmd_replay(int argc, char **argv) {
       goto out;
     }
     if (!want) {
-      if (!quiet) printf("sent %s: %s (no captured reply to compare)\n", method,
-                         ackrpc_status_name(st));
+      if (!quiet)
+        printf("sent %s: %s (no captured reply to compare)\n", method,
+               ackrpc_status_name(st));
       ackrpc_result_clear(&res);
       continue;
     }
@@ -198,9 +203,9 @@ int akrcli_cmd_replay(int argc, char **argv) {
     }
     printf("DIFFERS %s (request %zu of the capture)\n", method, calls);
     print_body("request", have_pool ? &pool : NULL, method, 1, q->body, q->body_len);
-    printf("  - status %s (%u)%s%.*s\n", ackrpc_status_name((ackrpc_status)want->status),
-           (unsigned)want->status, want->message_len ? ": " : "", (int)want->message_len,
-           want->message);
+    printf("  - status %s (%u)%s%.*s\n",
+           ackrpc_status_name((ackrpc_status)want->status), (unsigned)want->status,
+           want->message_len ? ": " : "", (int)want->message_len, want->message);
     printf("  + status %s (%d)%s%s\n", ackrpc_status_name(st), (int)st,
            res.message && *res.message ? ": " : "", res.message ? res.message : "");
     if (!same_body || !same_status) {
