@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "server/accept.h"
 #include "server/builtin.h"
+#include "server/redact.h"
 #include "server/tap.h"
 #include "server/call.h"
 #include "server/conn.h"
@@ -440,6 +441,8 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
   }
   free(s->cleanups);
   s->cleanups = NULL;
+  akr_redact_free(s->redact);
+  s->redact = NULL;
   akr_server_unref(s);
   return NULL;
 }

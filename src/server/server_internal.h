@@ -200,10 +200,11 @@ struct ackrpc_server {
   size_t n_conn_pool;
   ackrpc_call *call_pool;
   size_t n_call_pool;
-  akr_spare spare;           /* large buffers kept for the next large call */
-  struct event *spare_timer; /* unmaps them once unasked for */
-  akr_reply_cache *cache;    /* NULL: no reply cache (the default) */
-  struct akr_tap *tap;       /* NULL: nobody captures (tap.h) */
+  akr_spare spare;               /* large buffers kept for the next large call */
+  struct event *spare_timer;     /* unmaps them once unasked for */
+  akr_reply_cache *cache;        /* NULL: no reply cache (the default) */
+  struct akr_tap *tap;           /* NULL: nobody captures (tap.h) */
+  struct akr_redact_set *redact; /* the sensitive fields (redact.h); NULL: none */
   /* Replies made on other threads, handed to the loop (dispatch.c). */
   int wake_fd;
   struct event *wake_ev;

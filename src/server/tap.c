@@ -25,8 +25,7 @@
  *   30     2     0
  *   32     M+C+T method, call id, message; then the body to the end
  *
- * Bodies are copied as the peers sent them: fields marked sensitive are
- * not redacted yet (docs/CAPTURE.md). */
+ * Not here: leaving out sensitive fields (redact.c). */
 #include "server/tap.h"
 
 #include <errno.h>
@@ -42,6 +41,7 @@
 #include "ackrpc/wire.pb-c.h"
 #include "server/call.h"
 #include "server/conn.h"
+#include "server/redact.h"
 
 #define MAX_LISTENERS 4
 /* A listener's unsent records, at most; beyond, records are lost. */
@@ -51,7 +51,7 @@
 #define RECORD_HEAD 32
 #define LINKTYPE_USER0 147
 
-enum { FLAG_OMITTED = 2, FLAG_TRUNCATED = 4 }; /* 1: redacted, reserved */
+enum { FLAG_REDACTED = 1, FLAG_OMITTED = 2, FLAG_TRUNCATED = 4 };
 
 typedef struct listener {
   int fd;
@@ -289,19 +289,33 @@ static int tapped(const ackrpc_call *call) {
   return call->req.method && !(call->method && call->method->fn == akr_tap_watch);
 }
 
-/* Fills the body of `r`, cut to SNAP_BODY; left out for a method the
- * server does not know (its body is no call's). */
-static void set_body(record *r, const ProtobufCMessageDescriptor *type,
-                     const uint8_t *body, size_t len) {
+/* Fills the body of `r`: without its sensitive fields (then in a copy,
+ * returned for the caller to free), cut to SNAP_BODY. Left out for a
+ * method the server does not know (nothing to redact by), and when the
+ * body cannot be redacted (it does not parse). */
+static uint8_t *set_body(ackrpc_server *s, record *r,
+                         const ProtobufCMessageDescriptor *type, const uint8_t *body,
+                         size_t len) {
+  uint8_t *copy = NULL;
+  size_t copy_len = 0;
   r->body = body;
   r->body_len = r->body_orig = len;
-  if (!type) {
+  int redacted = type ? akr_redact(s->redact, type, body, len, &copy, &copy_len) : -1;
+  if (redacted < 0) {
     r->flags |= FLAG_OMITTED;
     r->body_len = r->body_orig = 0;
-  } else if (r->body_len > SNAP_BODY) {
+    return NULL;
+  }
+  if (redacted) {
+    r->flags |= FLAG_REDACTED;
+    r->body = copy;
+    r->body_len = r->body_orig = copy_len;
+  }
+  if (r->body_len > SNAP_BODY) {
     r->body_len = SNAP_BODY;
     r->flags |= FLAG_TRUNCATED;
   }
+  return copy;
 }
 
 void akr_tap_request(ackrpc_server *s, const ackrpc_call *call, const uint8_t *body,
@@ -314,8 +328,9 @@ void akr_tap_request(ackrpc_server *s, const ackrpc_call *call, const uint8_t *b
               .call_id_len = call->req.call_id_len};
   const ProtobufCMessageDescriptor *type =
       call->method ? call->method->m.request : NULL;
-  set_body(&r, type, body, body_len);
+  uint8_t *copy = set_body(s, &r, type, body, body_len);
   emit(s, &r);
+  free(copy);
 }
 
 void akr_tap_answer(ackrpc_server *s, const ackrpc_call *call, uint32_t status,
@@ -347,8 +362,9 @@ void akr_tap_reply_frame(ackrpc_server *s, const ackrpc_call *call,
               .call_id_len = call->req.call_id_len,
               .message = head ? head->message : NULL};
   const ProtobufCMessageDescriptor *type = call->method ? call->method->m.reply : NULL;
-  set_body(&r, type, f.body, f.body_len);
+  uint8_t *copy = set_body(s, &r, type, f.body, f.body_len);
   emit(s, &r);
+  free(copy);
   if (head) ackrpc__wire__reply_head__free_unpacked(head, NULL);
 }
 

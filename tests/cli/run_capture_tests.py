@@ -350,6 +350,41 @@ def g_lossy(env):
     watcher.close()
 
 
+def g_redact(env):
+    """Fields marked (ackrpc.sensitive) never reach a capture."""
+    env.start_server("--vault")
+    path = os.path.join(env.tmp, "cap.pcapng")
+    # The tool's reflection lookups are calls too (two records each): the
+    # pcapng capture sees the JSON capture's and the call's, then Open's.
+    p = env.capture("-w", path, "-c", "6")
+    pj = env.capture("--json", "-c", "4")
+    req = {"creds": {"user": "alice", "password": "hunter2-SECRET"}, "door": "front",
+           "more": [{"user": "bob", "password": "bobs-SECRET"}],
+           "byName": {"carol": {"user": "carol", "password": "carols-SECRET"}},
+           "pin": "PIN-SECRET-4242"}
+    r = subprocess.run([env.args.ackrpc, "call", env.socket, "ackrpc.clitest.vault.Vault/Open",
+                        json.dumps(req)], capture_output=True, timeout=60)
+    env.check(r.returncode == 0 and b"token" in r.stdout, "the call itself", r)
+    rc, _, err = finish(env, p)
+    rcj, out, errj = finish(env, pj)
+    data = open(path, "rb").read()
+    for secret in (b"SECRET", b"token-of-"):
+        env.check(secret not in data, f"{secret!r} is not in the pcapng capture")
+        env.check(secret not in out, f"{secret!r} is not in the JSON capture", out)
+    recs = [x for x in parse_pcapng(data) if x["method"].endswith("Vault/Open")]
+    env.check(len(recs) == 2 and all(x["flags"] & 1 for x in recs),
+              "both records say they were redacted", recs)
+    env.check(all(x in data for x in (b"alice", b"bob", b"carol", b"front")),
+              "the other fields are kept", data)
+    lines = [json.loads(x) for x in out.decode().splitlines()]
+    opened = [x for x in lines if x["method"].endswith("Vault/Open")]
+    want = {"creds": {"user": "alice"}, "door": "front", "more": [{"user": "bob"}],
+            "byName": {"carol": {"user": "carol"}}}
+    env.check(len(opened) == 2 and opened[0].get("body") == want and
+              opened[0].get("redacted") is True and opened[1].get("body") == {"door": "front"},
+              "the JSON shows the bodies without their secrets", out)
+
+
 def g_tshark(env):
     if not env.args.tshark:
         print("tshark not found: skipped")
