@@ -1,10 +1,10 @@
 /* tap.c: the capture tap (tap.h): listeners, and the pcapng records the
  * server writes to them.
  *
- * A listener is the connection that called ackrpc.reflection.Capture/Watch:
- * once its OK reply is out, the connection object lets go of the socket
- * (a duplicate descriptor stays here) and the socket carries a pcapng
- * stream: a Section Header Block, one Interface Description Block of link
+ * A listener is the connection that called ackrpc.reflection.Capture/Watch
+ * (builtin.c): once its OK reply is out, the connection object lets go of
+ * the socket (a duplicate descriptor stays here) and the socket carries a
+ * pcapng stream: a Section Header Block, one Interface Description Block of link
  * type LINKTYPE_USER0 (147), then one Enhanced Packet Block per request and
  * per reply. The packet data of each is an ackrpc capture record
  * (docs/CAPTURE.md, tools/wireshark/ackrpc.lua):
@@ -29,18 +29,14 @@
 #include "server/tap.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ackrpc/reflection.pb-c.h"
 #include "ackrpc/wire.pb-c.h"
-#include "server/call.h"
-#include "server/conn.h"
 #include "server/redact.h"
 
 #define MAX_LISTENERS 4
@@ -286,7 +282,7 @@ static void emit(ackrpc_server *s, const record *r) {
 /* Whether a record is made for `call`: its head named a method, other
  * than Capture/Watch (a listener's own call is not part of its stream). */
 static int tapped(const ackrpc_call *call) {
-  return call->req.method && !(call->method && call->method->fn == akr_tap_watch);
+  return call->req.method && strcmp(call->req.method, AKR_TAP_WATCH_METHOD) != 0;
 }
 
 /* Fills the body of `r`: without its sensitive fields (then in a copy,
@@ -368,76 +364,53 @@ void akr_tap_reply_frame(ackrpc_server *s, const ackrpc_call *call,
   if (head) ackrpc__wire__reply_head__free_unpacked(head, NULL);
 }
 
-/* --- Watch ------------------------------------------------------------- */
+/* --- listeners: adding ---------------------------------------------- */
 
-/* Root, the server's effective uid, or the socket file's owner. */
-static int may_watch(const ackrpc_server *s, const ackrpc_peer *peer) {
-  if (peer->uid == 0 || peer->uid == s->euid) return 1;
-  struct stat st;
-  return !s->addr.abstract && s->addr.path[0] && stat(s->addr.path, &st) == 0 &&
-         st.st_uid == peer->uid;
+int akr_tap_full(const ackrpc_server *s) {
+  return s->tap && s->tap->n == MAX_LISTENERS;
 }
 
-void akr_tap_watch(ackrpc_call *call, const ProtobufCMessage *request, void *user) {
-  (void)request;
-  ackrpc_server *s = user;
-  akr_conn *c = call->conn;
-  Ackrpc__Reflection__CaptureReply reply = ACKRPC__REFLECTION__CAPTURE_REPLY__INIT;
-  if (!may_watch(s, &call->peer)) {
-    ackrpc_call_reply(call, ACKRPC_PERMISSION_DENIED,
-                      "only root or the socket's owner may capture calls", NULL);
-    return;
-  }
-  if (s->tap && s->tap->n == MAX_LISTENERS) {
-    ackrpc_call_reply(call, ACKRPC_RESOURCE_EXHAUSTED, "too many captures running",
-                      NULL);
-    return;
-  }
-  /* The stream follows the reply on the socket: nothing else may be
-   * queued or pipelined on this connection. */
-  if (!c || c->corked || c->out_len > c->out_off || c->wcall) {
-    ackrpc_call_reply(call, ACKRPC_FAILED_PRECONDITION,
-                      "Capture/Watch must be the only call on its connection", NULL);
-    return;
-  }
-  if (!s->tap && !(s->tap = calloc(1, sizeof *s->tap))) {
-    ackrpc_call_reply(call, ACKRPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
-    return;
-  }
+/* The listener of `fd`, or NULL. */
+static listener *find(ackrpc_server *s, int fd) {
+  for (size_t i = 0; s->tap && i < s->tap->n; i++)
+    if (s->tap->l[i].fd == fd) return &s->tap->l[i];
+  return NULL;
+}
+
+int akr_tap_add(ackrpc_server *s, int fd) {
+  if (akr_tap_full(s)) return -1;
+  if (!s->tap && !(s->tap = calloc(1, sizeof *s->tap))) return -1;
   listener *l = &s->tap->l[s->tap->n];
   memset(l, 0, sizeof *l);
-  l->fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
-  if (l->fd >= 0) {
-    l->wev = event_new(s->base, l->fd, EV_WRITE, on_writable, s);
-    l->rev = event_new(s->base, l->fd, EV_READ | EV_PERSIST, on_readable, s);
-  }
-  uint8_t *p = l->fd >= 0 && l->wev && l->rev ? reserve(l, 128) : NULL;
+  l->fd = fd;
+  l->wev = event_new(s->base, fd, EV_WRITE, on_writable, s);
+  l->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_readable, s);
+  uint8_t *p = l->wev && l->rev ? reserve(l, 128) : NULL;
   if (!p) {
     if (l->wev) event_free(l->wev);
     if (l->rev) event_free(l->rev);
-    if (l->fd >= 0) close(l->fd);
     free(l->buf);
     if (s->tap->n == 0) {
       free(s->tap);
       s->tap = NULL;
     }
-    ackrpc_call_reply(call, ACKRPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
-    return;
+    return -1;
   }
   l->len += stream_header(p);
   s->tap->n++;
-  ackrpc_call_reply(call, ACKRPC_OK, NULL, &reply.base);
-  /* The reply went out inline, whole, unless the socket was full: then
-   * the stream cannot follow it in order, and the listener goes. */
-  if (c->state == AKR_CONN_WRITING || c->wcall) {
-    drop_listener(s, index_of(s, l));
-    return;
-  }
-  /* The connection lets go of the socket; the listener's descriptor keeps
-   * it open. */
-  c->state = AKR_CONN_DONE;
+  return 0;
+}
+
+void akr_tap_arm(ackrpc_server *s, int fd) {
+  listener *l = find(s, fd);
+  if (!l) return;
   event_add(l->rev, NULL);
   event_add(l->wev, NULL);
+}
+
+void akr_tap_cancel(ackrpc_server *s, int fd) {
+  listener *l = find(s, fd);
+  if (l) drop_listener(s, index_of(s, l));
 }
 
 void akr_tap_free(ackrpc_server *s) {

@@ -1,7 +1,8 @@
 /* tap.h: the capture tap (internal: not installed): a server copies the
  * calls it serves to the peers that asked for them with the built-in
- * method ackrpc.reflection.Capture/Watch (docs/PROTOCOL.md §8b), as a
- * pcapng stream (docs/CAPTURE.md describes the record format).
+ * method ackrpc.reflection.Capture/Watch (its handler is in builtin.c;
+ * docs/PROTOCOL.md §8a), as a pcapng stream (docs/CAPTURE.md describes the
+ * record format).
  *
  * Off, the tap costs one test of `server->tap` (NULL) on the call path.
  * On, each record is encoded once into every listener's bounded buffer and
@@ -13,11 +14,24 @@
 
 #include "server/server_internal.h"
 
-/* The handler of ackrpc.reflection.Capture/Watch (`user`: the server).
- * Admits the caller if it runs as root, as the server's effective uid, or
- * as the owner of the socket file; answers OK, then the connection carries
- * the capture stream until the caller closes it or the server ends. */
-void akr_tap_watch(ackrpc_call *call, const ProtobufCMessage *request, void *user);
+/* The method that makes a listener (builtin.c); its own calls are not
+ * recorded. */
+#define AKR_TAP_WATCH_METHOD "ackrpc.reflection.Capture/Watch"
+
+/* Whether the server has as many listeners as it takes. */
+int akr_tap_full(const ackrpc_server *server);
+
+/* Makes a listener of `fd` (a connected socket, non-blocking, now the
+ * tap's): the stream's header is queued, nothing is sent until
+ * akr_tap_arm(). 0, or -1 (full, out of memory: `fd` is still the
+ * caller's). */
+int akr_tap_add(ackrpc_server *server, int fd);
+
+/* Starts sending to the listener of `fd`. */
+void akr_tap_arm(ackrpc_server *server, int fd);
+
+/* Ends the listener of `fd` (closing it) before it was armed. */
+void akr_tap_cancel(ackrpc_server *server, int fd);
 
 /* A request frame is complete and about to be decoded (`server->tap` set). */
 void akr_tap_request(ackrpc_server *server, const ackrpc_call *call,
