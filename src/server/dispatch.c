@@ -214,13 +214,11 @@ void akr_dispatch_expired(akr_conn *c) {
   /* The handler keeps the call (and the request in its arena) until it
    * replies; the connection goes on without it, so that the session, and
    * calls pipelined behind this one, are served. */
-  if (s->tap)
-    akr_tap_answer(s, call, ACKRPC_DEADLINE_EXCEEDED, "no reply before the deadline");
+  static const char late[] = "the handler did not answer before the deadline "
+                             "(it may still act on the request)";
+  if (s->tap) akr_tap_answer(s, call, ACKRPC_DEADLINE_EXCEEDED, late);
   akr_conn_part(c);
-  akr_conn_answer(c, ACKRPC_DEADLINE_EXCEEDED,
-                  "the handler did not answer before the deadline "
-                  "(it may still act on the request)",
-                  0);
+  akr_conn_answer(c, ACKRPC_DEADLINE_EXCEEDED, late, 0);
 }
 
 /* --- replies ----------------------------------------------------------- */
@@ -338,8 +336,8 @@ void akr_dispatch_shutdown(akr_conn *c) {
   if (!call->waiting &&
       atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
     return;
-  if (c->server->tap)
-    akr_tap_answer(c->server, call, ACKRPC_UNAVAILABLE, "the server is shutting down");
+  static const char closing[] = "the server is shutting down";
+  if (c->server->tap) akr_tap_answer(c->server, call, ACKRPC_UNAVAILABLE, closing);
   akr_conn_part(c);
-  akr_conn_answer(c, ACKRPC_UNAVAILABLE, "the server is shutting down", 1);
+  akr_conn_answer(c, ACKRPC_UNAVAILABLE, closing, 1);
 }

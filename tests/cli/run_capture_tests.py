@@ -385,6 +385,52 @@ def g_redact(env):
               "the JSON shows the bodies without their secrets", out)
 
 
+def g_usage(env):
+    """--help, bad command lines, and servers that cannot be captured."""
+    def run(*argv):
+        r = subprocess.run([env.args.ackrpc, *argv], capture_output=True, timeout=60)
+        return r.returncode, r.stdout.decode(), r.stderr.decode()
+    for cmd in ("capture", "replay"):
+        rc, out, err = run(cmd, "--help")
+        env.check(rc == 0 and f"usage: ackrpc {cmd}" in out and "Exit status" in out,
+                  f"{cmd} --help", out + err)
+        rc, out, err = run(cmd)
+        env.check(rc == 64, f"{cmd} without arguments: 64", err)
+    rc, _, err = run("capture", "-c", "0", env.socket)
+    env.check(rc == 64, "capture -c 0: 64", err)
+    rc, _, err = run("capture", env.socket)
+    env.check(rc == 69 and "cannot connect" in err, "capture of no server: 69", err)
+    if os.getuid() == 0:
+        # Another user who may call the server may not capture its calls.
+        env.start_server()
+        os.chmod(env.tmp, 0o755)
+        os.chmod(env.socket, 0o666)
+
+        def nobody():
+            os.setgid(65534)
+            os.setgroups([])
+            os.setuid(65534)
+        p = subprocess.Popen([env.args.ackrpc, "capture", "-w", "-", env.socket],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=nobody)
+        env.procs.append(p)
+        try:
+            _, err = p.communicate(timeout=10)  # a capture that started runs on
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        err = err.decode()
+        env.check(p.returncode == 7 and "only root or the socket's owner" in err,
+                  "capture by another user: 7, PERMISSION_DENIED", err)
+        r = subprocess.run([env.args.ackrpc, "health", env.socket],
+                           capture_output=True, timeout=60, preexec_fn=nobody)
+        env.check(r.returncode == 0, "that user may call the server", r.stderr)
+    env.start_server("--no-builtins")
+    rc, _, err = run("capture", "-w", os.path.join(env.tmp, "x"), env.socket)
+    env.check(rc == 78 and "does not offer" in err,
+              "capture of a server without built-ins: 78", err)
+
+
 def g_tshark(env):
     if not env.args.tshark:
         print("tshark not found: skipped")
