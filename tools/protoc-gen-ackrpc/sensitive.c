@@ -91,6 +91,7 @@ void akrgen_sensitive_collect(const akrgen_request *request, akrgen_model *model
   for (size_t i = 0; i < w->n_seen; i++)
     free(w->seen[i]);
   free(w);
-  qsort(model->sensitive, model->n_sensitive, sizeof *model->sensitive,
-        by_type_and_number);
+  if (model->n_sensitive > 1) /* qsort() wants a non-NULL array */
+    qsort(model->sensitive, model->n_sensitive, sizeof *model->sensitive,
+          by_type_and_number);
 }
