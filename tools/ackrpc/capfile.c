@@ -68,33 +68,37 @@ long akrcli_cap_next(akrcli_capreader *r, const uint8_t *buf, size_t len,
   if (len < 12) return 0;
   uint32_t type;
   memcpy(&type, buf, 4);
+  /* The byte order: a Section Header says its own (the reader's state
+   * changes only once the block is whole); others are in their section's. */
+  akrcli_capreader order = *r;
   if (type == SHB) {
-    /* A new section: its own byte order and interfaces. */
     uint32_t bom;
     memcpy(&bom, buf + 8, 4);
     if (bom == BOM)
-      r->swap = 0;
+      order.swap = 0;
     else if (bom == __builtin_bswap32(BOM))
-      r->swap = 1;
+      order.swap = 1;
     else
       return fail(err, errlen, "not a pcapng file (bad byte-order magic)");
-    if (rd16(r, buf + 12) != 1) return fail(err, errlen, "pcapng version is not 1");
-    r->in_section = 1;
-    r->n_ifaces = 0;
   } else if (!r->in_section) {
     return fail(err, errlen, "not a pcapng file (no section header first)");
   }
-  type = rd32(r, buf);
-  uint32_t blen = rd32(r, buf + 4);
+  type = rd32(&order, buf);
+  uint32_t blen = rd32(&order, buf + 4);
   if (blen < 12 || blen % 4 != 0)
     return fail(err, errlen, "malformed pcapng block length");
   if (blen > AKRCLI_CAP_MAX_BLOCK)
     return fail(err, errlen, "pcapng block larger than 16 MiB");
   if (len < blen) return 0;
-  if (rd32(r, buf + blen - 4) != blen)
+  if (rd32(&order, buf + blen - 4) != blen)
     return fail(err, errlen, "pcapng block lengths disagree");
   if (type == SHB) {
     if (blen < 28) return fail(err, errlen, "pcapng section header too short");
+    if (rd16(&order, buf + 12) != 1)
+      return fail(err, errlen, "pcapng version is not 1");
+    r->swap = order.swap;
+    r->in_section = 1;
+    r->n_ifaces = 0;
   } else if (type == IDB) {
     if (blen < 20) return fail(err, errlen, "pcapng interface block too short");
     if (r->n_ifaces == AKRCLI_CAP_MAX_IFACES)
