@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "server/server_internal.h"
+#include "wire/pb.h"
 
 struct akr_redact_set {
   ackrpc_sensitive_field *v;
@@ -85,26 +86,7 @@ static int put(out *o, const uint8_t *p, size_t n) {
 
 static int put_varint(out *o, uint64_t v) {
   uint8_t b[10];
-  size_t n = 0;
-  do {
-    b[n] = (uint8_t)(v & 0x7f);
-    v >>= 7;
-    if (v) b[n] |= 0x80;
-    n++;
-  } while (v);
-  return put(o, b, n);
-}
-
-/* A varint at p[*i, len); -1 if malformed. */
-static int get_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v) {
-  *v = 0;
-  for (unsigned s = 0; s < 70 && *i < len; s += 7) {
-    uint8_t b = p[(*i)++];
-    if (s == 63 && b > 1) return -1;
-    *v |= (uint64_t)(b & 0x7f) << s;
-    if (!(b & 0x80)) return 0;
-  }
-  return -1;
+  return put(o, b, (size_t)(akr_put_varint(b, v) - b));
 }
 
 /* Whether `type`, or a message type reachable from it, has a sensitive
@@ -132,37 +114,17 @@ static int walk(const akr_redact_set *set, const ProtobufCMessageDescriptor *typ
                 const uint8_t *body, size_t len, unsigned depth, out *o,
                 size_t *removed) {
   if (depth > AKR_REDACT_MAX_DEPTH) return -1;
-  size_t i = 0;
-  while (i < len) {
-    size_t start = i;
-    uint64_t tag, v;
-    if (get_varint(body, len, &i, &tag) != 0) return -1;
+  const uint8_t *p = body, *end = body + len;
+  while (p < end) {
+    const uint8_t *start = p, *value = NULL;
+    uint64_t tag, value_len = 0;
+    if (akr_next_field(&p, end, &tag, &value, &value_len) != 0) return -1;
     uint64_t number = tag >> 3;
     unsigned wt = (unsigned)(tag & 7);
-    if (number == 0 || number > 0x1fffffff) return -1;
+    if (wt == 3 || wt == 4 || number == 0 || number > 0x1fffffff)
+      return -1; /* groups cannot be walked without reading them whole */
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field(type, (unsigned)number);
-    size_t value = i, value_len;
-    switch (wt) {
-    case 0:
-      if (get_varint(body, len, &i, &v) != 0) return -1;
-      break;
-    case 1:
-      if (len - i < 8) return -1;
-      i += 8;
-      break;
-    case 2:
-      if (get_varint(body, len, &i, &v) != 0 || v > len - i) return -1;
-      value = i;
-      i += (size_t)v;
-      break;
-    case 5:
-      if (len - i < 4) return -1;
-      i += 4;
-      break;
-    default: return -1; /* groups, and wire types that do not exist */
-    }
-    value_len = i - value;
     if (f && marked(set, type, f->id)) {
       (*removed)++;
       continue;
@@ -173,7 +135,7 @@ static int walk(const akr_redact_set *set, const ProtobufCMessageDescriptor *typ
       out sub = {0};
       size_t before = *removed;
       int rc =
-          walk(set, f->descriptor, body + value, value_len, depth + 1, &sub, removed);
+          walk(set, f->descriptor, value, (size_t)value_len, depth + 1, &sub, removed);
       int changed = *removed != before;
       if (rc == 0 && changed &&
           (put_varint(o, tag) != 0 || put_varint(o, sub.len) != 0 ||
@@ -183,7 +145,7 @@ static int walk(const akr_redact_set *set, const ProtobufCMessageDescriptor *typ
       if (rc != 0) return -1;
       if (changed) continue;
     }
-    if (put(o, body + start, i - start) != 0) return -1;
+    if (put(o, start, (size_t)(p - start)) != 0) return -1;
   }
   return 0;
 }

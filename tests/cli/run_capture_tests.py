@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import struct
@@ -22,6 +21,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_cli_tests  # noqa: E402  (its server fixture)
 
 ECHO = "ackrpc.clitest.Test/Echo"
 FAIL = "ackrpc.clitest.Test/Fail"
@@ -139,34 +141,13 @@ def fail_request(code, message):
     return field_varint(1, code) + field_bytes(2, message.encode())
 
 
-class Env:
+class Env(run_cli_tests.Env):
+    """run_cli_tests.py's server fixture (start_server, stop_server, check),
+    plus the capture processes to clean up."""
+
     def __init__(self, args):
-        self.args = args
-        self.tmp = tempfile.mkdtemp(prefix="ackrpc-capture-")
-        self.socket = os.path.join(self.tmp, "s.sock")
-        self.server = None
-        self.failures = 0
+        super().__init__(args)
         self.procs = []
-
-    def start_server(self, *extra):
-        self.stop_server()
-        self.server = subprocess.Popen([self.args.server, self.socket, *extra])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if os.path.exists(self.socket):
-                return
-            time.sleep(0.01)
-        raise RuntimeError("cli_test_server did not start")
-
-    def stop_server(self):
-        if self.server and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)
-            try:
-                self.server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-        self.server = None
 
     def capture(self, *argv):
         """Starts `ackrpc capture` and waits for its "listening on" line."""
@@ -178,18 +159,12 @@ class Env:
         self.check("listening on" in line, "capture says it is listening", line)
         return p
 
-    def check(self, ok, what, detail=""):
-        if not ok:
-            self.failures += 1
-            print(f"FAIL: {what}\n{detail}", file=sys.stderr)
-
     def close(self):
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        self.stop_server()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().close()
 
 
 def finish(env, p, timeout=10):
