@@ -21,6 +21,7 @@ packages=(
   libcriterion-dev valgrind clang libclang-rt-dev
   scdoc  # man pages of the ackrpc tool (the build skips them without it)
   systemd  # systemd-socket-activate, for the socket-activation test (tests/ops)
+  tshark   # reads ackrpc captures with tools/wireshark/ackrpc.lua (tests/cli)
   # needed by later features
   libjansson-dev libsqlite3-dev
 )

@@ -309,6 +309,24 @@ ackrpc_server_add_service_info(ackrpc_server *server, const ackrpc_service *serv
 ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_policy(
     ackrpc_server *server, const char *method, const ackrpc_policy *policy);
 
+/* A field whose values never leave the server in a capture: field `number`
+ * of the message type `message`. Generated register functions declare the
+ * fields marked `[(ackrpc.sensitive) = true]` (ackrpc/options.proto). */
+typedef struct ackrpc_sensitive_field {
+  const struct ProtobufCMessageDescriptor *message;
+  uint32_t number;
+} ackrpc_sensitive_field;
+
+/* Marks fields sensitive: a capture (ackrpc.reflection.Capture/Watch,
+ * docs/CAPTURE.md) leaves them out of every request and reply body it
+ * records, at any depth, and says so in the record. The entries are copied
+ * (the descriptors must outlive the server, as generated ones do); marking
+ * a field twice is harmless. Register before the loop runs.
+ * Errors: E_INVAL (NULL server, or n > 0 with NULL fields or a NULL
+ * message), E_NOMEM (nothing marked). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_add_sensitive_fields(
+    ackrpc_server *server, const ackrpc_sensitive_field *fields, size_t n);
+
 /* Registers `fn(data)` to run when the server is freed, after every
  * connection is closed; for data that handlers share, such as the binding a
  * generated register function allocates. Cleanups run in reverse order of

@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "server/call.h"
 #include "server/conn.h"
+#include "server/tap.h"
 #include "wire/depth.h"
 #include "wire/unknown.h"
 #include "wire/utf8.h"
@@ -32,6 +33,7 @@ static _Thread_local ackrpc_call *tl_in_handler;
 /* Refuses the frame being admitted: the call goes, the answer is sent. */
 static int refuse(akr_conn *c, ackrpc_status status, const char *message,
                   int complete) {
+  if (c->server->tap && c->call) akr_tap_answer(c->server, c->call, status, message);
   akr_conn_part(c);
   akr_conn_answer(c, status, message, !complete);
   return 0;
@@ -171,6 +173,7 @@ void akr_dispatch_frame(akr_conn *c, const akr_frame *f) {
   ackrpc_call *call = c->call;
   call->t_start_us = c->t_start_us = akr_now_us(); /* the request is complete */
   if (s->cache) akr_cache_digest(call, f->body, f->body_len);
+  if (s->tap) akr_tap_request(s, call, f->body, f->body_len);
   if (decode(c, call, f) != 0) return;
   uint64_t budget = (uint64_t)s->opt.handler_timeout_ms * 1000u;
   int client_deadline = call->req.timeout_us && call->req.timeout_us < budget;
@@ -212,11 +215,11 @@ void akr_dispatch_expired(akr_conn *c) {
   /* The handler keeps the call (and the request in its arena) until it
    * replies; the connection goes on without it, so that the session, and
    * calls pipelined behind this one, are served. */
+  static const char late[] = "the handler did not answer before the deadline "
+                             "(it may still act on the request)";
+  if (s->tap) akr_tap_answer(s, call, ACKRPC_DEADLINE_EXCEEDED, late);
   akr_conn_part(c);
-  akr_conn_answer(c, ACKRPC_DEADLINE_EXCEEDED,
-                  "the handler did not answer before the deadline "
-                  "(it may still act on the request)",
-                  0);
+  akr_conn_answer(c, ACKRPC_DEADLINE_EXCEEDED, late, 0);
 }
 
 /* --- replies ----------------------------------------------------------- */
@@ -365,6 +368,8 @@ void akr_dispatch_shutdown(akr_conn *c) {
   if (!call->waiting &&
       atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
     return;
+  static const char closing[] = "the server is shutting down";
+  if (c->server->tap) akr_tap_answer(c->server, call, ACKRPC_UNAVAILABLE, closing);
   akr_conn_part(c);
-  akr_conn_answer(c, ACKRPC_UNAVAILABLE, "the server is shutting down", 1);
+  akr_conn_answer(c, ACKRPC_UNAVAILABLE, closing, 1);
 }

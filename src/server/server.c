@@ -15,6 +15,8 @@
 #include "core/clock.h"
 #include "server/accept.h"
 #include "server/builtin.h"
+#include "server/redact.h"
+#include "server/tap.h"
 #include "server/call.h"
 #include "server/conn.h"
 #include "server/dispatch.h"
@@ -76,6 +78,7 @@ static void close_listener(ackrpc_server *s) {
 
 static void finish(ackrpc_server *s) {
   s->finished = 1;
+  akr_tap_free(s); /* the listeners see the end of the stream */
   evtimer_del(s->drain_timer);
   event_del(s->wake_ev);
   if (s->own_base) event_base_loopbreak(s->base);
@@ -419,6 +422,7 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
     akr_conn_close(c);
   }
   drop_queued_replies(s);
+  akr_tap_free(s);
   akr_conn_pool_free(s);
   akr_call_pool_free(s);
   /* Every waiting repeat was closed above; calls a handler still holds
@@ -438,6 +442,8 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
   }
   free(s->cleanups);
   s->cleanups = NULL;
+  akr_redact_free(s->redact);
+  s->redact = NULL;
   akr_server_unref(s);
   return NULL;
 }

@@ -43,6 +43,7 @@
 #include "wire/head.h"
 
 typedef struct akr_conn akr_conn;
+typedef struct akr_tap akr_tap;
 
 enum akr_conn_state {
   AKR_CONN_READING, /* reading the next frame (or EOF) */
@@ -205,6 +206,8 @@ struct ackrpc_server {
   struct event *spare_timer; /* unmaps them once unasked for */
   akr_reply_cache *cache;    /* NULL: no reply cache (the default) */
   uint64_t replay_store_hits, replay_store_refused; /* opt.reply_lookup's */
+  struct akr_tap *tap;                              /* NULL: nobody captures (tap.h) */
+  struct akr_redact_set *redact; /* the sensitive fields (redact.h); NULL: none */
   /* Replies made on other threads, handed to the loop (dispatch.c). */
   int wake_fd;
   struct event *wake_ev;
