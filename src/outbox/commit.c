@@ -140,6 +140,7 @@ int akr_ob_commit(ackrpc_outbox *ob, ob_write *w) {
       ob->enq_commits++;
       pthread_cond_broadcast(&ob->cv); /* the worker: new messages */
     }
+    ob->group_commits++;
     ob->db_busy = 0;
     pthread_cond_broadcast(&ob->db_cv);
   }

@@ -33,8 +33,8 @@
 #include "outbox/outbox_internal.h"
 
 #define DB_ERROR_RETRY_US 100000
-#define IDLE_POLL_MS 20
-#define MIN_SETTLE 32 /* answers recorded together, at least (window 1 too) */
+#define IDLE_POLL_MS 20 /* wait_idle: checks the fault this often at least */
+#define MIN_SETTLE 32   /* answers recorded together, at least (window 1 too) */
 
 /* One attempt at a message: sent, then answered, then recorded. */
 typedef struct flight {
@@ -584,6 +584,7 @@ ackrpc_status ackrpc_outbox_wait_idle(ackrpc_outbox *ob, uint32_t timeout_ms) {
     uint64_t any = 0;
     pthread_mutex_lock(&ob->mu);
     ackrpc_status fault = ob->fault;
+    uint64_t gen = ob->group_commits;
     pthread_mutex_unlock(&ob->mu);
     if (fault != ACKRPC_OK) return fault; /* delivery stopped: it never empties */
     akr_ob_db_enter(ob);
@@ -591,9 +592,20 @@ ackrpc_status ackrpc_outbox_wait_idle(ackrpc_outbox *ob, uint32_t timeout_ms) {
     akr_ob_db_leave(ob);
     if (rc != SQLITE_OK) return akr_ob_status(rc);
     if (!any) return ACKRPC_OK;
-    if (akr_now_us() >= end) return ACKRPC_E_WAIT_TIMEOUT;
-    struct timespec ts = {0, IDLE_POLL_MS * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    uint64_t now = akr_now_us();
+    if (now >= end) return ACKRPC_E_WAIT_TIMEOUT;
+    /* Until the next group commit (the one that may empty it), checking
+     * the fault every IDLE_POLL_MS. */
+    uint64_t wait = end - now < IDLE_POLL_MS * 1000u ? end - now : IDLE_POLL_MS * 1000u;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + wait * 1000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&ob->mu);
+    while (ob->group_commits == gen && ob->fault == ACKRPC_OK &&
+           pthread_cond_timedwait(&ob->db_cv, &ob->mu, &ts) == 0) {
     }
+    pthread_mutex_unlock(&ob->mu);
   }
 }

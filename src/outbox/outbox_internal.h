@@ -86,6 +86,7 @@ struct ackrpc_outbox {
   int db_busy;            /* someone holds the connection (see the top) */
   ob_write *wq, *wq_tail; /* writes waiting for the next group commit */
   uint64_t enq_commits;   /* group commits that stored messages */
+  uint64_t group_commits; /* group commits tried (wait_idle waits for one) */
   uint32_t group_commit_us;
   unsigned window; /* calls in flight at most */
   method_queue *methods;
