@@ -202,9 +202,9 @@ ACKRPC_EXPORT ackrpc_status ackrpc_outbox_last_id(ackrpc_outbox *outbox,
  * be created), E_STORE_CORRUPT (delivery already stopped on damage). */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_start(ackrpc_outbox *outbox);
 
-/* Stops the worker and waits for it: an attempt in progress finishes first
- * (within call_timeout_ms). Harmless if it is not running. Not from the
- * on_attempt callback. Errors: E_INVAL. */
+/* Stops the worker and waits for it: the calls in flight finish first
+ * (within call_timeout_ms) and their outcomes are committed. Harmless if it
+ * is not running. Not from the on_attempt callback. Errors: E_INVAL. */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_stop(ackrpc_outbox *outbox);
 
 /* Delivers on the caller's thread: makes up to `max` attempts at messages
