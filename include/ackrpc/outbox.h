@@ -137,7 +137,8 @@ typedef struct ackrpc_outbox_options {
   unsigned window;
   /* How long the first writer of a group commit waits for others to join
    * before it commits (microseconds). 0 (the default): no wait; writers
-   * that arrive during a commit's fsync still share the next one. */
+   * that arrive during a commit's fsync still share the next one. At most
+   * 1000000 (1 s). */
   uint32_t group_commit_us;
 } ackrpc_outbox_options;
 
@@ -145,7 +146,8 @@ typedef struct ackrpc_outbox_options {
  * process. Messages left by an earlier run are due at once. On success the
  * caller owns *ret_outbox (ackrpc_outbox_close()); on error it is
  * untouched. Errors: E_INVAL (NULL argument or path, a retry_on status that
- * is not a canonical code 1..16), E_ADDRESS (bad address), and the database
+ * is not a canonical code 1..16, a window over 4096, group_commit_us over
+ * 1 s), E_ADDRESS (bad address), and the database
  * statuses above. */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_open(const ackrpc_outbox_options *options,
                                                ackrpc_outbox **ret_outbox);

@@ -22,9 +22,12 @@
 #define DEFAULT_BACKOFF_MS 50
 #define DEFAULT_MAX_BACKOFF_MS 5000
 #define MAX_WINDOW 4096
+#define MAX_GROUP_COMMIT_US 1000000
 
 ackrpc_status ackrpc_outbox_open(const ackrpc_outbox_options *o, ackrpc_outbox **ret) {
-  if (!o || !ret || !o->path || o->window > MAX_WINDOW) return ACKRPC_E_INVAL;
+  if (!o || !ret || !o->path || o->window > MAX_WINDOW ||
+      o->group_commit_us > MAX_GROUP_COMMIT_US)
+    return ACKRPC_E_INVAL;
   uint32_t retry_on = 0;
   if (o->retry_on || o->n_retry_on) {
     if (akr_retry_mask(o->retry_on, o->n_retry_on, &retry_on) != ACKRPC_OK)

@@ -639,3 +639,16 @@ FX_TEST(outbox, a_window_pipelines_in_order_and_a_failure_holds_its_method) {
                     "the retry keeps the call id");
   receiver_stop(&rc);
 }
+
+FX_TEST(outbox, a_window_or_group_delay_out_of_range_is_refused) {
+  ackrpc_outbox *ob = NULL;
+  ackrpc_outbox_options o = {.path = fx_path("outbox.db"), .window = 4097};
+  cr_assert_eq(ackrpc_outbox_open(&o, &ob), ACKRPC_E_INVAL);
+  o.window = 4096;
+  o.group_commit_us = 1000001;
+  cr_assert_eq(ackrpc_outbox_open(&o, &ob), ACKRPC_E_INVAL);
+  cr_assert_null(ob);
+  o.group_commit_us = 1000000;
+  cr_assert_eq(ackrpc_outbox_open(&o, &ob), ACKRPC_OK);
+  ackrpc_outbox_close(ob);
+}
