@@ -10,14 +10,16 @@
  * once per sync point k, in a child process whose k-th sync loses power:
  * every write not synced is gone and the process dies there. This process
  * then reopens the outbox from what was synced and delivers what is left
- * (the recovery). Checked for every crash point:
+ * (the recovery); at every eighth crash point, a first recovery in a child
+ * loses power too, at one of its first syncs, before the one that
+ * finishes. Checked for every crash point:
  *   - nothing lost: every message whose enqueue returned OK took effect
  *     (or, poisoned, was dead-lettered), after the recovery;
  *   - nothing doubled: no message took effect twice;
  *   - order: per method, effects in enqueue order;
  *   - outcomes durable: a message reported ACKED or DEAD by on_attempt
- *     before the crash is never sent again, and a DEAD one is in the dead
- *     letters;
+ *     before a crash (the sender's, or a first recovery's) is never sent
+ *     again, and a DEAD one is in the dead letters;
  *   - the mark: reopening succeeds (no false damage), and the synced mark
  *     is at most the one interrupted commit behind the database.
  * At least POWER_POINTS crash points per test (two tests, run in
@@ -193,10 +195,15 @@ static void receiver_main(const char *sock) {
 
 /* --- the sender: a scenario run until its power is cut ------------------ */
 
+/* Which process reports (rec.method in `settled` and `again`): 0 the
+ * sender, 1 a recovery cut short itself, 2 the recovery that finishes. */
+static uint32_t phase;
+
 static void on_attempt(void *user, const ackrpc_outbox_attempt *a) {
   const params *p = user;
   if (a->fate == ACKRPC_OUTBOX_ACKED || a->fate == ACKRPC_OUTBOX_DEAD)
-    log_add(&sh->settled, (rec){.run = p->run, .id = a->id, .fate = a->fate});
+    log_add(&sh->settled,
+            (rec){.run = p->run, .method = phase, .id = a->id, .fate = a->fate});
 }
 
 typedef struct producer {
@@ -271,6 +278,7 @@ static int pump_all(ackrpc_outbox *ob) {
 
 static void sender_main(const params *p, const char *db, const char *sock,
                         uint64_t crash_at) {
+  phase = 0;
   if (powerloss_vfs_register(1) != 0) _exit(21);
   powerloss_vfs_crash_at(crash_at);
   ackrpc_outbox *ob = open_outbox(db, sock, p, on_attempt);
@@ -324,7 +332,9 @@ static mark read_mark(const char *db, int seen) {
 
 static void on_attempt_again(void *user, const ackrpc_outbox_attempt *a) {
   const params *p = user;
-  log_add(&sh->again, (rec){.run = p->run, .id = a->id, .fate = a->fate});
+  log_add(&sh->again,
+          (rec){.run = p->run, .method = phase, .id = a->id, .fate = a->fate});
+  on_attempt(user, a);
 }
 
 /* Reopens the outbox from what was synced and delivers what is left, in
@@ -421,13 +431,16 @@ static void check_run(const params *p, uint64_t seed, uint64_t k) {
   uint32_t na = atomic_load(&sh->again.n), ns = atomic_load(&sh->settled.n);
   for (uint32_t i = 0; i < na; i++)
     for (uint32_t j = 0; j < ns; j++)
-      cr_assert(sh->again.r[i].id != sh->settled.r[j].id,
+      cr_assert(sh->again.r[i].id != sh->settled.r[j].id ||
+                    sh->again.r[i].method <= sh->settled.r[j].method,
                 "seed %llu crash %llu: message id %llu was reported %s, then sent "
                 "again: its outcome was not durable",
                 (unsigned long long)seed, (unsigned long long)k,
                 (unsigned long long)sh->settled.r[j].id,
                 sh->settled.r[j].fate == ACKRPC_OUTBOX_DEAD ? "DEAD" : "ACKED");
 }
+
+static uint64_t second_cuts; /* first recoveries that lost power too */
 
 /* One crash point: the scenario cut at sync k, then the recovery. Returns
  * 1 if the power was cut (0: the run ended before its k-th sync). */
@@ -441,6 +454,22 @@ static int crash_point(params *p, uint64_t seed, uint64_t k, const char *dir,
   int rc = wait_exit(spawn_sender(p, db, sock, k));
   cr_assert(rc == POWERLOSS_EXIT || rc == 0, "seed %llu crash %llu: sender exit %d",
             (unsigned long long)seed, (unsigned long long)k, rc);
+  if (rc == POWERLOSS_EXIT && k % 8 == 0) {
+    /* A second power cut, during the first recovery, at one of its first
+     * syncs (reopening, the first outcomes). */
+    pid_t pid = fork_child();
+    if (pid == 0) {
+      phase = 1;
+      powerloss_vfs_crash_at(1 + (seed + k) % 8);
+      _exit(recover(p, db, sock));
+    }
+    int r1 = wait_exit(pid);
+    second_cuts += r1 == POWERLOSS_EXIT;
+    cr_assert(r1 == POWERLOSS_EXIT || r1 == 0,
+              "seed %llu crash %llu: first recovery failed check %d",
+              (unsigned long long)seed, (unsigned long long)k, r1);
+  }
+  phase = 2;
   int rrc = recover(p, db, sock);
   cr_assert(rrc == 0, "seed %llu crash %llu: recovery failed check %d",
             (unsigned long long)seed, (unsigned long long)k, rrc);
@@ -500,7 +529,8 @@ static void run_shard(uint64_t seed0) {
   unlink(sock);
   rmdir(dir);
   munmap(sh, sizeof *sh);
-  cr_log_info("%llu crash points in %llu scenarios, %.1f s", (unsigned long long)points,
+  cr_log_info("%llu crash points (%llu more in a recovery) in %llu scenarios, %.1f s",
+              (unsigned long long)points, (unsigned long long)second_cuts,
               (unsigned long long)scenarios, now_s() - t0);
   cr_assert(points >= want, "only %llu crash points within %d s",
             (unsigned long long)points, TIME_LIMIT_S);
