@@ -224,6 +224,7 @@ static void set_defaults(ackrpc_server_options *o) {
   if (!o->max_depth) o->max_depth = DEFAULT_MAX_DEPTH;
   if (!o->max_connections_per_uid) o->max_connections_per_uid = DEFAULT_MAX_PER_UID;
   if (!o->max_pending) o->max_pending = DEFAULT_MAX_PENDING;
+  if (o->reply_lookup) o->reply_cache = 1; /* repeats join a running first call */
   if (!o->reply_cache_entries) o->reply_cache_entries = DEFAULT_CACHE_ENTRIES;
   if (!o->reply_cache_age_ms) o->reply_cache_age_ms = DEFAULT_CACHE_AGE_MS;
   if (!o->reply_cache_bytes) o->reply_cache_bytes = DEFAULT_CACHE_BYTES;

@@ -147,6 +147,8 @@ struct ackrpc_call {
    * in `out` (1) or when there is none (2). */
   akr_rc_entry *rc_entry;
   akr_rc_waiter rc_wait;
+  uint8_t digest[AKR_RC_DIGEST_LEN]; /* the request's (reply cache on) */
+  int has_digest;
   int waiting; /* a repeat waiting for the first call with its id */
   int rc_ready;
   /* The account (account.h): counted from admission to the last
@@ -202,6 +204,7 @@ struct ackrpc_server {
   akr_spare spare;           /* large buffers kept for the next large call */
   struct event *spare_timer; /* unmaps them once unasked for */
   akr_reply_cache *cache;    /* NULL: no reply cache (the default) */
+  uint64_t replay_store_hits, replay_store_refused; /* opt.reply_lookup's */
   /* Replies made on other threads, handed to the loop (dispatch.c). */
   int wake_fd;
   struct event *wake_ev;

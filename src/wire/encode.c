@@ -78,7 +78,8 @@ size_t akr_reply_size(akr_reply_spec *spec) {
   size_t head = 0;
   if (spec->status) head += 1 + akr_varint_size(spec->status);
   if (msg) head += akr_len_field_size(msg);
-  size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body) : 0;
+  size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body)
+                           : (spec->raw_body ? spec->raw_body_len : 0);
   if (body > UINT32_MAX) return 0;
   spec->message_len_ = msg;
   spec->head_len_ = head;
@@ -94,6 +95,11 @@ size_t akr_reply_encode(const akr_reply_spec *spec, uint8_t *out) {
   }
   if (spec->message_len_)
     p = akr_put_len_field(p, AKR_TAG_LEN(2), spec->message, spec->message_len_);
-  if (spec->body) p += protobuf_c_message_pack(spec->body, p);
+  if (spec->body) {
+    p += protobuf_c_message_pack(spec->body, p);
+  } else if (spec->raw_body_len) {
+    memcpy(p, spec->raw_body, spec->raw_body_len);
+    p += spec->raw_body_len;
+  }
   return (size_t)(p - out);
 }
