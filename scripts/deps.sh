@@ -14,10 +14,14 @@ packages=(
   python3 python3-protobuf
   # libevent 2.1 (libevent_core)
   libevent-dev
+  # xxHash's header: the request digest of strict call ids (compiled in,
+  # XXH_INLINE_ALL, so nothing more is linked)
+  libxxhash-dev
   # tests: Criterion, valgrind; clang with its runtimes for libFuzzer targets
   libcriterion-dev valgrind clang libclang-rt-dev
   scdoc  # man pages of the ackrpc tool (the build skips them without it)
   systemd  # systemd-socket-activate, for the socket-activation test (tests/ops)
+  tshark   # reads ackrpc captures with tools/wireshark/ackrpc.lua (tests/cli)
   # needed by later features
   libjansson-dev libsqlite3-dev
 )

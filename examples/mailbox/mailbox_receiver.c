@@ -15,26 +15,29 @@
  * succeeded. One writer also serializes the transactions: a Count sees every
  * letter acknowledged before it.
  *
- * Idempotency: the call id (ackrpc_call_id()) is stored with the letter under
- * a UNIQUE key, in the same transaction. A call whose id is already stored is
- * a retry of a call that may have lost its ack: it is answered OK with the
- * original receipt and nothing is stored. A second letter with the same
- * (sender, seq) under another call id is refused with ALREADY_EXISTS.
+ * Idempotency: the library's durable reply store (ackrpc/reply_store.h)
+ * keeps each answer under its call id in the same transaction as the letter,
+ * in the same database file. A retry of a call that may have lost its ack is
+ * answered with the original receipt by the server itself, from memory or
+ * from disk (after a restart too), and the handler never sees it; a call id
+ * reused for another letter is refused INVALID_ARGUMENT. A second letter
+ * with the same (sender, seq) under another call id is refused with
+ * ALREADY_EXISTS.
  *
- * --slow-ack SEQ delays the ack of the first letter with that sequence number
- * by --slow-ack-ms (default 3000) after it is committed, so that a sender
+ * --slow-ack SEQ delays the commit, and so the ack, of the first letter with
+ * that sequence number by --slow-ack-ms (default 3000), so that a sender
  * with a shorter deadline sees "delivered, no ack" and retries with the same
- * call id (run_mailbox.sh tests this).
+ * call id, which waits for the first call and then gets its answer
+ * (run_mailbox.sh tests this).
  *
- * It prints one line per letter stored ("stored letter ...") and per retry
- * acknowledged again ("duplicate ..."). SIGTERM or SIGINT stop it cleanly:
- * calls in flight finish, the socket file and its lock file are removed, the
- * database is closed, and it exits 0.
+ * It prints one line per letter stored ("stored letter ..."), and when it
+ * stops the repeats the server answered without the handler ("repeats
+ * ..."). SIGTERM or SIGINT stop it cleanly: calls in flight finish, the
+ * socket file and its lock file are removed, the database is closed, and it
+ * exits 0.
  *
- * --reply-cache turns on the server's reply cache (docs/DELIVERY.md): a retry
- * whose first call is still being stored waits for it, and one already
- * answered OK gets that answer without a new transaction. The stored call
- * id remains what makes delivery exactly-once across restarts.
+ * --reply-cache is accepted for older scripts: the reply store turns the
+ * server's reply cache on anyway.
  *
  * --count DB prints the number of letters in DB and exits.
  */
@@ -54,6 +57,7 @@
 #include <sqlite3.h>
 
 #include <ackrpc/ackrpc.h>
+#include <ackrpc/reply_store.h>
 
 #include "mailbox.ackrpc.h"
 
@@ -73,9 +77,9 @@ typedef struct job {
 } job;
 
 typedef struct receiver {
-  sqlite3 *db;
-  sqlite3_stmt *find_call;    /* the letter stored under a call id */
-  sqlite3_stmt *insert;       /* a new letter */
+  sqlite3 *db;                /* for counting (the writer thread's) */
+  ackrpc_reply_store *store;  /* answers, and the letters' transactions */
+  sqlite3_stmt *insert;       /* a new letter, on the store's connection */
   sqlite3_stmt *count_all;    /* letters in the mailbox */
   sqlite3_stmt *count_sender; /* letters from one sender */
 
@@ -86,7 +90,7 @@ typedef struct receiver {
   int quit;
 
   /* Writer thread only. */
-  uint64_t stored, duplicates;
+  uint64_t stored;
   uint64_t slow_seq; /* 0: none */
   uint32_t slow_ms;
   int slow_done;
@@ -213,125 +217,86 @@ static int exec_sql(sqlite3 *db, const char *sql) {
   return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-static void rollback(receiver *r) {
-  if (!sqlite3_get_autocommit(r->db)) (void)exec_sql(r->db, "ROLLBACK");
-}
-
-/* Stores the letter of `j` (or finds it stored under its call id) in one
- * transaction. Fills *receipt (its sender points into j) and *ret_duplicate.
- * Returns OK once committed; otherwise the status to answer, with a message
- * in msg. */
-static ackrpc_status store_letter(receiver *r, const job *j,
-                                  Ackrpc__Mailbox__Receipt *receipt, int *ret_duplicate,
-                                  char *msg, size_t msg_cap) {
-  sqlite3_stmt *st = NULL;
-  int rc;
-  *ret_duplicate = 0;
-  if (exec_sql(r->db, "BEGIN IMMEDIATE") != 0) goto db_error;
-
-  st = r->find_call;
-  if (sqlite3_bind_blob(st, 1, j->call_id, (int)j->call_id_len, SQLITE_STATIC) !=
-      SQLITE_OK)
-    goto db_error;
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
-    /* A retry: the same call id was stored, so was the letter. */
-    const char *sender = (const char *)sqlite3_column_text(st, 1);
-    uint64_t seq = (uint64_t)sqlite3_column_int64(st, 2);
-    if (!sender || strcmp(sender, j->sender) != 0 || seq != j->seq) {
-      snprintf(msg, msg_cap,
-               "call id already used for another letter (seq %" PRIu64 ")", seq);
-      sqlite3_reset(st);
-      rollback(r);
-      return ACKRPC_ALREADY_EXISTS;
-    }
-    receipt->id = (uint64_t)sqlite3_column_int64(st, 0);
-    receipt->seq = seq;
-    receipt->stored_at_ms = (uint64_t)sqlite3_column_int64(st, 3);
-    receipt->sender = j->sender;
-    *ret_duplicate = 1;
-    sqlite3_reset(st);
-    if (exec_sql(r->db, "COMMIT") != 0) goto db_error;
-    return ACKRPC_OK;
-  }
-  sqlite3_reset(st);
-  if (rc != SQLITE_DONE) goto db_error;
-
-  uint64_t stored_at = now_ms();
-  st = r->insert;
-  if (sqlite3_bind_text(st, 1, j->sender, -1, SQLITE_STATIC) != SQLITE_OK ||
-      sqlite3_bind_int64(st, 2, (sqlite3_int64)j->seq) != SQLITE_OK ||
-      sqlite3_bind_text(st, 3, j->body, -1, SQLITE_STATIC) != SQLITE_OK ||
-      sqlite3_bind_int64(st, 4, (sqlite3_int64)stored_at) != SQLITE_OK ||
-      sqlite3_bind_blob(st, 5, j->call_id, (int)j->call_id_len, SQLITE_STATIC) !=
-          SQLITE_OK)
-    goto db_error;
-  rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc == SQLITE_CONSTRAINT) {
-    /* UNIQUE (sender, seq): the call id is new (checked above). */
-    snprintf(msg, msg_cap,
-             "letter seq %" PRIu64 " from %s is already stored under another call id",
-             j->seq, j->sender);
-    rollback(r);
-    return ACKRPC_ALREADY_EXISTS;
-  }
-  if (rc != SQLITE_DONE) goto db_error;
-  receipt->id = (uint64_t)sqlite3_last_insert_rowid(r->db);
-  receipt->seq = j->seq;
-  receipt->stored_at_ms = stored_at;
-  receipt->sender = j->sender;
-  if (exec_sql(r->db, "COMMIT") != 0) goto db_error;
-  return ACKRPC_OK;
-
-db_error:
-  /* Not committed: the sender may retry. */
-  snprintf(msg, msg_cap, "not stored: %s", sqlite3_errmsg(r->db));
-  if (st) sqlite3_reset(st);
-  rollback(r);
-  return ACKRPC_UNAVAILABLE;
-}
-
+/* Stores the letter of `j` and answers its call, in one transaction of the
+ * reply store, which keeps the receipt under the call id. Prints what
+ * became of it. */
 static void run_deliver(receiver *r, job *j) {
-  Ackrpc__Mailbox__Receipt receipt = ACKRPC__MAILBOX__RECEIPT__INIT;
-  char msg[256] = "";
   char id_hex[2 * ACKRPC_MAX_CALL_ID + 1];
-  int duplicate = 0;
   hex(j->call_id, j->call_id_len, id_hex, sizeof id_hex);
-
-  ackrpc_status st = store_letter(r, j, &receipt, &duplicate, msg, sizeof msg);
+  sqlite3 *db = NULL;
+  ackrpc_status st = ackrpc_reply_store_begin(r->store, j->call, &db);
   if (st != ACKRPC_OK) {
-    printf("refused letter seq=%" PRIu64 " from=%s call_id=%s: %s: %s\n", j->seq,
-           j->sender, id_hex, ackrpc_status_name(st), msg);
-    ackrpc_status rs = ackrpc_call_reply(j->call, st, msg, NULL);
-    if (rs != ACKRPC_OK) printf("  (answer not sent: %s)\n", ackrpc_status_name(rs));
+    /* Answered already: a repeat that got past the server's lookup, a
+     * reused call id, or a store that cannot be written. */
+    printf("answered by the reply store call_id=%s seq=%" PRIu64 ": %s\n", id_hex,
+           j->seq, ackrpc_status_name(st));
     return;
   }
-  /* Committed: from here on the letter is durable, and only now is it
-   * acknowledged. */
-  if (duplicate) {
-    r->duplicates++;
-    printf("duplicate call_id=%s: letter id=%" PRIu64 " seq=%" PRIu64
-           " from=%s already stored; acking again with the original receipt\n",
-           id_hex, receipt.id, receipt.seq, j->sender);
-  } else {
+  if (r->slow_seq && j->seq == r->slow_seq && !r->slow_done) {
+    r->slow_done = 1;
+    printf("delaying the ack of seq=%" PRIu64 " by %" PRIu32 " ms (--slow-ack)\n",
+           j->seq, r->slow_ms);
+    sleep_ms(r->slow_ms);
+  }
+  char msg[256];
+  if (!r->insert && sqlite3_prepare_v2(
+                        db,
+                        "INSERT INTO letters (sender, seq, body, stored_at_ms, call_id)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5)",
+                        -1, &r->insert, NULL) != SQLITE_OK)
+    goto db_error;
+  uint64_t stored_at = now_ms();
+  sqlite3_stmt *ins = r->insert;
+  if (sqlite3_bind_text(ins, 1, j->sender, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(ins, 2, (sqlite3_int64)j->seq) != SQLITE_OK ||
+      sqlite3_bind_text(ins, 3, j->body, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_int64(ins, 4, (sqlite3_int64)stored_at) != SQLITE_OK ||
+      sqlite3_bind_blob(ins, 5, j->call_id, (int)j->call_id_len, SQLITE_STATIC) !=
+          SQLITE_OK)
+    goto db_error;
+  int rc = sqlite3_step(ins);
+  sqlite3_reset(ins);
+  if (rc == SQLITE_CONSTRAINT) {
+    /* UNIQUE (sender, seq): the call id is new (the store checked it). */
+    snprintf(msg, sizeof msg,
+             "letter seq %" PRIu64 " from %s is already stored under another call id",
+             j->seq, j->sender);
+    printf("refused letter seq=%" PRIu64 " from=%s call_id=%s: ALREADY_EXISTS: %s\n",
+           j->seq, j->sender, id_hex, msg);
+    ackrpc_reply_store_abort(r->store, j->call, ACKRPC_ALREADY_EXISTS, msg);
+    return;
+  }
+  if (rc != SQLITE_DONE) goto db_error;
+  Ackrpc__Mailbox__Receipt receipt = ACKRPC__MAILBOX__RECEIPT__INIT;
+  receipt.id = (uint64_t)sqlite3_last_insert_rowid(db);
+  receipt.seq = j->seq;
+  receipt.stored_at_ms = stored_at;
+  receipt.sender = j->sender;
+  /* Committed with its receipt, and only then acknowledged. */
+  st = ackrpc_reply_store_commit(r->store, j->call, ACKRPC_OK, NULL, &receipt.base);
+  if (st == ACKRPC_OK || st == ACKRPC_E_ALREADY_ANSWERED) {
     r->stored++;
     printf("stored letter id=%" PRIu64 " seq=%" PRIu64 " from=%s (%zu bytes) "
            "call_id=%s\n",
            receipt.id, receipt.seq, j->sender, strlen(j->body), id_hex);
-    if (r->slow_seq && j->seq == r->slow_seq && !r->slow_done) {
-      r->slow_done = 1;
-      printf("delaying the ack of seq=%" PRIu64 " by %" PRIu32 " ms (--slow-ack)\n",
-             j->seq, r->slow_ms);
-      sleep_ms(r->slow_ms);
-    }
+    if (st == ACKRPC_OK)
+      printf("acked letter id=%" PRIu64 " seq=%" PRIu64 "\n", receipt.id, receipt.seq);
+    else
+      printf("ack of letter id=%" PRIu64 " seq=%" PRIu64
+             " not sent (the server gave up on the call; a retry gets it)\n",
+             receipt.id, receipt.seq);
+  } else {
+    printf("letter seq=%" PRIu64 " from=%s call_id=%s not stored: %s: %s\n", j->seq,
+           j->sender, id_hex, ackrpc_status_name(st), ackrpc_strerror(st));
   }
-  ackrpc_status rs = ackrpc_call_reply(j->call, ACKRPC_OK, NULL, &receipt.base);
-  if (rs == ACKRPC_OK)
-    printf("acked letter id=%" PRIu64 " seq=%" PRIu64 "\n", receipt.id, receipt.seq);
-  else
-    printf("ack of letter id=%" PRIu64 " seq=%" PRIu64 " not sent: %s: %s\n",
-           receipt.id, receipt.seq, ackrpc_status_name(rs), ackrpc_strerror(rs));
+  return;
+
+db_error:
+  /* Not committed: the sender may retry. */
+  snprintf(msg, sizeof msg, "not stored: %s", sqlite3_errmsg(db));
+  printf("refused letter seq=%" PRIu64 " from=%s call_id=%s: UNAVAILABLE: %s\n", j->seq,
+         j->sender, id_hex, msg);
+  ackrpc_reply_store_abort(r->store, j->call, ACKRPC_UNAVAILABLE, msg);
 }
 
 /* Runs a counting statement; -1 on error. */
@@ -387,11 +352,11 @@ static void *writer_main(void *arg) {
 /* --- The database --- */
 
 static void db_close(receiver *r) {
-  sqlite3_finalize(r->find_call);
   sqlite3_finalize(r->insert);
   sqlite3_finalize(r->count_all);
   sqlite3_finalize(r->count_sender);
-  r->find_call = r->insert = r->count_all = r->count_sender = NULL;
+  r->insert = r->count_all = r->count_sender = NULL;
+  r->store = ackrpc_reply_store_close(r->store);
   if (r->db && sqlite3_close(r->db) != SQLITE_OK)
     fprintf(stderr, "mailbox_receiver: closing the database: %s\n",
             sqlite3_errmsg(r->db));
@@ -436,13 +401,7 @@ static int db_open(receiver *r, const char *path, int create) {
     db_close(r);
     return -1;
   }
-  if (prepare(r, "SELECT id, sender, seq, stored_at_ms FROM letters WHERE call_id = ?1",
-              &r->find_call) != 0 ||
-      prepare(r,
-              "INSERT INTO letters (sender, seq, body, stored_at_ms, call_id)"
-              " VALUES (?1, ?2, ?3, ?4, ?5)",
-              &r->insert) != 0 ||
-      prepare(r, "SELECT COUNT(*) FROM letters", &r->count_all) != 0 ||
+  if (prepare(r, "SELECT COUNT(*) FROM letters", &r->count_all) != 0 ||
       prepare(r, "SELECT COUNT(*) FROM letters WHERE sender = ?1", &r->count_sender) !=
           0) {
     db_close(r);
@@ -503,12 +462,21 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *ret) {
  * torn down around the loop. */
 static int serve(receiver *r, const char *address, const char *db_path) {
   if (db_open(r, db_path, 1) != 0) return 1;
+  ackrpc_reply_store_options so = {.path = db_path};
+  ackrpc_status st = ackrpc_reply_store_open(&so, &r->store);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, "mailbox_receiver: %s: cannot open the reply store: %s: %s\n",
+            db_path, ackrpc_status_name(st), ackrpc_strerror(st));
+    db_close(r);
+    return 1;
+  }
 
-  /* --reply-cache: the server answers a retry whose first call is still in
-   * the writer's queue, or already answered OK, without a second job. The
-   * database's UNIQUE call id stays the guarantee (it survives restarts). */
+  /* The reply store answers repeats before the handler runs (and turns the
+   * reply cache on, so a retry whose first call is still in the writer's
+   * queue waits for its answer). */
   ackrpc_server_options options = {
       .address = address, .reply_cache = r->reply_cache, .handover = r->handover};
+  ackrpc_reply_store_attach(r->store, &options);
   const char *level = getenv("ACKRPC_LOG_LEVEL");
   if (level && ackrpc_log_level_parse(level, &options.log_level) != ACKRPC_OK)
     fprintf(stderr,
@@ -516,7 +484,7 @@ static int serve(receiver *r, const char *address, const char *db_path) {
             "info or debug)\n",
             level);
   ackrpc_server *server = NULL;
-  ackrpc_status st = ackrpc_server_new(&options, &server);
+  st = ackrpc_server_new(&options, &server);
   if (st != ACKRPC_OK) {
     fprintf(stderr, "mailbox_receiver: cannot serve on %s: %s: %s\n", address,
             ackrpc_status_name(st), ackrpc_strerror(st));
@@ -593,11 +561,18 @@ static int serve(receiver *r, const char *address, const char *db_path) {
     fprintf(stderr, "mailbox_receiver: pthread_join: %s\n", strerror(err));
     rc = 1;
   }
+  ackrpc_counters k = {0};
+  ackrpc_server_counters(server, &k); /* the loop has ended: this thread's */
   ackrpc_server_free(server);
   db_close(r);
-  if (rc == 0)
-    printf("stopped: %" PRIu64 " letters stored, %" PRIu64 " retries acked again\n",
-           r->stored, r->duplicates);
+  if (rc == 0) {
+    printf("repeats answered without the handler: %" PRIu64 " (reply cache %" PRIu64
+           ", waited for their first call %" PRIu64 ", from the reply store %" PRIu64
+           "), refused as reused call ids %" PRIu64 "\n",
+           k.replay_hits + k.replay_joins + k.replay_stored, k.replay_hits,
+           k.replay_joins, k.replay_stored, k.replay_refused);
+    printf("stopped: %" PRIu64 " letters stored\n", r->stored);
+  }
   return rc;
 }
 

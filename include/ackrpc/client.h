@@ -373,6 +373,20 @@ ACKRPC_EXPORT ackrpc_status ackrpc_async_session_call(
     const struct ProtobufCMessage *request, const ackrpc_call_options *options,
     ackrpc_done_fn done, void *user);
 
+/* ackrpc_async_session_call() for tools that have no compiled message
+ * types, as ackrpc_client_call_raw() is for blocking calls: `method` is the
+ * full name, `body` the serialized request (body_len bytes, copied before
+ * this returns; NULL if body_len is 0), and the reply body comes back
+ * undecoded in result->reply_bytes whatever the status. Same contract as
+ * ackrpc_async_session_call() otherwise: pipelined, in order, never
+ * retried; on OK `done` runs exactly once, later, on the base's thread.
+ * Errors: E_INVAL (also a malformed method name, or a body too large for
+ * one frame), E_NOMEM, E_STATE (the session is closing). */
+ACKRPC_EXPORT ackrpc_status ackrpc_async_session_call_raw(
+    ackrpc_async_session *session, const char *method, const uint8_t *body,
+    size_t body_len, const ackrpc_call_options *options, ackrpc_done_fn done,
+    void *user);
+
 /* Closes the session: no new calls; those already queued still complete
  * (each `done` runs); then the connection is half-closed and the session
  * frees itself. Safe from inside a `done` callback. NULL is ignored. */

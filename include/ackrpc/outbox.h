@@ -9,14 +9,17 @@
  * process and of the machine). The outbox gives each message a call id when
  * it is enqueued and stores it with the message; every attempt to deliver it
  * carries that id, across restarts, so a receiver that deduplicates by call
- * id acts on it once. A delivery worker (its own thread: ackrpc_outbox_start(),
- * or the caller's: ackrpc_outbox_pump()) sends the messages of each method
- * in enqueue order, one at a time: a message is sent only after the one
- * before it (same method) was acked or dead-lettered. An acked message is
- * deleted; one that fails for good, or runs out of attempts or age, moves to
- * the dead-letter table with its last status. After a crash, reopening the
- * database resumes where delivery stopped (the message whose ack was lost is
- * sent again, with its id).
+ * id acts on it once. Enqueues from several threads at once share one
+ * commit and its fsync (group commit); ackrpc_outbox_enqueue_batch() stores
+ * many messages in one. A delivery worker (its own thread:
+ * ackrpc_outbox_start(), or the caller's: ackrpc_outbox_pump()) sends the
+ * messages of each method in enqueue order on one session, keeping up to
+ * `window` calls in flight (default 1: a message is sent only after the one
+ * before it was answered), and commits what came of them in batches. An
+ * acked message is deleted; one that fails for good, or runs out of
+ * attempts or age, moves to the dead-letter table with its last status.
+ * After a crash, reopening the database resumes where delivery stopped (a
+ * message whose ack was not yet committed is sent again, with its id).
  *
  * One process at a time: the database is opened in SQLite's exclusive
  * locking mode, so a second ackrpc_outbox_open() on it fails
@@ -123,13 +126,28 @@ typedef struct ackrpc_outbox_options {
   /* Told of each attempt (optional). */
   ackrpc_outbox_attempt_fn on_attempt;
   void *on_attempt_user;
+  /* Calls in flight at once on the delivery's session (pipelined; the
+   * receiver answers them in order). Default 1, at most 4096. Above 1,
+   * messages of a method are still sent in order, and their outcomes are
+   * committed together (one commit for up to `window` answers); but a
+   * message the receiver refuses with a retryable status (retry_on) is
+   * tried again after the ones already sent behind it, which the receiver
+   * may have acted on: see docs/DELIVERY.md before raising it for a
+   * receiver that can refuse one message and accept the next. */
+  unsigned window;
+  /* How long the first writer of a group commit waits for others to join
+   * before it commits (microseconds). 0 (the default): no wait; writers
+   * that arrive during a commit's fsync still share the next one. At most
+   * 1000000 (1 s). */
+  uint32_t group_commit_us;
 } ackrpc_outbox_options;
 
 /* Opens (creating if needed) the outbox database and takes it for this
  * process. Messages left by an earlier run are due at once. On success the
  * caller owns *ret_outbox (ackrpc_outbox_close()); on error it is
  * untouched. Errors: E_INVAL (NULL argument or path, a retry_on status that
- * is not a canonical code 1..16), E_ADDRESS (bad address), and the database
+ * is not a canonical code 1..16, a window over 4096, group_commit_us over
+ * 1 s), E_ADDRESS (bad address), and the database
  * statuses above. */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_open(const ackrpc_outbox_options *options,
                                                ackrpc_outbox **ret_outbox);
@@ -141,7 +159,8 @@ ACKRPC_EXPORT ackrpc_outbox *ackrpc_outbox_close(ackrpc_outbox *outbox);
 
 /* Stores a message: `method` (a full method name) and `body` (body_len
  * bytes, copied; NULL if body_len is 0). Returns OK once it is committed to
- * disk; *ret_id (if not NULL) is then its id. Ids are 1, 2, 3, ... in
+ * disk (with whatever other threads enqueued meanwhile: one fsync for all);
+ * *ret_id (if not NULL) is then its id. Ids are 1, 2, 3, ... in
  * enqueue order and never reused, even after a restart. Callable from any
  * thread, also while the worker runs. Errors: E_INVAL (NULL outbox or
  * method, malformed method name, body too large for one frame), and the
@@ -150,6 +169,24 @@ ACKRPC_EXPORT ackrpc_status ackrpc_outbox_enqueue(ackrpc_outbox *outbox,
                                                   const char *method,
                                                   const uint8_t *body, size_t body_len,
                                                   uint64_t *ret_id);
+
+/* One message for ackrpc_outbox_enqueue_batch(). */
+typedef struct ackrpc_outbox_entry {
+  const char *method;  /* a full method name */
+  const uint8_t *body; /* body_len bytes; NULL if body_len is 0 */
+  size_t body_len;
+} ackrpc_outbox_entry;
+
+/* Stores n messages (1 or more) in one transaction: all or none. Returns OK
+ * once they are committed to disk; their ids are then *ret_first_id (if
+ * not NULL), *ret_first_id + 1, ..., in the order given. Bodies are copied.
+ * Callable from any thread, as ackrpc_outbox_enqueue(), which is this with
+ * one message. Errors: E_INVAL (NULL outbox or entries, n 0, a malformed
+ * method name or too large a body in any entry) and the database statuses
+ * above: then none was stored. */
+ACKRPC_EXPORT ackrpc_status
+ackrpc_outbox_enqueue_batch(ackrpc_outbox *outbox, const ackrpc_outbox_entry *entries,
+                            size_t n, uint64_t *ret_first_id);
 
 /* The id of the last message ever enqueued in this database (0 if none),
  * delivered or not: a producer that is its only writer learns from it where
@@ -167,14 +204,15 @@ ACKRPC_EXPORT ackrpc_status ackrpc_outbox_last_id(ackrpc_outbox *outbox,
  * be created), E_STORE_CORRUPT (delivery already stopped on damage). */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_start(ackrpc_outbox *outbox);
 
-/* Stops the worker and waits for it: an attempt in progress finishes first
- * (within call_timeout_ms). Harmless if it is not running. Not from the
- * on_attempt callback. Errors: E_INVAL. */
+/* Stops the worker and waits for it: the calls in flight finish first
+ * (within call_timeout_ms) and their outcomes are committed. Harmless if it
+ * is not running. Not from the on_attempt callback. Errors: E_INVAL. */
 ACKRPC_EXPORT ackrpc_status ackrpc_outbox_stop(ackrpc_outbox *outbox);
 
 /* Delivers on the caller's thread: makes up to `max` attempts at messages
- * that are due now (it does not wait for backoffs), blocking during each
- * call, and returns the number made in *ret_attempts (if not NULL). For
+ * that are due now (it does not wait for backoffs), up to `window` at a
+ * time, blocking until they are answered and their outcomes committed, and
+ * returns the number made in *ret_attempts (if not NULL). For
  * programs with their own scheduling, and for tests. Errors: E_INVAL,
  * E_STATE (the worker runs, or no address), database statuses;
  * E_STORE_CORRUPT stops delivery for good, as in the worker (on_attempt is

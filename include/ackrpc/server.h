@@ -30,6 +30,38 @@ struct ProtobufCMessage;
 typedef struct ackrpc_server ackrpc_server;
 typedef struct ackrpc_call ackrpc_call;
 
+/* The length of a request digest (ackrpc_call_request_digest()). */
+#define ACKRPC_DIGEST_LEN 16
+
+/* An answer kept in a durable reply store, as a lookup returns it. */
+typedef struct ackrpc_stored_reply {
+  ackrpc_status status; /* the status the call was answered with */
+  const char *message;  /* NULL or NUL-terminated */
+  const uint8_t *body;  /* the encoded reply message (may be NULL if empty) */
+  size_t body_len;
+} ackrpc_stored_reply;
+
+/* What a reply lookup found for a call id. */
+typedef enum ackrpc_lookup_result {
+  ACKRPC_LOOKUP_NONE = 0, /* no answer kept: the handler runs */
+  ACKRPC_LOOKUP_FOUND,    /* *ret filled: the call is answered with it */
+  ACKRPC_LOOKUP_MISMATCH, /* the id was used for another request: refused */
+  ACKRPC_LOOKUP_ERROR,    /* the store cannot tell: the call is refused
+                           * UNAVAILABLE (never run twice by mistake) */
+} ackrpc_lookup_result;
+
+/* Looks a call id up in a durable reply store, on the server's loop thread,
+ * before the handler runs. `digest` is the request's digest
+ * (ACKRPC_DIGEST_LEN bytes); an id stored with another digest is MISMATCH.
+ * What *ret points to must stay valid until the next lookup. Must not block
+ * for long: it runs on the loop. ackrpc_reply_store_lookup()
+ * (ackrpc/reply_store.h) is one. */
+typedef ackrpc_lookup_result (*ackrpc_reply_lookup_fn)(void *user,
+                                                       const uint8_t *call_id,
+                                                       size_t call_id_len,
+                                                       const uint8_t *digest,
+                                                       ackrpc_stored_reply *ret);
+
 /* Server options. Zero means "the default" for every field, so
  *   ackrpc_server_options o = {.address = "/run/app.sock"};
  * is a complete, safe configuration. */
@@ -142,8 +174,11 @@ typedef struct ackrpc_server_options {
    * before (clients that reuse one call id for different requests, against
    * docs/PROTOCOL.md, keep working).
    * With it on, a call whose call id the server already answered OK for the
-   * same method gets that answer again, byte for byte, and its handler does
-   * not run (the request body is not compared). A call whose id is still
+   * same request (the same method, body and peer uid: compared by a digest,
+   * ackrpc_call_request_digest()) gets that answer again, byte for byte, and
+   * its handler does not run. A call id that comes back with another
+   * method, body or uid is refused INVALID_ARGUMENT and never run: it is
+   * never answered with another request's reply. A call whose id is still
    * being handled (a handler holds the first call, even past that call's
    * deadline) waits for the first call's answer, whatever it is, until its
    * own deadline; then it gets DEADLINE_EXCEEDED ("still being handled":
@@ -165,6 +200,16 @@ typedef struct ackrpc_server_options {
   uint32_t reply_cache_entries;
   size_t reply_cache_bytes;
   uint32_t reply_cache_age_ms;
+  /* A durable reply store, consulted (on the loop thread) for a call with
+   * a call id that the reply cache does not hold, before its handler runs:
+   * an answer found is sent without running the handler, a MISMATCH is
+   * refused INVALID_ARGUMENT, an ERROR UNAVAILABLE. Setting it turns the
+   * reply cache on (it is what lets a repeat join a first call still
+   * running). ackrpc/reply_store.h has one on SQLite, whose handlers store
+   * the answer in the same transaction as their own writes
+   * (docs/DELIVERY.md). NULL: none. */
+  ackrpc_reply_lookup_fn reply_lookup;
+  void *reply_lookup_user;
   /* Nonzero turns off the built-in services (ackrpc/reflection.proto):
    * ackrpc.reflection.Reflection (the services, methods and message schemas
    * this server has), ackrpc.reflection.Health (SERVING, or NOT_SERVING once
@@ -282,6 +327,24 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_fds(ackrpc_server *server,
                                                          const char *method,
                                                          unsigned max_fds);
 
+/* A field whose values never leave the server in a capture: field `number`
+ * of the message type `message`. Generated register functions declare the
+ * fields marked `[(ackrpc.sensitive) = true]` (ackrpc/options.proto). */
+typedef struct ackrpc_sensitive_field {
+  const struct ProtobufCMessageDescriptor *message;
+  uint32_t number;
+} ackrpc_sensitive_field;
+
+/* Marks fields sensitive: a capture (ackrpc.reflection.Capture/Watch,
+ * docs/CAPTURE.md) leaves them out of every request and reply body it
+ * records, at any depth, and says so in the record. The entries are copied
+ * (the descriptors must outlive the server, as generated ones do); marking
+ * a field twice is harmless. Register before the loop runs.
+ * Errors: E_INVAL (NULL server, or n > 0 with NULL fields or a NULL
+ * message), E_NOMEM (nothing marked). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_add_sensitive_fields(
+    ackrpc_server *server, const ackrpc_sensitive_field *fields, size_t n);
+
 /* Registers `fn(data)` to run when the server is freed, after every
  * connection is closed; for data that handlers share, such as the binding a
  * generated register function allocates. Cleanups run in reverse order of
@@ -366,6 +429,12 @@ typedef struct ackrpc_counters {
   uint64_t memory_bytes;      /* now: bytes connections and calls hold */
   uint64_t calls_in_progress; /* now: calls with their handlers, including
                                * those the server already answered */
+  /* The reply cache and the reply store (zero when they are off). */
+  uint64_t replay_hits;    /* repeats answered from the reply cache */
+  uint64_t replay_joins;   /* repeats that waited for their first call */
+  uint64_t replay_refused; /* call ids reused for another request */
+  uint64_t replay_evicted; /* answers dropped from the reply cache */
+  uint64_t replay_stored;  /* repeats answered from the reply store */
 } ackrpc_counters;
 
 /* Fills *out (owned by the caller). Loop thread only. Errors: E_INVAL
@@ -393,6 +462,15 @@ ACKRPC_EXPORT const uint8_t *ackrpc_call_id(const ackrpc_call *call, size_t *ret
  * the server answers DEADLINE_EXCEEDED itself, the session goes on, and a
  * later ackrpc_call_reply() returns E_ALREADY_ANSWERED. */
 ACKRPC_EXPORT uint64_t ackrpc_call_deadline_us(const ackrpc_call *call);
+
+/* The digest of the request: XXH3-128 over the peer's uid, the method name
+ * and the request body's bytes as they arrived (docs/DELIVERY.md gives the
+ * exact definition; it is the same in every process and version). A
+ * durable reply store keeps it beside a call id, so that the id reused for
+ * another request is caught. ACKRPC_DIGEST_LEN bytes owned by the call; NULL
+ * when the call has no call id or the server has neither a reply cache nor
+ * a reply store (the digest is then not computed). */
+ACKRPC_EXPORT const uint8_t *ackrpc_call_request_digest(const ackrpc_call *call);
 
 /* Number of metadata entries the client sent. */
 ACKRPC_EXPORT size_t ackrpc_call_metadata_count(const ackrpc_call *call);
@@ -452,6 +530,17 @@ ACKRPC_EXPORT ackrpc_status ackrpc_call_reply_fds(ackrpc_call *call,
                                                   const char *message,
                                                   const struct ProtobufCMessage *reply,
                                                   const int *fds, size_t n_fds);
+
+/* Answers the call like ackrpc_call_reply(), with a reply message already
+ * encoded: `body_len` bytes at `body` (copied before this returns; NULL
+ * with 0 for an empty body), which are not checked against the method's
+ * reply type. For answers kept in a store (ackrpc/reply_store.h). Errors as
+ * ackrpc_call_reply(); E_INVAL also for a NULL body with a length. */
+ACKRPC_EXPORT ackrpc_status ackrpc_call_reply_encoded(ackrpc_call *call,
+                                                      ackrpc_status status,
+                                                      const char *message,
+                                                      const uint8_t *body,
+                                                      size_t body_len);
 
 #ifdef __cplusplus
 }

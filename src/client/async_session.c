@@ -14,6 +14,7 @@
 #include "client/io.h"
 #include "client/result.h"
 #include "core/clock.h"
+#include "wire/names.h"
 
 /* One call in the pipeline. */
 typedef struct pending {
@@ -51,20 +52,17 @@ ackrpc_status ackrpc_async_session_open(ackrpc_client *client, struct event_base
   return ACKRPC_OK;
 }
 
-ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
-                                        const ackrpc_method *method,
-                                        const ProtobufCMessage *request,
-                                        const ackrpc_call_options *options,
-                                        ackrpc_done_fn done, void *user) {
-  if (!s || !done || !akr_call_args_ok(method, request)) return ACKRPC_E_INVAL;
+/* Queues one call (a message or raw bytes, per `args`). */
+static ackrpc_status session_queue(ackrpc_async_session *s, const akr_call_args *args,
+                                   const ackrpc_call_options *options,
+                                   ackrpc_done_fn done, void *user) {
   if (s->closing) return ACKRPC_E_STATE;
-  akr_call_args args = {.method = method->name, .request = request};
   ackrpc_result probe = {0};
   akr_request_spec spec;
   size_t n;
   uint32_t timeout_ms = akr_timeout_ms(options, s->timeout_ms);
   ackrpc_status st =
-      akr_request_prepare(&s->ids, &args, options, timeout_ms, &spec, &n, &probe);
+      akr_request_prepare(&s->ids, args, options, timeout_ms, &spec, &n, &probe);
   pending *p = st == ACKRPC_OK ? malloc(sizeof *p + akr_fds_room(n, options)) : NULL;
   if (st == ACKRPC_OK && !p) st = ACKRPC_E_NOMEM;
   if (!p) {
@@ -85,7 +83,7 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
                         .len = p->iov.iov_len,
                         .deadline_us = akr_now_us() + (uint64_t)timeout_ms * 1000u,
                         .timeout_ms = timeout_ms,
-                        .reply_desc = method->reply,
+                        .reply_desc = args->reply_desc,
                         .result = &p->result,
                         .max_reply_fds = options ? options->max_reply_fds : 0};
   if (options && options->n_fds) {
@@ -98,6 +96,27 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
   akr_evdrive_kick(
       &s->drive); /* the work happens on the loop: `done` never runs in here */
   return ACKRPC_OK;
+}
+
+ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
+                                        const ackrpc_method *method,
+                                        const ProtobufCMessage *request,
+                                        const ackrpc_call_options *options,
+                                        ackrpc_done_fn done, void *user) {
+  if (!s || !done || !akr_call_args_ok(method, request)) return ACKRPC_E_INVAL;
+  akr_call_args args = {
+      .method = method->name, .request = request, .reply_desc = method->reply};
+  return session_queue(s, &args, options, done, user);
+}
+
+ackrpc_status ackrpc_async_session_call_raw(ackrpc_async_session *s, const char *method,
+                                            const uint8_t *body, size_t body_len,
+                                            const ackrpc_call_options *options,
+                                            ackrpc_done_fn done, void *user) {
+  if (!s || !done || !method || !akr_method_name_valid(method) || (body_len && !body))
+    return ACKRPC_E_INVAL;
+  akr_call_args args = {.method = method, .raw = body, .raw_len = body_len};
+  return session_queue(s, &args, options, done, user);
 }
 
 void ackrpc_async_session_close(ackrpc_async_session *s) {

@@ -1,10 +1,12 @@
 /* outbox.c: the durable outbox's API: opening, storing, counting and
  * reading dead letters (include/ackrpc/outbox.h, docs/DELIVERY.md).
  *
- * Concurrency: one connection, guarded by `mu`, used for short transactions
- * only; the worker (deliver.c) never holds `mu` during a call.
+ * Concurrency: one connection, held through the token (outbox_internal.h)
+ * for short reads and group commits; the worker (deliver.c) never holds it
+ * during a call.
  *
- * Not here: the database itself (store.c), delivery (deliver.c). */
+ * Not here: the database itself (store.c), the group commit (commit.c),
+ * delivery (deliver.c). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +21,13 @@
 #define DEFAULT_CALL_TIMEOUT_MS 10000
 #define DEFAULT_BACKOFF_MS 50
 #define DEFAULT_MAX_BACKOFF_MS 5000
+#define MAX_WINDOW 4096
+#define MAX_GROUP_COMMIT_US 1000000
 
 ackrpc_status ackrpc_outbox_open(const ackrpc_outbox_options *o, ackrpc_outbox **ret) {
-  if (!o || !ret || !o->path) return ACKRPC_E_INVAL;
+  if (!o || !ret || !o->path || o->window > MAX_WINDOW ||
+      o->group_commit_us > MAX_GROUP_COMMIT_US)
+    return ACKRPC_E_INVAL;
   uint32_t retry_on = 0;
   if (o->retry_on || o->n_retry_on) {
     if (akr_retry_mask(o->retry_on, o->n_retry_on, &retry_on) != ACKRPC_OK)
@@ -44,6 +50,8 @@ ackrpc_status ackrpc_outbox_open(const ackrpc_outbox_options *o, ackrpc_outbox *
   ob->retry_on = retry_on;
   ob->on_attempt = o->on_attempt;
   ob->on_attempt_user = o->on_attempt_user;
+  ob->window = o->window ? o->window : 1;
+  ob->group_commit_us = o->group_commit_us;
   akr_rng_init(&ob->rng, ob);
   ackrpc_status st = ACKRPC_OK;
   if (o->address) {
@@ -65,6 +73,7 @@ ackrpc_status ackrpc_outbox_open(const ackrpc_outbox_options *o, ackrpc_outbox *
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&ob->cv, &ca);
+  pthread_cond_init(&ob->db_cv, &ca);
   pthread_condattr_destroy(&ca);
   *ret = ob;
   return ACKRPC_OK;
@@ -73,12 +82,14 @@ ackrpc_status ackrpc_outbox_open(const ackrpc_outbox_options *o, ackrpc_outbox *
 ackrpc_outbox *ackrpc_outbox_close(ackrpc_outbox *ob) {
   if (!ob) return NULL;
   ackrpc_outbox_stop(ob);
+  akr_ob_deliver_free(ob);
   akr_ob_db_close(ob);
   ackrpc_client_free(ob->client);
   for (size_t i = 0; i < ob->n_methods; i++)
     free(ob->methods[i].name);
   free(ob->methods);
   pthread_cond_destroy(&ob->cv);
+  pthread_cond_destroy(&ob->db_cv);
   pthread_mutex_destroy(&ob->mu);
   free(ob);
   return NULL;
@@ -98,51 +109,60 @@ static void new_call_id(ackrpc_outbox *ob, uint8_t id[16]) {
 ackrpc_status ackrpc_outbox_enqueue(ackrpc_outbox *ob, const char *method,
                                     const uint8_t *body, size_t body_len,
                                     uint64_t *ret_id) {
-  if (!ob || !method || !akr_method_name_valid(method) || (body_len && !body) ||
-      body_len > UINT32_MAX)
-    return ACKRPC_E_INVAL;
-  uint8_t id[16];
-  new_call_id(ob, id);
+  ackrpc_outbox_entry e = {.method = method, .body = body, .body_len = body_len};
+  return ackrpc_outbox_enqueue_batch(ob, &e, 1, ret_id);
+}
+
+#define STACK_IDS 64
+
+ackrpc_status ackrpc_outbox_enqueue_batch(ackrpc_outbox *ob,
+                                          const ackrpc_outbox_entry *entries, size_t n,
+                                          uint64_t *ret_first_id) {
+  if (!ob || !entries || n == 0 || n > INT32_MAX) return ACKRPC_E_INVAL;
+  for (size_t i = 0; i < n; i++) {
+    const ackrpc_outbox_entry *e = &entries[i];
+    if (!e->method || !akr_method_name_valid(e->method) || (e->body_len && !e->body) ||
+        e->body_len > INT32_MAX)
+      return ACKRPC_E_INVAL;
+  }
+  uint8_t stack[STACK_IDS][16];
+  uint8_t(*ids)[16] = n <= STACK_IDS ? stack : malloc(n * sizeof *ids);
+  if (!ids) return ACKRPC_E_NOMEM;
+  for (size_t i = 0; i < n; i++)
+    new_call_id(ob, ids[i]);
+  /* The worker learns of the methods before the messages exist. */
+  int rc = SQLITE_OK;
   pthread_mutex_lock(&ob->mu);
-  long mi = akr_ob_method_index(ob, method);
-  if (mi < 0) {
-    pthread_mutex_unlock(&ob->mu);
-    return ACKRPC_E_NOMEM;
-  }
-  sqlite3_stmt *st = ob->st[S_INSERT];
-  int rc = akr_ob_exec(ob->db, "BEGIN IMMEDIATE");
-  if (rc == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, method, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, body ? (const void *)body : (const void *)"",
-                      (int)body_len, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 3, id, sizeof id, SQLITE_STATIC);
-    int64_t now = akr_ob_wall_ms();
-    sqlite3_bind_int64(st, 4, now);
-    sqlite3_bind_int64(st, 5, akr_ob_sum(method, body, body_len, id, sizeof id, now));
-    rc = akr_ob_step_done(st);
-  }
-  uint64_t rowid = (uint64_t)sqlite3_last_insert_rowid(ob->db);
-  if (rc == SQLITE_OK) rc = akr_ob_bump(ob);
-  if (rc == SQLITE_OK) rc = akr_ob_exec(ob->db, "COMMIT");
-  if (rc != SQLITE_OK) {
-    akr_ob_rollback(ob);
-  } else {
-    akr_ob_committed(ob);
-    pthread_cond_broadcast(&ob->cv);
-  }
+  for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
+    if (akr_ob_method_index(ob, entries[i].method) < 0) rc = SQLITE_NOMEM;
   pthread_mutex_unlock(&ob->mu);
+  ob_write w = {.entries = entries, .n = n, .call_ids = (const uint8_t(*)[16])ids};
+  if (rc == SQLITE_OK) rc = akr_ob_commit(ob, &w);
+  if (ids != stack) free(ids);
+  if (rc == SQLITE_OK) {
+    /* Again after the commit: the worker may have dropped a method it found
+     * empty meanwhile (an allocation that fails here is retried at the
+     * next enqueue of the method or the next open). */
+    pthread_mutex_lock(&ob->mu);
+    for (size_t i = 0; i < n; i++)
+      if (i == 0 || strcmp(entries[i].method, entries[i - 1].method) != 0)
+        akr_ob_method_index(ob, entries[i].method);
+    ob->enq_commits++;
+    pthread_cond_broadcast(&ob->cv);
+    pthread_mutex_unlock(&ob->mu);
+  }
   if (rc != SQLITE_OK)
     return akr_ob_status(rc) == ACKRPC_OK ? ACKRPC_E_STORE_IO : akr_ob_status(rc);
-  if (ret_id) *ret_id = rowid;
+  if (ret_first_id) *ret_first_id = w.first_id;
   return ACKRPC_OK;
 }
 
 ackrpc_status ackrpc_outbox_last_id(ackrpc_outbox *ob, uint64_t *ret_id) {
   if (!ob || !ret_id) return ACKRPC_E_INVAL;
-  pthread_mutex_lock(&ob->mu);
+  akr_ob_db_enter(ob);
   uint64_t v = 0;
   int rc = akr_ob_query_u64(ob->st[S_LAST_ID], &v);
-  pthread_mutex_unlock(&ob->mu);
+  akr_ob_db_leave(ob);
   if (rc != SQLITE_OK) return akr_ob_status(rc);
   *ret_id = v;
   return ACKRPC_OK;
@@ -151,11 +171,11 @@ ackrpc_status ackrpc_outbox_last_id(ackrpc_outbox *ob, uint64_t *ret_id) {
 ackrpc_status ackrpc_outbox_count(ackrpc_outbox *ob, ackrpc_outbox_counts *ret) {
   if (!ob || !ret) return ACKRPC_E_INVAL;
   ackrpc_outbox_counts c = {0};
-  pthread_mutex_lock(&ob->mu);
+  akr_ob_db_enter(ob);
   int rc = akr_ob_query_u64(ob->st[S_PENDING], &c.pending);
   if (rc == SQLITE_OK) rc = akr_ob_query_u64(ob->st[S_IN_FLIGHT], &c.in_flight);
   if (rc == SQLITE_OK) rc = akr_ob_query_u64(ob->st[S_DEAD], &c.dead);
-  pthread_mutex_unlock(&ob->mu);
+  akr_ob_db_leave(ob);
   if (rc != SQLITE_OK) return akr_ob_status(rc);
   *ret = c;
   return ACKRPC_OK;
@@ -174,7 +194,7 @@ ackrpc_status ackrpc_outbox_dead_letter(ackrpc_outbox *ob, uint64_t after_id,
   if (!ob || !ret) return ACKRPC_E_INVAL;
   ackrpc_outbox_message m = {0};
   ackrpc_status status = ACKRPC_OK;
-  pthread_mutex_lock(&ob->mu);
+  akr_ob_db_enter(ob);
   sqlite3_stmt *st = ob->st[S_DEAD_AFTER];
   sqlite3_bind_int64(st, 1, (sqlite3_int64)after_id);
   int rc = sqlite3_step(st);
@@ -204,7 +224,7 @@ ackrpc_status ackrpc_outbox_dead_letter(ackrpc_outbox *ob, uint64_t after_id,
   }
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
-  pthread_mutex_unlock(&ob->mu);
+  akr_ob_db_leave(ob);
   if (status != ACKRPC_OK) {
     ackrpc_outbox_message_clear(&m);
     return status;

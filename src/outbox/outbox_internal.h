@@ -1,6 +1,13 @@
 /* outbox_internal.h: what the files of the outbox share (internal: not
- * installed): the object, the statements, and the store's functions
- * (store.c). Callers hold `mu` around every use of the connection. */
+ * installed): the object, the statements, the store's functions (store.c)
+ * and the group commit (commit.c).
+ *
+ * Locking: `mu` guards the object's memory (the method list, the queue of
+ * writes, the flags). The SQLite connection belongs to whoever holds the
+ * `db_busy` token (akr_ob_db_enter()/_leave(), or the leader of a group
+ * commit), without `mu`: so while one thread waits for a commit's fsync,
+ * others can queue their writes for the next one. A token holder may take
+ * `mu` briefly; never the other way round. */
 #ifndef AKR_OUTBOX_INTERNAL_H
 #define AKR_OUTBOX_INTERNAL_H
 
@@ -10,13 +17,15 @@
 
 #include <sqlite3.h>
 
+#include <event2/event.h>
+
 #include "ackrpc/client.h"
 #include "ackrpc/outbox.h"
 #include "core/rng.h"
 
 enum stmt_id {
   S_INSERT,
-  S_HEAD,
+  S_FETCH,
   S_DELETE,
   S_UPDATE,
   S_TO_DEAD,
@@ -30,17 +39,56 @@ enum stmt_id {
   S_COUNT_
 };
 
-/* A method with messages, and when its head may be tried again. */
+/* A method with messages, and the delivery's state of it (deliver.c). */
 typedef struct method_queue {
   char *name;
   uint64_t next_at_us; /* CLOCK_MONOTONIC; 0: now */
+  /* The largest id sent (or being sent) and not to be fetched again; 0 at
+   * first. A failed attempt sets it back to just before that message. */
+  uint64_t cursor;
+  int rewound; /* cursor was set back: fetched rows may be in flight */
+  int slow;    /* the last attempt failed: one call in flight until an ack */
+  unsigned in_flight;
 } method_queue;
+
+struct flight;
+
+/* What one attempt came to, for the group commit to record. */
+typedef struct ob_outcome {
+  uint64_t id;
+  unsigned attempts; /* counting this one */
+  ackrpc_outbox_fate fate;
+  ackrpc_status status;
+  const char *message; /* may be NULL */
+} ob_outcome;
+
+/* One write waiting for a group commit (commit.c): messages to store, or
+ * outcomes to record. The leader fills `rc` and `first_id`, then sets
+ * `done`. */
+typedef struct ob_write {
+  struct ob_write *next;
+  const ackrpc_outbox_entry *entries; /* enqueue: n entries */
+  size_t n;
+  const uint8_t (*call_ids)[16]; /* one per entry */
+  const ob_outcome *outcomes;    /* delivery: n_outcomes outcomes */
+  size_t n_outcomes;
+  uint64_t first_id; /* the first entry's id, once committed */
+  int rc;            /* an SQLite code */
+  int done;
+} ob_write;
 
 struct ackrpc_outbox {
   sqlite3 *db;
   sqlite3_stmt *st[S_COUNT_];
-  pthread_mutex_t mu; /* the connection, the method list, the flags */
-  pthread_cond_t cv;  /* enqueue and stop wake the worker */
+  pthread_mutex_t mu;     /* the method list, the write queue, the flags */
+  pthread_cond_t cv;      /* enqueue and stop wake the worker */
+  pthread_cond_t db_cv;   /* the token is free, or a group was committed */
+  int db_busy;            /* someone holds the connection (see the top) */
+  ob_write *wq, *wq_tail; /* writes waiting for the next group commit */
+  uint64_t enq_commits;   /* group commits that stored messages */
+  uint64_t group_commits; /* group commits tried (wait_idle waits for one) */
+  uint32_t group_commit_us;
+  unsigned window; /* calls in flight at most */
   method_queue *methods;
   size_t n_methods;
   ackrpc_client *client; /* NULL: no address */
@@ -52,6 +100,15 @@ struct ackrpc_outbox {
   ackrpc_outbox_attempt_fn on_attempt;
   void *on_attempt_user;
   akr_rng rng; /* call ids without getrandom(), and the backoff's jitter */
+  /* Delivery (deliver.c), on one thread at a time (the worker, or the
+   * caller of pump): an asynchronous session on a private event base, the
+   * calls in flight in the order sent, and a round-robin start. */
+  struct event_base *base;
+  ackrpc_async_session *session;
+  struct flight **flights;
+  size_t n_flights, n_replied;
+  size_t rr;
+  int force_settle;
   pthread_t worker;
   int running, stopping;
   /* E_STORE_CORRUPT once delivery met a damaged database (then it stops
@@ -62,21 +119,11 @@ struct ackrpc_outbox {
   /* The commit counter (store.c): the transactions ever committed, as in
    * the database, and the mark file that repeats it outside the WAL. */
   uint64_t commits, nonce;
-  int mark_fd; /* -1: none (could not be created) */
+  /* The mark file, opened through the database's own VFS (so a test VFS
+   * sees its writes and syncs too); NULL: none (could not be opened). */
+  sqlite3_file *mark;
+  char *mark_path; /* must outlive `mark` (SQLite's VFS contract) */
 };
-
-/* One message taken for an attempt. */
-typedef struct message {
-  uint64_t id;
-  size_t method; /* index in methods */
-  char *method_name;
-  uint8_t *body;
-  size_t body_len;
-  uint8_t call_id[ACKRPC_MAX_CALL_ID];
-  size_t call_id_len;
-  int64_t enqueued_at_ms;
-  unsigned attempts;
-} message;
 
 /* Wall-clock milliseconds since the Unix epoch. */
 int64_t akr_ob_wall_ms(void);
@@ -84,6 +131,18 @@ int64_t akr_ob_wall_ms(void);
  * DONE). */
 ackrpc_status akr_ob_status(int rc);
 int akr_ob_exec(sqlite3 *db, const char *sql);
+/* Takes the connection for a read (waiting while a commit runs), and gives
+ * it back. Without mu. */
+void akr_ob_db_enter(ackrpc_outbox *ob);
+void akr_ob_db_leave(ackrpc_outbox *ob);
+/* Queues `w` for the next group commit and waits until it is committed
+ * (or failed), leading the commit if no one else is: one BEGIN..COMMIT,
+ * one fsync, for every write queued meanwhile. Returns w->rc. Without mu
+ * and without the token. */
+int akr_ob_commit(ackrpc_outbox *ob, ob_write *w);
+/* Closes the delivery's session and event base, frees calls in flight
+ * (deliver.c). The worker must be stopped. */
+void akr_ob_deliver_free(ackrpc_outbox *ob);
 /* Ends a failed transaction, if one is open. */
 void akr_ob_rollback(ackrpc_outbox *ob);
 /* Steps a statement that returns no row, and resets it. */
@@ -106,10 +165,10 @@ int akr_ob_note_fault(ackrpc_outbox *ob, int rc);
 int64_t akr_ob_sum(const char *method, const uint8_t *body, size_t body_len,
                    const uint8_t *call_id, size_t call_id_len, int64_t enqueued_at_ms);
 /* Adds one to the commit counter inside the open write transaction.
- * Returns an SQLite code. Under mu. */
+ * Returns an SQLite code. With the token. */
 int akr_ob_bump(ackrpc_outbox *ob);
-/* After a COMMIT that included akr_ob_bump(): counts it and writes the
- * mark file (not fsync'ed). Under mu. */
+/* After a COMMIT that included akr_ob_bump(): counts it, writes the mark
+ * file and syncs it. With the token. */
 void akr_ob_committed(ackrpc_outbox *ob);
 /* Finalizes the statements and closes the database. */
 void akr_ob_db_close(ackrpc_outbox *ob);

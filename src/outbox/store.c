@@ -15,14 +15,16 @@
  * that commit and all later ones (acked messages come back, enqueued ones
  * vanish). To notice, every write transaction adds one to a counter in
  * table `outbox_meta`, and after its COMMIT the counter is written, with
- * a random identity of the database, to the mark file "<path>-mark"
- * (pwrite, no fsync: it can only lag the database, never lead it). At open,
+ * a random identity of the database, to the mark file "<path>-mark", and
+ * synced (written after the commit's fsync, it can only lag the database,
+ * never lead it; synced, it lags by at most the commit a power cut
+ * interrupted). The mark is opened through the database's own SQLite VFS,
+ * so that whatever sees the database's writes and syncs (a test's
+ * power-loss VFS) sees the mark's too. At open,
  * a mark of the same database that is ahead of the counter means the
  * database lost commits: E_STORE_CORRUPT. A missing or unreadable mark, or
  * one of another database, is rewritten (docs/DELIVERY.md says what this
  * does not catch). */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +69,8 @@ static const char SCHEMA[] =
 static const char *const SQL[S_COUNT_] = {
     [S_INSERT] = "INSERT INTO outbox (method, body, call_id, enqueued_at_ms, sum) "
                  "VALUES (?1, ?2, ?3, ?4, ?5)",
-    [S_HEAD] = "SELECT id, body, call_id, enqueued_at_ms, attempts, sum FROM outbox "
-               "WHERE method = ?1 ORDER BY id LIMIT 1",
+    [S_FETCH] = "SELECT id, body, call_id, enqueued_at_ms, attempts, sum FROM outbox "
+                "WHERE method = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     [S_DELETE] = "DELETE FROM outbox WHERE id = ?1",
     [S_UPDATE] = "UPDATE outbox SET attempts = ?2, last_status = ?3, last_message = ?4 "
                  "WHERE id = ?1",
@@ -180,8 +182,18 @@ long akr_ob_method_index(ackrpc_outbox *ob, const char *name) {
   ob->methods = t;
   char *copy = strdup(name);
   if (!copy) return -1;
-  t[ob->n_methods] = (method_queue){copy, 0};
+  t[ob->n_methods] = (method_queue){.name = copy};
   return (long)ob->n_methods++;
+}
+
+static void mark_close(ackrpc_outbox *ob) {
+  if (ob->mark) {
+    if (ob->mark->pMethods) ob->mark->pMethods->xClose(ob->mark);
+    free(ob->mark);
+    ob->mark = NULL;
+  }
+  free(ob->mark_path);
+  ob->mark_path = NULL;
 }
 
 void akr_ob_db_close(ackrpc_outbox *ob) {
@@ -191,8 +203,7 @@ void akr_ob_db_close(ackrpc_outbox *ob) {
   }
   sqlite3_close(ob->db);
   ob->db = NULL;
-  if (ob->mark_fd >= 0) close(ob->mark_fd);
-  ob->mark_fd = -1;
+  mark_close(ob);
 }
 
 int akr_ob_bump(ackrpc_outbox *ob) {
@@ -213,21 +224,47 @@ static uint64_t get_u64(const uint8_t *p) {
 }
 
 static void write_mark(ackrpc_outbox *ob) {
-  if (ob->mark_fd < 0) return;
+  if (!ob->mark) return;
   uint8_t b[MARK_LEN];
   memcpy(b, MARK_MAGIC, 8);
   put_u64(b + 8, ob->nonce);
   put_u64(b + 16, ob->commits);
-  /* A failed write only weakens the check: the mark lags. */
-  ssize_t n;
-  do
-    n = pwrite(ob->mark_fd, b, sizeof b, 0);
-  while (n < 0 && errno == EINTR);
+  /* A failed write or sync only weakens the check: the mark lags. */
+  if (ob->mark->pMethods->xWrite(ob->mark, b, sizeof b, 0) == SQLITE_OK)
+    ob->mark->pMethods->xSync(ob->mark, SQLITE_SYNC_NORMAL);
 }
 
 void akr_ob_committed(ackrpc_outbox *ob) {
   ob->commits++;
   write_mark(ob);
+}
+
+/* Opens "<path>-mark" with the database's VFS. No mark (ob->mark NULL) if
+ * it cannot be opened: then no check (documented). SQLite code. */
+static int mark_open(ackrpc_outbox *ob, const char *path) {
+  sqlite3_vfs *vfs = NULL;
+  if (sqlite3_file_control(ob->db, "main", SQLITE_FCNTL_VFS_POINTER, &vfs) !=
+          SQLITE_OK ||
+      !vfs)
+    return SQLITE_OK;
+  size_t plen = strlen(path);
+  /* Two NULs: SQLite may look for URI parameters after a file name. */
+  ob->mark_path = calloc(1, plen + sizeof "-mark" + 1);
+  ob->mark = calloc(1, (size_t)vfs->szOsFile);
+  if (!ob->mark_path || !ob->mark) {
+    mark_close(ob);
+    return SQLITE_NOMEM;
+  }
+  memcpy(ob->mark_path, path, plen);
+  memcpy(ob->mark_path + plen, "-mark", sizeof "-mark");
+  int flags = 0;
+  /* A journal's type: created with the database's mode, and its
+   * directory synced with its first sync. */
+  if (vfs->xOpen(vfs, ob->mark_path, ob->mark,
+                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_MAIN_JOURNAL,
+                 &flags) != SQLITE_OK)
+    mark_close(ob);
+  return SQLITE_OK;
 }
 
 /* A database from before the per-message checksum gets its column (NULL
@@ -275,28 +312,20 @@ static int check_mark(ackrpc_outbox *ob, const char *path) {
     ob->nonce = nonce;
     ob->commits = 0;
   }
-  size_t plen = strlen(path);
-  char *mpath = malloc(plen + sizeof "-mark");
-  if (!mpath) return SQLITE_NOMEM;
-  memcpy(mpath, path, plen);
-  memcpy(mpath + plen, "-mark", sizeof "-mark");
-  ob->mark_fd = open(mpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  free(mpath);
-  if (ob->mark_fd < 0) return SQLITE_OK; /* no mark: no check (documented) */
-  uint8_t b[MARK_LEN];
-  ssize_t n;
-  do
-    n = pread(ob->mark_fd, b, sizeof b, 0);
-  while (n < 0 && errno == EINTR);
-  if (n == (ssize_t)sizeof b && memcmp(b, MARK_MAGIC, 8) == 0 &&
-      get_u64(b + 8) == ob->nonce && get_u64(b + 16) > ob->commits)
+  rc = mark_open(ob, path);
+  if (rc != SQLITE_OK || !ob->mark) return rc;
+  uint8_t b[MARK_LEN] = {0};
+  /* A short read (a new, empty mark) fills with zeros: no magic. */
+  int rr = ob->mark->pMethods->xRead(ob->mark, b, sizeof b, 0);
+  if ((rr == SQLITE_OK || rr == SQLITE_IOERR_SHORT_READ) &&
+      memcmp(b, MARK_MAGIC, 8) == 0 && get_u64(b + 8) == ob->nonce &&
+      get_u64(b + 16) > ob->commits)
     return SQLITE_CORRUPT; /* commits the mark saw are gone */
   write_mark(ob);
   return SQLITE_OK;
 }
 
 ackrpc_status akr_ob_db_open(ackrpc_outbox *ob, const char *path) {
-  ob->mark_fd = -1;
   int rc = sqlite3_open_v2(
       path, &ob->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
       NULL);

@@ -4,6 +4,7 @@
  *   ackrpc.reflection.Reflection  ListServices, FileContainingSymbol
  *   ackrpc.reflection.Health      Check: SERVING or NOT_SERVING
  *   ackrpc.reflection.Stats       Get: per-method counters and latencies
+ *   ackrpc.reflection.Capture     Watch: the calls as a pcapng stream (tap.h)
  *
  * They are ordinary methods on the server's table (counted in the stats,
  * subject to the server-wide policy), answered inline on the loop's thread,
@@ -11,12 +12,16 @@
  *
  * Not here: the records they read (registry.c keeps the services and the
  * counters; stats.c the percentiles). */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ackrpc/reflection.ackrpc.h"
 #include "server/builtin.h"
 #include "server/synth.h"
+#include "server/tap.h"
 
 /* A symbol search walks at most this many message types per service (they
  * come from generated code; the bound keeps the stack and the time small). */
@@ -284,6 +289,59 @@ out:
   free(data);
 }
 
+/* --- Capture ---------------------------------------------------------- */
+
+/* Root, the server's effective uid, or the socket file's owner. */
+static int may_capture(const ackrpc_server *s, const ackrpc_peer *peer) {
+  if (peer->uid == 0 || peer->uid == s->euid) return 1;
+  struct stat st;
+  return !s->addr.abstract && s->addr.path[0] && stat(s->addr.path, &st) == 0 &&
+         st.st_uid == peer->uid;
+}
+
+/* Capture/Watch: the connection becomes a listener of the tap (tap.h). */
+static void capture_watch(ackrpc_call *call, const ProtobufCMessage *request,
+                          void *user) {
+  (void)request;
+  ackrpc_server *s = user;
+  akr_conn *c = call->conn;
+  Ackrpc__Reflection__CaptureReply reply = ACKRPC__REFLECTION__CAPTURE_REPLY__INIT;
+  if (!may_capture(s, &call->peer)) {
+    ackrpc_call_reply(call, ACKRPC_PERMISSION_DENIED,
+                      "only root or the socket's owner may capture calls", NULL);
+    return;
+  }
+  if (akr_tap_full(s)) {
+    ackrpc_call_reply(call, ACKRPC_RESOURCE_EXHAUSTED, "too many captures running",
+                      NULL);
+    return;
+  }
+  /* The stream follows the reply on the socket: nothing else may be
+   * queued or pipelined on this connection. */
+  if (!c || c->corked || c->out_len > c->out_off || c->wcall) {
+    ackrpc_call_reply(call, ACKRPC_FAILED_PRECONDITION,
+                      "Capture/Watch must be the only call on its connection", NULL);
+    return;
+  }
+  int fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0 || akr_tap_add(s, fd) != 0) {
+    if (fd >= 0) close(fd);
+    ackrpc_call_reply(call, ACKRPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+    return;
+  }
+  ackrpc_call_reply(call, ACKRPC_OK, NULL, &reply.base);
+  /* The reply went out inline, whole, unless the socket was full: then
+   * the stream cannot follow it in order, and the listener goes. */
+  if (c->state == AKR_CONN_WRITING || c->wcall) {
+    akr_tap_cancel(s, fd);
+    return;
+  }
+  /* The connection lets go of the socket; the listener's descriptor keeps
+   * it open. */
+  c->state = AKR_CONN_DONE;
+  akr_tap_arm(s, fd);
+}
+
 /* --- Health and Stats -------------------------------------------------- */
 
 static void health_check(ackrpc_call *call, const ProtobufCMessage *request,
@@ -373,10 +431,11 @@ ackrpc_status akr_builtins_register(ackrpc_server *s) {
        file_containing_symbol},
       {&ackrpc__reflection__Health_Check_method, health_check},
       {&ackrpc__reflection__Stats_Get_method, stats_get},
+      {&ackrpc__reflection__Capture_Watch_method, capture_watch},
   };
   static const ackrpc_service *const services[] = {
       &ackrpc__reflection__Reflection_service, &ackrpc__reflection__Health_service,
-      &ackrpc__reflection__Stats_service};
+      &ackrpc__reflection__Stats_service, &ackrpc__reflection__Capture_service};
   for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {
     ackrpc_status st =
         akr_registry_add_method(&s->registry, methods[i].method, methods[i].handler, s);

@@ -1,6 +1,11 @@
 /* cache.c: the reply cache's glue to calls and connections (dispatch.h;
- * the cache itself is reply_cache.c; docs/DELIVERY.md). */
+ * the cache itself is reply_cache.c; the durable store behind it is the
+ * server's opt.reply_lookup; docs/DELIVERY.md). */
 #include <stddef.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL /* one function, compiled in: no library to link */
+#include <xxhash.h>
 
 #include "core/clock.h"
 #include "server/call.h"
@@ -11,15 +16,83 @@ static ackrpc_call *waiter_call(akr_rc_waiter *w) {
   return (ackrpc_call *)(void *)((char *)w - offsetof(ackrpc_call, rc_wait));
 }
 
+void akr_cache_digest(ackrpc_call *call, const uint8_t *body, size_t body_len) {
+  /* The definition docs/DELIVERY.md gives: a seed from the uid and the
+   * method, then the body under that seed, in XXH128's canonical
+   * (big-endian) form. */
+  const char *method = call->req.method;
+  XXH64_hash_t seed = XXH3_64bits_withSeed(method, strlen(method), call->peer.uid);
+  static const uint8_t empty[1];
+  XXH128_hash_t h = XXH3_128bits_withSeed(body_len ? body : empty, body_len, seed);
+  XXH128_canonical_t out;
+  XXH128_canonicalFromHash(&out, h);
+  _Static_assert(sizeof out.digest == AKR_RC_DIGEST_LEN, "digest length");
+  memcpy(call->digest, out.digest, sizeof call->digest);
+  call->has_digest = 1;
+}
+
+const uint8_t *ackrpc_call_request_digest(const ackrpc_call *call) {
+  return call && call->has_digest ? call->digest : NULL;
+}
+
+static void refuse_reused(akr_conn *c) {
+  akr_conn_part(c); /* may free the call */
+  akr_conn_answer(c, ACKRPC_INVALID_ARGUMENT,
+                  "call id already used for another request (not the same "
+                  "method, body and uid as the first call with it): a retry must "
+                  "resend the same request, a new request needs a new call id",
+                  0);
+}
+
+/* The durable store's part, for a call the cache had no entry for (it now
+ * owns `e`): 1 if the call was answered from the store or refused. */
+static int store_lookup(akr_conn *c, ackrpc_call *call, akr_rc_entry *e) {
+  ackrpc_server *s = c->server;
+  ackrpc_stored_reply r = {0};
+  switch (s->opt.reply_lookup(s->opt.reply_lookup_user, call->req.call_id,
+                              call->req.call_id_len, call->digest, &r)) {
+  case ACKRPC_LOOKUP_NONE: call->rc_entry = e; return 0;
+  case ACKRPC_LOOKUP_FOUND: break;
+  case ACKRPC_LOOKUP_MISMATCH:
+    s->replay_store_refused++;
+    akr_rc_finish(s->cache, e, 0, NULL, 0, akr_now_us()); /* no waiters yet */
+    refuse_reused(c);
+    return 1;
+  default:
+    akr_rc_finish(s->cache, e, 0, NULL, 0, akr_now_us());
+    akr_conn_part(c);
+    akr_conn_answer(c, ACKRPC_UNAVAILABLE,
+                    "the reply store cannot be read: not run, retry later", 0);
+    return 1;
+  }
+  s->replay_store_hits++;
+  ackrpc_status st = ackrpc_status_is_canonical(r.status) ? r.status : ACKRPC_INTERNAL;
+  if (akr_call_encode_raw(call, (uint32_t)st, r.message, r.body, r.body_len) !=
+      ACKRPC_OK) {
+    akr_rc_finish(s->cache, e, 0, NULL, 0, akr_now_us());
+    akr_conn_part(c);
+    akr_conn_answer(c, ACKRPC_RESOURCE_EXHAUSTED, "out of memory", 0);
+    return 1;
+  }
+  /* Kept in memory too when OK, as if the handler had just answered. */
+  akr_rc_finish(s->cache, e, st == ACKRPC_OK, call->out, call->out_len, akr_now_us());
+  akr_conn_reply(c, call);
+  return 1;
+}
+
 int akr_cache_begin(akr_conn *c, ackrpc_call *call) {
   ackrpc_server *s = c->server;
   akr_rc_entry *e = NULL;
   const uint8_t *frame = NULL;
   size_t len = 0;
-  switch (akr_rc_begin(s->cache, call->req.method, call->req.call_id,
-                       call->req.call_id_len, akr_now_us(), &e, &frame, &len)) {
-  case AKR_RC_MISS: call->rc_entry = e; return 0;
+  switch (akr_rc_begin(s->cache, call->req.call_id, call->req.call_id_len, call->digest,
+                       akr_now_us(), &e, &frame, &len)) {
+  case AKR_RC_MISS:
+    if (s->opt.reply_lookup) return store_lookup(c, call, e);
+    call->rc_entry = e;
+    return 0;
   case AKR_RC_UNTRACKED: return 0;
+  case AKR_RC_MISMATCH: refuse_reused(c); return 1;
   case AKR_RC_HIT:
     if (akr_call_set_reply(call, frame, len) != 0) return 0;
     call->reply_status = ACKRPC_OK; /* only OK answers are kept */

@@ -34,6 +34,7 @@ ackrpc_call *akr_call_new(ackrpc_server *s) {
   c->reply_fds = (akr_fd_batch){0};
   c->rc_entry = NULL;
   c->rc_wait = (akr_rc_waiter){0};
+  c->has_digest = 0;
   c->waiting = 0;
   c->rc_ready = 0;
   c->accounted = 0;
@@ -102,10 +103,8 @@ static int reserve(ackrpc_call *c, size_t n) {
   return 0;
 }
 
-ackrpc_status akr_call_encode(ackrpc_call *c, uint32_t status, const char *message,
-                              const ProtobufCMessage *body) {
-  akr_reply_spec spec = {
-      .status = status, .message = message, .body = body, .fd_count = c->reply_fds.n};
+static ackrpc_status encode_spec(ackrpc_call *c, akr_reply_spec spec) {
+  spec.fd_count = c->reply_fds.n;
   size_t n = akr_reply_size(&spec);
   if (n == 0) {
     akr_fd_batch_close(&c->reply_fds);
@@ -121,6 +120,20 @@ ackrpc_status akr_call_encode(ackrpc_call *c, uint32_t status, const char *messa
   c->out_len = akr_reply_encode(&spec, c->out);
   c->reply_status = spec.status;
   return ACKRPC_OK;
+}
+
+ackrpc_status akr_call_encode(ackrpc_call *c, uint32_t status, const char *message,
+                              const ProtobufCMessage *body) {
+  return encode_spec(
+      c, (akr_reply_spec){.status = status, .message = message, .body = body});
+}
+
+ackrpc_status akr_call_encode_raw(ackrpc_call *c, uint32_t status, const char *message,
+                                  const uint8_t *body, size_t body_len) {
+  return encode_spec(c, (akr_reply_spec){.status = status,
+                                         .message = message,
+                                         .raw_body = body,
+                                         .raw_body_len = body_len});
 }
 
 int akr_call_set_reply(ackrpc_call *c, const uint8_t *frame, size_t len) {

@@ -27,6 +27,10 @@ void akr_call_unref(ackrpc_call *call, int on_loop);
 ackrpc_status akr_call_encode(ackrpc_call *call, uint32_t status, const char *message,
                               const ProtobufCMessage *body);
 
+/* The same with a body already encoded (`body_len` bytes, copied). */
+ackrpc_status akr_call_encode_raw(ackrpc_call *call, uint32_t status, const char *message,
+                                  const uint8_t *body, size_t body_len);
+
 /* Copies a whole encoded reply frame into the call's buffer (an answer from
  * the reply cache). -1 if out of memory. */
 int akr_call_set_reply(ackrpc_call *call, const uint8_t *frame, size_t len);

@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "server/call.h"
+#include "server/tap.h"
 #include "wire/encode.h"
 
 #define INITIAL_BUFFER 4096
@@ -318,6 +319,7 @@ void akr_conn_reply(akr_conn *c, ackrpc_call *call) {
   call->conn = NULL;
   pending_remove(c);
   rec_start(c, call->reply_status, call->out_len);
+  if (c->server->tap) akr_tap_reply_frame(c->server, call, call->out, call->out_len);
   /* No reply could be made (out of memory): the connection ends. */
   c->close_after_write = call->out_len == 0;
   /* Pipelined frames: the answer waits for the next one (corked), or joins

@@ -68,6 +68,7 @@ void akr_event(ackrpc_server *s, akr_event_kind k, ackrpc_log_level level,
 ackrpc_status ackrpc_server_counters(const ackrpc_server *s, ackrpc_counters *out) {
   if (!s || !out) return ACKRPC_E_INVAL;
   const uint64_t *n = s->events.count;
+  akr_rc_counts rc = akr_rc_counts_get(s->cache);
   *out = (ackrpc_counters){
       .uid_limit = n[AKR_EV_UID_LIMIT],
       .refused = n[AKR_EV_REFUSED],
@@ -82,6 +83,11 @@ ackrpc_status ackrpc_server_counters(const ackrpc_server *s, ackrpc_counters *ou
       .log_dropped = ackrpc_log_stderr_dropped(),
       .memory_bytes = s->acct.bytes,
       .calls_in_progress = s->acct.calls,
+      .replay_hits = rc.hits,
+      .replay_joins = rc.joins,
+      .replay_refused = rc.refused + s->replay_store_refused,
+      .replay_evicted = rc.evicted,
+      .replay_stored = s->replay_store_hits,
   };
   return ACKRPC_OK;
 }

@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "server/call.h"
 #include "server/conn.h"
+#include "server/tap.h"
 #include "wire/depth.h"
 #include "wire/unknown.h"
 #include "wire/utf8.h"
@@ -32,6 +33,7 @@ static _Thread_local ackrpc_call *tl_in_handler;
 /* Refuses the frame being admitted: the call goes, the answer is sent. */
 static int refuse(akr_conn *c, ackrpc_status status, const char *message,
                   int complete) {
+  if (c->server->tap && c->call) akr_tap_answer(c->server, c->call, status, message);
   akr_conn_part(c);
   akr_conn_answer(c, status, message, !complete);
   return 0;
@@ -204,6 +206,8 @@ void akr_dispatch_frame(akr_conn *c, const akr_frame *f) {
   ackrpc_server *s = c->server;
   ackrpc_call *call = c->call;
   call->t_start_us = c->t_start_us = akr_now_us(); /* the request is complete */
+  if (s->cache) akr_cache_digest(call, f->body, f->body_len);
+  if (s->tap) akr_tap_request(s, call, f->body, f->body_len);
   if (decode(c, call, f) != 0) return;
   uint64_t budget = (uint64_t)s->opt.handler_timeout_ms * 1000u;
   int client_deadline = call->req.timeout_us && call->req.timeout_us < budget;
@@ -245,11 +249,11 @@ void akr_dispatch_expired(akr_conn *c) {
   /* The handler keeps the call (and the request in its arena) until it
    * replies; the connection goes on without it, so that the session, and
    * calls pipelined behind this one, are served. */
+  static const char late[] = "the handler did not answer before the deadline "
+                             "(it may still act on the request)";
+  if (s->tap) akr_tap_answer(s, call, ACKRPC_DEADLINE_EXCEEDED, late);
   akr_conn_part(c);
-  akr_conn_answer(c, ACKRPC_DEADLINE_EXCEEDED,
-                  "the handler did not answer before the deadline "
-                  "(it may still act on the request)",
-                  0);
+  akr_conn_answer(c, ACKRPC_DEADLINE_EXCEEDED, late, 0);
 }
 
 /* --- replies ----------------------------------------------------------- */
@@ -295,14 +299,27 @@ static ackrpc_status check_reply(const ackrpc_call *call, ackrpc_status *status,
   return ACKRPC_E_INVAL;
 }
 
+/* What a handler answers with: a message, or a body already encoded. */
+typedef struct answer {
+  ackrpc_status status;
+  const char *message;
+  const ProtobufCMessage *reply;
+  const uint8_t *raw;
+  size_t raw_len;
+} answer;
+
+static ackrpc_status encode_answer(ackrpc_call *call, const answer *a) {
+  if (a->reply || !a->raw)
+    return akr_call_encode(call, (uint32_t)a->status, a->message, a->reply);
+  return akr_call_encode_raw(call, (uint32_t)a->status, a->message, a->raw, a->raw_len);
+}
+
 /* The answer of a call the loop had given up on: only the repeats waiting
  * in the reply cache want it. */
-static ackrpc_status answer_late(ackrpc_call *call, int on_loop, ackrpc_status status,
-                                 const char *message, const ProtobufCMessage *reply) {
+static ackrpc_status answer_late(ackrpc_call *call, int on_loop, const answer *a) {
   akr_fd_batch_close(&call->reply_fds); /* nobody to send them to */
   if (call->rc_entry) {
-    if (akr_call_encode(call, (uint32_t)status, message, reply) != ACKRPC_OK)
-      call->out_len = 0;
+    if (encode_answer(call, a) != ACKRPC_OK) call->out_len = 0;
     if (queue_reply(call->server, call) == 0) return ACKRPC_E_ALREADY_ANSWERED;
   } else if (!on_loop && queue_reply(call->server, call) == 0) {
     /* The call's memory stays counted until the loop lets it go. */
@@ -334,19 +351,17 @@ ackrpc_status ackrpc_call_reply_fds(ackrpc_call *call, ackrpc_status status,
   return ackrpc_call_reply(call, status, message, reply);
 }
 
-ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status status,
-                                const char *message, const ProtobufCMessage *reply) {
-  if (!call) return ACKRPC_E_INVAL;
+static ackrpc_status reply(ackrpc_call *call, answer *a) {
   int on_loop = tl_in_handler == call;
   /* A second reply would drop the handler's reference twice. Caught here
    * while the object still exists; after that it is use after free. */
   if (!atomic_exchange_explicit(&call->held, 0, memory_order_acq_rel))
     return ACKRPC_E_INVAL;
-  ackrpc_status ret = check_reply(call, &status, &message, &reply);
+  ackrpc_status ret = check_reply(call, &a->status, &a->message, &a->reply);
   if (ret != ACKRPC_OK) akr_fd_batch_close(&call->reply_fds);
   if (atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
-    return answer_late(call, on_loop, status, message, reply);
-  if (akr_call_encode(call, (uint32_t)status, message, reply) != ACKRPC_OK) {
+    return answer_late(call, on_loop, a);
+  if (encode_answer(call, a) != ACKRPC_OK) {
     ret = ACKRPC_E_NOMEM;
     akr_call_encode(call, ACKRPC_INTERNAL, "out of memory encoding the reply", NULL);
   }
@@ -363,6 +378,26 @@ ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status status,
     return ACKRPC_E_ALREADY_ANSWERED;
   }
   return ret;
+}
+
+ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status status,
+                                const char *message,
+                                const ProtobufCMessage *reply_msg) {
+  if (!call) return ACKRPC_E_INVAL;
+  answer a = {.status = status, .message = message, .reply = reply_msg};
+  return reply(call, &a);
+}
+
+ackrpc_status ackrpc_call_reply_encoded(ackrpc_call *call, ackrpc_status status,
+                                        const char *message, const uint8_t *body,
+                                        size_t body_len) {
+  if (!call || (!body && body_len)) return ACKRPC_E_INVAL;
+  static const uint8_t empty[1];
+  answer a = {.status = status,
+              .message = message,
+              .raw = body ? body : empty,
+              .raw_len = body_len};
+  return reply(call, &a);
 }
 
 void akr_dispatch_wake(ackrpc_server *s) {
@@ -391,6 +426,8 @@ void akr_dispatch_shutdown(akr_conn *c) {
   if (!call->waiting &&
       atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
     return;
+  static const char closing[] = "the server is shutting down";
+  if (c->server->tap) akr_tap_answer(c->server, call, ACKRPC_UNAVAILABLE, closing);
   akr_conn_part(c);
-  akr_conn_answer(c, ACKRPC_UNAVAILABLE, "the server is shutting down", 1);
+  akr_conn_answer(c, ACKRPC_UNAVAILABLE, closing, 1);
 }

@@ -31,11 +31,16 @@ void akr_dispatch_shutdown(akr_conn *conn);
 /* --- The reply cache's glue (cache.c; docs/DELIVERY.md) --- */
 
 /* Before a handler runs: a call id already answered OK for this method is
- * answered from the cache; one whose first call is still being handled
+ * answered from the cache (or the reply store); one whose id was used for
+ * another request is refused; one whose first call is still being handled
  * waits for it (until its own deadline). Returns 1 if the call was taken
  * care of here, 0 if the handler must run (the call then owns a new cache
  * entry, finished by akr_cache_finish() when it is answered). */
 int akr_cache_begin(akr_conn *conn, ackrpc_call *call);
+
+/* Computes the call's request digest (ackrpc_call_request_digest()) from
+ * its head and `body` (the request body as it arrived). */
+void akr_cache_digest(ackrpc_call *call, const uint8_t *body, size_t body_len);
 
 /* The call owning a cache entry was answered (its reply in call->out, or
  * none if out_len is 0): keeps an OK, and hands the answer to the repeats

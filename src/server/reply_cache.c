@@ -1,6 +1,6 @@
 /* reply_cache.c: the server's idempotency cache (see reply_cache.h).
  *
- * A chained hash table of entries keyed by "method\0call-id", plus a list of
+ * A chained hash table of entries keyed by the call id, plus a list of
  * the completed entries in completion order: since every entry lives equally
  * long, the oldest is always at the head, so expiry and eviction only ever
  * look there. The cost on a call is one hash of ~40 bytes, one allocation at
@@ -22,8 +22,9 @@ struct akr_rc_entry {
   uint8_t *frame;
   size_t frame_len;
   int in_flight;
+  uint8_t digest[AKR_RC_DIGEST_LEN];
   size_t key_len;
-  uint8_t key[]; /* method, NUL, call id */
+  uint8_t key[]; /* the call id */
 };
 
 struct akr_reply_cache {
@@ -33,13 +34,11 @@ struct akr_reply_cache {
   akr_rc_entry *oldest, *newest;
   size_t max_entries, max_bytes;
   uint64_t max_age_us;
+  akr_rc_counts counts;
 };
 
-static uint64_t key_hash(const char *method, const uint8_t *id, size_t id_len) {
+static uint64_t key_hash(const uint8_t *id, size_t id_len) {
   uint64_t h = 1469598103934665603u; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)method; *p; p++)
-    h = (h ^ *p) * 1099511628211u;
-  h = (h ^ 0xffu) * 1099511628211u;
   for (size_t i = 0; i < id_len; i++)
     h = (h ^ id[i]) * 1099511628211u;
   return h;
@@ -105,8 +104,10 @@ static void entry_drop(akr_reply_cache *c, akr_rc_entry *e) {
 /* Drops completed entries past their age, or beyond the bounds. */
 static void evict(akr_reply_cache *c, uint64_t now_us) {
   while (c->oldest && (c->n_done > c->max_entries || c->bytes > c->max_bytes ||
-                       now_us - c->oldest->done_at >= c->max_age_us))
+                       now_us - c->oldest->done_at >= c->max_age_us)) {
     entry_drop(c, c->oldest);
+    c->counts.evicted++;
+  }
 }
 
 /* Doubles the table when it holds more entries than buckets. */
@@ -127,31 +128,34 @@ static void maybe_grow(akr_reply_cache *c) {
   c->n_buckets = n;
 }
 
-akr_rc_result akr_rc_begin(akr_reply_cache *c, const char *method, const uint8_t *id,
-                           size_t id_len, uint64_t now_us, akr_rc_entry **ret_entry,
-                           const uint8_t **ret_frame, size_t *ret_len) {
+akr_rc_result akr_rc_begin(akr_reply_cache *c, const uint8_t *id, size_t id_len,
+                           const uint8_t *digest, uint64_t now_us,
+                           akr_rc_entry **ret_entry, const uint8_t **ret_frame,
+                           size_t *ret_len) {
   evict(c, now_us);
-  size_t mlen = strlen(method);
-  size_t key_len = mlen + 1 + id_len;
-  uint64_t h = key_hash(method, id, id_len);
+  uint64_t h = key_hash(id, id_len);
   for (akr_rc_entry *e = c->buckets[h & (c->n_buckets - 1)]; e; e = e->chain) {
-    if (e->hash != h || e->key_len != key_len ||
-        memcmp(e->key, method, mlen + 1) != 0 ||
-        memcmp(e->key + mlen + 1, id, id_len) != 0)
+    if (e->hash != h || e->key_len != id_len || memcmp(e->key, id, id_len) != 0)
       continue;
+    if (memcmp(e->digest, digest, AKR_RC_DIGEST_LEN) != 0) {
+      c->counts.refused++;
+      return AKR_RC_MISMATCH;
+    }
     if (e->in_flight) {
+      c->counts.joins++;
       *ret_entry = e;
       return AKR_RC_IN_FLIGHT;
     }
+    c->counts.hits++;
     *ret_frame = e->frame;
     *ret_len = e->frame_len;
     return AKR_RC_HIT;
   }
-  akr_rc_entry *e = calloc(1, sizeof *e + key_len);
+  akr_rc_entry *e = calloc(1, sizeof *e + id_len);
   if (!e) return AKR_RC_UNTRACKED;
-  memcpy(e->key, method, mlen + 1);
-  memcpy(e->key + mlen + 1, id, id_len);
-  e->key_len = key_len;
+  memcpy(e->key, id, id_len);
+  memcpy(e->digest, digest, AKR_RC_DIGEST_LEN);
+  e->key_len = id_len;
   e->hash = h;
   e->in_flight = 1;
   maybe_grow(c);
@@ -215,4 +219,9 @@ void akr_rc_stats(const akr_reply_cache *c, size_t *ret_done, size_t *ret_in_fli
   if (ret_done) *ret_done = c->n_done;
   if (ret_in_flight) *ret_in_flight = c->n_in_flight;
   if (ret_bytes) *ret_bytes = c->bytes;
+}
+
+akr_rc_counts akr_rc_counts_get(const akr_reply_cache *c) {
+  akr_rc_counts none = {0};
+  return c ? c->counts : none;
 }

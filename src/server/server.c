@@ -15,6 +15,8 @@
 #include "core/clock.h"
 #include "server/accept.h"
 #include "server/builtin.h"
+#include "server/redact.h"
+#include "server/tap.h"
 #include "server/call.h"
 #include "server/conn.h"
 #include "server/dispatch.h"
@@ -77,6 +79,7 @@ static void close_listener(ackrpc_server *s) {
 
 static void finish(ackrpc_server *s) {
   s->finished = 1;
+  akr_tap_free(s); /* the listeners see the end of the stream */
   evtimer_del(s->drain_timer);
   event_del(s->wake_ev);
   if (s->own_base) event_base_loopbreak(s->base);
@@ -225,6 +228,7 @@ static void set_defaults(ackrpc_server_options *o) {
   if (!o->max_depth) o->max_depth = DEFAULT_MAX_DEPTH;
   if (!o->max_connections_per_uid) o->max_connections_per_uid = DEFAULT_MAX_PER_UID;
   if (!o->max_pending) o->max_pending = DEFAULT_MAX_PENDING;
+  if (o->reply_lookup) o->reply_cache = 1; /* repeats join a running first call */
   if (!o->reply_cache_entries) o->reply_cache_entries = DEFAULT_CACHE_ENTRIES;
   if (!o->reply_cache_age_ms) o->reply_cache_age_ms = DEFAULT_CACHE_AGE_MS;
   if (!o->reply_cache_bytes) o->reply_cache_bytes = DEFAULT_CACHE_BYTES;
@@ -421,6 +425,7 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
     akr_conn_close(c);
   }
   drop_queued_replies(s);
+  akr_tap_free(s);
   akr_conn_pool_free(s);
   akr_call_pool_free(s);
   /* Every waiting repeat was closed above; calls a handler still holds
@@ -440,6 +445,8 @@ ackrpc_server *ackrpc_server_free(ackrpc_server *s) {
   }
   free(s->cleanups);
   s->cleanups = NULL;
+  akr_redact_free(s->redact);
+  s->redact = NULL;
   akr_server_unref(s);
   return NULL;
 }

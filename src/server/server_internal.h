@@ -44,6 +44,7 @@
 #include "wire/head.h"
 
 typedef struct akr_conn akr_conn;
+typedef struct akr_tap akr_tap;
 
 enum akr_conn_state {
   AKR_CONN_READING, /* reading the next frame (or EOF) */
@@ -153,6 +154,8 @@ struct ackrpc_call {
    * in `out` (1) or when there is none (2). */
   akr_rc_entry *rc_entry;
   akr_rc_waiter rc_wait;
+  uint8_t digest[AKR_RC_DIGEST_LEN]; /* the request's (reply cache on) */
+  int has_digest;
   int waiting; /* a repeat waiting for the first call with its id */
   int rc_ready;
   /* The account (account.h): counted from admission to the last
@@ -208,6 +211,9 @@ struct ackrpc_server {
   akr_spare spare;           /* large buffers kept for the next large call */
   struct event *spare_timer; /* unmaps them once unasked for */
   akr_reply_cache *cache;    /* NULL: no reply cache (the default) */
+  uint64_t replay_store_hits, replay_store_refused; /* opt.reply_lookup's */
+  struct akr_tap *tap;                              /* NULL: nobody captures (tap.h) */
+  struct akr_redact_set *redact; /* the sensitive fields (redact.h); NULL: none */
   /* Replies made on other threads, handed to the loop (dispatch.c). */
   int wake_fd;
   struct event *wake_ev;

@@ -84,7 +84,8 @@ size_t akr_reply_size(akr_reply_spec *spec) {
   if (spec->status) head += 1 + akr_varint_size(spec->status);
   if (msg) head += akr_len_field_size(msg);
   if (spec->fd_count) head += 1 + akr_varint_size(spec->fd_count);
-  size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body) : 0;
+  size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body)
+                           : (spec->raw_body ? spec->raw_body_len : 0);
   if (body > UINT32_MAX) return 0;
   spec->message_len_ = msg;
   spec->head_len_ = head;
@@ -104,6 +105,11 @@ size_t akr_reply_encode(const akr_reply_spec *spec, uint8_t *out) {
     *p++ = AKR_TAG_VARINT(3);
     p = akr_put_varint(p, spec->fd_count);
   }
-  if (spec->body) p += protobuf_c_message_pack(spec->body, p);
+  if (spec->body) {
+    p += protobuf_c_message_pack(spec->body, p);
+  } else if (spec->raw_body_len) {
+    memcpy(p, spec->raw_body, spec->raw_body_len);
+    p += spec->raw_body_len;
+  }
   return (size_t)(p - out);
 }

@@ -68,8 +68,10 @@ size_t akr_request_encode_iov(const akr_request_spec *spec, uint8_t *scratch,
 typedef struct akr_reply_spec {
   uint32_t status;
   const char *message;          /* NULL or "": none */
-  const ProtobufCMessage *body; /* NULL: empty body */
-  uint32_t fd_count;            /* descriptors sent with the frame */
+  const ProtobufCMessage *body; /* NULL: raw_body, or an empty body */
+  const uint8_t *raw_body;      /* an encoded body (a stored reply's) */
+  size_t raw_body_len;
+  uint32_t fd_count; /* descriptors sent with the frame */
   size_t message_len_, head_len_, body_len_;
 } akr_reply_spec;
 

@@ -31,7 +31,7 @@ LAYERS = {
     "platform": {"core", "platform"},
     "client": {"core", "mem", "wire", "platform", "client", "gen"},
     "server": {"core", "mem", "wire", "platform", "server", "gen"},
-    "outbox": {"core", "wire", "client", "outbox"},
+    "outbox": {"core", "wire", "client", "server", "outbox"},
     "gen": {"gen"},
 }
 

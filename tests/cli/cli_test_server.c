@@ -17,8 +17,11 @@
 
 #include "clitest.ackrpc.h"
 #include "clitest2.ackrpc.h"
+#include "clitest_vault.ackrpc.h"
 
 static ackrpc_server *server;
+static int changed; /* --changed: Echo adds 1 to f_int32 (replay's tests) */
+static int vault;   /* --vault: serve ackrpc.clitest.vault.Vault too */
 
 static void on_signal(int sig) {
   (void)sig;
@@ -27,7 +30,27 @@ static void on_signal(int sig) {
 
 static void echo(ackrpc_call *call, const Ackrpc__Clitest__AllTypes *req, void *user) {
   (void)user;
+  if (changed) {
+    Ackrpc__Clitest__AllTypes copy = *req;
+    copy.f_int32++;
+    ackrpc_call_reply(call, ACKRPC_OK, NULL, &copy.base);
+    return;
+  }
   ackrpc_call_reply(call, ACKRPC_OK, NULL, &req->base);
+}
+
+/* Vault/Open: the door back, and a token made from the password. */
+static void vault_open(ackrpc_call *call,
+                       const Ackrpc__Clitest__Vault__OpenRequest *req, void *user) {
+  (void)user;
+  char token[256];
+  snprintf(token, sizeof token, "token-of-%s",
+           req->creds && req->creds->password ? req->creds->password : "");
+  Ackrpc__Clitest__Vault__OpenReply reply = ACKRPC__CLITEST__VAULT__OPEN_REPLY__INIT;
+  reply.door = req->door;
+  reply.token.data = (uint8_t *)token;
+  reply.token.len = strlen(token);
+  ackrpc_call_reply(call, ACKRPC_OK, NULL, &reply.base);
 }
 
 static void echo2(ackrpc_call *call, const Ackrpc__Clitest2__Legacy *req, void *user) {
@@ -88,15 +111,21 @@ static void plain_echo(ackrpc_call *call, const ProtobufCMessage *req, void *use
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "--no-builtins") != 0)) {
-    fprintf(stderr, "usage: cli_test_server SOCKET [--no-builtins]\n");
+  if (argc < 2 || argc > 3 ||
+      (argc == 3 && strcmp(argv[2], "--no-builtins") != 0 &&
+       strcmp(argv[2], "--changed") != 0 && strcmp(argv[2], "--vault") != 0)) {
+    fprintf(stderr,
+            "usage: cli_test_server SOCKET [--no-builtins | --changed | --vault]\n");
     return 2;
   }
+  changed = argc == 3 && strcmp(argv[2], "--changed") == 0;
+  vault = argc == 3 && strcmp(argv[2], "--vault") == 0;
   /* Plain/Echo answers with the request as it came, fields the server does
    * not know included (the CLI's tests send such fields and read them
    * back): keep them. */
-  ackrpc_server_options o = {
-      .address = argv[1], .disable_builtins = argc == 3, .keep_unknown_fields = 1};
+  ackrpc_server_options o = {.address = argv[1],
+                             .disable_builtins = argc == 3 && !changed && !vault,
+                             .keep_unknown_fields = 1};
   if (ackrpc_server_new(&o, &server) != ACKRPC_OK) {
     fprintf(stderr, "cli_test_server: cannot serve %s\n", argv[1]);
     return 1;
@@ -109,7 +138,11 @@ int main(int argc, char **argv) {
                                &ackrpc__clitest__all_types__descriptor};
   if (ackrpc__clitest__Test_register(server, &h, NULL) != ACKRPC_OK ||
       ackrpc__clitest2__Legacy2_register(server, &h2, NULL) != ACKRPC_OK ||
-      ackrpc_server_add_method(server, &plain, plain_echo, NULL) != ACKRPC_OK) {
+      ackrpc_server_add_method(server, &plain, plain_echo, NULL) != ACKRPC_OK ||
+      (vault &&
+       ackrpc__clitest__vault__Vault_register(
+           server, &(ackrpc__clitest__vault__Vault_handlers){.Open = vault_open},
+           NULL) != ACKRPC_OK)) {
     fprintf(stderr, "cli_test_server: cannot register the services\n");
     ackrpc_server_free(server);
     return 1;

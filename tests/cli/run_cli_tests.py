@@ -526,7 +526,10 @@ BUILTIN_LIST = (
     "returns (ackrpc.reflection.HealthReply)\n"
     "ackrpc.reflection.Stats\n"
     "  ackrpc.reflection.Stats/Get(ackrpc.reflection.StatsRequest) "
-    "returns (ackrpc.reflection.StatsReply)\n")
+    "returns (ackrpc.reflection.StatsReply)\n"
+    "ackrpc.reflection.Capture\n"
+    "  ackrpc.reflection.Capture/Watch(ackrpc.reflection.CaptureRequest) "
+    "returns (ackrpc.reflection.CaptureReply)\n")
 
 
 def g_reflection(e):

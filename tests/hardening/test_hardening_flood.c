@@ -23,26 +23,9 @@
 
 HS_SUITE(hflood);
 
-static const ackrpc_method m_stats = {"ackrpc.reflection.Stats/Get",
-                                      &ackrpc__reflection__stats_request__descriptor,
-                                      &ackrpc__reflection__stats_reply__descriptor};
-
 /* The server's counters, through the built-in Stats service. */
 static Ackrpc__Reflection__Counters counters(const char *sock) {
-  ackrpc_client *c = fx_client(sock, 10000);
-  Ackrpc__Reflection__StatsRequest req = ACKRPC__REFLECTION__STATS_REQUEST__INIT;
-  ackrpc_result res = {0};
-  cr_assert_eq(ackrpc_client_call(c, &m_stats, &req.base, NULL, &res), ACKRPC_OK);
-  const Ackrpc__Reflection__StatsReply *r =
-      (const Ackrpc__Reflection__StatsReply *)res.reply;
-  cr_assert_not_null(r->counters, "Stats has the counters");
-  /* The server copies ackrpc_counters into the message field by field,
-   * in order: the two must have as many. */
-  cr_assert_eq(ackrpc__reflection__counters__descriptor.n_fields,
-               sizeof(ackrpc_counters) / sizeof(uint64_t));
-  Ackrpc__Reflection__Counters k = *r->counters;
-  ackrpc_result_clear(&res);
-  return k;
+  return fx_counters(fx_client(sock, 10000));
 }
 
 /* `n` connections that each send 12 bytes that are not a frame and close:

@@ -20,27 +20,11 @@
 
 HS_SUITE(hmemory);
 
-static const ackrpc_method m_stats = {"ackrpc.reflection.Stats/Get",
-                                      &ackrpc__reflection__stats_request__descriptor,
-                                      &ackrpc__reflection__stats_reply__descriptor};
-
-static Ackrpc__Reflection__Counters counters(ackrpc_client *c) {
-  Ackrpc__Reflection__StatsRequest req = ACKRPC__REFLECTION__STATS_REQUEST__INIT;
-  ackrpc_result res = {0};
-  cr_assert_eq(ackrpc_client_call(c, &m_stats, &req.base, NULL, &res), ACKRPC_OK);
-  const Ackrpc__Reflection__StatsReply *r =
-      (const Ackrpc__Reflection__StatsReply *)res.reply;
-  cr_assert_not_null(r->counters);
-  Ackrpc__Reflection__Counters k = *r->counters;
-  ackrpc_result_clear(&res);
-  return k;
-}
-
 /* Waits (bounded) until the server holds at most `n` calls in progress
  * besides the Stats call asking. */
 static void wait_calls_at_most(ackrpc_client *c, uint64_t n) {
   uint64_t end = fx_now_us() + fx_slack_us() * 5;
-  while (counters(c).calls_in_progress > n + 1) {
+  while (fx_counters(c).calls_in_progress > n + 1) {
     cr_assert_lt(fx_now_us(), end, "calls in progress did not drop to %lu",
                  (unsigned long)n);
     fx_sleep_ms(10);
@@ -95,7 +79,7 @@ HS_TEST(hmemory, calls_left_behind_are_limited_per_connection) {
   cr_assert_eq(st, ACKRPC_RESOURCE_EXHAUSTED, "a 5th call left behind: %u %s", st, msg);
   cr_assert(strstr(msg, "too many calls in progress"), "%s", msg);
   cr_assert_eq(fx_held_wait(5, 200), 4, "the refused call never reached its handler");
-  Ackrpc__Reflection__Counters k = counters(c);
+  Ackrpc__Reflection__Counters k = fx_counters(c);
   cr_assert_eq(k.call_limit, 1);
   cr_assert_geq(k.calls_in_progress, 4);
   /* The handler lets them go: the session may call again. */
@@ -190,7 +174,7 @@ static size_t park_padded(int keep_unknown, uint64_t *ret_memory) {
       cr_assert_lt(fx_now_us(), end, "padded call %d neither parked nor refused", i);
     }
   }
-  *ret_memory = counters(c).memory_bytes;
+  *ret_memory = fx_counters(c).memory_bytes;
   int refused = 0, was_refused[4] = {0};
   for (int i = 0; i < 4; i++)
     if (fx_bg_done(bg[i])) {
@@ -207,7 +191,7 @@ static size_t park_padded(int keep_unknown, uint64_t *ret_memory) {
   for (int i = 0; i < 4; i++)
     if (!was_refused[i])
       cr_assert_eq(fx_bg_join(bg[i], 5000, NULL), ACKRPC_OK, "held call %d", i);
-  Ackrpc__Reflection__Counters k = counters(c);
+  Ackrpc__Reflection__Counters k = fx_counters(c);
   cr_assert_eq(k.over_budget, (uint64_t)refused);
   /* Once they are answered, the memory is free again. */
   wait_calls_at_most(c, 0);
@@ -255,7 +239,7 @@ HS_TEST(hmemory, announced_body_is_not_buffered_before_its_head_is_admitted) {
     cr_assert_eq(hs_send_all(fds[i], prefix, sizeof prefix), 0);
   }
   fx_sleep_ms(200);
-  uint64_t mem = counters(c).memory_bytes;
+  uint64_t mem = fx_counters(c).memory_bytes;
   cr_assert_lt(mem, (uint64_t)N * (128u << 10),
                "%d connections that sent a prefix hold %lu bytes", N,
                (unsigned long)mem);

@@ -16,30 +16,44 @@
 
 /* --- the module --------------------------------------------------------- */
 
+/* A digest standing for the request `what` (the cache only compares them). */
+static const uint8_t *dg(const char *what) {
+  static uint8_t d[8][AKR_RC_DIGEST_LEN];
+  static unsigned next;
+  uint8_t *out = d[next++ % 8];
+  memset(out, 0, AKR_RC_DIGEST_LEN);
+  strncpy((char *)out, what, AKR_RC_DIGEST_LEN);
+  return out;
+}
+
 Test(rc_unit, miss_then_hit_returns_the_frame) {
   akr_reply_cache *c = akr_rc_new(10, 1 << 20, 1000000);
   cr_assert_not_null(c);
   akr_rc_entry *e = NULL;
   const uint8_t *f = NULL;
   size_t n = 0;
-  cr_assert_eq(akr_rc_begin(c, "a.S/M", (const uint8_t *)"id1", 3, 0, &e, &f, &n),
+  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"id1", 3, dg("a.S/M"), 0, &e, &f, &n),
                AKR_RC_MISS);
   cr_assert_null(akr_rc_finish(c, e, 1, (const uint8_t *)"FRAME", 5, 10));
-  cr_assert_eq(akr_rc_begin(c, "a.S/M", (const uint8_t *)"id1", 3, 20, &e, &f, &n),
+  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"id1", 3, dg("a.S/M"), 20, &e, &f, &n),
                AKR_RC_HIT);
   cr_assert_eq(n, 5);
   cr_assert_eq(memcmp(f, "FRAME", 5), 0);
-  /* Another method, or another id: a different key. */
-  cr_assert_eq(akr_rc_begin(c, "a.S/N", (const uint8_t *)"id1", 3, 20, &e, &f, &n),
+  /* The same id for another request (method, body or uid: another
+   * digest) is refused, never answered with the first one's frame, and
+   * does not disturb the kept answer. */
+  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"id1", 3, dg("a.S/N"), 20, &e, &f, &n),
+               AKR_RC_MISMATCH);
+  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"id1", 3, dg("a.S/M"), 20, &e, &f, &n),
+               AKR_RC_HIT);
+  /* Another id: a different key. */
+  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"id12", 4, dg("a.S/M"), 20, &e, &f, &n),
                AKR_RC_MISS);
   akr_rc_finish(c, e, 0, NULL, 0, 20);
-  cr_assert_eq(akr_rc_begin(c, "a.S/M", (const uint8_t *)"id12", 4, 20, &e, &f, &n),
-               AKR_RC_MISS);
-  akr_rc_finish(c, e, 0, NULL, 0, 20);
-  /* "a.S/M" + "1" must not collide with "a.S/M1" + "" style keys. */
-  cr_assert_eq(akr_rc_begin(c, "a.S/Mi", (const uint8_t *)"d1", 2, 20, &e, &f, &n),
-               AKR_RC_MISS);
-  akr_rc_finish(c, e, 0, NULL, 0, 20);
+  akr_rc_counts k = akr_rc_counts_get(c);
+  cr_assert_eq(k.hits, 2);
+  cr_assert_eq(k.refused, 1);
+  cr_assert_eq(k.joins, 0);
   akr_rc_free(c);
 }
 
@@ -48,15 +62,15 @@ Test(rc_unit, errors_are_not_kept) {
   akr_rc_entry *e = NULL;
   const uint8_t *f;
   size_t n, done, flight;
-  akr_rc_begin(c, "a.S/M", (const uint8_t *)"x", 1, 0, &e, &f, &n);
+  akr_rc_begin(c, (const uint8_t *)"x", 1, dg("a.S/M"), 0, &e, &f, &n);
   akr_rc_finish(c, e, 0, (const uint8_t *)"UNAVAILABLE", 11, 0);
   akr_rc_stats(c, &done, &flight, NULL);
   cr_assert_eq(done, 0);
   cr_assert_eq(flight, 0);
-  cr_assert_eq(akr_rc_begin(c, "a.S/M", (const uint8_t *)"x", 1, 1, &e, &f, &n),
+  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"x", 1, dg("a.S/M"), 1, &e, &f, &n),
                AKR_RC_MISS, "an error answer must leave the call id retryable");
   akr_rc_finish(c, e, 1, NULL, 0, 1); /* no frame: not kept either */
-  cr_assert_eq(akr_rc_begin(c, "a.S/M", (const uint8_t *)"x", 1, 2, &e, &f, &n),
+  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"x", 1, dg("a.S/M"), 2, &e, &f, &n),
                AKR_RC_MISS);
   akr_rc_finish(c, e, 0, NULL, 0, 2);
   akr_rc_free(c);
@@ -69,7 +83,7 @@ static void put(akr_reply_cache *c, unsigned i, uint64_t now, size_t frame_len) 
   const uint8_t *f;
   size_t n;
   cr_assert_eq(
-      akr_rc_begin(c, "a.S/M", (const uint8_t *)id, strlen(id), now, &e, &f, &n),
+      akr_rc_begin(c, (const uint8_t *)id, strlen(id), dg("a.S/M"), now, &e, &f, &n),
       AKR_RC_MISS);
   static uint8_t frame[4096];
   memset(frame, (int)i, sizeof frame);
@@ -83,7 +97,7 @@ static akr_rc_result look(akr_reply_cache *c, unsigned i, uint64_t now) {
   const uint8_t *f;
   size_t n;
   akr_rc_result r =
-      akr_rc_begin(c, "a.S/M", (const uint8_t *)id, strlen(id), now, &e, &f, &n);
+      akr_rc_begin(c, (const uint8_t *)id, strlen(id), dg("a.S/M"), now, &e, &f, &n);
   if (r == AKR_RC_MISS) akr_rc_finish(c, e, 0, NULL, 0, now);
   return r;
 }
@@ -137,17 +151,22 @@ Test(rc_unit, in_flight_repeats_wait_and_are_not_evicted) {
   akr_rc_entry *e1 = NULL, *e2 = NULL, *dup = NULL;
   const uint8_t *f;
   size_t n, flight;
-  cr_assert_eq(akr_rc_begin(c, "a.S/M", (const uint8_t *)"1", 1, 0, &e1, &f, &n),
+  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"1", 1, dg("a.S/M"), 0, &e1, &f, &n),
                AKR_RC_MISS);
-  cr_assert_eq(akr_rc_begin(c, "a.S/M", (const uint8_t *)"2", 1, 0, &e2, &f, &n),
+  cr_assert_eq(akr_rc_begin(c, (const uint8_t *)"2", 1, dg("a.S/M"), 0, &e2, &f, &n),
                AKR_RC_MISS);
   /* Far past max_age and over max_entries: calls in flight stay. */
   put(c, 7, 100000, 10);
   akr_rc_stats(c, NULL, &flight, NULL);
   cr_assert_eq(flight, 2);
-  cr_assert_eq(akr_rc_begin(c, "a.S/M", (const uint8_t *)"1", 1, 100000, &dup, &f, &n),
-               AKR_RC_IN_FLIGHT);
+  cr_assert_eq(
+      akr_rc_begin(c, (const uint8_t *)"1", 1, dg("a.S/M"), 100000, &dup, &f, &n),
+      AKR_RC_IN_FLIGHT);
   cr_assert_eq(dup, e1);
+  cr_assert_eq(
+      akr_rc_begin(c, (const uint8_t *)"1", 1, dg("other"), 100000, &dup, &f, &n),
+      AKR_RC_MISMATCH, "another request must not join a running call");
+  cr_assert_eq(akr_rc_counts_get(c).joins, 1);
   akr_rc_waiter w1 = {0}, w2 = {0}, w3 = {0};
   akr_rc_wait(e1, &w1);
   akr_rc_wait(e1, &w2);
@@ -165,8 +184,9 @@ Test(rc_unit, in_flight_repeats_wait_and_are_not_evicted) {
   }
   cr_assert_eq(n_list, 2);
   cr_assert(saw1 && saw3);
-  cr_assert_eq(akr_rc_begin(c, "a.S/M", (const uint8_t *)"1", 1, 100002, &dup, &f, &n),
-               AKR_RC_HIT);
+  cr_assert_eq(
+      akr_rc_begin(c, (const uint8_t *)"1", 1, dg("a.S/M"), 100002, &dup, &f, &n),
+      AKR_RC_HIT);
   cr_assert_eq(n, 2);
   akr_rc_finish(c, e2, 0, NULL, 0, 100002);
   akr_rc_free(c);
@@ -209,7 +229,7 @@ FX_TEST(cache, repeated_call_id_is_answered_without_the_handler) {
   ackrpc_client *c = fx_client(fx_sock(), 5000);
   ackrpc_result a, b;
   cr_assert_eq(echo_id(c, "call-1", "first", 0, &a), ACKRPC_OK);
-  cr_assert_eq(echo_id(c, "call-1", "second", 0, &b), ACKRPC_OK);
+  cr_assert_eq(echo_id(c, "call-1", "first", 0, &b), ACKRPC_OK);
   cr_assert_eq(fx_handler_calls(), 1, "the handler ran for the repeat");
   const Ackrpc__Test__EchoReply *ra = fx_echo_reply(&a), *rb = fx_echo_reply(&b);
   cr_assert_str_eq(rb->text, "first", "the repeat gets the original ack");
@@ -220,12 +240,36 @@ FX_TEST(cache, repeated_call_id_is_answered_without_the_handler) {
   cr_assert_eq(echo_id(c, "call-2", "third", 0, &a), ACKRPC_OK);
   cr_assert_eq(fx_handler_calls(), 2);
   ackrpc_result_clear(&a);
-  /* The same id for another method is another call. */
+}
+
+FX_TEST(cache, call_id_reused_for_another_request_is_refused) {
+  start_cached(0, 0);
+  ackrpc_client *c = fx_client(fx_sock(), 5000);
+  ackrpc_result a;
+  cr_assert_eq(echo_id(c, "call-1", "first", 0, &a), ACKRPC_OK);
+  ackrpc_result_clear(&a);
+  /* Another body under the same id: never the first request's reply. */
+  cr_assert_eq(echo_id(c, "call-1", "second", 0, &a), ACKRPC_INVALID_ARGUMENT);
+  cr_assert_not_null(a.message);
+  cr_assert(strstr(a.message, "call id already used for another request"), "%s",
+            a.message);
+  cr_assert_null(a.reply, "a refusal carries no ack");
+  ackrpc_result_clear(&a);
+  /* Another method under the same id: refused too. */
   Ackrpc__Test__Strict s = ACKRPC__TEST__STRICT__INIT;
   s.must = "m";
   ackrpc_call_options o = {.call_id = (const uint8_t *)"call-1", .call_id_len = 6};
-  cr_assert_eq(ackrpc_client_call(c, &fx_strict_method, &s.base, &o, NULL), ACKRPC_OK);
-  cr_assert_eq(fx_handler_calls(), 3);
+  cr_assert_eq(ackrpc_client_call(c, &fx_strict_method, &s.base, &o, NULL),
+               ACKRPC_INVALID_ARGUMENT);
+  cr_assert_eq(fx_handler_calls(), 1, "a reused id ran a handler");
+  /* The first request, repeated, still gets its answer. */
+  cr_assert_eq(echo_id(c, "call-1", "first", 0, &a), ACKRPC_OK);
+  cr_assert_str_eq(fx_echo_reply(&a)->text, "first");
+  ackrpc_result_clear(&a);
+  Ackrpc__Reflection__Counters k = fx_counters(c);
+  cr_assert_eq(k.replay_refused, 2);
+  cr_assert_eq(k.replay_hits, 1);
+  cr_assert_eq(k.replay_joins, 0);
 }
 
 FX_TEST(cache, errors_are_not_kept) {
@@ -277,6 +321,16 @@ static void *bg_main(void *arg) {
   return NULL;
 }
 
+/* The request a held `bg` call sent, again under `id`, blocking. */
+static ackrpc_status repeat_bg(ackrpc_client *c, const char *id, ackrpc_result *r) {
+  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+  req.text = "bg";
+  req.mode = ACKRPC__TEST__ECHO_REQUEST__MODE__HOLD;
+  ackrpc_call_options o = {.call_id = (const uint8_t *)id, .call_id_len = strlen(id)};
+  memset(r, 0, sizeof *r);
+  return ackrpc_client_call(c, &fx_echo_method, &req.base, &o, r);
+}
+
 static void bg_start(bg *b, ackrpc_client *c, const char *id, uint32_t timeout_ms,
                      int hold) {
   memset(b, 0, sizeof *b);
@@ -297,7 +351,7 @@ FX_TEST(cache, repeat_of_a_call_in_flight_waits_for_its_answer) {
   bg first, dup;
   bg_start(&first, c, "inflight", 10000, 1);
   cr_assert_eq(fx_held_wait(1, 5000), 1);
-  bg_start(&dup, c, "inflight", 10000, 0);
+  bg_start(&dup, c, "inflight", 10000, 1); /* the same request: joins */
   fx_sleep_ms(200);
   cr_assert_eq(atomic_load(&dup.done), 0, "the repeat did not wait");
   cr_assert_eq(fx_handler_calls(), 1, "the repeat ran the handler");
@@ -331,7 +385,7 @@ FX_TEST(cache, repeat_waits_only_until_its_deadline) {
   ackrpc_result_clear(&first.r);
   ackrpc_result r;
   uint64_t t0 = fx_now_us();
-  ackrpc_status st = echo_id(c, "slow", "again", 0, &r);
+  ackrpc_status st = repeat_bg(c, "slow", &r);
   uint64_t dt = fx_now_us() - t0;
   cr_assert_eq(st, ACKRPC_DEADLINE_EXCEEDED, "got %s", ackrpc_status_name(st));
   cr_assert(r.message && strstr(r.message, "still being handled"), "message: %s",
@@ -364,7 +418,7 @@ FX_TEST(cache, a_late_answer_still_serves_the_repeats) {
   ackrpc_status st = ACKRPC_E_NO_ACK;
   /* The late answer reaches the cache through the loop: allow it a moment. */
   for (int i = 0; i < 100; i++) {
-    st = echo_id(c, "late", "retry", 0, &r);
+    st = repeat_bg(c, "late", &r);
     if (st == ACKRPC_OK) break;
     ackrpc_result_clear(&r);
     fx_sleep_ms(10);

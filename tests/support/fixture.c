@@ -1076,3 +1076,23 @@ size_t fx_listener_drain(int lfd, size_t *ret_bytes) {
   *ret_bytes = bytes;
   return conns;
 }
+
+/* --- the server's counters, through Stats ------------------------------ */
+
+static const ackrpc_method fx_stats_method = {
+    "ackrpc.reflection.Stats/Get", &ackrpc__reflection__stats_request__descriptor,
+    &ackrpc__reflection__stats_reply__descriptor};
+
+Ackrpc__Reflection__Counters fx_counters(ackrpc_client *c) {
+  Ackrpc__Reflection__StatsRequest req = ACKRPC__REFLECTION__STATS_REQUEST__INIT;
+  ackrpc_result res = {0};
+  cr_assert_eq(ackrpc_client_call(c, &fx_stats_method, &req.base, NULL, &res), ACKRPC_OK);
+  const Ackrpc__Reflection__StatsReply *r =
+      (const Ackrpc__Reflection__StatsReply *)res.reply;
+  cr_assert_not_null(r->counters, "Stats has the counters");
+  cr_assert_eq(ackrpc__reflection__counters__descriptor.n_fields,
+               sizeof(ackrpc_counters) / sizeof(uint64_t));
+  Ackrpc__Reflection__Counters k = *r->counters;
+  ackrpc_result_clear(&res);
+  return k;
+}

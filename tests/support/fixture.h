@@ -30,6 +30,7 @@
 
 #include <ackrpc/ackrpc.h>
 
+#include "ackrpc/reflection.pb-c.h"
 #include "strict.pb-c.h"
 #include "test.pb-c.h"
 
@@ -140,6 +141,12 @@ size_t fx_server_connections(fx_server *fs);
  * default. */
 ackrpc_client *fx_client(const char *address, uint32_t timeout_ms);
 ackrpc_client *fx_client_opts(const ackrpc_client_options *options);
+
+/* The server's counters (ackrpc_counters), asked through the built-in
+ * Stats service with client `c`; asserts the call succeeds and that the
+ * message has as many fields as the struct (the server copies one into the
+ * other in order). */
+Ackrpc__Reflection__Counters fx_counters(ackrpc_client *c);
 
 /* A blocking FX_ECHO call. */
 ackrpc_status fx_echo(ackrpc_client *client,

@@ -171,6 +171,8 @@ int akrcli_cmd_list(int argc, char **argv);
 int akrcli_cmd_describe(int argc, char **argv);
 int akrcli_cmd_health(int argc, char **argv);
 int akrcli_cmd_stats(int argc, char **argv);
+int akrcli_cmd_capture(int argc, char **argv);
+int akrcli_cmd_replay(int argc, char **argv);
 
 /* The common tail of every --help: the exit statuses. */
 extern const char akrcli_exit_help[];

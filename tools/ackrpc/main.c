@@ -15,6 +15,8 @@ static const char usage[] =
     "  describe [SOCKET] [NAME]   show a service, method, message or enum as .proto\n"
     "  health SOCKET               whether the server is serving\n"
     "  stats SOCKET                the server's per-method statistics\n"
+    "  capture SOCKET              watch the server's calls (pcapng, JSON)\n"
+    "  replay FILE SOCKET          send captured calls again, compare replies\n"
     "\n"
     "`ackrpc COMMAND --help` tells more; `ackrpc --version` prints the version.\n"
     "SOCKET is a socket path or @name (Linux abstract namespace), unix: allowed\n"
@@ -29,7 +31,8 @@ static const struct {
 } commands[] = {
     {"call", akrcli_cmd_call},         {"list", akrcli_cmd_list},
     {"describe", akrcli_cmd_describe}, {"health", akrcli_cmd_health},
-    {"stats", akrcli_cmd_stats},
+    {"stats", akrcli_cmd_stats},       {"capture", akrcli_cmd_capture},
+    {"replay", akrcli_cmd_replay},
 };
 
 int main(int argc, char **argv) {

@@ -119,7 +119,17 @@ static const char register_function[] =
     "  if (status != ACKRPC_OK) return status;\n"
     "  binding = (akrgen_binding_$s$ *)memory;\n"
     "  binding->handlers = *handlers;\n"
-    "  binding->user = user;\n"
+    "  binding->user = user;\n";
+
+static const char register_tail[] =
+    "  return akrgen_register(server, &$P$_service, akrgen_slots_$s$, binding);\n"
+    "}\n";
+
+/* With sensitive fields: the server learns them first. */
+static const char register_tail_sensitive[] =
+    "  status = ackrpc_server_add_sensitive_fields(server, akrgen_sensitive,\n"
+    "      sizeof akrgen_sensitive / sizeof akrgen_sensitive[0]);\n"
+    "  if (status != ACKRPC_OK) return status;\n"
     "  return akrgen_register(server, &$P$_service, akrgen_slots_$s$, binding);\n"
     "}\n";
 
@@ -255,6 +265,7 @@ static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
       buf_puts(b, "NULL},\n");
   }
   emit(b, register_function, &v);
+  emit(b, m->n_sensitive ? register_tail_sensitive : register_tail, &v);
   for (size_t i = 0; i < sv->n_methods; i++) {
     vars_method(&v, m, s, i);
     emit(b, async_stub, &v);
@@ -285,6 +296,17 @@ void akrgen_emit_source(akrgen_buf *b, const akrgen_model *m) {
     buf_puts(b, "\n/* Caller policies declared with ackrpc/options.proto. */\n");
   for (size_t i = 0; i < m->n_policies; i++)
     emit_policy(b, &m->policies[i], i);
+  if (m->n_sensitive) {
+    buf_puts(b, "\n/* Fields marked [(ackrpc.sensitive) = true]: captures leave them "
+                "out. */\n");
+    buf_printf(b, "static const ackrpc_sensitive_field akrgen_sensitive[%zu] = {\n",
+               m->n_sensitive);
+    for (size_t i = 0; i < m->n_sensitive; i++)
+      buf_printf(b, "    {&%s__descriptor, %u}, /* %s.%s */\n",
+                 m->sensitive[i].message.lower, (unsigned)m->sensitive[i].number,
+                 m->sensitive[i].message.proto, m->sensitive[i].field);
+    buf_puts(b, "};\n");
+  }
   emit_descriptors(b, m);
   buf_puts(b, slot_and_unimplemented);
   buf_puts(b, bind_helper);

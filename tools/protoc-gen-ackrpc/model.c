@@ -265,6 +265,7 @@ int akrgen_model_build(const akrgen_request *request, const char *proto_name,
   if (errors->len == errors_before) akrgen_check_collisions(ret, errors);
   if (errors->len != errors_before) return -1;
   if (ns) akrgen_descset_collect(request, b.file, ret);
+  if (ns) akrgen_sensitive_collect(request, ret);
   return 0;
 }
 
@@ -302,6 +303,11 @@ void akrgen_model_free(akrgen_model *m) {
     free(m->policies[i].gids);
   }
   free(m->policies);
+  for (size_t i = 0; i < m->n_sensitive; i++) {
+    free_type(&m->sensitive[i].message);
+    free(m->sensitive[i].field);
+  }
+  free(m->sensitive);
   for (size_t i = 0; i < m->n_files; i++) {
     free(m->files[i].name);
     free(m->files[i].data);

@@ -38,6 +38,13 @@ typedef struct akrgen_policy {
   size_t n_groups;
 } akrgen_policy;
 
+/* A field marked [(ackrpc.sensitive) = true]. */
+typedef struct akrgen_sensitive {
+  akrgen_type message; /* its message type */
+  char *field;         /* its name */
+  uint32_t number;
+} akrgen_sensitive;
+
 typedef struct akrgen_method {
   char *name;      /* M, verbatim */
   char *member;    /* its handler member: M, or M_ if M is a C/C++ keyword */
@@ -77,6 +84,10 @@ typedef struct akrgen_model {
   size_t n_services;
   akrgen_policy *policies; /* each decoded option, in .proto order */
   size_t n_policies;
+  /* The sensitive fields of every message type the services' methods
+   * reach (in this file or an imported one), sorted by type and number. */
+  akrgen_sensitive *sensitive;
+  size_t n_sensitive;
   /* What reflection serves for the services (descset.c): this file and the
    * files needed to decode its messages, dependencies first. Empty if the
    * file has no services. */
@@ -92,6 +103,10 @@ int akrgen_model_build(const Akrgen__Plugin__CodeGeneratorRequest *request,
                        const char *proto_name, akrgen_model *ret, akrgen_buf *errors);
 
 void akrgen_model_free(akrgen_model *model);
+
+/* Fills model->sensitive (sensitive.c). */
+void akrgen_sensitive_collect(const Akrgen__Plugin__CodeGeneratorRequest *request,
+                              akrgen_model *model);
 
 /* Appends "file:LINE:COL: error: ..." (or "file: error: ..." without a
  * location) as a new line of `errors`. */

@@ -66,6 +66,43 @@ int akrgen_message_exists(const akrgen_request *request, const char *full) {
   return 0;
 }
 
+/* The message `rest` (a dotted name below the package) among `msgs` or
+ * their nested types, or NULL. */
+static const Google__Protobuf__DescriptorProto *
+find_type(Google__Protobuf__DescriptorProto *const *msgs, size_t n, const char *rest) {
+  for (size_t i = 0; i < n; i++) {
+    const Google__Protobuf__DescriptorProto *m = msgs[i];
+    if (!m || !m->name) continue;
+    size_t len = strlen(m->name);
+    if (strncmp(rest, m->name, len) != 0) continue;
+    if (rest[len] == '\0') return m;
+    if (rest[len] != '.') continue;
+    const Google__Protobuf__DescriptorProto *in =
+        find_type(m->nested_type, m->n_nested_type, rest + len + 1);
+    if (in) return in;
+  }
+  return NULL;
+}
+
+const Google__Protobuf__DescriptorProto *
+akrgen_find_message(const akrgen_request *request, const char *full) {
+  if (!full || full[0] != '.') return NULL;
+  for (size_t i = 0; i < request->n_proto_file; i++) {
+    const akrgen_file_proto *f = request->proto_file[i];
+    if (!f) continue;
+    const char *pkg = f->package ? f->package : "", *rest = full + 1;
+    size_t plen = strlen(pkg);
+    if (plen) {
+      if (strncmp(rest, pkg, plen) != 0 || rest[plen] != '.') continue;
+      rest += plen + 1;
+    }
+    const Google__Protobuf__DescriptorProto *m =
+        find_type(f->message_type, f->n_message_type, rest);
+    if (m) return m;
+  }
+  return NULL;
+}
+
 akrgen_loc akrgen_find_location(const akrgen_file_proto *f, int32_t service,
                                 int32_t method) {
   akrgen_loc loc = {0, 0};

@@ -21,6 +21,11 @@ const akrgen_file_proto *akrgen_find_file(const akrgen_request *request,
 int akrgen_file_defines(const akrgen_file_proto *f, const char *full,
                         int messages_only);
 
+/* The message `full` (".pkg.Msg.Nested") as some file of the request
+ * defines it, or NULL. */
+const Google__Protobuf__DescriptorProto *
+akrgen_find_message(const akrgen_request *request, const char *full);
+
 /* Nonzero if some file of the request defines the message `full`. */
 int akrgen_message_exists(const akrgen_request *request, const char *full);
 
