@@ -55,6 +55,7 @@ akr_frame_error akr_request_decode(const akr_frame *frame, akr_arena *arena,
   ret_request->metadata = h->metadata;
   ret_request->body = frame->body;
   ret_request->body_len = frame->body_len;
+  ret_request->fd_count = h->fd_count;
   return AKR_FRAME_OK;
 }
 
@@ -70,5 +71,6 @@ akr_frame_error akr_reply_decode(const akr_frame *frame, akr_arena *arena,
   ret_reply->message = h->message ? h->message : "";
   ret_reply->body = frame->body;
   ret_reply->body_len = frame->body_len;
+  ret_reply->fd_count = h->fd_count;
   return AKR_FRAME_OK;
 }

@@ -28,6 +28,7 @@ typedef struct akr_request {
   struct Ackrpc__Wire__Metadata **metadata;
   const uint8_t *body;
   size_t body_len;
+  uint32_t fd_count; /* descriptors the frame says it carries */
 } akr_request;
 
 /* Decodes and checks a request frame's head: a method name, a call id of 1
@@ -41,6 +42,7 @@ typedef struct akr_reply {
   const char *message;
   const uint8_t *body;
   size_t body_len;
+  uint32_t fd_count;
 } akr_reply;
 
 /* Decodes a reply frame's head; BAD_STATUS for a local code on the wire. */
