@@ -155,7 +155,7 @@ int akrcli_cmd_call(int argc, char **argv) {
   optind = 1;
   while ((opt = getopt_long(argc, argv, "t:m:c:bpevh" AKRCLI_DESC_SHORTOPTS, longopts,
                             NULL)) != -1) {
-    int taken = akrcli_descopts_take(&d, opt, optarg);
+    int taken = akrcli_descopts_take(&d, "call", opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
     switch (opt) {

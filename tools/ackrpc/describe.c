@@ -228,7 +228,7 @@ int akrcli_cmd_describe(int argc, char **argv) {
   optind = 1;
   while ((opt = getopt_long(argc, argv, "t:h" AKRCLI_DESC_SHORTOPTS, longopts, NULL)) !=
          -1) {
-    int taken = akrcli_descopts_take(&d, opt, optarg);
+    int taken = akrcli_descopts_take(&d, "describe", opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
     if (opt == 't') {
