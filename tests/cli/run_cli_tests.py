@@ -1418,6 +1418,63 @@ def g_ops_cli(e):
     e.stop_server()
 
 
+COMPLETION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                          "ackrpc", "ackrpc.bash-completion")
+
+
+def complete(e, line, cwd=None):
+    """What bash offers for the command line `line` (completed at its end)
+    with ackrpc.bash-completion sourced: the words bash would list."""
+    words = line.split(" ")
+    words[0] = e.args.ackrpc
+    script = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); '
+              'COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; '
+              'complete -p ackrpc >/dev/null || exit 3; _ackrpc; printf "%s\\n" "${COMPREPLY[@]}"')
+    r = subprocess.run(["bash", "--norc", "--noprofile", "-c", script, "bash", COMPLETION,
+                        *words], capture_output=True, timeout=30, cwd=cwd)
+    return r.returncode, sorted(w for w in r.stdout.decode().split("\n") if w), r.stderr.decode()
+
+
+def g_ops_completion(e):
+    """The bash completion script: sourced in bash, completing commands,
+    options, socket paths and method names."""
+    def check(line, want, exact=True, cwd=None):
+        code, got, err = complete(e, line, cwd)
+        ok = code == 0 and (got == sorted(want) if exact else set(want) <= set(got))
+        e.check(ok, f"complete {line!r}", f"exit {code}, got {got}, want {sorted(want)}\n{err}")
+        return got
+    check("ackrpc ", ["call", "list", "describe", "health", "stats", "help", "--help",
+                      "--version"])
+    check("ackrpc st", ["stats"])
+    check("ackrpc stats --o", ["--openmetrics"])
+    check("ackrpc stats -", ["-j", "--json", "-m", "--openmetrics", "-a", "--active", "-t",
+                             "--timeout-ms", "--timeout", "--server-uid", "-h", "--help"])
+    check("ackrpc call --ca", ["--call-id"])
+    check("ackrpc list --j", ["--json"])
+    check("ackrpc describe --js", ["--json"])
+    check("ackrpc health --q", ["--quiet"])
+    check("ackrpc help de", ["describe"])
+    # Socket paths: sockets and directories, not other files.
+    d = os.path.join(e.tmp, "comp")
+    os.makedirs(os.path.join(d, "run.d"))
+    open(os.path.join(d, "run.txt"), "w").close()
+    e.socket = os.path.join(d, "run.sock")
+    e.start_server()
+    check(f"ackrpc health {d}/ru", [f"{d}/run.sock", f"{d}/run.d/"])
+    check("ackrpc stats -j ru", ["run.sock", "run.d/"], cwd=d)
+    check(f"ackrpc call -t 500 {d}/run.s", [f"{d}/run.sock"])
+    # After `call SOCKET`: the server's methods.
+    check(f"ackrpc call {e.socket} ackrpc.clitest.Test/", [
+        "ackrpc.clitest.Test/Echo", "ackrpc.clitest.Test/Fail", "ackrpc.clitest.Test/Inspect",
+        "ackrpc.clitest.Test/Crash"])
+    check(f"ackrpc call -c 00ff {e.socket} ackrpc.reflection.H",
+          ["ackrpc.reflection.Health/Check"])
+    # Option arguments are not completed as sockets or methods.
+    check(f"ackrpc call -t {d}/ru", [])
+    check(f"ackrpc call {e.socket} {ECHO} ", [])
+    e.stop_server()
+
+
 GROUPS = {name[2:]: fn for name, fn in globals().items() if name.startswith("g_")}
 
 
