@@ -1415,6 +1415,27 @@ def g_ops_cli(e):
         argv = [cmd] + ["-D", "x.pb"] * 33 + tail
         e.expect(f"{cmd}: too many -D", e.run(*argv), rc=EXIT["usage"],
                  err_has=[f"ackrpc {cmd}: too many -D options"])
+    # Every command has a man page naming each of its options, and ackrpc(1)'s
+    # SYNOPSIS names each command's options.
+    man = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "man")
+    with open(os.path.join(man, "ackrpc.1.scd")) as f:
+        top = f.read()
+    synopsis = top[top.index("# SYNOPSIS"):top.index("# DESCRIPTION")]
+    for cmd in ("call", "list", "describe", "health", "stats"):
+        code, out, err = e.run(cmd, "--help")
+        help_text = out.decode()
+        page = os.path.join(man, f"ackrpc-{cmd}.1.scd")
+        text = open(page).read() if os.path.exists(page) else ""
+        e.check(text.startswith(f"ackrpc-{cmd}(1)"), f"man page ackrpc-{cmd}(1)", page)
+        for opt in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", help_text))):
+            e.check(opt in text or opt in top, f"ackrpc-{cmd}(1) or ackrpc(1) names {opt}")
+        for opt in sorted(set(re.findall(r"^  (-[a-zA-Z0-9]),", help_text, re.M)) - {"-h"}):
+            line = next((ln for ln in synopsis.splitlines()
+                         if ln.startswith(f"*ackrpc {cmd}*")), "")
+            e.check(f"*{opt}*" in line or (opt in ("-D", "-P", "-I") and "_DESCRIPTORS_" in line),
+                    f"ackrpc(1) SYNOPSIS: {cmd} {opt}", line)
+    e.check(os.path.exists(os.path.join(man, "protoc-gen-ackrpc.1.scd")),
+            "man page protoc-gen-ackrpc(1)")
     e.stop_server()
 
 
