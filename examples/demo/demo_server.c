@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
   ackrpc_server_options options = {.address = address};
   char why[160]; /* ACKRPC_LOG_LEVEL=debug: one line per call */
   if (ackrpc_log_level_from_env(&options.log_level, why, sizeof why) != ACKRPC_OK)
-    fprintf(stderr, "demo_server: ignoring %s\n", why);
+    fprintf(stderr, "demo_server: %s; using the default\n", why);
   ackrpc_server *server = NULL;
   ackrpc_status st = ackrpc_server_new(&options, &server);
   if (st != ACKRPC_OK) {

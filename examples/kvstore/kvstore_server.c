@@ -409,7 +409,7 @@ int main(int argc, char **argv) {
   ackrpc_server_options options = {.address = address, .socket_mode = mode};
   char why[160]; /* ACKRPC_LOG_LEVEL=debug: one line per call */
   if (ackrpc_log_level_from_env(&options.log_level, why, sizeof why) != ACKRPC_OK)
-    fprintf(stderr, "kvstore_server: ignoring %s\n", why);
+    fprintf(stderr, "kvstore_server: %s; using the default\n", why);
   ackrpc_status st = ackrpc_server_new(&options, &s.server);
   if (st != ACKRPC_OK) {
     fprintf(stderr, "kvstore_server: cannot serve on %s: %s: %s\n", address,

@@ -502,7 +502,7 @@ static int serve(receiver *r, const char *address, const char *db_path) {
       .address = address, .reply_cache = r->reply_cache, .handover = r->handover};
   char why[160]; /* ACKRPC_LOG_LEVEL=debug: one line per call */
   if (ackrpc_log_level_from_env(&options.log_level, why, sizeof why) != ACKRPC_OK)
-    fprintf(stderr, "mailbox_receiver: ignoring %s\n", why);
+    fprintf(stderr, "mailbox_receiver: %s; using the default\n", why);
   ackrpc_server *server = NULL;
   ackrpc_status st = ackrpc_server_new(&options, &server);
   if (st != ACKRPC_OK) {
