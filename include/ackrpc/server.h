@@ -359,6 +359,26 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_add_cleanup(ackrpc_server *server,
  * base: run that base instead), E_SYSTEM (the loop failed). */
 ACKRPC_EXPORT ackrpc_status ackrpc_server_run(ackrpc_server *server);
 
+/* Runs the server's own loop as ackrpc_server_run() does, and stops the
+ * server (as ackrpc_server_stop(): drain, then return) when the process
+ * gets SIGTERM or SIGINT: the shutdown every server otherwise writes by
+ * hand. The signals are caught through libevent signal events on the
+ * server's loop, so the stop runs on the loop's thread, not in a signal
+ * handler; a second signal during the drain changes nothing. Before it
+ * returns, the previous dispositions of both signals are restored (a
+ * signal that comes later does what it did before the call). Other
+ * threads should block both signals (e.g. with pthread_sigmask() before
+ * they are created) so that the loop's thread is the one to take them.
+ * Returns OK once the server has stopped and drained, with *ret_signal
+ * (if not NULL) the signal that stopped it, or 0 if something else did
+ * (ackrpc_server_stop(), a handover to a successor). Errors: E_INVAL
+ * (NULL server), E_STATE (the server is attached to a caller's base: watch
+ * the signals there), E_SYSTEM (the signal events could not be set up, or
+ * the loop failed); *ret_signal is untouched then. Only one loop of a
+ * process may watch signals at a time (a libevent rule). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_run_until_signal(ackrpc_server *server,
+                                                           int *ret_signal);
+
 /* Asks the server to stop: it stops accepting (connections already queued
  * are still served), removes its socket file, lets the calls in flight
  * finish within drain_timeout_ms, answers the rest UNAVAILABLE, then leaves

@@ -5,7 +5,9 @@
  * number of bytes the prefix announced, and only once all of them are in:
  * protobuf-c accepts some truncated messages as valid, so the lengths in the
  * prefix, not the decoder, decide where a head and a body end. Everything
- * decoded is allocated from the caller's arena. */
+ * decoded is allocated from the caller's arena. protobuf-c refuses groups
+ * (wire types 3 and 4) even in unknown fields; a head that holds some is
+ * decoded again without them (groups.h), as PROTOCOL.md §2.3 asks. */
 #ifndef AKR_HEAD_H
 #define AKR_HEAD_H
 
