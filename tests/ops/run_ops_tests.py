@@ -78,15 +78,21 @@ class Env:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def wait_path(path, proc, seconds=10):
+def wait_for(probe, seconds=10):
+    """probe()'s first true value, polled every 10 ms; None after seconds."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if os.path.exists(path):
-            return True
-        if proc.poll() is not None:
-            return False
+        got = probe()
+        if got:
+            return got
         time.sleep(0.01)
-    return False
+    return None
+
+
+def wait_path(path, proc, seconds=10):
+    """Whether path exists before proc exits (and within seconds)."""
+    return wait_for(lambda: "gone" if proc.poll() is not None else os.path.exists(path),
+                    seconds) is True
 
 
 def g_activation(e):
@@ -177,13 +183,9 @@ def wait_child(pid, exe, not_in, seconds=10):
     parent also runs helpers such as date) that is not in not_in, or None
     after seconds."""
     exe = os.path.realpath(exe)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        new = [c for c in children(pid) if c not in not_in and exe_of(c) == exe]
-        if new:
-            return new[0]
-        time.sleep(0.01)
-    return None
+    found = wait_for(lambda: [c for c in children(pid)
+                              if c not in not_in and exe_of(c) == exe], seconds)
+    return found[0] if found else None
 
 
 def g_restart(e):
