@@ -31,6 +31,26 @@ static const char slot_and_unimplemented[] =
     "  ackrpc_call_reply(call, ACKRPC_UNIMPLEMENTED, message, NULL);\n"
     "}\n";
 
+/* The same, in a file whose methods take descriptors. */
+static const char slot_and_unimplemented_fds[] =
+    "\n"
+    "/* One method as a register function installs it. */\n"
+    "typedef struct akrgen_slot {\n"
+    "  ackrpc_handler_fn handler;\n"
+    "  const ackrpc_policy *policy; /* NULL: anyone */\n"
+    "  unsigned max_fds; /* descriptors its request may carry (ackrpc.Fd\n"
+    "                     * fields); ACKRPC_FDS_SERVER_MAX: the server's */\n"
+    "} akrgen_slot;\n"
+    "\n"
+    "/* The answer of a method whose handler is NULL. */\n"
+    "static void akrgen_unimplemented(ackrpc_call *call) {\n"
+    "  char message[ACKRPC_MAX_METHOD_NAME + 64];\n"
+    "  snprintf(message, sizeof message,\n"
+    "      \"method %s is not implemented by this server\",\n"
+    "      ackrpc_call_method(call));\n"
+    "  ackrpc_call_reply(call, ACKRPC_UNIMPLEMENTED, message, NULL);\n"
+    "}\n";
+
 static const char bind_helper[] =
     "\n"
     "/* Allocates `size` bytes freed with `server`: the cleanup is registered\n"
@@ -68,6 +88,28 @@ static const char register_helper[] =
     "  return status;\n"
     "}\n";
 
+static const char register_helper_fds[] =
+    "\n"
+    "/* Records `service` for reflection, then registers each of its methods\n"
+    " * with the handler, the policy and the descriptors of its slot. */\n"
+    "static ackrpc_status akrgen_register(ackrpc_server *server,\n"
+    "    const ackrpc_service *service, const akrgen_slot *slots, void *binding) {\n"
+    "  ackrpc_status status = ackrpc_server_add_service_info(server, service);\n"
+    "  size_t i;\n"
+    "  for (i = 0; status == ACKRPC_OK && i < service->n_methods; i++) {\n"
+    "    const ackrpc_method *method = &service->methods[i];\n"
+    "    status = ackrpc_server_add_method(server, method, slots[i].handler, "
+    "binding);\n"
+    "    if (status == ACKRPC_OK && slots[i].policy != NULL)\n"
+    "      status = ackrpc_server_set_method_policy(server, method->name,\n"
+    "                                               slots[i].policy);\n"
+    "    if (status == ACKRPC_OK && slots[i].max_fds != 0)\n"
+    "      status = ackrpc_server_set_method_fds(server, method->name,\n"
+    "                                            slots[i].max_fds);\n"
+    "  }\n"
+    "  return status;\n"
+    "}\n";
+
 static const char service_open[] = "\n"
                                    "/* --- service $service$ --- */\n"
                                    "\n";
@@ -98,6 +140,22 @@ static const char method_handler[] =
     "  if (binding->handlers.$member$ == NULL)\n"
     "    akrgen_unimplemented(call);\n"
     "  else\n"
+    "    binding->handlers.$member$(call, (const $Req$ *)request, binding->user);\n"
+    "}\n";
+
+/* For a method whose request has Fd fields: the descriptors are checked
+ * and written into them before the handler runs. */
+static const char method_handler_fds[] =
+    "\n"
+    "/* The request's descriptors go into its Fd fields first; if they do not\n"
+    " * match, ackrpc_call_bind_fds() answers INVALID_ARGUMENT, closes them,\n"
+    " * and the handler is not called. */\n"
+    "static void akrgen_handle_$id$(ackrpc_call *call,\n"
+    "    const ProtobufCMessage *request, void *user) {\n"
+    "  const akrgen_binding_$s$ *binding = (const akrgen_binding_$s$ *)user;\n"
+    "  if (binding->handlers.$member$ == NULL)\n"
+    "    akrgen_unimplemented(call);\n"
+    "  else if (ackrpc_call_bind_fds(call, request) == ACKRPC_OK)\n"
     "    binding->handlers.$member$(call, (const $Req$ *)request, binding->user);\n"
     "}\n";
 
@@ -253,16 +311,21 @@ static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
   emit(b, service_record, &v);
   for (size_t i = 0; i < sv->n_methods; i++) {
     vars_method(&v, m, s, i);
-    emit(b, method_handler, &v);
+    emit(b, AKRGEN_FDS_IN(&sv->methods[i]) ? method_handler_fds : method_handler, &v);
   }
   emit(b, slots_open, &v);
   for (size_t i = 0; i < sv->n_methods; i++) {
-    int p = sv->methods[i].policy;
+    const akrgen_method *me = &sv->methods[i];
     buf_printf(b, "    {akrgen_handle_%zu_%zu, ", s, i);
-    if (p >= 0)
-      buf_printf(b, "&akrgen_policy_%d},\n", p);
+    if (me->policy >= 0)
+      buf_printf(b, "&akrgen_policy_%d", me->policy);
     else
-      buf_puts(b, "NULL},\n");
+      buf_puts(b, "NULL");
+    if (me->fds_in_repeated)
+      buf_puts(b, ", ACKRPC_FDS_SERVER_MAX");
+    else if (akrgen_model_has_fds(m, 1))
+      buf_printf(b, ", %u", me->fds_in);
+    buf_puts(b, "},\n");
   }
   emit(b, register_function, &v);
   emit(b, m->n_sensitive ? register_tail_sensitive : register_tail, &v);
@@ -308,9 +371,10 @@ void akrgen_emit_source(akrgen_buf *b, const akrgen_model *m) {
     buf_puts(b, "};\n");
   }
   emit_descriptors(b, m);
-  buf_puts(b, slot_and_unimplemented);
+  int fds = akrgen_model_has_fds(m, 1);
+  buf_puts(b, fds ? slot_and_unimplemented_fds : slot_and_unimplemented);
   buf_puts(b, bind_helper);
-  buf_puts(b, register_helper);
+  buf_puts(b, fds ? register_helper_fds : register_helper);
   for (size_t s = 0; s < m->n_services; s++)
     emit_service(b, m, s);
 }
