@@ -469,3 +469,49 @@ FX_TEST(gen_fds, requests_whose_fields_do_not_match_are_refused) {
   close(y);
   serve_stop(&s);
 }
+
+#ifdef GEN_ACKRPC_CLI
+#include <sys/wait.h>
+
+/* Runs the ackrpc tool with `args` (shell words); returns its exit status,
+ * with its output (stdout and stderr) in `out`. */
+static int run_cli(const char *args, char *out, size_t size) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", GEN_ACKRPC_CLI, args);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  size_t n = fread(out, 1, size - 1, p);
+  out[n] = '\0';
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* ackrpc call --fd N=PATH sends the file; the reply's descriptors are
+ * described and closed. */
+FX_TEST(gen_fds, cli_passes_and_describes_descriptors) {
+  served s;
+  char args[1024], out[4096];
+  serve_start(&s);
+  close(file_with("f.txt", "contents of f"));
+  int before = fx_fd_count();
+  snprintf(args, sizeof args, "call --fd 0='%s' '%s' fds.Files/Read '{\"file\": {}}'",
+           fx_path("f.txt"), fx_sock());
+  cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+  cr_assert(strstr(out, "\"Y29udGVudHMgb2YgZg==\""), "base64 of the file: %s", out);
+  snprintf(args, sizeof args, "call '%s' fds.Files/Open '{\"text\": \"hello\"}'",
+           fx_sock());
+  cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+  cr_assert(strstr(out, "reply descriptor 0: pipe"), "%s", out);
+  cr_assert(strstr(out, "\"size\":\"5\""), "%s", out);
+  /* A gap in the numbers; a method that takes none. */
+  snprintf(args, sizeof args, "call --fd 1='%s' '%s' fds.Files/Read '{\"file\": {}}'",
+           fx_path("f.txt"), fx_sock());
+  cr_assert_eq(run_cli(args, out, sizeof out), 64, "%s", out);
+  cr_assert(strstr(out, "--fd 0 is missing"), "%s", out);
+  snprintf(args, sizeof args, "call --fd 0='%s' '%s' fds.Files/Plain '{}'",
+           fx_path("f.txt"), fx_sock());
+  cr_assert_eq(run_cli(args, out, sizeof out), ACKRPC_INVALID_ARGUMENT, "%s", out);
+  expect_fds(before);
+  serve_stop(&s);
+}
+#endif
