@@ -13,13 +13,15 @@ static const char source_top[] = "#include <stdio.h>\n"
                                  "\n"
                                  "#include \"$stem$.ackrpc.h\"\n";
 
-/* The helpers of the register functions, once per file. */
+/* The helpers of the register functions, once per file; $slot_fds$ is
+ * empty unless a method of the file takes descriptors. */
 static const char slot_and_unimplemented[] =
     "\n"
     "/* One method as a register function installs it. */\n"
     "typedef struct akrgen_slot {\n"
     "  ackrpc_handler_fn handler;\n"
     "  const ackrpc_policy *policy; /* NULL: anyone */\n"
+    "$slot_fds$"
     "} akrgen_slot;\n"
     "\n"
     "/* The answer of a method whose handler is NULL. */\n"
@@ -31,25 +33,9 @@ static const char slot_and_unimplemented[] =
     "  ackrpc_call_reply(call, ACKRPC_UNIMPLEMENTED, message, NULL);\n"
     "}\n";
 
-/* The same, in a file whose methods take descriptors. */
-static const char slot_and_unimplemented_fds[] =
-    "\n"
-    "/* One method as a register function installs it. */\n"
-    "typedef struct akrgen_slot {\n"
-    "  ackrpc_handler_fn handler;\n"
-    "  const ackrpc_policy *policy; /* NULL: anyone */\n"
+static const char slot_fds[] =
     "  unsigned max_fds; /* descriptors its request may carry (ackrpc.Fd\n"
-    "                     * fields); ACKRPC_FDS_SERVER_MAX: the server's */\n"
-    "} akrgen_slot;\n"
-    "\n"
-    "/* The answer of a method whose handler is NULL. */\n"
-    "static void akrgen_unimplemented(ackrpc_call *call) {\n"
-    "  char message[ACKRPC_MAX_METHOD_NAME + 64];\n"
-    "  snprintf(message, sizeof message,\n"
-    "      \"method %s is not implemented by this server\",\n"
-    "      ackrpc_call_method(call));\n"
-    "  ackrpc_call_reply(call, ACKRPC_UNIMPLEMENTED, message, NULL);\n"
-    "}\n";
+    "                     * fields); ACKRPC_FDS_SERVER_MAX: the server's */\n";
 
 static const char bind_helper[] =
     "\n"
@@ -72,7 +58,7 @@ static const char bind_helper[] =
 static const char register_helper[] =
     "\n"
     "/* Records `service` for reflection, then registers each of its methods\n"
-    " * with the handler and the policy of its slot. */\n"
+    " * with the handler$what$ of its slot. */\n"
     "static ackrpc_status akrgen_register(ackrpc_server *server,\n"
     "    const ackrpc_service *service, const akrgen_slot *slots, void *binding) {\n"
     "  ackrpc_status status = ackrpc_server_add_service_info(server, service);\n"
@@ -84,31 +70,15 @@ static const char register_helper[] =
     "    if (status == ACKRPC_OK && slots[i].policy != NULL)\n"
     "      status = ackrpc_server_set_method_policy(server, method->name,\n"
     "                                               slots[i].policy);\n"
+    "$register_fds$"
     "  }\n"
     "  return status;\n"
     "}\n";
 
-static const char register_helper_fds[] =
-    "\n"
-    "/* Records `service` for reflection, then registers each of its methods\n"
-    " * with the handler, the policy and the descriptors of its slot. */\n"
-    "static ackrpc_status akrgen_register(ackrpc_server *server,\n"
-    "    const ackrpc_service *service, const akrgen_slot *slots, void *binding) {\n"
-    "  ackrpc_status status = ackrpc_server_add_service_info(server, service);\n"
-    "  size_t i;\n"
-    "  for (i = 0; status == ACKRPC_OK && i < service->n_methods; i++) {\n"
-    "    const ackrpc_method *method = &service->methods[i];\n"
-    "    status = ackrpc_server_add_method(server, method, slots[i].handler, "
-    "binding);\n"
-    "    if (status == ACKRPC_OK && slots[i].policy != NULL)\n"
-    "      status = ackrpc_server_set_method_policy(server, method->name,\n"
-    "                                               slots[i].policy);\n"
+static const char register_fds[] =
     "    if (status == ACKRPC_OK && slots[i].max_fds != 0)\n"
     "      status = ackrpc_server_set_method_fds(server, method->name,\n"
-    "                                            slots[i].max_fds);\n"
-    "  }\n"
-    "  return status;\n"
-    "}\n";
+    "                                            slots[i].max_fds);\n";
 
 static const char service_open[] = "\n"
                                    "/* --- service $service$ --- */\n"
@@ -372,9 +342,15 @@ void akrgen_emit_source(akrgen_buf *b, const akrgen_model *m) {
   }
   emit_descriptors(b, m);
   int fds = akrgen_model_has_fds(m, 1);
-  buf_puts(b, fds ? slot_and_unimplemented_fds : slot_and_unimplemented);
+  akrgen_vars h = {0};
+  vars_set(&h, "slot_fds", "%s", fds ? slot_fds : "");
+  vars_set(&h, "what", "%s",
+           fds ? ", the policy and the descriptors" : " and the policy");
+  vars_set(&h, "register_fds", "%s", fds ? register_fds : "");
+  emit(b, slot_and_unimplemented, &h);
   buf_puts(b, bind_helper);
-  buf_puts(b, fds ? register_helper_fds : register_helper);
+  emit(b, register_helper, &h);
+  vars_free(&h);
   for (size_t s = 0; s < m->n_services; s++)
     emit_service(b, m, s);
 }

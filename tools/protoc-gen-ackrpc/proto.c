@@ -109,17 +109,15 @@ akrgen_find_message(const akrgen_request *request, const char *full) {
   return NULL;
 }
 
-akrgen_loc akrgen_find_location(const akrgen_file_proto *f, int32_t service,
-                                int32_t method) {
+/* Where the element at source path path[0..len) starts, from protoc's
+ * source code info; {0, 0} if it is not there. */
+static akrgen_loc location_at(const Google__Protobuf__SourceCodeInfo *info,
+                              const int32_t *path, size_t len) {
   akrgen_loc loc = {0, 0};
-  const Google__Protobuf__SourceCodeInfo *info = f->source_code_info;
-  if (!info) return loc;
-  size_t want = method < 0 ? 2 : 4;
   for (size_t i = 0; i < info->n_location; i++) {
     const Google__Protobuf__SourceCodeInfo__Location *l = info->location[i];
-    if (!l || l->n_path != want || l->n_span < 3) continue;
-    if (l->path[0] != PATH_SERVICE || l->path[1] != service) continue;
-    if (method >= 0 && (l->path[2] != PATH_METHOD || l->path[3] != method)) continue;
+    if (!l || l->n_path != len || l->n_span < 3) continue;
+    if (memcmp(l->path, path, len * sizeof *path) != 0) continue;
     if (l->span[0] < 0 || l->span[0] >= INT32_MAX || l->span[1] < 0 ||
         l->span[1] >= INT32_MAX)
       return loc;
@@ -128,6 +126,15 @@ akrgen_loc akrgen_find_location(const akrgen_file_proto *f, int32_t service,
     return loc;
   }
   return loc;
+}
+
+akrgen_loc akrgen_find_location(const akrgen_file_proto *f, int32_t service,
+                                int32_t method) {
+  akrgen_loc loc = {0, 0};
+  const Google__Protobuf__SourceCodeInfo *info = f->source_code_info;
+  if (!info) return loc;
+  int32_t path[4] = {PATH_SERVICE, service, PATH_METHOD, method};
+  return location_at(info, path, method < 0 ? 2 : 4);
 }
 
 /* Appends to path[0..*n) the path of `rest` (a dotted name below the
@@ -167,17 +174,5 @@ akrgen_loc akrgen_find_field_location(const akrgen_file_proto *f, const char *fu
     return loc;
   path[len++] = PATH_FIELD;
   path[len++] = field;
-  const Google__Protobuf__SourceCodeInfo *info = f->source_code_info;
-  for (size_t i = 0; i < info->n_location; i++) {
-    const Google__Protobuf__SourceCodeInfo__Location *l = info->location[i];
-    if (!l || l->n_path != len || l->n_span < 3) continue;
-    if (memcmp(l->path, path, len * sizeof *path) != 0) continue;
-    if (l->span[0] < 0 || l->span[0] >= INT32_MAX || l->span[1] < 0 ||
-        l->span[1] >= INT32_MAX)
-      return loc;
-    loc.line = l->span[0] + 1;
-    loc.col = l->span[1] + 1;
-    return loc;
-  }
-  return loc;
+  return location_at(f->source_code_info, path, len);
 }
