@@ -424,6 +424,15 @@ FX_TEST(gen_fds, requests_whose_fields_do_not_match_are_refused) {
   cr_assert_eq(raw_call(client, "fds.Files/Read", &read.base, two, 2, &r),
                ACKRPC_INVALID_ARGUMENT);
   ackrpc_result_clear(&r);
+  /* Index 5 when 2 came (a method that takes several). */
+  Ackrpc__Fd *five[] = {&i5, &i0};
+  cat.files = five;
+  cat.n_files = 2;
+  cr_assert_eq(raw_call(client, "fds.Files/Cat", &cat.base, two, 2, &r),
+               ACKRPC_INVALID_ARGUMENT);
+  cr_assert_not_null(strstr(r.message, "names descriptor 5, but 2 came"), "%s",
+                     r.message);
+  ackrpc_result_clear(&r);
   /* The same index twice; a descriptor no field names. */
   Ackrpc__Fd *twice[] = {&i0, &i0};
   cat.files = twice;
