@@ -152,12 +152,18 @@ typedef struct ackrpc_call_options {
    * they must stay open until the call completes (a blocking call returns,
    * an asynchronous call's callback runs). A retry sends them again. The
    * array itself need stay valid only during the call that takes `options`
-   * (asynchronous calls copy it). */
+   * (asynchronous calls copy it).
+   * For a method whose request type has ackrpc.Fd fields
+   * (ackrpc/fd.proto), leave these empty and put the descriptors in the
+   * fields: the call sends them from there, in field order, each field
+   * carrying its index (same ownership: borrowed); both at once: E_INVAL. */
   const int *fds;
   size_t n_fds;
   /* Descriptors accepted with the reply; 0 (the default): none. A reply
    * that carries more, or any when 0, is E_BAD_REPLY and its descriptors
-   * are closed at once. */
+   * are closed at once. For a method whose reply type has ackrpc.Fd
+   * fields, 0 means as many as the type holds (its singular Fd fields,
+   * or 253 with a repeated one). */
   unsigned max_reply_fds;
 } ackrpc_call_options;
 
@@ -190,7 +196,15 @@ typedef struct ackrpc_result {
    * only if the call accepted them (ackrpc_call_options.max_reply_fds).
    * Owned by the result: ackrpc_result_clear() closes every entry that is
    * not -1 and frees the array. To keep one, copy it and set its entry to
-   * -1. NULL and 0 when there are none. */
+   * -1. NULL and 0 when there are none.
+   * For a method whose reply type has ackrpc.Fd fields, the descriptors
+   * are in those fields of `reply` instead (result->fds stays empty): they
+   * go with the reply message. ackrpc_result_clear() closes them while the
+   * reply is still in the result; a caller that takes the reply (sets
+   * `reply` to NULL, or gets it from a stub) takes them, and closes them
+   * itself (free_unpacked does not). Descriptors that do not match the
+   * fields (an index out of range, named twice or by no field, a singular
+   * field missing) make the call E_BAD_REPLY and are closed at once. */
   int *fds;
   size_t n_fds;
 } ackrpc_result;

@@ -14,6 +14,7 @@
 #ifndef ACKRPC_SERVER_H
 #define ACKRPC_SERVER_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -315,11 +316,18 @@ ackrpc_server_add_service_info(ackrpc_server *server, const ackrpc_service *serv
 ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_policy(
     ackrpc_server *server, const char *method, const ackrpc_policy *policy);
 
+/* For ackrpc_server_set_method_fds(): as many as the server's
+ * max_fds_per_call (what generated code passes for a request type with a
+ * repeated ackrpc.Fd field). */
+#define ACKRPC_FDS_SERVER_MAX UINT_MAX
+
 /* Lets requests of a registered method carry up to `max_fds` descriptors
  * (docs/PROTOCOL.md §2.5); 0, the default, refuses any: such a call is
  * answered INVALID_ARGUMENT and its descriptors are closed at once, as
  * for more than max_fds or a count that does not match what arrived; none
- * of these is dispatched. The handler gets them with ackrpc_call_take_fd().
+ * of these is dispatched. The handler gets them with ackrpc_call_take_fd()
+ * (or, for a request type with ackrpc.Fd fields, ackrpc_call_bind_fds()).
+ * ACKRPC_FDS_SERVER_MAX: the server's max_fds_per_call.
  * Register before the loop runs. Errors: E_INVAL (NULL server or name,
  * max_fds over the server's max_fds_per_call), E_NOT_FOUND (no such
  * method). */
@@ -550,6 +558,40 @@ ACKRPC_EXPORT ackrpc_status ackrpc_call_reply_fds(ackrpc_call *call,
                                                   const char *message,
                                                   const struct ProtobufCMessage *reply,
                                                   const int *fds, size_t n_fds);
+
+/* --- Descriptor fields: messages with fields of type ackrpc.Fd
+ * (ackrpc/fd.proto, docs/PROTOCOL.md §2.5 "Descriptor fields"). Generated
+ * handlers and P__S_M_reply() call these; a handler registered by hand
+ * may too. --- */
+
+/* Writes the request's descriptors into its ackrpc.Fd fields (fields of
+ * the request message itself), in place of the indices that came on the
+ * wire, after checking that they name each descriptor that came exactly
+ * once: every index below ackrpc_call_fd_count(), none twice, every
+ * singular Fd field present. Call it once, before using the request.
+ * On OK the descriptors stay the call's: they are valid until the call is
+ * answered and closed when it ends (after the answer); to keep one longer,
+ * dup() it. Otherwise the call is answered INVALID_ARGUMENT here (the
+ * message says which rule failed), every descriptor it carried is closed
+ * at once, and INVALID_ARGUMENT is returned: the handler must not use the
+ * call again. E_INVAL: NULL argument (nothing done). Same thread rule as
+ * the accessors. */
+ACKRPC_EXPORT ackrpc_status
+ackrpc_call_bind_fds(ackrpc_call *call, const struct ProtobufCMessage *request);
+
+/* ackrpc_call_reply() for a reply whose ackrpc.Fd fields hold descriptors:
+ * they are sent with the reply (ackrpc_call_reply_fds(), in field order)
+ * and each field carries its index on the wire; `reply` is not modified.
+ * Ownership: every descriptor in the reply's Fd fields is the library's
+ * once this is called, whatever it returns (closed once sent, or at once
+ * if the reply cannot be made): the caller must not close them.
+ * A singular Fd field left empty (NULL), a negative descriptor or more
+ * than 253 of them: the client gets INTERNAL, without descriptors, and
+ * this returns E_INVAL. Otherwise returns those of
+ * ackrpc_call_reply_fds(). NULL `reply`: ackrpc_call_reply(). */
+ACKRPC_EXPORT ackrpc_status
+ackrpc_call_reply_fd_fields(ackrpc_call *call, ackrpc_status status,
+                            const char *message, const struct ProtobufCMessage *reply);
 
 /* Answers the call like ackrpc_call_reply(), with a reply message already
  * encoded: `body_len` bytes at `body` (copied before this returns; NULL

@@ -11,6 +11,7 @@
 #include "mem/arena.h"
 #include "mem/budget.h"
 #include "wire/depth.h"
+#include "wire/fdfields.h"
 #include "wire/head.h"
 
 /* A reply head (a status and a short message) is decoded on the stack; a
@@ -21,7 +22,10 @@
 void ackrpc_result_clear(ackrpc_result *r) {
   if (!r) return;
   free(r->message);
-  if (r->reply) protobuf_c_message_free_unpacked(r->reply, NULL);
+  if (r->reply) {
+    akr_fdfields_close(r->reply, 1); /* a reply's descriptors go with it */
+    protobuf_c_message_free_unpacked(r->reply, NULL);
+  }
   free(r->reply_bytes);
   if (r->fds) akr_fds_close(r->fds, r->n_fds);
   free(r->fds);
@@ -88,6 +92,23 @@ static ProtobufCMessage *decode_body(const ProtobufCMessageDescriptor *desc,
   return m;
 }
 
+/* Moves the reply's descriptors into its ackrpc.Fd fields (the reply
+ * holds them from now on), or, if they do not check out, closes them and
+ * drops the reply: E_BAD_REPLY for an OK one (docs/PROTOCOL.md §2.5). */
+static void bind_reply(ackrpc_result *r) {
+  char why[256];
+  if (akr_fdfields_bind(r->reply, r->fds, r->n_fds, why, sizeof why) != 0) {
+    protobuf_c_message_free_unpacked(r->reply, NULL);
+    r->reply = NULL;
+    if (r->fds) akr_fds_close(r->fds, r->n_fds);
+    if (r->status == ACKRPC_OK)
+      akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s", why);
+  }
+  free(r->fds);
+  r->fds = NULL;
+  r->n_fds = 0;
+}
+
 void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
                            const ProtobufCMessageDescriptor *desc, unsigned max_depth,
                            akr_fd_batch *fds, unsigned max_fds) {
@@ -131,5 +152,6 @@ void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
     r->reply = decode_body(desc, &reply, max_depth, why, sizeof why);
     if (!r->reply && reply.status == ACKRPC_OK)
       akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "%s", why);
+    if (r->reply && akr_fdfields_capacity(desc, 1)) bind_reply(r);
   }
 }

@@ -473,6 +473,7 @@ ackrpc_status ackrpc_server_set_method_policy(ackrpc_server *s, const char *meth
 
 ackrpc_status ackrpc_server_set_method_fds(ackrpc_server *s, const char *method,
                                            unsigned max_fds) {
+  if (s && max_fds == ACKRPC_FDS_SERVER_MAX) max_fds = s->opt.max_fds_per_call;
   if (!s || !method || max_fds > s->opt.max_fds_per_call) return ACKRPC_E_INVAL;
   return akr_registry_set_fds(&s->registry, method, max_fds);
 }
