@@ -128,15 +128,17 @@ typedef struct ackrpc_client_options {
    * a call gives its own. Copied. NULL: no retries. */
   const ackrpc_retry_policy *retry;
   /* Large bodies by memfd (docs/PROTOCOL.md §2.6): a request body of at
-   * least this many bytes is encoded into a sealed memfd, which is passed
+   * least this many bytes is written into a sealed memfd, which is passed
    * instead of writing the body to the socket (blocking calls and sessions;
    * asynchronous calls always write it). Calls also tell the server that
-   * they take a reply body in a memfd. 0: the default, 64 KiB (measured:
-   * docs/PERFORMANCE.md); SIZE_MAX: never, and replies are not taken in a
-   * memfd either. A server that does not take bodies in a memfd refuses
-   * such a call without running it: UNIMPLEMENTED from a server of this
-   * version with the feature off, INVALID_ARGUMENT from an older one; use
-   * SIZE_MAX with such servers. */
+   * they take a reply body in a memfd. 0, the default: request bodies go
+   * inline (a fresh memfd per call was slower than the socket at every
+   * size measured, docs/PERFORMANCE.md; an ackrpc_body built once and sent
+   * many times is what memfds are for), replies are taken in a memfd;
+   * SIZE_MAX: neither. A server that does not take bodies in a memfd
+   * refuses such a call without running it: UNIMPLEMENTED from a server of
+   * this version with the feature off, INVALID_ARGUMENT from an older one;
+   * the body may then be sent inline (same call id). */
   size_t memfd_threshold;
 } ackrpc_client_options;
 

@@ -45,16 +45,26 @@ ackrpc_status ackrpc_body_seal(ackrpc_body *b) {
 }
 
 ackrpc_status ackrpc_body_from_message(const ProtobufCMessage *m, ackrpc_body **ret) {
-  if (!m || !ret) return ACKRPC_E_INVAL;
-  ackrpc_body *b;
-  ackrpc_status st = ackrpc_body_new(protobuf_c_message_get_packed_size(m), &b);
-  if (st != ACKRPC_OK) return st;
-  protobuf_c_message_pack(m, b->map);
-  st = ackrpc_body_seal(b);
-  if (st != ACKRPC_OK) {
-    ackrpc_body_free(b);
-    return st;
+  size_t len = m ? protobuf_c_message_get_packed_size(m) : 0;
+  if (!ret || !len || len > UINT32_MAX) return ACKRPC_E_INVAL;
+  /* Packed, then written: cheaper than writing through a shared mapping,
+   * which costs a page fault a page (docs/PERFORMANCE.md). */
+  ackrpc_body *b = calloc(1, sizeof *b);
+  uint8_t *buf = malloc(len);
+  if (!b || !buf) {
+    free(b);
+    free(buf);
+    return ACKRPC_E_NOMEM;
   }
+  protobuf_c_message_pack(m, buf);
+  int e = akr_memfd_from(buf, len, &b->fd);
+  free(buf);
+  if (e) {
+    free(b);
+    return ACKRPC_E_SYSTEM;
+  }
+  b->len = len;
+  b->sealed = 1;
   *ret = b;
   return ACKRPC_OK;
 }

@@ -10,8 +10,6 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_MAX_REPLY (4u << 20)
 #define DEFAULT_MAX_REPLY_DEPTH 100
-/* Request bodies from this size go in a memfd (docs/PERFORMANCE.md). */
-#define DEFAULT_MEMFD_THRESHOLD ((size_t)64 << 10)
 
 ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
                                 ackrpc_client **ret_client) {
@@ -31,11 +29,10 @@ ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
       options->max_reply_depth ? options->max_reply_depth : DEFAULT_MAX_REPLY_DEPTH;
   c->conf.server_check = options->server_check;
   c->conf.server_uid = options->server_uid;
-  /* SIZE_MAX: no memfd bodies either way. */
-  c->conf.memfd_min =
-      options->memfd_threshold ? options->memfd_threshold : DEFAULT_MEMFD_THRESHOLD;
-  c->conf.memfd_replies = c->conf.memfd_min != SIZE_MAX;
-  if (c->conf.memfd_min == SIZE_MAX) c->conf.memfd_min = 0;
+  /* 0: requests inline, replies taken in a memfd; SIZE_MAX: neither. */
+  size_t t = options->memfd_threshold;
+  c->conf.memfd_min = t == SIZE_MAX ? 0 : t;
+  c->conf.memfd_replies = t != SIZE_MAX;
   c->timeout_ms = options->timeout_ms ? options->timeout_ms : DEFAULT_TIMEOUT_MS;
   c->retry = rules;
   akr_ids_init(&c->ids, c);

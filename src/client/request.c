@@ -90,24 +90,41 @@ void akr_request_frame_free(akr_request_frame *f) {
   f->own_fd = -1;
 }
 
-/* The body of `spec` (body_len_ bytes) in a new sealed memfd: 0, or an
- * errno. */
-static int body_memfd(const akr_request_spec *spec, int *ret_fd) {
-  int fd;
-  uint8_t *map;
-  int e = akr_memfd_create(spec->body_len_, &fd, &map);
-  if (e) return e;
-  if (spec->body)
-    protobuf_c_message_pack(spec->body, map);
-  else if (spec->raw_body_len)
-    memcpy(map, spec->raw_body, spec->raw_body_len);
-  e = akr_memfd_seal(fd, map, spec->body_len_);
-  if (e) {
-    close(fd);
-    return e;
+/* The body of `spec` (body_len_ bytes) in a new sealed memfd, written from
+ * where its large byte strings are (the pieces of encode_iov.c, past the
+ * prefix and the head), so that this is the body's one copy; a message
+ * made mostly of small fields is packed first. `scratch` (cap bytes) is
+ * for the pieces' small parts. 0, or an errno. */
+static int body_memfd(const akr_request_spec *spec, uint8_t *scratch, size_t cap,
+                      int *ret_fd) {
+  if (!spec->body) return akr_memfd_from(spec->raw_body, spec->raw_body_len, ret_fd);
+  struct iovec iov[AKR_IOV_MAX];
+  size_t n_iov, need;
+  uint8_t *heap = NULL;
+  size_t len =
+      akr_request_encode_iov(spec, scratch, cap, iov, AKR_IOV_MAX, &n_iov, &need);
+  if (!len && need && (heap = malloc(need)) != NULL)
+    len = akr_request_encode_iov(spec, heap, need, iov, AKR_IOV_MAX, &n_iov, &need);
+  int e;
+  if (len) {
+    size_t skip = AKR_PREFIX_LEN + spec->head_len_, i = 0;
+    while (i < n_iov && skip >= iov[i].iov_len)
+      skip -= iov[i++].iov_len;
+    iov[i].iov_base = (uint8_t *)iov[i].iov_base + skip;
+    iov[i].iov_len -= skip;
+    e = akr_memfd_writev(iov + i, n_iov - i, spec->body_len_, ret_fd);
+  } else {
+    uint8_t *buf = malloc(spec->body_len_);
+    if (!buf) {
+      free(heap);
+      return ENOMEM;
+    }
+    protobuf_c_message_pack(spec->body, buf);
+    e = akr_memfd_from(buf, spec->body_len_, ret_fd);
+    free(buf);
   }
-  *ret_fd = fd;
-  return 0;
+  free(heap);
+  return e;
 }
 
 /* Turns `spec` into a frame whose body is in the memfd `fd`, sent after
@@ -163,7 +180,8 @@ ackrpc_status akr_request_frame_encode(akr_request_frame *f, akr_ids *ids,
   if (st != ACKRPC_OK) return st;
   const ackrpc_body *b = opt ? opt->body : NULL;
   if (!b && memfd_min && spec.body_len_ >= memfd_min && spec.body_len_ <= UINT32_MAX &&
-      (!opt || opt->n_fds < AKR_FDS_MAX) && body_memfd(&spec, &f->own_fd) != 0)
+      (!opt || opt->n_fds < AKR_FDS_MAX) &&
+      body_memfd(&spec, f->stack, sizeof f->stack, &f->own_fd) != 0)
     f->own_fd = -1; /* no memfd to be had: the body goes inline */
   if ((b || f->own_fd >= 0) &&
       to_memfd(f, &spec, b ? akr_body_fd(b) : f->own_fd, opt, &n) != 0) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define SEALS (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK)
@@ -41,18 +42,53 @@ int akr_memfd_seal(int fd, uint8_t *map, size_t len) {
 }
 
 int akr_memfd_from(const void *data, size_t len, int *ret_fd) {
-  int fd;
-  uint8_t *map;
-  int e = akr_memfd_create(len, &fd, &map);
-  if (e) return e;
-  if (len) memcpy(map, data, len);
-  e = akr_memfd_seal(fd, map, len);
+  struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+  return akr_memfd_writev(&iov, 1, len, ret_fd);
+}
+
+int akr_memfd_writev(const struct iovec *iov, size_t n_iov, size_t len, int *ret_fd) {
+  if (len > (size_t)INT64_MAX) return EFBIG;
+  int fd = memfd_create("ackrpc-body", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return errno;
+  /* Written, not copied into a shared mapping: the kernel copies into its
+   * pages without a page fault (or, in a VM, a page-table exit) for each. */
+  size_t done = 0, i = 0, off = 0;
+  while (done < len && i < n_iov) {
+    struct iovec part[64];
+    size_t n = 0;
+    for (size_t j = i, o = off; j < n_iov && n < 64; j++, o = 0)
+      part[n++] = (struct iovec){(uint8_t *)iov[j].iov_base + o, iov[j].iov_len - o};
+    ssize_t w = pwritev(fd, part, (int)n, (off_t)done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) goto fail;
+    done += (size_t)w;
+    for (size_t left = (size_t)w; left && i < n_iov;) {
+      size_t room = iov[i].iov_len - off;
+      if (left < room) {
+        off += left;
+        left = 0;
+      } else {
+        left -= room;
+        i++;
+        off = 0;
+      }
+    }
+  }
+  if (done != len || (len == 0 && ftruncate(fd, 0) != 0)) {
+    errno = EIO;
+    goto fail;
+  }
+  int e = akr_memfd_seal(fd, NULL, 0);
   if (e) {
     close(fd);
     return e;
   }
   *ret_fd = fd;
   return 0;
+fail:;
+  int err = errno;
+  close(fd);
+  return err;
 }
 
 akr_memfd_error akr_memfd_map(int fd, size_t max, const uint8_t **ret_map,

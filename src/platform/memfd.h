@@ -25,9 +25,13 @@ int akr_memfd_create(size_t len, int *ret_fd, uint8_t **ret_map);
  * caller's either way). */
 int akr_memfd_seal(int fd, uint8_t *map, size_t len);
 
-/* A body memfd of `len` bytes holding a copy of data[0..len): create,
- * copy, seal. 0, or an errno (nothing is left open). */
+/* A sealed body memfd holding a copy of data[0..len), written with
+ * pwrite(). 0, or an errno (nothing is left open). */
 int akr_memfd_from(const void *data, size_t len, int *ret_fd);
+
+/* The same from pieces: the bytes of iov[0..n_iov), `len` in all. */
+struct iovec;
+int akr_memfd_writev(const struct iovec *iov, size_t n_iov, size_t len, int *ret_fd);
 
 typedef enum akr_memfd_error {
   AKR_MEMFD_OK = 0,

@@ -121,17 +121,19 @@ static void body_to_memfd(ackrpc_call *c, akr_reply_spec *spec) {
   int *fds = realloc(c->reply_fds.fds, (c->reply_fds.n + 1) * sizeof *fds);
   if (!fds) return;
   c->reply_fds.fds = fds;
-  int fd;
-  uint8_t *map;
-  if (akr_memfd_create(n, &fd, &map) != 0) return;
-  if (spec->body)
-    protobuf_c_message_pack(spec->body, map);
-  else
-    memcpy(map, spec->raw_body, n);
-  if (akr_memfd_seal(fd, map, n) != 0) {
-    close(fd);
-    return;
+  int fd, e;
+  if (spec->body) {
+    /* Packed, then written: writing through a shared mapping of the memfd
+     * costs a page fault a page (docs/PERFORMANCE.md). */
+    uint8_t *buf = malloc(n);
+    if (!buf) return;
+    protobuf_c_message_pack(spec->body, buf);
+    e = akr_memfd_from(buf, n, &fd);
+    free(buf);
+  } else {
+    e = akr_memfd_from(spec->raw_body, n, &fd);
   }
+  if (e != 0) return;
   fds[c->reply_fds.n++] = fd;
   spec->body_memfd = 1;
 }

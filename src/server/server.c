@@ -40,8 +40,9 @@
 #define DEFAULT_CALLS_PER_CONN 16
 #define DEFAULT_CALLS_PER_UID 1024
 #define DEFAULT_FDS_PER_CALL 16
-/* Reply bodies from this size go in a memfd (docs/PERFORMANCE.md). */
-#define DEFAULT_MEMFD_THRESHOLD ((size_t)64 << 10)
+/* Reply bodies go in a memfd only when asked: a fresh memfd per reply was
+ * slower than the socket at every size measured (docs/PERFORMANCE.md). */
+#define DEFAULT_MEMFD_THRESHOLD SIZE_MAX
 /* The reply cache (docs/DELIVERY.md): ~1 MiB for small acks at the default
  * count; the age covers a client's whole retry window at the default
  * deadlines (client 30 s, handler 60 s) several times over. */

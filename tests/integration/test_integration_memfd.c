@@ -88,6 +88,7 @@ static void srv_start(srv *v, int refuse) {
   ackrpc_server_options o = {.address = fx_sock(),
                              .max_request_size = LIMIT,
                              .refuse_body_memfd = refuse,
+                             .memfd_threshold = 64 << 10,
                              .log = ackrpc_log_discard};
   cr_assert_eq(ackrpc_server_new(&o, &v->s), ACKRPC_OK);
   cr_assert_eq(ackrpc_server_add_method(v->s, &blob_method, blob_handler, NULL),
@@ -162,7 +163,7 @@ static void round_trip(call_fn fn, void *ctx, size_t n, unsigned seed,
 HS_TEST(memfd, large_bodies_round_trip_in_memfds_one_shot_and_in_sessions) {
   srv v;
   srv_start(&v, 0);
-  ackrpc_client *c = client(0); /* the default threshold, 64 KiB */
+  ackrpc_client *c = client(64 << 10);
   round_trip(by_client, c, 1 * MiB, 1, "memfd");
   round_trip(by_client, c, 8 * MiB, 2, "memfd");
   round_trip(by_client, c, 100, 3, "inline");
@@ -174,7 +175,9 @@ HS_TEST(memfd, large_bodies_round_trip_in_memfds_one_shot_and_in_sessions) {
     round_trip(by_session, s, 8 * MiB, 30 + i, "memfd");
   }
   ackrpc_session_close(s);
-  /* Off on the client: the same bodies go through the socket. */
+  /* Off on the client (the default): the same bodies go through the
+   * socket. */
+  round_trip(by_client, client(0), 1 * MiB, 5, "inline");
   ackrpc_client *off = client(SIZE_MAX);
   round_trip(by_client, off, 1 * MiB, 4, "inline");
   srv_stop(&v);
@@ -319,7 +322,7 @@ HS_TEST(memfd, a_server_that_refuses_memfd_bodies_answers_unimplemented) {
   req.blob.data = data;
   req.blob.len = 1 * MiB;
   ackrpc_result r = {0};
-  cr_assert_eq(ackrpc_client_call(client(0), &blob_method, &req.base, NULL, &r),
+  cr_assert_eq(ackrpc_client_call(client(64 << 10), &blob_method, &req.base, NULL, &r),
                ACKRPC_UNIMPLEMENTED);
   ackrpc_result_clear(&r);
   cr_assert_eq(atomic_load(&handled), before, "a refused call was dispatched");
