@@ -114,7 +114,9 @@ static int reserve(ackrpc_call *c, size_t n) {
  * descriptors (docs/PROTOCOL.md §2.6), if the client takes one. Anything
  * failing here leaves the body inline. */
 static void body_to_memfd(ackrpc_call *c, akr_reply_spec *spec) {
-  if (!c->req.accept_body_memfd || c->reply_fds.n >= AKR_FDS_MAX) return;
+  if (c->server->opt.memfd_threshold == SIZE_MAX || !c->req.accept_body_memfd ||
+      c->reply_fds.n >= AKR_FDS_MAX)
+    return;
   size_t n = spec->body ? protobuf_c_message_get_packed_size(spec->body)
                         : (spec->raw_body ? spec->raw_body_len : 0);
   if (n < c->server->opt.memfd_threshold || n > UINT32_MAX) return;

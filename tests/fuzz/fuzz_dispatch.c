@@ -16,7 +16,12 @@
  *     end of a pipe, up to 3 copies, over the server's limit of 2) with
  *     SCM_RIGHTS, the number and where in the stream taken from the
  *     input's last bytes; once the connection is over, the pipe must have
- *     no reader left but this target's own copy (docs/PROTOCOL.md §2.5).
+ *     no reader left but this target's own copy (docs/PROTOCOL.md §2.5);
+ *   - the same for bodies in memfds (§2.6): chosen by the input's fourth
+ *     last byte, the descriptors are instead a memfd holding the input's
+ *     first bytes, sealed as a body must be or not at all (a frame whose
+ *     head says body_memfd then maps it or refuses it); the process has
+ *     as many descriptors open after the input as before.
  * Method types come from wire.proto (RequestHead nests Metadata messages),
  * so the target needs no test protos.
  */
@@ -28,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -157,8 +164,33 @@ static ssize_t send_fds(int s, const uint8_t *data, size_t len, int fd, size_t n
   return sendmsg(s, &m, MSG_NOSIGNAL);
 }
 
+/* Descriptors open in this process. */
+static int open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) abort();
+  int n = 0;
+  while (readdir(d))
+    n++;
+  closedir(d);
+  return n;
+}
+
+/* A memfd holding data[0..len) (at most 4 KiB of it), sealed as a body
+ * must be if `sealed`, else not at all. */
+static int body_fd(const uint8_t *data, size_t len, int sealed) {
+  int fd = memfd_create("fuzz-body", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) abort();
+  if (len > 4096) len = 4096;
+  if (len && write(fd, data, len) != (ssize_t)len) abort();
+  if (sealed && fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK) != 0)
+    abort();
+  return fd;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   setup();
+  int fds_before = open_fds();
+  int kind = size > 3 ? data[size - 4] % 3 : 0; /* pipe, sealed memfd, unsealed */
   /* The descriptor plan: how many go with the first send, and from which
    * offset a second send starts, with how many. */
   int pipe_fds[2];
@@ -179,7 +211,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (sent < size) {
       size_t end = sent < split ? split : size;
       size_t n_fds = sent == 0 ? first_fds : sent == split ? split_fds : 0;
-      ssize_t n = send_fds(sv[1], data + sent, end - sent, pipe_fds[0], n_fds);
+      int fd = kind && n_fds ? body_fd(data, size, kind == 1) : pipe_fds[0];
+      ssize_t n = send_fds(sv[1], data + sent, end - sent, fd, n_fds);
+      if (fd != pipe_fds[0]) close(fd);
       if (n > 0)
         sent += (size_t)n;
       else if (n < 0 && errno != EAGAIN)
@@ -217,5 +251,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   close(pipe_fds[0]);
   if (write(pipe_fds[1], "x", 1) != -1 || errno != EPIPE) abort();
   close(pipe_fds[1]);
+  if (open_fds() != fds_before) abort();
   return 0;
 }
