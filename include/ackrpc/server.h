@@ -235,8 +235,9 @@ typedef struct ackrpc_server_options {
   unsigned max_fds_per_call;
   /* Large bodies by memfd (docs/PROTOCOL.md §2.6). A reply body of at
    * least this many bytes goes to a client that accepts it in a sealed
-   * memfd instead of through the socket (such a reply, as one with
-   * descriptors, is not kept by the reply cache). 0, the default, and
+   * memfd instead of through the socket (not while the reply cache or a
+   * reply store is on: their replies go inline, so that repeats get
+   * them). 0, the default, and
    * SIZE_MAX: never (a fresh memfd per reply was slower than the socket at
    * every size measured, docs/PERFORMANCE.md). Requests whose body
    * came in a memfd are accepted whatever this is (the sender chooses),

@@ -111,11 +111,13 @@ static int reserve(ackrpc_call *c, size_t n) {
 }
 
 /* Puts a large reply body in a sealed memfd, the last of the reply's
- * descriptors (docs/PROTOCOL.md §2.6), if the client takes one. Anything
- * failing here leaves the body inline. */
+ * descriptors (docs/PROTOCOL.md §2.6), if the client takes one. Not with
+ * the reply cache on: a reply with descriptors is not kept there, and its
+ * repeats must get the first answer. Anything failing here leaves the body
+ * inline. */
 static void body_to_memfd(ackrpc_call *c, akr_reply_spec *spec) {
-  if (c->server->opt.memfd_threshold == SIZE_MAX || !c->req.accept_body_memfd ||
-      c->reply_fds.n >= AKR_FDS_MAX)
+  if (c->server->opt.memfd_threshold == SIZE_MAX || c->server->cache ||
+      !c->req.accept_body_memfd || c->reply_fds.n >= AKR_FDS_MAX)
     return;
   size_t n = spec->body ? protobuf_c_message_get_packed_size(spec->body)
                         : (spec->raw_body ? spec->raw_body_len : 0);
