@@ -101,7 +101,7 @@ static int map_body(ackrpc_result *r, const akr_frame *frame, akr_reply *reply,
   const uint8_t *map = NULL;
   akr_memfd_error e = AKR_MEMFD_OK;
   if (accept && frame->body_len == 1 && frame->body[0] == AKR_MEMFD_STUB)
-    e = akr_memfd_map(fd, limit, &map, &len);
+    e = akr_memfd_map(fd, limit, 1, &map, &len);
   close(fd);
   if (!map) {
     akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s",

@@ -91,7 +91,7 @@ fail:;
   return err;
 }
 
-akr_memfd_error akr_memfd_map(int fd, size_t max, const uint8_t **ret_map,
+akr_memfd_error akr_memfd_map(int fd, size_t max, int populate, const uint8_t **ret_map,
                               size_t *ret_len) {
   *ret_len = 0;
   struct stat st;
@@ -111,7 +111,8 @@ akr_memfd_error akr_memfd_map(int fd, size_t max, const uint8_t **ret_map,
     *ret_map = empty;
     return AKR_MEMFD_OK;
   }
-  void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  void *map =
+      mmap(NULL, len, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
   if (map == MAP_FAILED) return AKR_MEMFD_MAP_FAILED;
   *ret_map = map;
   *ret_len = len;

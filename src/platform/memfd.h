@@ -43,11 +43,13 @@ typedef enum akr_memfd_error {
 
 /* Checks that `fd` is a memfd sealed with AKR_MEMFD_SEALS_NEEDED whose
  * size is at most `max`, and maps it PROT_READ, MAP_PRIVATE: *ret_map and
- * *ret_len (for 0 bytes, a pointer to a static empty buffer, len 0). The
- * mapping is the caller's (akr_memfd_unmap()); fd stays the caller's and
+ * *ret_len (for 0 bytes, a pointer to a static empty buffer, len 0), with
+ * its pages mapped at once if `populate` (for a body that will be read
+ * whole: one fault a page costs more, docs/PERFORMANCE.md). The mapping is
+ * the caller's (akr_memfd_unmap()); fd stays the caller's and
  * may be closed at once. On error nothing is mapped and *ret_len holds the
  * size found (for TOO_LARGE), else 0. */
-akr_memfd_error akr_memfd_map(int fd, size_t max, const uint8_t **ret_map,
+akr_memfd_error akr_memfd_map(int fd, size_t max, int populate, const uint8_t **ret_map,
                               size_t *ret_len);
 
 /* A sentence for the error, for a status message. */

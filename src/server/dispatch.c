@@ -102,7 +102,8 @@ static int check_fds(akr_conn *c, ackrpc_call *call, const akr_method_entry *m,
  * memfd, docs/PROTOCOL.md §2.6), which is closed here whatever happens:
  * the mapping, kept until the call ends, is charged to the memory
  * account. 1 if refused. */
-static int map_body(akr_conn *c, ackrpc_call *call, const akr_frame *f, int complete) {
+static int map_body(akr_conn *c, ackrpc_call *call, const akr_method_entry *m,
+                    const akr_frame *f, int complete) {
   ackrpc_server *s = c->server;
   int fd = call->fds.fds[--call->fds.n];
   call->fds.fds[call->fds.n] = -1;
@@ -119,7 +120,7 @@ static int map_body(akr_conn *c, ackrpc_call *call, const akr_frame *f, int comp
     snprintf(msg, sizeof msg,
              "a frame whose body is in a memfd must have a "
              "body of one byte");
-  } else if ((e = akr_memfd_map(fd, limit, &map, &len)) != AKR_MEMFD_OK) {
+  } else if ((e = akr_memfd_map(fd, limit, !m->raw, &map, &len)) != AKR_MEMFD_OK) {
     if (e == AKR_MEMFD_TOO_LARGE) st = ACKRPC_RESOURCE_EXHAUSTED;
     snprintf(msg, sizeof msg, "%s (%zu bytes allowed)", akr_memfd_error_text(e), limit);
   } else if (len > akr_acct_room(c)) {
@@ -179,7 +180,7 @@ int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
                   complete);
   }
   if (check_fds(c, call, m, complete)) return 0;
-  if (call->req.body_memfd && map_body(c, call, f, complete)) return 0;
+  if (call->req.body_memfd && map_body(c, call, m, f, complete)) return 0;
   call->method = m;
   return 1;
 }
