@@ -234,12 +234,27 @@ typedef struct ackrpc_server_options {
    * the call is refused RESOURCE_EXHAUSTED. A method takes none unless
    * ackrpc_server_set_method_fds() says so. Default 16; above 253: E_INVAL. */
   unsigned max_fds_per_call;
+  /* Large bodies by memfd (docs/PROTOCOL.md §2.6). A reply body of at
+   * least this many bytes goes to a client that accepts it in a sealed
+   * memfd instead of through the socket (not while the reply cache or a
+   * reply store is on: their replies go inline, so that repeats get
+   * them). 0, the default, and
+   * SIZE_MAX: never (a fresh memfd per reply was slower than the socket at
+   * every size measured, docs/PERFORMANCE.md). Requests whose body
+   * came in a memfd are accepted whatever this is (the sender chooses),
+   * within max_request_size and the memory budgets, which count the
+   * mapped bytes. */
+  size_t memfd_threshold;
+  /* Nonzero: refuse requests whose body is in a memfd, UNIMPLEMENTED,
+   * without dispatching them (a client may then send the body inline). */
+  int refuse_body_memfd;
 } ackrpc_server_options;
 
 /* A handler. `request` is the decoded request message, of the type given at
- * registration; it belongs to the call and stays valid until the call is
- * answered (ackrpc_call_reply()). The handler must answer the call exactly
- * once: before it returns, or later from any thread. */
+ * registration (NULL for a method served raw,
+ * ackrpc_server_set_method_raw()); it belongs to the call and stays valid
+ * until the call is answered (ackrpc_call_reply()). The handler must answer the call
+ * exactly once: before it returns, or later from any thread. */
 typedef void (*ackrpc_handler_fn)(ackrpc_call *call,
                                   const struct ProtobufCMessage *request, void *user);
 
@@ -334,6 +349,17 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_policy(
 ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_fds(ackrpc_server *server,
                                                          const char *method,
                                                          unsigned max_fds);
+
+/* Serves the method's requests undecoded: its handler gets `request`
+ * NULL and reads the body's bytes, as sent, in place with
+ * ackrpc_call_request_body() (no depth, UTF-8 or decoding checks: the
+ * handler is the decoder). For bytes-heavy methods: protobuf-c copies a
+ * `bytes` field out of the body when it decodes, and a body that came in a
+ * memfd is then read straight from its mapping. `raw` 0 restores the
+ * default. Register before the loop runs. Errors: E_INVAL (NULL server or
+ * name), E_NOT_FOUND (no such method). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_raw(ackrpc_server *server,
+                                                         const char *method, int raw);
 
 /* A field whose values never leave the server in a capture: field `number`
  * of the message type `message`. Generated register functions declare the
@@ -518,6 +544,20 @@ ACKRPC_EXPORT const uint8_t *ackrpc_call_metadata(const ackrpc_call *call,
 /* Descriptors the request carried (0 unless its method takes them,
  * ackrpc_server_set_method_fds()). */
 ACKRPC_EXPORT size_t ackrpc_call_fd_count(const ackrpc_call *call);
+
+/* The request's body as it was sent (its encoded bytes), in place: in the
+ * read-only mapping of its memfd when it came in one (docs/PROTOCOL.md
+ * §2.6), else in the connection's buffer. Borrowed: valid until the
+ * handler returns, or for a body that came in a memfd
+ * (ackrpc_call_body_in_memfd()) until the call is answered; never write
+ * to it. *ret_len (if not NULL) gets its length. NULL for a NULL call
+ * (a valid pointer for an empty body). Same thread rule as the other
+ * accessors. */
+ACKRPC_EXPORT const uint8_t *ackrpc_call_request_body(const ackrpc_call *call,
+                                                      size_t *ret_len);
+
+/* 1 if the request's body came in a sealed memfd, else 0. */
+ACKRPC_EXPORT int ackrpc_call_body_in_memfd(const ackrpc_call *call);
 
 /* Takes the request's descriptor `index` (close-on-exec, in the order the
  * client sent them): from now on it is the caller's to close. Returns it,

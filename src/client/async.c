@@ -112,8 +112,9 @@ static async_call *async_new(ackrpc_client *client, const ackrpc_method *method,
   akr_request_spec spec;
   size_t n;
   uint32_t timeout_ms = akr_timeout_ms(options, client->timeout_ms);
-  *ret =
-      akr_request_prepare(&client->ids, &args, options, timeout_ms, &spec, &n, &probe);
+  *ret = akr_request_prepare(&client->ids, &args, options, timeout_ms,
+                             client->conf.memfd_replies ? AKR_MEMFD_REPLIES : 0, &spec,
+                             &n, &probe);
   async_call *a =
       *ret == ACKRPC_OK ? calloc(1, sizeof *a + akr_fds_room(n, options)) : NULL;
   if (*ret == ACKRPC_OK && !a) *ret = ACKRPC_E_NOMEM;

@@ -62,8 +62,9 @@ static ackrpc_status session_queue(ackrpc_async_session *s, const akr_call_args 
   akr_request_spec spec;
   size_t n;
   uint32_t timeout_ms = akr_timeout_ms(options, s->timeout_ms);
-  ackrpc_status st =
-      akr_request_prepare(&s->ids, args, options, timeout_ms, &spec, &n, &probe);
+  ackrpc_status st = akr_request_prepare(&s->ids, args, options, timeout_ms,
+                                         s->conf.memfd_replies ? AKR_MEMFD_REPLIES : 0,
+                                         &spec, &n, &probe);
   pending *p = st == ACKRPC_OK ? malloc(sizeof *p + akr_fds_room(n, options)) : NULL;
   if (st == ACKRPC_OK && !p) st = ACKRPC_E_NOMEM;
   if (!p) {
