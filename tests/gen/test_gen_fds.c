@@ -28,7 +28,11 @@ static atomic_uint handled;
 typedef struct served {
   ackrpc_server *server;
   pthread_t thread;
+  size_t memfd_threshold; /* the server's, for its replies; 0: off */
 } served;
+
+/* Whether the last Read request's body came in a memfd. */
+static atomic_int read_body_in_memfd;
 
 static void *serve(void *arg) {
   ackrpc_server_run(arg);
@@ -53,6 +57,7 @@ static int cloexec(int fd) {
 static void on_read(ackrpc_call *call, const Fds__ReadRequest *request, void *user) {
   (void)user;
   atomic_fetch_add(&handled, 1);
+  atomic_store(&read_body_in_memfd, ackrpc_call_body_in_memfd(call));
   char buf[256];
   Fds__ReadReply rep = FDS__READ_REPLY__INIT;
   if (!cloexec(request->file->fd))
@@ -131,7 +136,9 @@ static void on_plain(ackrpc_call *call, const Fds__OpenRequest *request, void *u
 }
 
 static void serve_start(served *s) {
-  ackrpc_server_options o = {.address = fx_sock(), .log = ackrpc_log_discard};
+  ackrpc_server_options o = {.address = fx_sock(),
+                             .log = ackrpc_log_discard,
+                             .memfd_threshold = s->memfd_threshold};
   fds__Files_handlers h = {
       .Read = on_read, .Open = on_open, .Cat = on_cat, .Plain = on_plain};
   cr_assert_eq(ackrpc_server_new(&o, &s->server), ACKRPC_OK);
@@ -170,7 +177,7 @@ static void expect_fds(int n) {
 /* --- Blocking stubs --- */
 
 FX_TEST(gen_fds, blocking_request_descriptor_reaches_the_handler) {
-  served s;
+  served s = {0};
   serve_start(&s);
   ackrpc_client *client = fx_client(fx_sock(), 5000);
   int fd = file_with("a.txt", "contents of a");
@@ -194,8 +201,50 @@ FX_TEST(gen_fds, blocking_request_descriptor_reaches_the_handler) {
   serve_stop(&s);
 }
 
+/* A body in a memfd (PROTOCOL.md §2.6) is the frame's last descriptor and
+ * not one the Fd fields index: both travel together, both ways. */
+FX_TEST(gen_fds, descriptor_fields_travel_with_bodies_in_memfds) {
+  served s = {.memfd_threshold = 1};
+  serve_start(&s);
+  ackrpc_client_options co = {
+      .address = fx_sock(), .timeout_ms = 5000, .memfd_threshold = 1};
+  ackrpc_client *client = fx_client_opts(&co);
+  int fd = file_with("m.txt", "read beside a memfd body");
+  int before = fx_fd_count();
+  Ackrpc__Fd file = ACKRPC__FD__INIT;
+  file.fd = fd;
+  Fds__ReadRequest req = FDS__READ_REQUEST__INIT;
+  req.file = &file;
+  Fds__ReadReply *rep = NULL;
+  ackrpc_result result = {0};
+  atomic_store(&read_body_in_memfd, 0);
+  cr_assert_eq(fds__Files_Read_call(client, &req, &rep, NULL, &result), ACKRPC_OK, "%s",
+               result.message ? result.message : "");
+  cr_assert(atomic_load(&read_body_in_memfd), "the request body came in a memfd");
+  cr_assert_eq(rep->content.len, strlen("read beside a memfd body"));
+  cr_assert_eq(memcmp(rep->content.data, "read beside a memfd body", rep->content.len),
+               0);
+  fds__read_reply__free_unpacked(rep, NULL);
+  ackrpc_result_clear(&result);
+
+  /* The reply: its body in a memfd, its Fd field a pipe. */
+  Fds__OpenRequest oreq = FDS__OPEN_REQUEST__INIT;
+  oreq.text = "pipe beside a memfd reply";
+  Fds__OpenReply *orep = NULL;
+  cr_assert_eq(fds__Files_Open_call(client, &oreq, &orep, NULL, NULL), ACKRPC_OK);
+  cr_assert_not_null(orep->file);
+  char buf[64];
+  read_all(orep->file->fd, buf, sizeof buf);
+  cr_assert_str_eq(buf, "pipe beside a memfd reply");
+  close(orep->file->fd);
+  fds__open_reply__free_unpacked(orep, NULL);
+  expect_fds(before);
+  close(fd);
+  serve_stop(&s);
+}
+
 FX_TEST(gen_fds, blocking_reply_descriptor_is_the_callers) {
-  served s;
+  served s = {0};
   serve_start(&s);
   ackrpc_client *client = fx_client(fx_sock(), 5000);
   int before = fx_fd_count();
@@ -226,7 +275,7 @@ FX_TEST(gen_fds, blocking_reply_descriptor_is_the_callers) {
 }
 
 FX_TEST(gen_fds, reply_descriptors_that_do_not_match_are_refused) {
-  served s;
+  served s = {0};
   serve_start(&s);
   ackrpc_client *client = fx_client(fx_sock(), 5000);
   int before = fx_fd_count();
@@ -277,7 +326,7 @@ static void cat_done(ackrpc_status status, Fds__CatReply *reply, ackrpc_result *
 }
 
 FX_TEST(gen_fds, async_stub_repeated_descriptors_both_ways) {
-  served s;
+  served s = {0};
   serve_start(&s);
   ackrpc_client *client = fx_client(fx_sock(), 5000);
   int a = file_with("a.txt", "alpha"), b = file_with("b.txt", "beta"),
@@ -324,7 +373,7 @@ static void read_done(ackrpc_result *result, void *user) {
 }
 
 FX_TEST(gen_fds, sessions_give_each_call_its_own_descriptors) {
-  served s;
+  served s = {0};
   serve_start(&s);
   ackrpc_client *client = fx_client(fx_sock(), 5000);
   int fd[3] = {file_with("0", "zero"), file_with("1", "one"), file_with("2", "two")};
@@ -391,7 +440,7 @@ static ackrpc_status raw_call(ackrpc_client *client, const char *method,
 }
 
 FX_TEST(gen_fds, requests_whose_fields_do_not_match_are_refused) {
-  served s;
+  served s = {0};
   serve_start(&s);
   ackrpc_client *client = fx_client(fx_sock(), 5000);
   int x = file_with("x", "x"), y = file_with("y", "y");
@@ -498,7 +547,7 @@ static int run_cli(const char *args, char *out, size_t size) {
 /* ackrpc call --fd N=PATH sends the file; the reply's descriptors are
  * described and closed. */
 FX_TEST(gen_fds, cli_passes_and_describes_descriptors) {
-  served s;
+  served s = {0};
   char args[1024], out[4096];
   serve_start(&s);
   close(file_with("f.txt", "contents of f"));
