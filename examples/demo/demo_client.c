@@ -23,15 +23,6 @@
 
 #include "inbox_method.h"
 
-static const char *outcome_text(ackrpc_status st) {
-  switch (ackrpc_status_outcome(st)) {
-  case ACKRPC_OUTCOME_NOT_DELIVERED: return "not delivered";
-  case ACKRPC_OUTCOME_NO_ACK: return "delivered, no ack: outcome unknown";
-  case ACKRPC_OUTCOME_ACKED: return "answered by the server";
-  }
-  return "?";
-}
-
 /* Delivers note `seq`; prints the receipt or the failure. Returns 0 if the
  * server acknowledged it OK with the right sequence number. */
 static int deliver(ackrpc_client *client, uint64_t seq, uint64_t count,
@@ -48,14 +39,9 @@ static int deliver(ackrpc_client *client, uint64_t seq, uint64_t count,
       ackrpc_client_call(client, &inbox_deliver_method, &note.base, NULL, &result);
   int rc = 0;
   if (st != ACKRPC_OK) {
-    printf("note seq=%" PRIu64 " failed: status=%s: %s (%s)", seq,
-           ackrpc_status_name(st),
-           result.message ? result.message : ackrpc_strerror(st), outcome_text(st));
-    /* The library's message already explains a system error; without one,
-     * say which. */
-    if (!result.message && result.sys_errno)
-      printf(" [%s]", strerror(result.sys_errno));
-    printf("\n");
+    char why[512]; /* "NAME (code): message [outcome]" */
+    ackrpc_status_format(why, sizeof why, st, result.message);
+    printf("note seq=%" PRIu64 " failed: %s\n", seq, why);
     rc = -1;
   } else if (!result.reply) {
     printf("note seq=%" PRIu64 " failed: status=OK but no receipt\n", seq);

@@ -10,13 +10,8 @@
  * It uses ackrpc's generic API (inbox_method.h), to show what the typed
  * stubs of protoc-gen-ackrpc wrap; examples/mailbox uses the stubs.
  */
-/* sigaction: POSIX beyond C11. */
-#define _POSIX_C_SOURCE 200809L
-
-#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,15 +23,6 @@
 typedef struct inbox {
   uint64_t received; /* notes received since start */
 } inbox;
-
-/* The server the signal handler stops: a lock-free atomic, which a signal
- * handler may read. */
-static _Atomic(ackrpc_server *) g_server;
-
-static void on_signal(int sig) {
-  (void)sig;
-  ackrpc_server_stop(atomic_load(&g_server));
-}
 
 /* Handles one Deliver call, inline on the loop's thread. */
 static void on_deliver(ackrpc_call *call, const ProtobufCMessage *request, void *user) {
@@ -83,12 +69,9 @@ int main(int argc, char **argv) {
 
   inbox box = {0};
   ackrpc_server_options options = {.address = address};
-  const char *level = getenv("ACKRPC_LOG_LEVEL"); /* debug: one line per call */
-  if (level && ackrpc_log_level_parse(level, &options.log_level) != ACKRPC_OK)
-    fprintf(
-        stderr,
-        "demo_server: ignoring ACKRPC_LOG_LEVEL=%s (error, warning, info or debug)\n",
-        level);
+  char why[160]; /* ACKRPC_LOG_LEVEL=debug: one line per call */
+  if (ackrpc_log_level_from_env(&options.log_level, why, sizeof why) != ACKRPC_OK)
+    fprintf(stderr, "demo_server: %s; using the default\n", why);
   ackrpc_server *server = NULL;
   ackrpc_status st = ackrpc_server_new(&options, &server);
   if (st != ACKRPC_OK) {
@@ -104,28 +87,11 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  atomic_store(&g_server, server);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) {
-    perror("demo_server: sigaction");
-    atomic_store(&g_server, NULL);
-    ackrpc_server_free(server);
-    return 1;
-  }
-
-  /* The socket is bound and listening from here on. */
+  /* The socket is bound and listening from here on. SIGTERM or SIGINT
+   * stop it: the calls in flight are finished, then run returns. */
   printf("serving %s on %s\n", inbox_deliver_method.name, address);
-  st = ackrpc_server_run(server);
-
-  /* Back to the default action, so a late signal cannot touch a freed server. */
-  sa.sa_handler = SIG_DFL;
-  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
-    perror("demo_server: sigaction");
-  atomic_store(&g_server, NULL);
+  int sig = 0;
+  st = ackrpc_server_run_until_signal(server, &sig);
   ackrpc_server_free(server);
 
   if (st != ACKRPC_OK) {
@@ -133,6 +99,6 @@ int main(int argc, char **argv) {
             ackrpc_status_name(st), ackrpc_strerror(st));
     return 1;
   }
-  printf("stopped after %" PRIu64 " notes\n", box.received);
+  printf("stopped by signal %d after %" PRIu64 " notes\n", sig, box.received);
   return 0;
 }

@@ -407,12 +407,9 @@ int main(int argc, char **argv) {
   store s;
   memset(&s, 0, sizeof s);
   ackrpc_server_options options = {.address = address, .socket_mode = mode};
-  const char *level = getenv("ACKRPC_LOG_LEVEL"); /* debug: one line per call */
-  if (level && ackrpc_log_level_parse(level, &options.log_level) != ACKRPC_OK)
-    fprintf(stderr,
-            "kvstore_server: ignoring ACKRPC_LOG_LEVEL=%s (error, warning, info or "
-            "debug)\n",
-            level);
+  char why[160]; /* ACKRPC_LOG_LEVEL=debug: one line per call */
+  if (ackrpc_log_level_from_env(&options.log_level, why, sizeof why) != ACKRPC_OK)
+    fprintf(stderr, "kvstore_server: %s; using the default\n", why);
   ackrpc_status st = ackrpc_server_new(&options, &s.server);
   if (st != ACKRPC_OK) {
     fprintf(stderr, "kvstore_server: cannot serve on %s: %s: %s\n", address,

@@ -41,7 +41,7 @@
  *
  * --count DB prints the number of letters in DB and exits.
  */
-/* sigaction, pthread_sigmask, strdup, nanosleep, clock_gettime: POSIX. */
+/* pthread_sigmask, strdup, nanosleep, clock_gettime: POSIX. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
@@ -106,15 +106,6 @@ static const char *const SCHEMA = "CREATE TABLE IF NOT EXISTS letters ("
                                   " stored_at_ms INTEGER NOT NULL,"
                                   " call_id BLOB NOT NULL UNIQUE,"
                                   " UNIQUE (sender, seq))";
-
-/* The server the signal handler stops: a lock-free atomic, which a signal
- * handler may read. */
-static _Atomic(ackrpc_server *) g_server;
-
-static void on_signal(int sig) {
-  (void)sig;
-  ackrpc_server_stop(atomic_load(&g_server));
-}
 
 /* --- Handlers: on the loop's thread, never blocking --- */
 
@@ -477,12 +468,9 @@ static int serve(receiver *r, const char *address, const char *db_path) {
   ackrpc_server_options options = {
       .address = address, .reply_cache = r->reply_cache, .handover = r->handover};
   ackrpc_reply_store_attach(r->store, &options);
-  const char *level = getenv("ACKRPC_LOG_LEVEL");
-  if (level && ackrpc_log_level_parse(level, &options.log_level) != ACKRPC_OK)
-    fprintf(stderr,
-            "mailbox_receiver: ignoring ACKRPC_LOG_LEVEL=%s (error, warning, "
-            "info or debug)\n",
-            level);
+  char why[160]; /* ACKRPC_LOG_LEVEL=debug: one line per call */
+  if (ackrpc_log_level_from_env(&options.log_level, why, sizeof why) != ACKRPC_OK)
+    fprintf(stderr, "mailbox_receiver: %s; using the default\n", why);
   ackrpc_server *server = NULL;
   st = ackrpc_server_new(&options, &server);
   if (st != ACKRPC_OK) {
@@ -522,33 +510,18 @@ static int serve(receiver *r, const char *address, const char *db_path) {
     return 1;
   }
 
+  /* The socket is bound and listening from here on; SIGTERM or SIGINT
+   * stop the server (the writer thread blocks both, so the loop's thread
+   * takes them): the calls in flight finish, then run returns. */
   int rc = 0;
-  atomic_store(&g_server, server);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) {
-    perror("mailbox_receiver: sigaction");
+  printf("receiving %s on %s, database %s\n", ackrpc__mailbox__Mailbox_service.name,
+         address, db_path);
+  st = ackrpc_server_run_until_signal(server, NULL);
+  if (st != ACKRPC_OK) {
+    fprintf(stderr, "mailbox_receiver: the server loop failed: %s: %s\n",
+            ackrpc_status_name(st), ackrpc_strerror(st));
     rc = 1;
-  } else {
-    /* The socket is bound and listening from here on. */
-    printf("receiving %s on %s, database %s\n", ackrpc__mailbox__Mailbox_service.name,
-           address, db_path);
-    st = ackrpc_server_run(server);
-    if (st != ACKRPC_OK) {
-      fprintf(stderr, "mailbox_receiver: the server loop failed: %s: %s\n",
-              ackrpc_status_name(st), ackrpc_strerror(st));
-      rc = 1;
-    }
   }
-  /* Back to the default action, so a late signal cannot touch a freed
-   * server. */
-  sa.sa_handler = SIG_DFL;
-  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
-    perror("mailbox_receiver: sigaction");
-  atomic_store(&g_server, NULL);
 
   /* The writer finishes the jobs it has (answers to calls the server already
    * answered at shutdown are dropped: E_ALREADY_ANSWERED), then ends. */

@@ -145,6 +145,20 @@ typedef struct ackrpc_call_options {
    * retries). Must stay valid during the call (for an asynchronous call:
    * during ackrpc_client_call_async() only). NULL: the client's. */
   const ackrpc_retry_policy *retry;
+  /* Descriptors sent with the request (docs/PROTOCOL.md §2.5), in order:
+   * the handler sees fds[i] as its descriptor i. At most 253, each open;
+   * only to a method whose server takes them (a server refuses them
+   * otherwise: INVALID_ARGUMENT). Borrowed: the library never closes them;
+   * they must stay open until the call completes (a blocking call returns,
+   * an asynchronous call's callback runs). A retry sends them again. The
+   * array itself need stay valid only during the call that takes `options`
+   * (asynchronous calls copy it). */
+  const int *fds;
+  size_t n_fds;
+  /* Descriptors accepted with the reply; 0 (the default): none. A reply
+   * that carries more, or any when 0, is E_BAD_REPLY and its descriptors
+   * are closed at once. */
+  unsigned max_reply_fds;
 } ackrpc_call_options;
 
 /* What a call returns besides its status. Zero-initialise it before the
@@ -172,9 +186,17 @@ typedef struct ackrpc_result {
   /* Attempts made (1 without retries; 0 if the call failed before its first
    * attempt, e.g. E_INVAL). The other fields describe the last one. */
   unsigned attempts;
+  /* The descriptors the reply carried (close-on-exec), in their order;
+   * only if the call accepted them (ackrpc_call_options.max_reply_fds).
+   * Owned by the result: ackrpc_result_clear() closes every entry that is
+   * not -1 and frees the array. To keep one, copy it and set its entry to
+   * -1. NULL and 0 when there are none. */
+  int *fds;
+  size_t n_fds;
 } ackrpc_result;
 
-/* Frees what a result owns and zeroes it. NULL is ignored. */
+/* Frees what a result owns (closing its descriptors) and zeroes it. NULL
+ * is ignored. */
 ACKRPC_EXPORT void ackrpc_result_clear(ackrpc_result *result);
 
 /* Creates a client. The address is checked (not connected to) here.

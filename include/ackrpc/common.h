@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <ackrpc/export.h>
 #include <ackrpc/status.h>
@@ -128,9 +129,62 @@ ACKRPC_EXPORT uint64_t ackrpc_log_stderr_dropped(void);
 ACKRPC_EXPORT ackrpc_status ackrpc_log_level_parse(const char *name,
                                                    ackrpc_log_level *ret_level);
 
+/* The environment variable ackrpc_log_level_from_env() reads. */
+#define ACKRPC_LOG_LEVEL_ENV "ACKRPC_LOG_LEVEL"
+
+/* The log level the environment asks for: ACKRPC_LOG_LEVEL parsed by
+ * ackrpc_log_level_parse(), so that every server takes the same setting
+ * the same way. Unset or empty: OK with ACKRPC_LOG_DEFAULT. Returns OK and
+ * sets *ret_level, or E_INVAL (NULL ret_level, or a value that names no
+ * level; *ret_level untouched): then, if `errbuf` is not NULL and `errbuf_len`
+ * > 0, errbuf holds a NUL-terminated sentence for the user naming the
+ * variable, its value and the accepted names (cut to fit). Prints nothing.
+ * getenv() underneath: call it while no thread changes the environment
+ * (at start-up). */
+ACKRPC_EXPORT ackrpc_status ackrpc_log_level_from_env(ackrpc_log_level *ret_level,
+                                                      char *errbuf, size_t errbuf_len);
+
 /* A sink that drops everything. */
 ACKRPC_EXPORT void ackrpc_log_discard(void *user, ackrpc_log_level level,
                                       const char *message);
+
+/* google.protobuf.Timestamp and .Duration, converted without the generated
+ * types: pass and get their `seconds` and `nanos` fields. The ranges are
+ * the ones those types define: a Timestamp from 0001-01-01T00:00:00Z to
+ * 9999-12-31T23:59:59.999999999Z with nanos in 0..999999999 (also before
+ * 1970: -1.5 s is seconds -2, nanos 500000000); a Duration within
+ * ±315576000000 s (10,000 years) with nanos in -999999999..999999999 of the
+ * same sign as seconds. Each function checks its input and its result
+ * against them (and against time_t's range), returns OK and sets its
+ * outputs, or E_INVAL (a NULL pointer, a value outside its range, or a
+ * result that would be; outputs untouched). Milliseconds are rounded down
+ * for a Timestamp (the millisecond it falls in) and toward zero for a
+ * Duration (as its sign says). A struct timespec is normalized (tv_nsec in
+ * 0..999999999), for a negative Duration too. Pure functions: no
+ * allocation, safe from any thread. */
+#define ACKRPC_TIMESTAMP_MIN_SECONDS (-62135596800LL) /* 0001-01-01T00:00:00Z */
+#define ACKRPC_TIMESTAMP_MAX_SECONDS 253402300799LL   /* 9999-12-31T23:59:59Z */
+#define ACKRPC_DURATION_MAX_SECONDS 315576000000LL    /* and its negative */
+
+ACKRPC_EXPORT ackrpc_status ackrpc_timestamp_to_timespec(int64_t seconds, int32_t nanos,
+                                                         struct timespec *ret_ts);
+ACKRPC_EXPORT ackrpc_status ackrpc_timestamp_from_timespec(const struct timespec *ts,
+                                                           int64_t *ret_seconds,
+                                                           int32_t *ret_nanos);
+/* Milliseconds since 1970-01-01T00:00:00Z. */
+ACKRPC_EXPORT ackrpc_status ackrpc_timestamp_to_ms(int64_t seconds, int32_t nanos,
+                                                   int64_t *ret_ms);
+ACKRPC_EXPORT ackrpc_status ackrpc_timestamp_from_ms(int64_t ms, int64_t *ret_seconds,
+                                                     int32_t *ret_nanos);
+ACKRPC_EXPORT ackrpc_status ackrpc_duration_to_timespec(int64_t seconds, int32_t nanos,
+                                                        struct timespec *ret_ts);
+ACKRPC_EXPORT ackrpc_status ackrpc_duration_from_timespec(const struct timespec *ts,
+                                                          int64_t *ret_seconds,
+                                                          int32_t *ret_nanos);
+ACKRPC_EXPORT ackrpc_status ackrpc_duration_to_ms(int64_t seconds, int32_t nanos,
+                                                  int64_t *ret_ms);
+ACKRPC_EXPORT ackrpc_status ackrpc_duration_from_ms(int64_t ms, int64_t *ret_seconds,
+                                                    int32_t *ret_nanos);
 
 #ifdef __cplusplus
 }

@@ -56,7 +56,8 @@ typedef enum ackrpc_lookup_result {
  * What *ret points to must stay valid until the next lookup. Must not block
  * for long: it runs on the loop. ackrpc_reply_store_lookup()
  * (ackrpc/reply_store.h) is one. */
-typedef ackrpc_lookup_result (*ackrpc_reply_lookup_fn)(void *user, const uint8_t *call_id,
+typedef ackrpc_lookup_result (*ackrpc_reply_lookup_fn)(void *user,
+                                                       const uint8_t *call_id,
                                                        size_t call_id_len,
                                                        const uint8_t *digest,
                                                        ackrpc_stored_reply *ret);
@@ -227,6 +228,11 @@ typedef struct ackrpc_server_options {
    * usual. Either way it then offers its own socket to the next one. Only a
    * peer with the server's effective uid may use the control socket. */
   int handover;
+  /* Descriptors a request may carry (docs/PROTOCOL.md §2.5), 1 to 253; the
+   * receive buffer is sized to it, so more are cut off by the kernel and
+   * the call is refused RESOURCE_EXHAUSTED. A method takes none unless
+   * ackrpc_server_set_method_fds() says so. Default 16; above 253: E_INVAL. */
+  unsigned max_fds_per_call;
 } ackrpc_server_options;
 
 /* A handler. `request` is the decoded request message, of the type given at
@@ -309,6 +315,18 @@ ackrpc_server_add_service_info(ackrpc_server *server, const ackrpc_service *serv
 ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_policy(
     ackrpc_server *server, const char *method, const ackrpc_policy *policy);
 
+/* Lets requests of a registered method carry up to `max_fds` descriptors
+ * (docs/PROTOCOL.md §2.5); 0, the default, refuses any: such a call is
+ * answered INVALID_ARGUMENT and its descriptors are closed at once, as
+ * for more than max_fds or a count that does not match what arrived; none
+ * of these is dispatched. The handler gets them with ackrpc_call_take_fd().
+ * Register before the loop runs. Errors: E_INVAL (NULL server or name,
+ * max_fds over the server's max_fds_per_call), E_NOT_FOUND (no such
+ * method). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_fds(ackrpc_server *server,
+                                                         const char *method,
+                                                         unsigned max_fds);
+
 /* A field whose values never leave the server in a capture: field `number`
  * of the message type `message`. Generated register functions declare the
  * fields marked `[(ackrpc.sensitive) = true]` (ackrpc/options.proto). */
@@ -340,6 +358,26 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_add_cleanup(ackrpc_server *server,
  * Errors: E_INVAL (NULL), E_STATE (the server is attached to a caller's
  * base: run that base instead), E_SYSTEM (the loop failed). */
 ACKRPC_EXPORT ackrpc_status ackrpc_server_run(ackrpc_server *server);
+
+/* Runs the server's own loop as ackrpc_server_run() does, and stops the
+ * server (as ackrpc_server_stop(): drain, then return) when the process
+ * gets SIGTERM or SIGINT: the shutdown every server otherwise writes by
+ * hand. The signals are caught through libevent signal events on the
+ * server's loop, so the stop runs on the loop's thread, not in a signal
+ * handler; a second signal during the drain changes nothing. Before it
+ * returns, the previous dispositions of both signals are restored (a
+ * signal that comes later does what it did before the call). Other
+ * threads should block both signals (e.g. with pthread_sigmask() before
+ * they are created) so that the loop's thread is the one to take them.
+ * Returns OK once the server has stopped and drained, with *ret_signal
+ * (if not NULL) the signal that stopped it, or 0 if something else did
+ * (ackrpc_server_stop(), a handover to a successor). Errors: E_INVAL
+ * (NULL server), E_STATE (the server is attached to a caller's base: watch
+ * the signals there), E_SYSTEM (the signal events could not be set up, or
+ * the loop failed); *ret_signal is untouched then. Only one loop of a
+ * process may watch signals at a time (a libevent rule). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_run_until_signal(ackrpc_server *server,
+                                                           int *ret_signal);
 
 /* Asks the server to stop: it stops accepting (connections already queued
  * are still served), removes its socket file, lets the calls in flight
@@ -412,11 +450,11 @@ typedef struct ackrpc_counters {
   uint64_t calls_in_progress; /* now: calls with their handlers, including
                                * those the server already answered */
   /* The reply cache and the reply store (zero when they are off). */
-  uint64_t replay_hits;     /* repeats answered from the reply cache */
-  uint64_t replay_joins;    /* repeats that waited for their first call */
-  uint64_t replay_refused;  /* call ids reused for another request */
-  uint64_t replay_evicted;  /* answers dropped from the reply cache */
-  uint64_t replay_stored;   /* repeats answered from the reply store */
+  uint64_t replay_hits;    /* repeats answered from the reply cache */
+  uint64_t replay_joins;   /* repeats that waited for their first call */
+  uint64_t replay_refused; /* call ids reused for another request */
+  uint64_t replay_evicted; /* answers dropped from the reply cache */
+  uint64_t replay_stored;  /* repeats answered from the reply store */
 } ackrpc_counters;
 
 /* Fills *out (owned by the caller). Loop thread only. Errors: E_INVAL
@@ -469,6 +507,18 @@ ACKRPC_EXPORT int ackrpc_call_metadata_at(const ackrpc_call *call, size_t index,
 ACKRPC_EXPORT const uint8_t *ackrpc_call_metadata(const ackrpc_call *call,
                                                   const char *key, size_t *ret_len);
 
+/* Descriptors the request carried (0 unless its method takes them,
+ * ackrpc_server_set_method_fds()). */
+ACKRPC_EXPORT size_t ackrpc_call_fd_count(const ackrpc_call *call);
+
+/* Takes the request's descriptor `index` (close-on-exec, in the order the
+ * client sent them): from now on it is the caller's to close. Returns it,
+ * or -1 if index is out of range or it was taken already. Descriptors not
+ * taken are closed by the library when the call ends (after it is
+ * answered and the loop and the handler have let it go). Same thread rule
+ * as the other accessors. */
+ACKRPC_EXPORT int ackrpc_call_take_fd(ackrpc_call *call, size_t index);
+
 /* Answers the call: `status` (a canonical code, 0..16), an optional message
  * (copied; NULL for none) and the reply message (serialized before this
  * returns; NULL sends an empty body). Callable once per call, from any
@@ -482,6 +532,25 @@ ACKRPC_EXPORT ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status s
                                               const char *message,
                                               const struct ProtobufCMessage *reply);
 
+/* ackrpc_call_reply() that also passes descriptors to the client with the
+ * reply (docs/PROTOCOL.md §2.5), in order: fds[0..n_fds), at most 253,
+ * each open. The client receives them only if its call accepts that many
+ * (ackrpc_call_options.max_reply_fds); otherwise it closes them and
+ * reports E_BAD_REPLY. Ownership: the descriptors are the library's once
+ * this is called, whatever it returns: it closes its copies once the
+ * reply is sent, or at once if it cannot be (E_ALREADY_ANSWERED, the
+ * connection gone, an error). The caller must not close them. A reply
+ * with descriptors is never kept by the reply cache (a repeat waiting for
+ * it is answered UNAVAILABLE; later ones run the handler again).
+ * Returns those of ackrpc_call_reply(), and E_INVAL also for n_fds over
+ * 253, fds NULL with n_fds > 0, or a descriptor that is not open (then
+ * the client gets INTERNAL, without descriptors). */
+ACKRPC_EXPORT ackrpc_status ackrpc_call_reply_fds(ackrpc_call *call,
+                                                  ackrpc_status status,
+                                                  const char *message,
+                                                  const struct ProtobufCMessage *reply,
+                                                  const int *fds, size_t n_fds);
+
 /* Answers the call like ackrpc_call_reply(), with a reply message already
  * encoded: `body_len` bytes at `body` (copied before this returns; NULL
  * with 0 for an empty body), which are not checked against the method's
@@ -490,7 +559,8 @@ ACKRPC_EXPORT ackrpc_status ackrpc_call_reply(ackrpc_call *call, ackrpc_status s
 ACKRPC_EXPORT ackrpc_status ackrpc_call_reply_encoded(ackrpc_call *call,
                                                       ackrpc_status status,
                                                       const char *message,
-                                                      const uint8_t *body, size_t body_len);
+                                                      const uint8_t *body,
+                                                      size_t body_len);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,8 @@
 #ifndef ACKRPC_STATUS_H
 #define ACKRPC_STATUS_H
 
+#include <stddef.h>
+
 #include <ackrpc/export.h>
 
 #ifdef __cplusplus
@@ -117,6 +119,24 @@ ACKRPC_EXPORT const char *ackrpc_strerror(ackrpc_status status);
  * may send that this table lacks, 17..99), 110..199 → NO_ACK, anything
  * else → NOT_DELIVERED. */
 ACKRPC_EXPORT ackrpc_outcome ackrpc_status_outcome(ackrpc_status status);
+
+/* The outcome in words: "not delivered", "delivered, no ack", "acked"; or
+ * "unknown outcome" for a value outside the enum. Static storage; never
+ * NULL. */
+ACKRPC_EXPORT const char *ackrpc_outcome_name(ackrpc_outcome outcome);
+
+/* Formats a call's status for a person, as snprintf() does, into `buf`
+ * (`len` bytes; NULL if `len` is 0): "NAME (code): message [outcome]" for a
+ * status a server answered (0 to 99, e.g. "NOT_FOUND (5): no such key
+ * [acked]"), "NAME: message [outcome]" for a local one (e.g. "E_CONNECT:
+ * could not connect to the server: No such file or directory [not
+ * delivered]": local numbers are internal, so they are left out).
+ * `message` is the call's message (ackrpc_result.message); NULL or "" means
+ * ackrpc_strerror(status). Returns the length of the whole text (without
+ * the NUL), whether it fit or not; when `len` > 0 the text is cut to fit
+ * and always NUL-terminated. Never fails; safe from any thread. */
+ACKRPC_EXPORT int ackrpc_status_format(char *buf, size_t len, ackrpc_status status,
+                                       const char *message);
 
 /* Nonzero if a server may put this status on the wire (0..16). */
 ACKRPC_EXPORT int ackrpc_status_is_canonical(ackrpc_status status);

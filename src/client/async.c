@@ -113,7 +113,8 @@ static async_call *async_new(ackrpc_client *client, const ackrpc_method *method,
   uint32_t timeout_ms = akr_timeout_ms(options, client->timeout_ms);
   *ret =
       akr_request_prepare(&client->ids, &args, options, timeout_ms, &spec, &n, &probe);
-  async_call *a = *ret == ACKRPC_OK ? calloc(1, sizeof *a + n) : NULL;
+  async_call *a =
+      *ret == ACKRPC_OK ? calloc(1, sizeof *a + akr_fds_room(n, options)) : NULL;
   if (*ret == ACKRPC_OK && !a) *ret = ACKRPC_E_NOMEM;
   if (a) {
     memcpy(a->result.call_id, probe.call_id, probe.call_id_len);
@@ -122,6 +123,13 @@ static async_call *async_new(ackrpc_client *client, const ackrpc_method *method,
     a->iov = (struct iovec){.iov_base = a->frame,
                             .iov_len = akr_request_encode(&spec, a->frame)};
     a->timeout_ms = timeout_ms;
+    if (options && options->n_fds) {
+      int *fds = (int *)(void *)(a->frame + AKR_FDS_AFTER(n));
+      memcpy(fds, options->fds, options->n_fds * sizeof(int));
+      a->call.fds = fds;
+      a->call.n_fds = options->n_fds;
+    }
+    a->call.max_reply_fds = options ? options->max_reply_fds : 0;
   }
   ackrpc_result_clear(&probe);
   return a;
@@ -153,7 +161,10 @@ static ackrpc_status async_start(ackrpc_client *client, struct event_base *base,
                         .n_iov = 1,
                         .len = a->iov.iov_len,
                         .reply_desc = method->reply,
-                        .result = &a->result};
+                        .result = &a->result,
+                        .fds = a->call.fds,
+                        .n_fds = a->call.n_fds,
+                        .max_reply_fds = a->call.max_reply_fds};
   akr_link_init(&a->link, &a->conf, AKR_LINK_ONE_SHOT, a->in, sizeof a->in);
   akr_evdrive_init(&a->drive, base, async_run, a);
   akr_evdrive_attach(&a->drive, &a->link);

@@ -63,7 +63,7 @@ static ackrpc_status session_queue(ackrpc_async_session *s, const akr_call_args 
   uint32_t timeout_ms = akr_timeout_ms(options, s->timeout_ms);
   ackrpc_status st =
       akr_request_prepare(&s->ids, args, options, timeout_ms, &spec, &n, &probe);
-  pending *p = st == ACKRPC_OK ? malloc(sizeof *p + n) : NULL;
+  pending *p = st == ACKRPC_OK ? malloc(sizeof *p + akr_fds_room(n, options)) : NULL;
   if (st == ACKRPC_OK && !p) st = ACKRPC_E_NOMEM;
   if (!p) {
     ackrpc_result_clear(&probe);
@@ -84,7 +84,14 @@ static ackrpc_status session_queue(ackrpc_async_session *s, const akr_call_args 
                         .deadline_us = akr_now_us() + (uint64_t)timeout_ms * 1000u,
                         .timeout_ms = timeout_ms,
                         .reply_desc = args->reply_desc,
-                        .result = &p->result};
+                        .result = &p->result,
+                        .max_reply_fds = options ? options->max_reply_fds : 0};
+  if (options && options->n_fds) {
+    int *fds = (int *)(void *)(p->frame + AKR_FDS_AFTER(n));
+    memcpy(fds, options->fds, options->n_fds * sizeof(int));
+    p->call.fds = fds;
+    p->call.n_fds = options->n_fds;
+  }
   akr_link_push(&s->link, &p->call);
   akr_evdrive_kick(
       &s->drive); /* the work happens on the loop: `done` never runs in here */

@@ -26,7 +26,10 @@ ackrpc_status akr_link_call(akr_link *link, akr_ids *ids, const akr_call_args *a
                  .deadline_us = start + (uint64_t)wait * 1000u,
                  .timeout_ms = wait,
                  .reply_desc = a->reply_desc,
-                 .result = r};
+                 .result = r,
+                 .fds = o ? o->fds : NULL,
+                 .n_fds = o ? o->n_fds : 0,
+                 .max_reply_fds = o ? o->max_reply_fds : 0};
   akr_link_push(link, &c);
   akr_poll_until(link, &c, start);
   /* A call the engine still holds (its connection is being dropped) is let

@@ -32,6 +32,7 @@ void akr_link_init(akr_link *l, const akr_link_conf *conf, akr_link_mode mode,
 }
 
 void akr_link_free(akr_link *l) {
+  akr_fdq_clear(&l->fdq);
   if (l->in != l->in_own) free(l->in);
   l->in = l->in_own;
   l->in_cap = l->in_own_cap;
@@ -280,9 +281,19 @@ void akr_link_connect_failed(akr_link *l, int err, uint64_t now) {
 
 /* --- sending ---------------------------------------------------------- */
 
-size_t akr_link_output(const akr_link *l, struct iovec *iov, size_t max) {
+size_t akr_link_output(const akr_link *l, struct iovec *iov, size_t max,
+                       const int **ret_fds, size_t *ret_n_fds) {
   size_t n = 0, skip = l->cursor_off;
-  for (const akr_ccall *c = l->cursor; c && n < max; c = c->next) {
+  *ret_fds = NULL;
+  *ret_n_fds = 0;
+  for (const akr_ccall *c = l->cursor; c && n < max && !*ret_n_fds; c = c->next) {
+    /* A frame's descriptors ride on a sendmsg() of its own bytes only,
+     * from its first one: the reader tells frames apart by that. */
+    if (c->n_fds && c != l->cursor) break;
+    if (c->n_fds && skip == 0) {
+      *ret_fds = c->fds;
+      *ret_n_fds = c->n_fds;
+    }
     for (size_t i = 0; i < c->n_iov && n < max; i++) {
       size_t len = c->iov[i].iov_len;
       if (skip >= len) {
@@ -320,6 +331,13 @@ void akr_link_write_failed(akr_link *l, int err) {
 }
 
 /* --- receiving -------------------------------------------------------- */
+
+unsigned akr_link_max_fds(const akr_link *l) {
+  unsigned m = 0;
+  for (const akr_ccall *c = l->head; c; c = c->next)
+    if (c->max_reply_fds > m) m = c->max_reply_fds;
+  return m;
+}
 
 /* Room for `want` bytes from in_off: compacts, then grows (to the heap). */
 static int input_room(akr_link *l, size_t want) {
@@ -369,9 +387,11 @@ int akr_link_input(akr_link *l, uint8_t **ret_buf, size_t *ret_room) {
 
 /* A reply came for the call being sent: the server answered before the
  * request was complete (it refused it early, and closes). */
-static void early_reply(akr_link *l, akr_ccall *c, const akr_frame *f) {
+static void early_reply(akr_link *l, akr_ccall *c, const akr_frame *f,
+                        akr_fd_batch *fds) {
   ackrpc_result probe = {0};
-  akr_result_from_reply(&probe, f, c->reply_desc, l->conf->max_depth);
+  akr_result_from_reply(&probe, f, c->reply_desc, l->conf->max_depth, fds,
+                        c->max_reply_fds);
   if (ackrpc_status_outcome(probe.status) == ACKRPC_OUTCOME_ACKED &&
       probe.status != ACKRPC_OK) {
     memcpy(probe.call_id, c->result->call_id, sizeof probe.call_id);
@@ -392,15 +412,22 @@ static void early_reply(akr_link *l, akr_ccall *c, const akr_frame *f) {
  * Returns 0 to go on, -1 to stop (the stream is over). */
 static int take_reply(akr_link *l, const akr_frame *f) {
   akr_ccall *c = l->head;
+  uint64_t s = l->rx - (l->in_len - l->in_off);
+  akr_fd_batch fds;
+  akr_fdq_claim(&l->fdq, s, s + f->frame_len, &fds);
+  if (akr_fdq_misplaced(&l->fdq, s, s + f->frame_len)) fds.ctrunc = 1;
   l->in_off += f->frame_len;
   if (!c->sent) {
-    if (!c->completed) early_reply(l, c, f);
+    if (!c->completed) early_reply(l, c, f, &fds);
+    akr_fd_batch_close(&fds);
     return -1;
   }
   if (!c->completed) {
-    akr_result_from_reply(c->result, f, c->reply_desc, l->conf->max_depth);
+    akr_result_from_reply(c->result, f, c->reply_desc, l->conf->max_depth, &fds,
+                          c->max_reply_fds);
     complete(l, c);
   }
+  akr_fd_batch_close(&fds);
   l->reused = 1;
   unlink_call(l, NULL, c);
   return 0;
@@ -408,6 +435,7 @@ static int take_reply(akr_link *l, const akr_frame *f) {
 
 void akr_link_read(akr_link *l, size_t n) {
   l->in_len += n;
+  l->rx += n;
   while (l->head && !l->drop_why) {
     size_t avail = l->in_len - l->in_off;
     if (avail == 0) break;
@@ -455,6 +483,8 @@ static void connection_reset(akr_link *l) {
   l->broken_errno = 0;
   l->drop_why = NULL;
   l->in_off = l->in_len = 0;
+  l->rx = 0;
+  akr_fdq_clear(&l->fdq);
 }
 
 void akr_link_closed(akr_link *l, int err) {

@@ -48,6 +48,7 @@
 
 #include "ackrpc/client.h"
 #include "platform/address.h"
+#include "platform/fdpass.h"
 
 #define AKR_LINK_IOV_MAX 64 /* pieces handed to one sendmsg() */
 
@@ -64,6 +65,9 @@ struct akr_ccall {
   uint32_t timeout_ms;  /* the deadline as a duration, for messages */
   const ProtobufCMessageDescriptor *reply_desc; /* NULL: keep the body's bytes */
   ackrpc_result *result;                        /* filled when the call completes */
+  const int *fds; /* sent with the frame's first byte (borrowed) */
+  size_t n_fds;
+  unsigned max_reply_fds; /* accepted with the reply */
   /* The engine's. */
   akr_ccall *next;         /* in the queue */
   akr_ccall *next_done;    /* in the list akr_link_pop() returns */
@@ -117,6 +121,8 @@ typedef struct akr_link {
   uint8_t *in_own; /* the initial buffer, not freed by the engine */
   size_t in_own_cap;
   size_t in_reserve; /* a kept link grows its buffer by this much more */
+  uint64_t rx;       /* bytes read on this connection */
+  akr_fdq fdq;       /* descriptors read, not yet matched to their reply */
   /* Called (if set) just before io.c closes the connection's descriptor,
    * so that an event loop forgets it first. */
   void (*before_close)(void *arg);
@@ -186,8 +192,11 @@ void akr_link_connected(akr_link *link, int fd, const akr_peer *peer);
 void akr_link_connect_failed(akr_link *link, int err, uint64_t now_us);
 
 /* The pieces to send next: up to `max` entries of iov; returns how many
- * (0: nothing to send). */
-size_t akr_link_output(const akr_link *link, struct iovec *iov, size_t max);
+ * (0: nothing to send). A frame with descriptors goes out alone from its
+ * first byte, with ret_fds and ret_n_fds set (else NULL and 0): the pieces
+ * then end with that frame (docs/PROTOCOL.md §2.5). */
+size_t akr_link_output(const akr_link *link, struct iovec *iov, size_t max,
+                       const int **ret_fds, size_t *ret_n_fds);
 /* `n` bytes of the output were sent. */
 void akr_link_wrote(akr_link *link, size_t n);
 /* Whether the link wants the connection half-closed now (every frame of a
@@ -208,7 +217,10 @@ int akr_link_input(akr_link *link, uint8_t **ret_buf, size_t *ret_room);
 static inline int akr_link_wants_read(const akr_link *l) {
   return l->fd >= 0 && !l->drop_why && (l->broken || l->head != NULL);
 }
-/* `n` > 0 bytes were read into the input: complete replies are matched to
+/* How many descriptors a read may bring: the most any queued call takes. */
+unsigned akr_link_max_fds(const akr_link *link);
+/* `n` > 0 bytes were read into the input (the descriptors read with them
+ * are in link->fdq, tagged from link->rx): complete replies are matched to
  * their calls. */
 void akr_link_read(akr_link *link, size_t n);
 

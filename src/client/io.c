@@ -78,10 +78,14 @@ static void do_connect(akr_link *l, uint64_t now) {
 static int do_send(akr_link *l) {
   struct iovec iov[AKR_LINK_IOV_MAX];
   for (;;) {
-    size_t n_iov = akr_link_output(l, iov, AKR_LINK_IOV_MAX);
+    const int *fds;
+    size_t n_fds;
+    size_t n_iov = akr_link_output(l, iov, AKR_LINK_IOV_MAX, &fds, &n_fds);
     if (!n_iov) return 0;
     ssize_t n;
-    if (n_iov == 1) {
+    if (n_fds) {
+      n = akr_fd_send(l->fd, iov, n_iov, fds, n_fds, MSG_NOSIGNAL);
+    } else if (n_iov == 1) {
       n = send(l->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
     } else {
       struct msghdr m = {.msg_iov = iov, .msg_iovlen = n_iov};
@@ -105,7 +109,7 @@ static int do_read(akr_link *l) {
     uint8_t *buf;
     size_t room;
     if (akr_link_input(l, &buf, &room) != 0) return 0; /* dropped by the engine */
-    ssize_t n = read(l->fd, buf, room);
+    ssize_t n = akr_fd_read(l->fd, buf, room, akr_link_max_fds(l), &l->fdq, l->rx);
     if (n > 0) {
       akr_link_read(l, (size_t)n);
       continue;

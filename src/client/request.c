@@ -48,6 +48,10 @@ ackrpc_status akr_request_prepare(akr_ids *ids, const akr_call_args *a,
       r->call_id_len = 16;
     }
   }
+  if (opt && opt->n_fds &&
+      (!opt->fds || opt->n_fds > AKR_FDS_MAX || !akr_fds_open(opt->fds, opt->n_fds)))
+    return akr_result_fail(r, ACKRPC_E_INVAL, 0,
+                           "descriptors: 1 to %d open ones, or none", AKR_FDS_MAX);
   *spec = (akr_request_spec){
       .method = a->method,
       .timeout_us = (uint64_t)timeout_ms * 1000u,
@@ -58,6 +62,7 @@ ackrpc_status akr_request_prepare(akr_ids *ids, const akr_call_args *a,
       .body = a->request,
       .raw_body = a->raw,
       .raw_body_len = a->raw_len,
+      .fd_count = opt ? (uint32_t)opt->n_fds : 0,
   };
   *ret_len = akr_request_size(spec);
   if (*ret_len == 0)

@@ -75,4 +75,12 @@ ackrpc_status akr_request_frame_encode(akr_request_frame *f, akr_ids *ids,
                                        ackrpc_result *r);
 void akr_request_frame_free(akr_request_frame *f);
 
+/* Where an asynchronous call keeps its copy of options->fds: after its
+ * frame of `frame_len` bytes, in the same allocation. */
+#define AKR_FDS_AFTER(frame_len)                                                       \
+  (((frame_len) + sizeof(int) - 1) / sizeof(int) * sizeof(int))
+static inline size_t akr_fds_room(size_t frame_len, const ackrpc_call_options *o) {
+  return AKR_FDS_AFTER(frame_len) + (o ? o->n_fds : 0) * sizeof(int);
+}
+
 #endif /* AKR_CLIENT_REQUEST_H */

@@ -23,6 +23,8 @@ void ackrpc_result_clear(ackrpc_result *r) {
   free(r->message);
   if (r->reply) protobuf_c_message_free_unpacked(r->reply, NULL);
   free(r->reply_bytes);
+  if (r->fds) akr_fds_close(r->fds, r->n_fds);
+  free(r->fds);
   memset(r, 0, sizeof *r);
 }
 
@@ -87,7 +89,8 @@ static ProtobufCMessage *decode_body(const ProtobufCMessageDescriptor *desc,
 }
 
 void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
-                           const ProtobufCMessageDescriptor *desc, unsigned max_depth) {
+                           const ProtobufCMessageDescriptor *desc, unsigned max_depth,
+                           akr_fd_batch *fds, unsigned max_fds) {
   _Alignas(max_align_t) uint8_t room[REPLY_HEAD_ROOM];
   akr_arena arena;
   akr_arena_init_on(&arena, REPLY_HEAD_BUDGET, room, sizeof room);
@@ -97,6 +100,20 @@ void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
     akr_arena_release(&arena);
     akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s", akr_frame_error_text(fe));
     return;
+  }
+  if (fds->ctrunc || fds->n != reply.fd_count || fds->n > max_fds) {
+    akr_arena_release(&arena);
+    akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0,
+                    "reply: %u descriptor(s) received, %u announced, %u accepted%s",
+                    fds->n, reply.fd_count, max_fds,
+                    fds->ctrunc ? ", some cut off or misplaced" : "");
+    return;
+  }
+  if (fds->n) {
+    r->fds = fds->fds;
+    r->n_fds = fds->n;
+    fds->fds = NULL;
+    fds->n = 0;
   }
   r->status = (ackrpc_status)reply.status;
   r->sys_errno = 0;

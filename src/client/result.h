@@ -8,6 +8,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "ackrpc/client.h"
+#include "platform/fdpass.h"
 #include "wire/frame.h"
 
 /* Sets a local status, its errno (0: none) and an explanation
@@ -29,8 +30,13 @@ ackrpc_status akr_result_fail(ackrpc_result *r, ackrpc_status st, int err,
  * deeper than `max_depth` (protobuf-c recurses without a limit) and within
  * AKR_REPLY_DECODE_BUDGET. E_BAD_REPLY if the head does not decode, or an
  * OK body does not decode with `desc` within those limits (an error
- * status's body that does not is dropped; the status stands). */
+ * status's body that does not is dropped; the status stands).
+ * `fds` is the batch read with the frame: its descriptors move to
+ * r->fds if they match the head's count, are no more than `max_fds` and
+ * were not cut (ctrunc); otherwise the reply is E_BAD_REPLY. What is left
+ * in `fds` is the caller's to close. */
 void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
-                           const ProtobufCMessageDescriptor *desc, unsigned max_depth);
+                           const ProtobufCMessageDescriptor *desc, unsigned max_depth,
+                           akr_fd_batch *fds, unsigned max_fds);
 
 #endif /* AKR_CLIENT_RESULT_H */

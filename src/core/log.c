@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -28,6 +29,22 @@ ackrpc_status ackrpc_log_level_parse(const char *name, ackrpc_log_level *ret_lev
       *ret_level = names[i].level;
       return ACKRPC_OK;
     }
+  return ACKRPC_E_INVAL;
+}
+
+ackrpc_status ackrpc_log_level_from_env(ackrpc_log_level *ret_level, char *errbuf,
+                                        size_t errbuf_len) {
+  if (!ret_level) return ACKRPC_E_INVAL;
+  const char *value = getenv(ACKRPC_LOG_LEVEL_ENV);
+  if (!value || !value[0]) {
+    *ret_level = ACKRPC_LOG_DEFAULT;
+    return ACKRPC_OK;
+  }
+  if (ackrpc_log_level_parse(value, ret_level) == ACKRPC_OK) return ACKRPC_OK;
+  if (errbuf && errbuf_len)
+    snprintf(errbuf, errbuf_len,
+             "%s=\"%s\" is not a log level (error, warning, info or debug)",
+             ACKRPC_LOG_LEVEL_ENV, value);
   return ACKRPC_E_INVAL;
 }
 

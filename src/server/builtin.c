@@ -354,6 +354,19 @@ static void health_check(ackrpc_call *call, const ProtobufCMessage *request,
   ackrpc_call_reply(call, ACKRPC_OK, NULL, &reply.base);
 }
 
+/* Whether `name` is a method of one of the server's own services. */
+static int is_builtin_method(const ackrpc_server *s, const char *name) {
+  const ackrpc_service *const *svcs;
+  const unsigned char *builtin;
+  size_t n_svcs = akr_registry_services(&s->registry, &svcs, &builtin);
+  for (size_t i = 0; i < n_svcs; i++) {
+    if (!builtin[i]) continue;
+    for (size_t j = 0; j < svcs[i]->n_methods; j++)
+      if (strcmp(svcs[i]->methods[j].name, name) == 0) return 1;
+  }
+  return 0;
+}
+
 static void stats_get(ackrpc_call *call, const ProtobufCMessage *request, void *user) {
   (void)request;
   ackrpc_server *s = user;
@@ -380,7 +393,9 @@ static void stats_get(ackrpc_call *call, const ProtobufCMessage *request, void *
     m->p50_us = st[i].p50_us;
     m->p90_us = st[i].p90_us;
     m->p99_us = st[i].p99_us;
+    m->p999_us = st[i].p999_us;
     m->max_us = st[i].max_us;
+    m->builtin = is_builtin_method(s, st[i].method);
     m->statuses = &scp[k];
     for (uint32_t code = 0; code < 17; code++) {
       if (!st[i].by_status[code]) continue;

@@ -113,7 +113,8 @@ void akr_cache_finish(ackrpc_call *call) {
   akr_rc_entry *e = call->rc_entry;
   if (!e) return;
   call->rc_entry = NULL;
-  const uint8_t *frame = call->out_len ? call->out : NULL;
+  /* A reply with descriptors cannot be given again: it is not kept. */
+  const uint8_t *frame = call->out_len && !call->reply_fds.n ? call->out : NULL;
   int ok = frame && call->reply_status == ACKRPC_OK;
   akr_rc_waiter *w =
       akr_rc_finish(call->server->cache, e, ok, frame, call->out_len, akr_now_us());

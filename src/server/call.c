@@ -30,6 +30,8 @@ ackrpc_call *akr_call_new(ackrpc_server *s) {
   c->t_start_us = c->deadline_us = 0;
   c->out_len = 0;
   c->reply_status = 0;
+  c->fds = (akr_fd_batch){0};
+  c->reply_fds = (akr_fd_batch){0};
   c->rc_entry = NULL;
   c->rc_wait = (akr_rc_waiter){0};
   c->has_digest = 0;
@@ -57,6 +59,8 @@ static void call_free(ackrpc_call *c) {
 void akr_call_unref(ackrpc_call *c, int on_loop) {
   if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1) return;
   ackrpc_server *s = c->server;
+  akr_fd_batch_close(&c->fds);
+  akr_fd_batch_close(&c->reply_fds);
   /* The spare store and the pool are the loop's, and only while the server
    * is open. */
   int keep = on_loop && !s->closed;
@@ -100,14 +104,19 @@ static int reserve(ackrpc_call *c, size_t n) {
 }
 
 static ackrpc_status encode_spec(ackrpc_call *c, akr_reply_spec spec) {
+  spec.fd_count = c->reply_fds.n;
   size_t n = akr_reply_size(&spec);
   if (n == 0) {
+    akr_fd_batch_close(&c->reply_fds);
     spec = (akr_reply_spec){.status = ACKRPC_INTERNAL,
                             .message = "reply larger than the protocol allows"};
     n = akr_reply_size(&spec);
   }
   c->out_len = 0;
-  if (reserve(c, n) != 0) return ACKRPC_E_NOMEM;
+  if (reserve(c, n) != 0) {
+    akr_fd_batch_close(&c->reply_fds); /* the INTERNAL answer goes without */
+    return ACKRPC_E_NOMEM;
+  }
   c->out_len = akr_reply_encode(&spec, c->out);
   c->reply_status = spec.status;
   return ACKRPC_OK;
@@ -115,7 +124,8 @@ static ackrpc_status encode_spec(ackrpc_call *c, akr_reply_spec spec) {
 
 ackrpc_status akr_call_encode(ackrpc_call *c, uint32_t status, const char *message,
                               const ProtobufCMessage *body) {
-  return encode_spec(c, (akr_reply_spec){.status = status, .message = message, .body = body});
+  return encode_spec(
+      c, (akr_reply_spec){.status = status, .message = message, .body = body});
 }
 
 ackrpc_status akr_call_encode_raw(ackrpc_call *c, uint32_t status, const char *message,
@@ -165,6 +175,17 @@ int ackrpc_call_metadata_at(const ackrpc_call *c, size_t index, const char **ret
   if (ret_value) *ret_value = m->value.data;
   if (ret_value_len) *ret_value_len = m->value.len;
   return 0;
+}
+
+size_t ackrpc_call_fd_count(const ackrpc_call *c) {
+  return c ? c->fds.n : 0;
+}
+
+int ackrpc_call_take_fd(ackrpc_call *c, size_t index) {
+  if (!c || index >= c->fds.n) return -1;
+  int fd = c->fds.fds[index];
+  c->fds.fds[index] = -1;
+  return fd;
 }
 
 const uint8_t *ackrpc_call_metadata(const ackrpc_call *c, const char *key,

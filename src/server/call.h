@@ -19,7 +19,8 @@ ackrpc_call *akr_call_new(ackrpc_server *server);
  * the server. Any thread; `on_loop` says which. */
 void akr_call_unref(ackrpc_call *call, int on_loop);
 
-/* Encodes a reply frame into the call's buffer: `status` (a status a
+/* Encodes a reply frame into the call's buffer (announcing the call's
+ * reply_fds; closed if the reply cannot be made): `status` (a status a
  * server may send), an optional message and body; a reply too large for the
  * protocol becomes INTERNAL. Any thread, by whoever answers the call.
  * E_NOMEM leaves no reply. */

@@ -138,9 +138,11 @@ static int fill(akr_conn *c, size_t need) {
   akr_acct_conn_input(c);
   for (;;) {
     size_t room = c->in_cap - c->in_len;
-    ssize_t n = read(c->fd, c->in + c->in_len, room);
+    ssize_t n = akr_fd_read(c->fd, c->in + c->in_len, room,
+                            c->server->opt.max_fds_per_call, &c->fdq, c->rx);
     if (n > 0) {
       c->in_len += (size_t)n;
+      c->rx += (uint64_t)n;
       c->drained = (size_t)n < room;
       return 1;
     }
@@ -249,9 +251,16 @@ static void written(akr_conn *c) {
 
 /* Sends buf[*off, len). 1 once all is sent; 0 if it has to wait (WRITING,
  * watching EV_WRITE) or the peer is gone (DONE). */
-static int send_bytes(akr_conn *c, const uint8_t *buf, size_t *off, size_t len) {
+static int send_bytes(akr_conn *c, const uint8_t *buf, size_t *off, size_t len,
+                      const akr_fd_batch *fds) {
   while (*off < len) {
-    ssize_t n = send(c->fd, buf + *off, len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* A reply's descriptors go with its first byte, in a send of its own
+     * bytes (docs/PROTOCOL.md §2.5). */
+    struct iovec iov = {.iov_base = (void *)(buf + *off), .iov_len = len - *off};
+    ssize_t n =
+        fds && fds->n && *off == 0
+            ? akr_fd_send(c->fd, &iov, 1, fds->fds, fds->n, MSG_NOSIGNAL | MSG_DONTWAIT)
+            : send(c->fd, buf + *off, len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       *off += (size_t)n;
       continue;
@@ -276,11 +285,13 @@ static int send_bytes(akr_conn *c, const uint8_t *buf, size_t *off, size_t len) 
  * the connection on. */
 static void write_out(akr_conn *c) {
   if (c->out_len > c->out_off) {
-    if (!send_bytes(c, c->out, &c->out_off, c->out_len)) return;
+    if (!send_bytes(c, c->out, &c->out_off, c->out_len, NULL)) return;
     c->out_off = c->out_len = 0;
   }
   if (c->wcall) {
-    if (!send_bytes(c, c->wcall->out, &c->wcall_off, c->wcall->out_len)) return;
+    if (!send_bytes(c, c->wcall->out, &c->wcall_off, c->wcall->out_len,
+                    &c->wcall->reply_fds))
+      return;
     akr_call_unref(c->wcall, 1);
     c->wcall = NULL;
   }
@@ -313,7 +324,7 @@ void akr_conn_reply(akr_conn *c, ackrpc_call *call) {
   c->close_after_write = call->out_len == 0;
   /* Pipelined frames: the answer waits for the next one (corked), or joins
    * those waiting, so that all go out in a single send(). */
-  if ((c->corked || c->out_len > c->out_off) &&
+  if (!call->reply_fds.n && (c->corked || c->out_len > c->out_off) &&
       out_append(c, call->out, call->out_len) == 0) {
     akr_call_unref(call, 1);
     if (c->corked)
@@ -361,6 +372,10 @@ void akr_conn_busy(akr_conn *c, uint64_t deadline_us) {
   if (off == c->out_len) c->out_off = c->out_len = 0;
 }
 
+void akr_conn_claim_fds(akr_conn *c, akr_fd_batch *ret) {
+  akr_fdq_claim(&c->fdq, c->frame_at, c->frame_at + c->frame_len, ret);
+}
+
 void akr_conn_part(akr_conn *c) {
   ackrpc_call *call = c->call;
   if (!call) return;
@@ -389,6 +404,15 @@ static void dispatch_frame(akr_conn *c, const akr_frame *f, const uint8_t *at,
                            size_t avail) {
   ackrpc_server *s = c->server;
   akr_frame next;
+  if (akr_fdq_misplaced(&c->fdq, c->frame_at, c->frame_at + f->frame_len)) {
+    akr_event(s, AKR_EV_BAD_REQUEST, ACKRPC_LOG_INFO,
+              "peer_uid=%u peer_pid=%d error=\"descriptors misplaced\"",
+              (unsigned)c->peer.uid, (int)c->peer.pid);
+    akr_conn_part(c);
+    akr_conn_answer(c, ACKRPC_INVALID_ARGUMENT,
+                    "descriptors sent inside a frame, not with its first byte", 0);
+    return;
+  }
   /* Not past KEEP_BUFFER of answers waiting: a peer that pipelines many
    * small calls and reads nothing cannot grow the output without bound. */
   c->corked = c->out_len - c->out_off < KEEP_BUFFER &&
@@ -441,6 +465,7 @@ void akr_conn_resume(akr_conn *c) {
     if ((fe == AKR_FRAME_OK || fe == AKR_FRAME_INCOMPLETE) && f.frame_len &&
         !c->head_done && avail >= AKR_PREFIX_LEN + (size_t)f.head_len) {
       c->frame_len = f.frame_len;
+      c->frame_at = c->rx - (c->in_len - c->in_off);
       if (!s->hooks->admit(c, &f, fe == AKR_FRAME_OK)) continue;
       c->head_done = 1;
     }
@@ -564,6 +589,7 @@ void akr_conn_close(akr_conn *c) {
   evtimer_del(&c->timer);
   close(c->fd);
   c->fd = -1;
+  akr_fdq_clear(&c->fdq);
   c->state = AKR_CONN_DONE;
   pending_remove(c);
   if (c->prev)

@@ -44,6 +44,10 @@ void akr_conn_reply(akr_conn *conn, ackrpc_call *call);
  * replies batched so far rather than hold them back. */
 void akr_conn_busy(akr_conn *conn, uint64_t deadline_us);
 
+/* Moves the descriptors that came with the frame being admitted to *ret
+ * (zeroed if none): see akr_fdq_claim(). */
+void akr_conn_claim_fds(akr_conn *conn, akr_fd_batch *ret);
+
 /* Parts the connection from its call, which lives on with its other
  * references (a handler's). */
 void akr_conn_part(akr_conn *conn);

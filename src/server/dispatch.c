@@ -61,6 +61,39 @@ static int over_limits(akr_conn *c, const akr_frame *f, int complete) {
   return 1;
 }
 
+/* Moves the frame's descriptors to the call if they check out
+ * (docs/PROTOCOL.md §2.5); else closes them and refuses: 1 if refused. */
+static int check_fds(akr_conn *c, ackrpc_call *call, const akr_method_entry *m,
+                     int complete) {
+  akr_fd_batch fds;
+  akr_conn_claim_fds(c, &fds);
+  uint32_t want = call->req.fd_count;
+  if (!fds.n && !fds.ctrunc && !want) return 0;
+  ackrpc_server *s = c->server;
+  char msg[160];
+  ackrpc_status st = ACKRPC_INVALID_ARGUMENT;
+  if (fds.ctrunc || want > s->opt.max_fds_per_call) {
+    st = ACKRPC_RESOURCE_EXHAUSTED;
+    snprintf(msg, sizeof msg, "more descriptors than the server takes (%u)",
+             s->opt.max_fds_per_call);
+  } else if (fds.n != want) {
+    snprintf(msg, sizeof msg, "%u descriptor(s) received, the head says %u", fds.n,
+             (unsigned)want);
+  } else if (fds.n > m->max_fds) {
+    snprintf(msg, sizeof msg, "%s takes %u descriptor(s), %u sent", m->m.name,
+             m->max_fds, fds.n);
+  } else {
+    call->fds = fds;
+    return 0;
+  }
+  akr_fd_batch_close(&fds);
+  akr_event(s, AKR_EV_BAD_REQUEST, ACKRPC_LOG_INFO,
+            "method=%s peer_uid=%u peer_pid=%d error=\"%s\"", m->m.name,
+            (unsigned)c->peer.uid, (int)c->peer.pid, msg);
+  refuse(c, st, msg, complete);
+  return 1;
+}
+
 int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
   ackrpc_server *s = c->server;
   c->stat_m = NULL;
@@ -98,6 +131,7 @@ int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
     return refuse(c, ACKRPC_PERMISSION_DENIED, "not allowed to call this method",
                   complete);
   }
+  if (check_fds(c, call, m, complete)) return 0;
   call->method = m;
   return 1;
 }
@@ -283,6 +317,7 @@ static ackrpc_status encode_answer(ackrpc_call *call, const answer *a) {
 /* The answer of a call the loop had given up on: only the repeats waiting
  * in the reply cache want it. */
 static ackrpc_status answer_late(ackrpc_call *call, int on_loop, const answer *a) {
+  akr_fd_batch_close(&call->reply_fds); /* nobody to send them to */
   if (call->rc_entry) {
     if (encode_answer(call, a) != ACKRPC_OK) call->out_len = 0;
     if (queue_reply(call->server, call) == 0) return ACKRPC_E_ALREADY_ANSWERED;
@@ -294,6 +329,28 @@ static ackrpc_status answer_late(ackrpc_call *call, int on_loop, const answer *a
   return ACKRPC_E_ALREADY_ANSWERED;
 }
 
+ackrpc_status ackrpc_call_reply_fds(ackrpc_call *call, ackrpc_status status,
+                                    const char *message, const ProtobufCMessage *reply,
+                                    const int *fds, size_t n_fds) {
+  if (!n_fds) return ackrpc_call_reply(call, status, message, reply);
+  int ok = fds && n_fds <= AKR_FDS_MAX && akr_fds_open(fds, n_fds);
+  int *copy = ok && call ? malloc(n_fds * sizeof *copy) : NULL;
+  if (!copy) {
+    if (fds) akr_fds_close(fds, n_fds <= AKR_FDS_MAX ? n_fds : AKR_FDS_MAX);
+    if (!call) return ACKRPC_E_INVAL;
+    ackrpc_status st = ackrpc_call_reply(
+        call, ACKRPC_INTERNAL,
+        ok ? "out of memory for the reply's descriptors" : "bad reply descriptors",
+        NULL);
+    return st == ACKRPC_OK ? (ok ? ACKRPC_E_NOMEM : ACKRPC_E_INVAL) : st;
+  }
+  memcpy(copy, fds, n_fds * sizeof *copy);
+  /* Only the handler touches reply_fds until it replies. */
+  akr_fd_batch_close(&call->reply_fds);
+  call->reply_fds = (akr_fd_batch){.fds = copy, .n = (unsigned)n_fds};
+  return ackrpc_call_reply(call, status, message, reply);
+}
+
 static ackrpc_status reply(ackrpc_call *call, answer *a) {
   int on_loop = tl_in_handler == call;
   /* A second reply would drop the handler's reference twice. Caught here
@@ -301,6 +358,7 @@ static ackrpc_status reply(ackrpc_call *call, answer *a) {
   if (!atomic_exchange_explicit(&call->held, 0, memory_order_acq_rel))
     return ACKRPC_E_INVAL;
   ackrpc_status ret = check_reply(call, &a->status, &a->message, &a->reply);
+  if (ret != ACKRPC_OK) akr_fd_batch_close(&call->reply_fds);
   if (atomic_exchange_explicit(&call->answered, 1, memory_order_acq_rel))
     return answer_late(call, on_loop, a);
   if (encode_answer(call, a) != ACKRPC_OK) {

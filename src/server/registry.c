@@ -120,6 +120,14 @@ ackrpc_status akr_registry_set_policy(akr_registry *reg, const char *method,
   return ACKRPC_OK;
 }
 
+ackrpc_status akr_registry_set_fds(akr_registry *reg, const char *method,
+                                   unsigned max_fds) {
+  akr_method_entry *e = (akr_method_entry *)akr_registry_find(reg, method);
+  if (!e) return ACKRPC_E_NOT_FOUND;
+  e->max_fds = max_fds;
+  return ACKRPC_OK;
+}
+
 static int service_valid(const ackrpc_service *svc) {
   if (!svc || !svc->name || !*svc->name || (svc->n_methods && !svc->methods) ||
       (svc->n_files && !svc->files))

@@ -15,6 +15,7 @@ typedef struct akr_method_entry {
   ackrpc_handler_fn fn;
   void *user;
   akr_policy *policy;
+  unsigned max_fds;        /* descriptors a request may carry */
   unsigned depth;          /* static nesting of the request type (depth.h) */
   int strings;             /* the request type can hold checked strings (utf8.h) */
   unsigned seq;            /* order of registration */
@@ -52,6 +53,10 @@ const akr_method_entry *akr_registry_find(const akr_registry *reg, const char *n
  * errors. */
 ackrpc_status akr_registry_set_policy(akr_registry *reg, const char *method,
                                       const ackrpc_policy *policy);
+
+/* ackrpc_server_set_method_fds() once checked: E_NOT_FOUND. */
+ackrpc_status akr_registry_set_fds(akr_registry *reg, const char *method,
+                                   unsigned max_fds);
 
 /* ackrpc_server_add_service_info(), marking the server's own services
  * (`builtin`): E_INVAL, E_EXISTS, E_NOMEM. */

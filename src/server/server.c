@@ -39,6 +39,7 @@
 #define DEFAULT_MEMORY ((size_t)1 << 30)
 #define DEFAULT_CALLS_PER_CONN 16
 #define DEFAULT_CALLS_PER_UID 1024
+#define DEFAULT_FDS_PER_CALL 16
 /* The reply cache (docs/DELIVERY.md): ~1 MiB for small acks at the default
  * count; the age covers a client's whole retry window at the default
  * deadlines (client 30 s, handler 60 s) several times over. */
@@ -241,6 +242,7 @@ static void set_defaults(ackrpc_server_options *o) {
   if (!o->max_calls_per_connection)
     o->max_calls_per_connection = DEFAULT_CALLS_PER_CONN;
   if (!o->max_calls_per_uid) o->max_calls_per_uid = DEFAULT_CALLS_PER_UID;
+  if (!o->max_fds_per_call) o->max_fds_per_call = DEFAULT_FDS_PER_CALL;
   if (!o->log) o->log = ackrpc_log_stderr;
   if (!o->log_level) o->log_level = ACKRPC_LOG_WARNING;
 }
@@ -344,6 +346,7 @@ static ackrpc_status address_setup(const char *text, akr_address *addr,
 ackrpc_status ackrpc_server_new(const ackrpc_server_options *options,
                                 ackrpc_server **ret_server) {
   if (!options || !ret_server || !options->address) return ACKRPC_E_INVAL;
+  if (options->max_fds_per_call > AKR_FDS_MAX) return ACKRPC_E_INVAL;
   akr_address addr;
   int inherited_fd;
   ackrpc_status st = address_setup(options->address, &addr, &inherited_fd);
@@ -466,6 +469,12 @@ ackrpc_status ackrpc_server_set_method_policy(ackrpc_server *s, const char *meth
                                               const ackrpc_policy *p) {
   if (!s || !method) return ACKRPC_E_INVAL;
   return akr_registry_set_policy(&s->registry, method, p);
+}
+
+ackrpc_status ackrpc_server_set_method_fds(ackrpc_server *s, const char *method,
+                                           unsigned max_fds) {
+  if (!s || !method || max_fds > s->opt.max_fds_per_call) return ACKRPC_E_INVAL;
+  return akr_registry_set_fds(&s->registry, method, max_fds);
 }
 
 ackrpc_status ackrpc_server_add_cleanup(ackrpc_server *s, void (*fn)(void *),

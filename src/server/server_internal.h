@@ -32,6 +32,7 @@
 #include "mem/arena.h"
 #include "mem/spare.h"
 #include "platform/address.h"
+#include "platform/fdpass.h"
 #include "platform/handover.h"
 #include "server/account.h"
 #include "server/events.h"
@@ -92,7 +93,10 @@ struct akr_conn {
   size_t frame_len;          /* the current frame's length, once known */
   uint64_t read_deadline_us; /* 0: not started */
   unsigned calls_done;
-  int corked; /* another complete frame follows the one being served */
+  int corked;        /* another complete frame follows the one being served */
+  uint64_t rx;       /* bytes read on the connection */
+  uint64_t frame_at; /* where the current frame starts, counted as rx */
+  akr_fdq fdq;       /* descriptors read, not yet claimed by their frame */
   /* Output, in order: out[out_off, out_len) (local answers, and replies
    * to pipelined frames sent together), then the rest of wcall's reply,
    * written from the call's own buffer. */
@@ -143,6 +147,8 @@ struct ackrpc_call {
   uint8_t *out;
   size_t out_len, out_cap;
   uint32_t reply_status;
+  akr_fd_batch fds;       /* the request's descriptors (entries -1 once taken) */
+  akr_fd_batch reply_fds; /* the reply's, the library's to close */
   /* The reply cache (reply_cache.h): the in-flight entry this call owns,
    * or the one it waits on (rc_wait); rc_ready is set when its answer is
    * in `out` (1) or when there is none (2). */

@@ -29,6 +29,7 @@ size_t akr_request_size(akr_request_spec *spec) {
       return 0;
     head += akr_len_field_size(metadata_entry_size(m));
   }
+  if (spec->fd_count) head += 1 + akr_varint_size(spec->fd_count);
   if (head > ACKRPC_MAX_HEAD) return 0;
   size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body)
                            : (spec->raw_body ? spec->raw_body_len : 0);
@@ -52,6 +53,10 @@ uint8_t *akr_request_head_encode(const akr_request_spec *spec, uint8_t *out) {
     p = akr_put_varint(p, metadata_entry_size(m));
     p = akr_put_len_field(p, AKR_TAG_LEN(1), m->key, strlen(m->key));
     if (m->value_len) p = akr_put_len_field(p, AKR_TAG_LEN(2), m->value, m->value_len);
+  }
+  if (spec->fd_count) {
+    *p++ = AKR_TAG_VARINT(5);
+    p = akr_put_varint(p, spec->fd_count);
   }
   return p;
 }
@@ -78,6 +83,7 @@ size_t akr_reply_size(akr_reply_spec *spec) {
   size_t head = 0;
   if (spec->status) head += 1 + akr_varint_size(spec->status);
   if (msg) head += akr_len_field_size(msg);
+  if (spec->fd_count) head += 1 + akr_varint_size(spec->fd_count);
   size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body)
                            : (spec->raw_body ? spec->raw_body_len : 0);
   if (body > UINT32_MAX) return 0;
@@ -95,6 +101,10 @@ size_t akr_reply_encode(const akr_reply_spec *spec, uint8_t *out) {
   }
   if (spec->message_len_)
     p = akr_put_len_field(p, AKR_TAG_LEN(2), spec->message, spec->message_len_);
+  if (spec->fd_count) {
+    *p++ = AKR_TAG_VARINT(3);
+    p = akr_put_varint(p, spec->fd_count);
+  }
   if (spec->body) {
     p += protobuf_c_message_pack(spec->body, p);
   } else if (spec->raw_body_len) {

@@ -28,6 +28,7 @@ typedef struct akr_request_spec {
   const ProtobufCMessage *body; /* NULL: raw_body (or empty) */
   const uint8_t *raw_body;      /* already serialized body, if body is NULL */
   size_t raw_body_len;
+  uint32_t fd_count;           /* descriptors sent with the frame */
   size_t head_len_, body_len_; /* set by akr_request_size() */
 } akr_request_spec;
 
@@ -70,6 +71,7 @@ typedef struct akr_reply_spec {
   const ProtobufCMessage *body; /* NULL: raw_body, or an empty body */
   const uint8_t *raw_body;      /* an encoded body (a stored reply's) */
   size_t raw_body_len;
+  uint32_t fd_count; /* descriptors sent with the frame */
   size_t message_len_, head_len_, body_len_;
 } akr_reply_spec;
 

@@ -4,8 +4,31 @@
 #include <string.h>
 
 #include "ackrpc/wire.pb-c.h"
+#include "wire/groups.h"
 #include "wire/names.h"
 #include "wire/pb.h"
+
+/* Decodes a head of type `desc` from *bytes, *len. protobuf-c refuses
+ * groups, even unknown ones, which §2.3 says to ignore: if it refuses the
+ * head, the head is copied without its groups (groups.h) and decoded again,
+ * and *bytes, *len then locate the copy (in the arena). A head without
+ * groups is decoded once, as before. NULL if it does not decode (or the
+ * arena refused: arena->refused says so). */
+static ProtobufCMessage *unpack_head(const ProtobufCMessageDescriptor *desc,
+                                     akr_arena *arena, const uint8_t **bytes,
+                                     size_t *len) {
+  akr_arena_mark mark = akr_arena_mark_now(arena);
+  ProtobufCMessage *m = protobuf_c_message_unpack(desc, &arena->pc, *len, *bytes);
+  if (m || arena->refused) return m;
+  akr_arena_rewind(arena, mark);
+  uint8_t *copy = akr_arena_alloc(arena, *len);
+  size_t copy_len;
+  if (!copy || akr_strip_groups(desc, *bytes, *len, copy, &copy_len) <= 0) return NULL;
+  m = protobuf_c_message_unpack(desc, &arena->pc, copy_len, copy);
+  *bytes = copy;
+  *len = copy_len;
+  return m;
+}
 
 /* protobuf-c hands strings back NUL-terminated and does not check for NULs
  * inside them, so "a.B/C\0junk" would pass as "a.B/C". This walk over the
@@ -19,7 +42,7 @@ static akr_frame_error head_strings_nul(const uint8_t *p, const uint8_t *end,
     const uint8_t *data;
     if (akr_next_field(&p, end, &key, &data, &len)) return AKR_FRAME_OK;
     if ((key & 7) == 3 || (key & 7) == 4)
-      return AKR_FRAME_OK; /* heads have no groups */
+      return AKR_FRAME_OK; /* only a head that does not decode has groups here */
     if ((key & 7) != 2) continue;
     if ((key >> 3) == 1 && memchr(data, 0, (size_t)len))
       return in_metadata ? AKR_FRAME_BAD_METADATA : AKR_FRAME_BAD_METHOD;
@@ -32,11 +55,13 @@ static akr_frame_error head_strings_nul(const uint8_t *p, const uint8_t *end,
 akr_frame_error akr_request_decode(const akr_frame *frame, akr_arena *arena,
                                    akr_request *ret_request) {
   if (frame->type != AKR_FRAME_REQUEST) return AKR_FRAME_BAD_TYPE;
-  Ackrpc__Wire__RequestHead *h =
-      ackrpc__wire__request_head__unpack(&arena->pc, frame->head_len, frame->head);
+  const uint8_t *head = frame->head;
+  size_t head_len = frame->head_len;
+  Ackrpc__Wire__RequestHead *h = (Ackrpc__Wire__RequestHead *)unpack_head(
+      &ackrpc__wire__request_head__descriptor, arena, &head, &head_len);
   if (!h) return arena->refused ? AKR_FRAME_NO_MEMORY : AKR_FRAME_BAD_HEAD;
   if (!h->method || !akr_method_name_valid(h->method)) return AKR_FRAME_BAD_METHOD;
-  akr_frame_error nul = head_strings_nul(frame->head, frame->head + frame->head_len, 0);
+  akr_frame_error nul = head_strings_nul(head, head + head_len, 0);
   if (nul != AKR_FRAME_OK) return nul;
   if (h->call_id.len == 0 || h->call_id.len > ACKRPC_MAX_CALL_ID)
     return AKR_FRAME_BAD_CALL_ID;
@@ -55,14 +80,17 @@ akr_frame_error akr_request_decode(const akr_frame *frame, akr_arena *arena,
   ret_request->metadata = h->metadata;
   ret_request->body = frame->body;
   ret_request->body_len = frame->body_len;
+  ret_request->fd_count = h->fd_count;
   return AKR_FRAME_OK;
 }
 
 akr_frame_error akr_reply_decode(const akr_frame *frame, akr_arena *arena,
                                  akr_reply *ret_reply) {
   if (frame->type != AKR_FRAME_REPLY) return AKR_FRAME_BAD_TYPE;
-  Ackrpc__Wire__ReplyHead *h =
-      ackrpc__wire__reply_head__unpack(&arena->pc, frame->head_len, frame->head);
+  const uint8_t *head = frame->head;
+  size_t head_len = frame->head_len;
+  Ackrpc__Wire__ReplyHead *h = (Ackrpc__Wire__ReplyHead *)unpack_head(
+      &ackrpc__wire__reply_head__descriptor, arena, &head, &head_len);
   if (!h) return arena->refused ? AKR_FRAME_NO_MEMORY : AKR_FRAME_BAD_HEAD;
   /* Local codes (100 and up) never travel: a server sending one is broken. */
   if (h->status > AKR_MAX_WIRE_STATUS) return AKR_FRAME_BAD_STATUS;
@@ -70,5 +98,6 @@ akr_frame_error akr_reply_decode(const akr_frame *frame, akr_arena *arena,
   ret_reply->message = h->message ? h->message : "";
   ret_reply->body = frame->body;
   ret_reply->body_len = frame->body_len;
+  ret_reply->fd_count = h->fd_count;
   return AKR_FRAME_OK;
 }

@@ -5,7 +5,9 @@
  * number of bytes the prefix announced, and only once all of them are in:
  * protobuf-c accepts some truncated messages as valid, so the lengths in the
  * prefix, not the decoder, decide where a head and a body end. Everything
- * decoded is allocated from the caller's arena. */
+ * decoded is allocated from the caller's arena. protobuf-c refuses groups
+ * (wire types 3 and 4) even in unknown fields; a head that holds some is
+ * decoded again without them (groups.h), as PROTOCOL.md §2.3 asks. */
 #ifndef AKR_HEAD_H
 #define AKR_HEAD_H
 
@@ -28,6 +30,7 @@ typedef struct akr_request {
   struct Ackrpc__Wire__Metadata **metadata;
   const uint8_t *body;
   size_t body_len;
+  uint32_t fd_count; /* descriptors the frame says it carries */
 } akr_request;
 
 /* Decodes and checks a request frame's head: a method name, a call id of 1
@@ -41,6 +44,7 @@ typedef struct akr_reply {
   const char *message;
   const uint8_t *body;
   size_t body_len;
+  uint32_t fd_count;
 } akr_reply;
 
 /* Decodes a reply frame's head; BAD_STATUS for a local code on the wire. */

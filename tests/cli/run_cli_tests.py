@@ -18,6 +18,7 @@ import base64
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -1043,6 +1044,462 @@ def g_hostile(e):
                  out_has=["SERVING"])
     finally:
         srv.close()
+
+
+# --- Operations (issue 15): stats as OpenMetrics, p99.9, the tool's own
+# lookups apart, list/describe --json, bash completion.
+
+OM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+OM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+OM_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z|"
+                       r"[-+]?Inf\Z|NaN\Z")
+OM_SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "unknown": ("",),
+               "info": ("_info",), "stateset": ("",),
+               "summary": ("", "_count", "_sum", "_created"),
+               "histogram": ("_bucket", "_count", "_sum", "_created"),
+               "gaugehistogram": ("_bucket", "_gcount", "_gsum")}
+
+
+def om_unescape(s, what):
+    out, i = [], 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\":
+            if i + 1 >= len(s) or s[i + 1] not in '\\"n':
+                raise ValueError(f"bad escape in {what}: {s!r}")
+            out.append({"\\": "\\", '"': '"', "n": "\n"}[s[i + 1]])
+            i += 2
+        elif c == "\n":
+            raise ValueError(f"line feed in {what}")
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def om_sample(line):
+    """name{l="v",...} value [timestamp] -> (name, {label: value}, float)."""
+    i = 0
+    while i < len(line) and line[i] not in "{ ":
+        i += 1
+    name = line[:i]
+    if not OM_NAME.match(name):
+        raise ValueError(f"bad metric name {name!r}")
+    labels = {}
+    if i < len(line) and line[i] == "{":
+        i += 1
+        while line[i] != "}":
+            j = line.index("=", i)
+            ln = line[i:j]
+            if not OM_LABEL.match(ln) or ln in labels:
+                raise ValueError(f"bad or repeated label name {ln!r}")
+            if line[j + 1] != '"':
+                raise ValueError("label value not quoted")
+            k = j + 2
+            while line[k] != '"':
+                k += 2 if line[k] == "\\" else 1
+            labels[ln] = om_unescape(line[j + 2:k], "label value")
+            i = k + 1
+            if line[i] == ",":
+                i += 1
+                if line[i] == "}":
+                    raise ValueError("trailing comma")
+            elif line[i] != "}":
+                raise ValueError(f"junk after a label value: {line[i:]!r}")
+        i += 1
+    if line[i:i + 1] != " ":
+        raise ValueError("no space before the value")
+    parts = line[i + 1:].split(" ")
+    if len(parts) not in (1, 2) or not all(OM_NUMBER.match(p) for p in parts):
+        raise ValueError(f"bad value {line[i + 1:]!r}")
+    return name, labels, float(parts[0])
+
+
+def parse_openmetrics(text):
+    """A strict reader of the OpenMetrics text format (what this test needs
+    of it): every family announced by TYPE and HELP before its samples, its
+    samples together, sample names the type allows, label values escaped, no
+    sample twice, counters not negative, "# EOF" last. Returns {family:
+    {"type", "help", "unit", "samples": [(name, labels, value)]}}; raises
+    ValueError."""
+    if not text.endswith("# EOF\n"):
+        raise ValueError("does not end with '# EOF\\n'")
+    lines = text[:-len("\n")].split("\n")
+    families, cur, seen = {}, None, set()
+    for line in lines[:-1]:
+        if line.startswith("#"):
+            parts = line.split(" ", 3)
+            if len(parts) != 4 or parts[0] != "#" or parts[1] not in ("TYPE", "HELP", "UNIT"):
+                raise ValueError(f"bad metadata line {line!r}")
+            _, kind, name, rest = parts
+            if not OM_NAME.match(name):
+                raise ValueError(f"bad family name {name!r}")
+            if name != cur:
+                if name in families:
+                    raise ValueError(f"family {name} is split")
+                families[name] = {"type": None, "help": None, "unit": None, "samples": []}
+                cur = name
+            f = families[name]
+            if f["samples"] or f[kind.lower()] is not None:
+                raise ValueError(f"{kind} of {name} repeated or after its samples")
+            if kind == "TYPE" and rest not in OM_SUFFIXES:
+                raise ValueError(f"unknown type {rest!r}")
+            if kind == "UNIT" and not name.endswith("_" + rest):
+                raise ValueError(f"family {name} does not end with its unit {rest}")
+            f[kind.lower()] = om_unescape(rest, "HELP") if kind == "HELP" else rest
+            continue
+        if not line:
+            raise ValueError("empty line")
+        name, labels, value = om_sample(line)
+        f = families.get(cur)
+        if f is None or f["type"] is None or f["help"] is None:
+            raise ValueError(f"sample {name} before its family's TYPE and HELP")
+        if not any(name == cur + sfx for sfx in OM_SUFFIXES[f["type"]]):
+            raise ValueError(f"sample {name} does not belong to family {cur} ({f['type']})")
+        key = (name, tuple(sorted(labels.items())))
+        if key in seen:
+            raise ValueError(f"sample {key} twice")
+        seen.add(key)
+        if f["type"] == "counter" and (value < 0 or math.isnan(value)):
+            raise ValueError(f"counter {name} = {value}")
+        f["samples"].append((name, labels, value))
+    if lines[-1] != "# EOF":
+        raise ValueError("no '# EOF'")
+    return families
+
+
+def om_samples(fams, family, **labels):
+    """The samples of `family` whose labels include `labels`."""
+    return [s for s in fams.get(family, {}).get("samples", [])
+            if all(s[1].get(k) == v for k, v in labels.items())]
+
+
+def om_value(fams, family, **labels):
+    got = om_samples(fams, family, **labels)
+    return got[0][2] if len(got) == 1 else None
+
+
+def stats_reply(methods, uptime_ms=1500, connections=2):
+    """A StatsReply (proto/ackrpc/reflection.proto) by hand: methods are
+    dicts of MethodStats fields (statuses: {code: count})."""
+    out = pb_int(1, uptime_ms) + pb_int(2, connections)
+    for m in methods:
+        b = pb_ld(1, m["method"].encode())
+        for num, key in ((2, "calls"), (3, "errors"), (5, "bytes_in"), (6, "bytes_out"),
+                         (7, "p50_us"), (8, "p90_us"), (9, "p99_us"), (10, "max_us"),
+                         (11, "p999_us"), (12, "builtin")):
+            if m.get(key):
+                b += pb_int(num, int(m[key]))
+        for code, count in m.get("statuses", {}).items():
+            b += pb_ld(4, pb_int(1, code) + pb_int(2, count))
+        out += pb_ld(3, b)
+    return out + pb_ld(4, pb_int(2, 3) + pb_int(12, 4096))
+
+
+def g_ops_stats(e):
+    """stats: --openmetrics read by a strict parser and compared with
+    --json and with the calls made; p99.9; the server's built-in methods
+    (the tool's own reflection lookups) apart from the application's."""
+    e.start_server()
+    fail = "ackrpc.clitest.Test/Fail"
+    for code in (0, 0, 5, 3, 5):
+        e.run("call", *e.desc_file("clitest.pb"), e.socket, fail, json.dumps({"code": code}))
+    for _ in range(3):
+        e.run("call", *e.desc_file("clitest.pb"), e.socket, ECHO, '{"fString": "xx"}')
+    # Two calls by reflection: one FileContainingSymbol lookup each.
+    for _ in range(2):
+        e.expect("call by reflection", e.run("call", e.socket, ECHO, '{"fInt32": 1}'),
+                 out_json={"fInt32": 1})
+    code, out, err = e.run("stats", "--json", e.socket)
+    doc = json.loads(out) if code == 0 else {}
+    by = {m["method"]: m for m in doc.get("methods", [])}
+    ec, fc = by.get(ECHO, {}), by.get(fail, {})
+    lookups = by.get(REFLECT_FILES, {})
+    # p99.9 in the reply and the JSON.
+    e.check(ec.get("calls") == 5 and 0 < ec.get("p99Us", 0) <= ec.get("p999Us", 0) <=
+            ec.get("maxUs", 0), "stats --json: p999Us", json.dumps(ec))
+    # Built-in methods apart: marked, and totalled apart from the application.
+    e.check(ec.get("builtin") is False and fc.get("builtin") is False and
+            lookups.get("builtin") is True and lookups.get("calls") == 2 and
+            by.get("ackrpc.reflection.Stats/Get", {}).get("builtin") is True,
+            "stats --json: builtin flags", json.dumps(by)[:3000])
+    e.check(doc.get("application") == {"calls": 10, "errors": 3} and
+            doc.get("builtin", {}).get("calls") == sum(m["calls"] for m in by.values()
+                                                      if m["builtin"]),
+            "stats --json: application total leaves the tool's lookups out",
+            json.dumps({k: doc.get(k) for k in ("application", "builtin")}))
+    # The table: the P999_US column, the totals, the built-in methods last.
+    code, out, err = e.run("stats", e.socket)
+    text = out.decode()
+    rows = text.splitlines()
+    head = next((r for r in rows if r.startswith("METHOD")), "").split()
+    line = next((r for r in rows if r.startswith(ECHO + " ")), "").split()
+    col = head.index("P999_US") if "P999_US" in head else None
+    e.check(code == 0 and col is not None and len(line) > col and
+            int(line[col]) == ec.get("p999Us"), "stats table: P999_US column", text)
+    e.check("application: 10 call(s), 3 error(s);" in text, "stats table: application total",
+            text)
+    heading = "built-in (reflection, health, stats):"
+    idx = {r.split()[0]: n for n, r in enumerate(rows) if r and not r.startswith(" ")}
+    e.check(heading in rows and idx.get(ECHO, 1e9) < rows.index(heading) if heading in rows
+            else False, "stats table: the application's methods first", text)
+    e.check(heading in rows and idx.get(REFLECT_FILES, -1) > rows.index(heading),
+            "stats table: the built-in methods under their heading", text)
+
+    # OpenMetrics: strict syntax, and the values of --json.
+    code, out, err = e.run("stats", "--openmetrics", e.socket)
+    try:
+        fams = parse_openmetrics(out.decode())
+    except (ValueError, IndexError, UnicodeDecodeError) as ex:
+        e.check(False, f"stats --openmetrics does not parse: {ex}", out.decode()[:3000])
+        fams = {}
+    e.check(code == 0 and fams.get("ackrpc_calls", {}).get("type") == "counter",
+            "stats --openmetrics: families", f"{code} {err}")
+    for name, m in by.items():
+        if m["builtin"]:
+            continue  # Stats/Get itself moves between the two runs
+        lab = {"method": name, "builtin": "false"}
+        got = {s[1]["status"]: s[2] for s in om_samples(fams, "ackrpc_calls", **lab)}
+        want = {k: float(v) for k, v in m["statuses"].items()} or {"OK": 0.0}
+        e.check(got == want, f"openmetrics: ackrpc_calls_total of {name}", f"{got} {want}")
+        for fam, key in (("ackrpc_call_errors", "errors"), ("ackrpc_request_bytes", "bytesIn"),
+                         ("ackrpc_reply_bytes", "bytesOut")):
+            e.check(om_value(fams, fam, **lab) == m[key], f"openmetrics: {fam} of {name}",
+                    f"{om_value(fams, fam, **lab)} {m[key]}")
+        for q, key in (("0.5", "p50Us"), ("0.9", "p90Us"), ("0.99", "p99Us"),
+                       ("0.999", "p999Us")):
+            v = om_value(fams, "ackrpc_call_latency_seconds", quantile=q, **lab)
+            e.check(v is not None and round(v * 1e6) == m[key],
+                    f"openmetrics: quantile {q} of {name}", f"{v} {m[key]}")
+        v = om_value(fams, "ackrpc_call_latency_max_seconds", **lab)
+        e.check(v is not None and round(v * 1e6) == m["maxUs"], f"openmetrics: max of {name}")
+    e.check(om_value(fams, "ackrpc_calls", method=fail, status="NOT_FOUND") == 2 and
+            om_value(fams, "ackrpc_calls", method=fail, status="INVALID_ARGUMENT") == 1 and
+            om_value(fams, "ackrpc_calls", method=REFLECT_FILES, builtin="true") == 2,
+            "openmetrics: the calls made", out.decode()[:3000])
+    for k, v in doc.get("counters", {}).items():
+        fam = fams.get("ackrpc_" + k, {})
+        e.check(fam.get("type") in ("counter", "gauge") and len(fam.get("samples", [])) == 1,
+                f"openmetrics: server counter {k}", json.dumps(fam))
+        if k not in ("memory_bytes", "calls_in_progress") and fam.get("samples"):
+            e.check(fam["samples"][0][2] == v, f"openmetrics: {k} = {v}")
+    e.check(om_value(fams, "ackrpc_connections") is not None and
+            (om_value(fams, "ackrpc_uptime_seconds") or 0) > 0, "openmetrics: uptime, conns")
+    e.expect("stats --json --openmetrics", e.run("stats", "-j", "-m", e.socket),
+             rc=EXIT["usage"], err_has=["not both"])
+    e.stop_server()
+
+    # A server's method names are untrusted: label values escaped. A p99.9
+    # unlike p99 shows that the right field is printed.
+    sock = os.path.join(e.tmp, "stats.sock")
+    odd = 'x.Y/a"b\\c\nd'
+    srv = Hostile(sock, {"ackrpc.reflection.Stats/Get": stats_reply([
+        {"method": odd, "calls": 3, "errors": 1, "statuses": {0: 2, 5: 1}, "p50_us": 10,
+         "p90_us": 20, "p99_us": 30, "p999_us": 777, "max_us": 900},
+        {"method": "ackrpc.reflection.Health/Check", "calls": 4, "statuses": {0: 4},
+         "builtin": 1}])})
+    try:
+        code, out, err = e.run("stats", "--openmetrics", sock)
+        try:
+            fams = parse_openmetrics(out.decode())
+        except (ValueError, IndexError, UnicodeDecodeError) as ex:
+            e.check(False, f"openmetrics of odd names does not parse: {ex}", out.decode())
+            fams = {}
+        e.check(code == 0 and om_value(fams, "ackrpc_calls", method=odd, status="NOT_FOUND")
+                == 1, "openmetrics: an escaped label value reads back", out.decode())
+        e.check(om_value(fams, "ackrpc_call_latency_seconds", method=odd,
+                         quantile="0.999") == 0.000777, "openmetrics: p99.9", out.decode())
+        e.check(om_value(fams, "ackrpc_calls", method="ackrpc.reflection.Health/Check",
+                         builtin="true") == 4, "openmetrics: builtin label from the reply")
+        code, out, err = e.run("stats", "--json", sock)
+        doc = json.loads(out) if code == 0 else {}
+        e.check([m.get("p999Us") for m in doc.get("methods", [])] == [777, 0] and
+                doc.get("application") == {"calls": 3, "errors": 1} and
+                doc.get("builtin") == {"calls": 4, "errors": 0}, "stats --json: p999Us, totals",
+                out.decode())
+    finally:
+        srv.close()
+
+
+def g_ops_cli(e):
+    """list/describe --json, the --call-id help, message prefixes."""
+    e.start_server()
+    # list --json says what the text says, by reflection and from files.
+    for how, opts in (("reflection", [e.socket]), ("-D", e.desc_file("clitest.pb"))):
+        code, out, err = e.run("list", *opts)
+        code2, out2, err2 = e.run("list", "--json", *opts)
+        try:
+            doc = json.loads(out2)
+        except ValueError:
+            doc = {}
+        text = ""
+        for s in doc.get("services", []):
+            text += s["name"] + ("" if s["hasDescriptors"] else "  (no descriptors)") + "\n"
+            for m in s["methods"]:
+                text += f"  {m['name']}({m['requestType']}) returns ({m['replyType']})\n"
+        e.check(code == 0 and code2 == 0 and text == out.decode() and
+                set(doc) == {"services"}, f"list --json ({how}) == list",
+                f"{out.decode()}\n---\n{out2.decode()}\n{err2}")
+    code, out, err = e.run("list", "-j", e.socket)
+    doc = json.loads(out) if code == 0 else {}
+    e.check(doc.get("services", [{}])[0] == {
+        "name": "ackrpc.clitest.Test", "hasDescriptors": True, "methods": [
+            {"name": "ackrpc.clitest.Test/Echo", "requestType": "ackrpc.clitest.AllTypes",
+             "replyType": "ackrpc.clitest.AllTypes"},
+            {"name": "ackrpc.clitest.Test/Fail", "requestType": "ackrpc.clitest.FailRequest",
+             "replyType": "google.protobuf.Empty"},
+            {"name": "ackrpc.clitest.Test/Inspect", "requestType": "google.protobuf.Empty",
+             "replyType": "ackrpc.clitest.CallInfo"},
+            {"name": "ackrpc.clitest.Test/Crash", "requestType": "google.protobuf.Empty",
+             "replyType": "google.protobuf.Empty"}]}, "list --json: shape", out.decode())
+    e.expect("list -1 --json", e.run("list", "-1", "--json", e.socket), rc=EXIT["usage"])
+
+    # describe --json.
+    def dj(*argv):
+        code, out, err = e.run("describe", "--json", *argv)
+        try:
+            return json.loads(out) if code == 0 else {"exit": code, "err": err}
+        except ValueError:
+            return {"not json": out.decode()}
+    doc = dj(e.socket, "ackrpc.clitest.Color")
+    e.check(doc == {"kind": "enum", "name": "ackrpc.clitest.Color", "file": "clitest.proto",
+                    "values": [{"name": "COLOR_UNSPECIFIED", "number": 0},
+                               {"name": "RED", "number": 1}, {"name": "GREEN", "number": 2},
+                               {"name": "INFRARED", "number": -3}]},
+            "describe --json an enum", json.dumps(doc))
+    doc = dj(e.socket, "ackrpc.clitest.Test/Fail")
+    e.check(doc.get("kind") == "method" and doc.get("name") == "ackrpc.clitest.Test/Fail" and
+            doc.get("requestType") == "ackrpc.clitest.FailRequest" and
+            doc.get("request", {}).get("fields", [{}])[0] == {
+                "name": "code", "number": 1, "jsonName": "code", "label": "optional",
+                "type": "int32", "presence": False} and
+            doc.get("reply", {}).get("name") == "google.protobuf.Empty" and
+            doc.get("reply", {}).get("fields") == [], "describe --json a method",
+            json.dumps(doc))
+    doc = dj(*e.desc_file("clitest.pb"), "ackrpc.clitest.AllTypes")
+    f = {x["name"]: x for x in doc.get("fields", [])}
+    e.check(doc.get("kind") == "message" and doc.get("syntax") == "proto3" and
+            f.get("f_enum") == {"name": "f_enum", "number": 16, "jsonName": "fEnum",
+                                "label": "optional", "type": "enum",
+                                "typeName": "ackrpc.clitest.Color", "presence": False} and
+            f.get("m_int64_inner", {}).get("key") == {"type": "int64"} and
+            f.get("m_int64_inner", {}).get("value") == {
+                "type": "message", "typeName": "ackrpc.clitest.Inner"} and
+            f.get("o_string", {}).get("oneof") == "choice" and
+            f.get("with_json_name", {}).get("jsonName") == "customName" and
+            f.get("r_int32_unpacked", {}).get("label") == "repeated",
+            "describe --json a message", json.dumps(doc)[:3000])
+    doc = dj(*e.desc_file("clitest.pb"), "ackrpc.clitest2.Legacy")
+    f = {x["name"]: x for x in doc.get("fields", [])}
+    e.check(doc.get("syntax") == "proto2" and f.get("id", {}).get("label") == "required",
+            "describe --json a proto2 message", json.dumps(doc)[:2000])
+    doc = dj(e.socket, "ackrpc.clitest.Test")
+    e.check(doc.get("kind") == "service" and len(doc.get("methods", [])) == 4 and
+            doc["methods"][3] == {"name": "ackrpc.clitest.Test/Crash",
+                                  "requestType": "google.protobuf.Empty",
+                                  "replyType": "google.protobuf.Empty"},
+            "describe --json a service", json.dumps(doc))
+    doc = dj(e.socket)
+    code, out, err = e.run("list", "-j", e.socket)
+    want = sorted(s["name"] for s in json.loads(out)["services"]) if code == 0 else None
+    e.check(sorted(s.get("name") for s in doc.get("services", [])) == want and
+            all(s.get("kind") == "service" for s in doc.get("services", [])),
+            "describe --json SOCKET: every service", json.dumps(doc)[:2000])
+    e.expect("describe --json unknown", e.run("describe", "--json", e.socket, "x.Y"),
+             rc=EXIT["dataerr"])
+    # --call-id: what the server must do.
+    code, out, err = e.run("call", "--help")
+    help_text = " ".join(out.decode().split())
+    e.check("reply cache" in help_text and "runs again" in help_text,
+            "call --help: --call-id needs the reply cache", out.decode())
+    # Every message of a subcommand starts "ackrpc COMMAND:".
+    for cmd, tail in (("call", [e.socket, ECHO, "{}"]), ("list", []),
+                      ("describe", ["x.Y"])):
+        argv = [cmd] + ["-D", "x.pb"] * 33 + tail
+        e.expect(f"{cmd}: too many -D", e.run(*argv), rc=EXIT["usage"],
+                 err_has=[f"ackrpc {cmd}: too many -D options"])
+    # Every command has a man page naming each of its options, and ackrpc(1)'s
+    # SYNOPSIS names each command's options.
+    man = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "man")
+    with open(os.path.join(man, "ackrpc.1.scd")) as f:
+        top = f.read()
+    synopsis = top[top.index("# SYNOPSIS"):top.index("# DESCRIPTION")]
+    for cmd in ("call", "list", "describe", "health", "stats", "capture", "replay"):
+        code, out, err = e.run(cmd, "--help")
+        help_text = out.decode()
+        page = os.path.join(man, f"ackrpc-{cmd}.1.scd")
+        text = open(page).read() if os.path.exists(page) else ""
+        e.check(text.startswith(f"ackrpc-{cmd}(1)"), f"man page ackrpc-{cmd}(1)", page)
+        for opt in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", help_text))):
+            e.check(opt in text or opt in top, f"ackrpc-{cmd}(1) or ackrpc(1) names {opt}")
+        for opt in sorted(set(re.findall(r"^  (-[a-zA-Z0-9]),", help_text, re.M)) - {"-h"}):
+            line = next((ln for ln in synopsis.splitlines()
+                         if ln.startswith(f"*ackrpc {cmd}*")), "")
+            e.check(f"*{opt}*" in line or (opt in ("-D", "-P", "-I") and "_DESCRIPTORS_" in line),
+                    f"ackrpc(1) SYNOPSIS: {cmd} {opt}", line)
+    e.check(os.path.exists(os.path.join(man, "protoc-gen-ackrpc.1.scd")),
+            "man page protoc-gen-ackrpc(1)")
+    e.stop_server()
+
+
+COMPLETION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                          "ackrpc", "ackrpc.bash-completion")
+
+
+def complete(e, line, cwd=None):
+    """What bash offers for the command line `line` (completed at its end)
+    with ackrpc.bash-completion sourced: the words bash would list."""
+    words = line.split(" ")
+    words[0] = e.args.ackrpc
+    script = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); '
+              'COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; '
+              'complete -p ackrpc >/dev/null || exit 3; _ackrpc; printf "%s\\n" "${COMPREPLY[@]}"')
+    r = subprocess.run(["bash", "--norc", "--noprofile", "-c", script, "bash", COMPLETION,
+                        *words], capture_output=True, timeout=30, cwd=cwd)
+    return r.returncode, sorted(w for w in r.stdout.decode().split("\n") if w), r.stderr.decode()
+
+
+def g_ops_completion(e):
+    """The bash completion script: sourced in bash, completing commands,
+    options, socket paths and method names."""
+    def check(line, want, exact=True, cwd=None):
+        code, got, err = complete(e, line, cwd)
+        ok = code == 0 and (got == sorted(want) if exact else set(want) <= set(got))
+        e.check(ok, f"complete {line!r}", f"exit {code}, got {got}, want {sorted(want)}\n{err}")
+        return got
+    check("ackrpc ", ["call", "list", "describe", "health", "stats", "capture", "replay",
+                      "help", "--help", "--version"])
+    check("ackrpc capture -", ["-D", "--descriptor-set", "-P", "--proto", "-I",
+                               "--import-path", "-w", "--write", "-j", "--json", "-c",
+                               "--count", "-h", "--help"])
+    check("ackrpc st", ["stats"])
+    check("ackrpc stats --o", ["--openmetrics"])
+    check("ackrpc stats -", ["-j", "--json", "-m", "--openmetrics", "-a", "--active", "-t",
+                             "--timeout-ms", "--timeout", "--server-uid", "-h", "--help"])
+    check("ackrpc call --ca", ["--call-id"])
+    check("ackrpc list --j", ["--json"])
+    check("ackrpc describe --js", ["--json"])
+    check("ackrpc health --q", ["--quiet"])
+    check("ackrpc help de", ["describe"])
+    # Socket paths: sockets and directories, not other files.
+    d = os.path.join(e.tmp, "comp")
+    os.makedirs(os.path.join(d, "run.d"))
+    open(os.path.join(d, "run.txt"), "w").close()
+    e.socket = os.path.join(d, "run.sock")
+    e.start_server()
+    check(f"ackrpc health {d}/ru", [f"{d}/run.sock", f"{d}/run.d/"])
+    check("ackrpc stats -j ru", ["run.sock", "run.d/"], cwd=d)
+    check(f"ackrpc call -t 500 {d}/run.s", [f"{d}/run.sock"])
+    # After `call SOCKET`: the server's methods.
+    check(f"ackrpc call {e.socket} ackrpc.clitest.Test/", [
+        "ackrpc.clitest.Test/Echo", "ackrpc.clitest.Test/Fail", "ackrpc.clitest.Test/Inspect",
+        "ackrpc.clitest.Test/Crash"])
+    check(f"ackrpc call -c 00ff {e.socket} ackrpc.reflection.H",
+          ["ackrpc.reflection.Health/Check"])
+    # Option arguments are not completed as sockets or methods.
+    check(f"ackrpc call -t {d}/ru", [])
+    check(f"ackrpc call {e.socket} {ECHO} ", [])
+    e.stop_server()
 
 
 GROUPS = {name[2:]: fn for name, fn in globals().items() if name.startswith("g_")}

@@ -11,13 +11,19 @@
  *   - after the half-close the server always finishes: it closes the
  *     connection within a bounded number of loop turns and holds no
  *     connection afterwards;
- *   - no request with a string that is not UTF-8 reaches a handler.
+ *   - no request with a string that is not UTF-8 reaches a handler;
+ *   - no descriptor leaks: each input also sends descriptors (the read
+ *     end of a pipe, up to 3 copies, over the server's limit of 2) with
+ *     SCM_RIGHTS, the number and where in the stream taken from the
+ *     input's last bytes; once the connection is over, the pipe must have
+ *     no reader left but this target's own copy (docs/PROTOCOL.md §2.5).
  * Method types come from wire.proto (RequestHead nests Metadata messages),
  * so the target needs no test protos.
  */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,11 +47,17 @@
 static struct event_base *base;
 static ackrpc_server *server;
 
-static const ackrpc_method ECHO = {"fuzz.Fuzz/Echo", &ackrpc__wire__request_head__descriptor,
+static const ackrpc_method ECHO = {"fuzz.Fuzz/Echo",
+                                   &ackrpc__wire__request_head__descriptor,
                                    &ackrpc__wire__reply_head__descriptor};
-static const ackrpc_method DEFER = {"fuzz.Fuzz/Defer", &ackrpc__wire__request_head__descriptor,
-                                   &ackrpc__wire__reply_head__descriptor};
-static const ackrpc_method FAIL = {"fuzz.Fuzz/Fail", &ackrpc__wire__request_head__descriptor,
+static const ackrpc_method DEFER = {"fuzz.Fuzz/Defer",
+                                    &ackrpc__wire__request_head__descriptor,
+                                    &ackrpc__wire__reply_head__descriptor};
+static const ackrpc_method FDS = {"fuzz.Fuzz/Fds",
+                                  &ackrpc__wire__request_head__descriptor,
+                                  &ackrpc__wire__reply_head__descriptor};
+static const ackrpc_method FAIL = {"fuzz.Fuzz/Fail",
+                                   &ackrpc__wire__request_head__descriptor,
                                    &ackrpc__wire__reply_head__descriptor};
 
 /* Echo: answers inline with a reply built from the request. */
@@ -84,6 +96,7 @@ static void on_fail(ackrpc_call *call, const ProtobufCMessage *request, void *us
 
 static void setup(void) {
   if (server) return;
+  signal(SIGPIPE, SIG_IGN); /* the leak check writes to a pipe with no reader */
   base = event_base_new();
   char address[64];
   snprintf(address, sizeof address, "@ackrpc-fuzz-dispatch-%ld", (long)getpid());
@@ -92,12 +105,15 @@ static void setup(void) {
       .base = base,
       .max_request_size = 64 << 10,
       .max_depth = 4,
+      .max_fds_per_call = 2,
       .log = ackrpc_log_discard,
   };
   if (!base || ackrpc_server_new(&o, &server) != ACKRPC_OK ||
       ackrpc_server_add_method(server, &ECHO, on_echo, NULL) != ACKRPC_OK ||
       ackrpc_server_add_method(server, &DEFER, on_defer, NULL) != ACKRPC_OK ||
-      ackrpc_server_add_method(server, &FAIL, on_fail, NULL) != ACKRPC_OK)
+      ackrpc_server_add_method(server, &FAIL, on_fail, NULL) != ACKRPC_OK ||
+      ackrpc_server_add_method(server, &FDS, on_echo, NULL) != ACKRPC_OK ||
+      ackrpc_server_set_method_fds(server, FDS.name, 2) != ACKRPC_OK)
     abort();
 }
 
@@ -119,10 +135,41 @@ static void check_replies(const uint8_t *buf, size_t len) {
   }
 }
 
+/* Sends data[0..len) as send() would, with n_fds copies of `fd`. */
+static ssize_t send_fds(int s, const uint8_t *data, size_t len, int fd, size_t n_fds) {
+  if (!n_fds) return send(s, data, len, MSG_NOSIGNAL);
+  int fds[3] = {fd, fd, fd};
+  union {
+    struct cmsghdr align;
+    char bytes[CMSG_SPACE(sizeof fds)];
+  } ctl;
+  memset(&ctl, 0, sizeof ctl);
+  struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+  struct msghdr m = {.msg_iov = &iov,
+                     .msg_iovlen = 1,
+                     .msg_control = ctl.bytes,
+                     .msg_controllen = CMSG_SPACE(n_fds * sizeof(int))};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+  memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+  return sendmsg(s, &m, MSG_NOSIGNAL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   setup();
+  /* The descriptor plan: how many go with the first send, and from which
+   * offset a second send starts, with how many. */
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) abort();
+  size_t first_fds = size ? data[size - 1] % 4 : 0;
+  size_t split = size > 1 ? data[size - 2] % size : size;
+  size_t split_fds = size > 2 ? data[size - 3] % 4 : 0;
+  if (split == 0) split = size;
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) abort();
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+    abort();
   if (akr_server_adopt(server, sv[0]) != 0) abort();
 
   uint8_t *out = NULL;
@@ -130,9 +177,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int half_closed = 0, eof = 0;
   for (int turn = 0; turn < MAX_TURNS && !eof; turn++) {
     if (sent < size) {
-      ssize_t n = send(sv[1], data + sent, size - sent, MSG_NOSIGNAL);
-      if (n > 0) sent += (size_t)n;
-      else if (n < 0 && errno != EAGAIN) sent = size; /* the server closed */
+      size_t end = sent < split ? split : size;
+      size_t n_fds = sent == 0 ? first_fds : sent == split ? split_fds : 0;
+      ssize_t n = send_fds(sv[1], data + sent, end - sent, pipe_fds[0], n_fds);
+      if (n > 0)
+        sent += (size_t)n;
+      else if (n < 0 && errno != EAGAIN)
+        sent = size; /* the server closed */
     }
     if (sent == size && !half_closed) {
       shutdown(sv[1], SHUT_WR);
@@ -161,5 +212,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_replies(out, out_len);
   free(out);
   close(sv[1]);
+  /* Every copy the server received is closed: with ours gone, the pipe
+   * has no reader. */
+  close(pipe_fds[0]);
+  if (write(pipe_fds[1], "x", 1) != -1 || errno != EPIPE) abort();
+  close(pipe_fds[1]);
   return 0;
 }

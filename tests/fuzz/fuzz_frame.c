@@ -59,6 +59,40 @@ static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret) {
  * in p[0..n), in order. Returns 0 if the message cannot be walked. */
 typedef void (*field_fn)(const uint8_t *p, size_t n, void *user);
 
+/* Steps over a group whose start tag (field `group`) was read, up to and
+ * including its matching end tag; groups are skipped as unknown fields
+ * (PROTOCOL.md §2.3). Returns 0 if the bytes cannot be walked. */
+static int skip_group(const uint8_t **p, const uint8_t *end, uint64_t group,
+                      unsigned depth) {
+  if (depth > 100) return 0;
+  for (;;) {
+    uint64_t key, v;
+    if (!read_varint(p, end, &key)) return 0;
+    switch (key & 7) {
+    case 0:
+      if (!read_varint(p, end, &v)) return 0;
+      break;
+    case 1:
+      if (end - *p < 8) return 0;
+      *p += 8;
+      break;
+    case 5:
+      if (end - *p < 4) return 0;
+      *p += 4;
+      break;
+    case 2:
+      if (!read_varint(p, end, &v) || v > (uint64_t)(end - *p)) return 0;
+      *p += v;
+      break;
+    case 3:
+      if (!skip_group(p, end, key >> 3, depth + 1)) return 0;
+      break;
+    case 4: return key >> 3 == group;
+    default: return 0;
+    }
+  }
+}
+
 static int each_field(const uint8_t *p, size_t n, uint64_t field, field_fn fn,
                       void *user) {
   const uint8_t *end = p + n;
@@ -66,6 +100,9 @@ static int each_field(const uint8_t *p, size_t n, uint64_t field, field_fn fn,
     uint64_t key, v;
     if (!read_varint(&p, end, &key)) return 0;
     switch (key & 7) {
+    case 3:
+      if (!skip_group(&p, end, key >> 3, 1)) return 0;
+      break;
     case 0:
       if (!read_varint(&p, end, &v)) return 0;
       break;

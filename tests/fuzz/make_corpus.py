@@ -38,6 +38,16 @@ def field_varint(num, v):
     return varint(num << 3) + varint(v)
 
 
+def group(num, inner):
+    return varint(num << 3 | 3) + inner + varint(num << 3 | 4)
+
+
+def nested_groups(depth, first=10):
+    if depth == 0:
+        return b""
+    return group(first, nested_groups(depth - 1, first + 1))
+
+
 def metadata(key, value=b""):
     inner = field_len(1, key)
     if value:
@@ -129,7 +139,26 @@ def seeds():
     s["reject-head-field-past-end"] = frame(REQUEST, b"\x0a\x32a.B/C")
     s["reject-head-cut-by-prefix"] = frame(REQUEST, request_head()[:-1])
     s["reject-head-empty-req"] = frame(REQUEST, b"")
-    # protobuf-c refuses groups; a NUL check that stops at one must not matter
+    # Unknown groups (wire types 3/4) are skipped like any unknown field
+    # (PROTOCOL.md §2.3): protobuf-c refuses them, libackrpc strips them.
+    s["accept-req-unknown-group"] = frame(
+        REQUEST, group(20, field_varint(1, 300) + b"\x11" + b"8" * 8 + field_len(3, "in")
+                       + b"\x1d" + b"4" * 4 + group(5, field_varint(1, 7)))
+        + request_head() + group(21, b""))
+    s["accept-req-group-in-metadata"] = frame(
+        REQUEST, request_head("a.B/C", b"id", 0, [])
+        + field_len(4, field_len(1, "k") + group(9, field_len(1, "x")) + field_len(2, b"v")))
+    s["accept-req-groups-100-deep"] = frame(REQUEST, request_head() + nested_groups(100))
+    s["accept-rep-unknown-group"] = frame(
+        REPLY, reply_head(5, "msg") + group(7, field_varint(1, 1) + group(8, b"")))
+    s["reject-head-groups-101-deep"] = frame(REQUEST, request_head() + nested_groups(101))
+    s["reject-head-group-unclosed"] = frame(
+        REQUEST, request_head() + varint(20 << 3 | 3) + field_varint(1, 1))
+    s["reject-head-group-wrong-end"] = frame(
+        REQUEST, request_head() + varint(20 << 3 | 3) + varint(21 << 3 | 4))
+    s["reject-head-stray-end-group"] = frame(REQUEST, request_head() + varint(20 << 3 | 4))
+    s["reject-rep-group-unclosed"] = frame(REPLY, reply_head(5) + varint(7 << 3 | 3))
+    # A NUL check that stopped at a group must not matter
     s["reject-head-group-then-nul"] = frame(
         REQUEST, b"\x2b\x2c" + field_len(1, b"a.B/C\x00junk") + field_len(3, b"id"))
     s["reject-method-empty"] = frame(REQUEST, request_head(""))

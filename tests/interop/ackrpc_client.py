@@ -408,6 +408,45 @@ def check_session_continues_after_bad_head(addr):
         conn.close()
 
 
+def pb_varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def pb_group(field, inner):
+    """An unknown field encoded as a group (wire types 3 and 4), by hand:
+    generated proto3 classes cannot write one."""
+    return pb_varint(field << 3 | 3) + inner + pb_varint(field << 3 | 4)
+
+
+def check_unknown_groups_ignored(addr):
+    """Unknown fields MUST be ignored (§2.3), groups too: google.protobuf
+    parses such a head, and the server serves the call."""
+    inner = (pb_varint(1 << 3) + pb_varint(300) + pb_varint(2 << 3 | 2) + b"\x02in"
+             + pb_group(3, pb_varint(1 << 3) + b"\x07"))
+    cid = os.urandom(8)
+    head = (pb_group(100, inner) + request_head(BENCH_CALL, cid, 1000000, [("k", b"v")])
+            + pb_group(101, b""))
+    parsed = wire_pb2.RequestHead.FromString(head)
+    expect((parsed.method, parsed.call_id, len(parsed.metadata)) == (BENCH_CALL, cid, 1),
+           "google.protobuf reads the head as %r" % parsed)
+    body = bench_pb2.Request(id=77, body=b"grp").SerializeToString()
+    expect_ack(exchange(addr, frame(TYPE_REQUEST, head, body)), 77, 3)
+    # The same group left open: google.protobuf refuses the head, so must
+    # the server.
+    bad = request_head(BENCH_CALL, cid) + pb_varint(100 << 3 | 3) + pb_varint(1 << 3) + b"\x01"
+    try:
+        wire_pb2.RequestHead.FromString(bad)
+        expect(False, "google.protobuf parsed a head with an unclosed group")
+    except Exception as e:  # google.protobuf.message.DecodeError
+        expect("DecodeError" in type(e).__name__, "unexpected %r" % e)
+    expect_status(exchange(addr, frame(TYPE_REQUEST, bad, body)), INVALID_ARGUMENT)
+
+
 def check_empty_connection(addr):
     """Connect and half-close at once: a session of zero frames, closed
     without a reply (EOF at a frame boundary is not a truncated frame)."""
@@ -567,6 +606,7 @@ def main():
             ("a call with metadata and a 64-byte call id", check_metadata_call),
             ("session: three frames, three replies in order", check_session),
             ("session goes on after a bad head", check_session_continues_after_bad_head),
+            ("unknown fields encoded as groups are ignored", check_unknown_groups_ignored),
             ("connect and half-close: closed without a reply", check_empty_connection),
             ("unknown method: UNIMPLEMENTED", check_unknown_method),
             ("truncated frames are never dispatched", check_truncated),

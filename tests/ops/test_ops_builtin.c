@@ -215,9 +215,20 @@ FX_TEST(ops_builtin, stats_count_calls_statuses_bytes_latency) {
   cr_assert_gt(echo->bytes_out, 5 * 12);
   cr_assert_leq(echo->p50_us, echo->p90_us);
   cr_assert_leq(echo->p90_us, echo->p99_us);
-  cr_assert_leq(echo->p99_us, echo->max_us);
+  cr_assert_leq(echo->p99_us, echo->p999_us);
+  cr_assert_gt(echo->p999_us, 0, "p99.9 is sent");
+  cr_assert_leq(echo->p999_us, echo->max_us);
   cr_assert_lt(echo->max_us, 10 * fx_slack_us());
   cr_assert_geq(r->connections, 1);
+  /* The server's own methods are marked, the application's not. */
+  cr_assert_not(echo->builtin);
+  size_t n_builtin = 0;
+  for (size_t i = 0; i < r->n_methods; i++) {
+    int own = strncmp(r->methods[i]->method, "ackrpc.reflection.", 18) == 0;
+    cr_assert_eq(r->methods[i]->builtin, own, "%s", r->methods[i]->method);
+    n_builtin += own;
+  }
+  cr_assert_eq(n_builtin, 5); /* Reflection x2, Health, Stats, Capture */
   ackrpc_result_clear(&res);
 
   /* The C API, once the loop has stopped (it is loop-thread only). */

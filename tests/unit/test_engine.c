@@ -24,6 +24,8 @@ typedef struct tcall {
 } tcall;
 
 static akr_link_conf conf;
+static const int *no_fds;
+static size_t no_n_fds;
 
 static void link_new(akr_link *l, akr_link_mode mode) {
   memset(&conf, 0, sizeof conf);
@@ -59,7 +61,7 @@ static void call_new(tcall *t, size_t len, uint32_t deadline_ms) {
 static void send_all(akr_link *l) {
   struct iovec iov[8];
   size_t n, bytes = 0;
-  while ((n = akr_link_output(l, iov, 8)) != 0) {
+  while ((n = akr_link_output(l, iov, 8, &no_fds, &no_n_fds)) != 0) {
     for (size_t i = 0; i < n; i++)
       bytes += iov[i].iov_len;
     akr_link_wrote(l, bytes);
@@ -349,7 +351,7 @@ static int judge(ackrpc_server_check check, uid_t server_uid, int abstract,
   if (ret_errno) *ret_errno = a.r.sys_errno;
   if (st >= 0) {
     struct iovec iov[4];
-    cr_assert_eq(akr_link_output(&l, iov, 4), 0,
+    cr_assert_eq(akr_link_output(&l, iov, 4, &no_fds, &no_n_fds), 0,
                  "nothing is sent to an untrusted server");
     cr_assert(akr_link_wants_drop(&l));
     cr_assert(a.c.released);
@@ -437,7 +439,7 @@ Test(engine, untrusted_server_fails_every_queued_call_and_the_session_connect) {
   akr_peer p = {.uid = 4321, .self = 1000, .owner = 1000, .owner_errno = 0};
   akr_link_connected(&l, FD, &p);
   struct iovec iov[4];
-  cr_assert_eq(akr_link_output(&l, iov, 4), 0);
+  cr_assert_eq(akr_link_output(&l, iov, 4, &no_fds, &no_n_fds), 0);
   for (tcall *t = &open; t; t = t == &open ? &a : t == &a ? &b : NULL) {
     cr_assert(t->c.completed && t->c.released);
     cr_assert_eq(t->r.status, ACKRPC_E_SERVER_IDENTITY, "%s",

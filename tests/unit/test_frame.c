@@ -16,6 +16,7 @@
 #include "wire/depth.h"
 #include "wire/encode.h"
 #include "wire/frame.h"
+#include "wire/groups.h"
 #include "wire/head.h"
 #include "wire/names.h"
 
@@ -735,6 +736,250 @@ Test(frame, unknown_head_fields_are_ignored) {
   cr_assert_eq(decode_reply_head(&r), AKR_FRAME_OK);
   free(h.data);
   free(r.data);
+}
+
+/* --- groups (wire types 3 and 4) in heads --------------------------------- */
+
+static void put_group_start(bytes *b, unsigned field) {
+  put_varint(b, field << 3 | 3);
+}
+
+static void put_group_end(bytes *b, unsigned field) {
+  put_varint(b, field << 3 | 4);
+}
+
+/* A group of field `field` holding one field of every other wire type and a
+ * nested group, as google.protobuf writes an unknown group. */
+static void put_full_group(bytes *b, unsigned field) {
+  put_group_start(b, field);
+  put_field_varint(b, 1, 300);
+  put_varint(b, 2 << 3 | 1);
+  put(b, "12345678", 8);
+  put_field_str(b, 3, "inside");
+  put_varint(b, 4 << 3 | 5);
+  put(b, "1234", 4);
+  put_group_start(b, 5);
+  put_field_varint(b, 1, 7);
+  put_group_end(b, 5);
+  put_group_end(b, field);
+}
+
+/* Decodes a hand-built request head and checks what came out. */
+static akr_frame_error decode_request_head_into(const bytes *head, akr_arena *arena,
+                                                akr_request *req, bytes *f) {
+  *f = make_frame(AKR_FRAME_REQUEST, head, NULL, 0);
+  akr_frame frame;
+  cr_assert_eq(
+      akr_frame_scan(f->data, f->len, AKR_FRAME_REQUEST, 1 << 20, &frame, NULL),
+      AKR_FRAME_OK);
+  return akr_request_decode(&frame, arena, req);
+}
+
+Test(frame, unknown_groups_in_a_request_head_are_skipped) {
+  /* Groups before, between and after the known fields, and inside a
+   * metadata entry (whose length must be rewritten without it). */
+  bytes h = {0};
+  put_full_group(&h, 20);
+  put_field_str(&h, 1, "a.B/C");
+  put_full_group(&h, 21);
+  put_field_varint(&h, 2, 1000000);
+  put_field_str(&h, 3, "id");
+  bytes m = {0};
+  put_field_str(&m, 1, "k");
+  put_full_group(&m, 9);
+  put_field_str(&m, 2, "v");
+  put_field(&h, 4, m.data, m.len);
+  put_metadata(&h, "k2", 2, "v2", 2);
+  put_full_group(&h, 536870911); /* the largest field number */
+
+  akr_arena arena;
+  akr_arena_init(&arena, 1 << 20);
+  akr_request req;
+  bytes f;
+  akr_frame_error e = decode_request_head_into(&h, &arena, &req, &f);
+  cr_assert_eq(e, AKR_FRAME_OK, "%s", akr_frame_error_text(e));
+  cr_assert_str_eq(req.method, "a.B/C");
+  cr_assert_eq(req.timeout_us, 1000000);
+  cr_assert_eq(req.call_id_len, 2);
+  cr_assert_eq(memcmp(req.call_id, "id", 2), 0);
+  cr_assert_eq(req.n_metadata, 2);
+  cr_assert_str_eq(req.metadata[0]->key, "k");
+  cr_assert_eq(req.metadata[0]->value.len, 1);
+  cr_assert_eq(req.metadata[0]->value.data[0], 'v');
+  cr_assert_str_eq(req.metadata[1]->key, "k2");
+  akr_arena_release(&arena);
+  free(f.data);
+  free(m.data);
+  free(h.data);
+}
+
+Test(frame, strip_groups_leaves_exactly_the_other_fields) {
+  bytes with = {0}, without = {0}, m = {0}, m_plain = {0};
+  put_field_str(&with, 1, "a.B/C");
+  put_full_group(&with, 30);
+  put_field_str(&with, 3, "id");
+  /* A metadata entry long enough that dropping its group shortens its
+   * length varint from two bytes to one. */
+  char value[120];
+  memset(value, 'x', sizeof value);
+  put_field_str(&m, 1, "k");
+  put_full_group(&m, 3);
+  put_field(&m, 2, value, sizeof value);
+  put_field(&with, 4, m.data, m.len);
+  put_field_str(&without, 1, "a.B/C");
+  put_field_str(&without, 3, "id");
+  put_field_str(&m_plain, 1, "k");
+  put_field(&m_plain, 2, value, sizeof value);
+  put_field(&without, 4, m_plain.data, m_plain.len);
+  cr_assert_gt(m.len, 127);
+  cr_assert_lt(m_plain.len, 128);
+
+  uint8_t *out = malloc(with.len);
+  size_t out_len = 0;
+  long n = akr_strip_groups(&ackrpc__wire__request_head__descriptor, with.data,
+                            with.len, out, &out_len);
+  cr_assert_eq(n, 2);
+  cr_assert_eq(out_len, without.len);
+  cr_assert_eq(memcmp(out, without.data, out_len), 0);
+  /* Without groups: an exact copy, none dropped. */
+  n = akr_strip_groups(&ackrpc__wire__request_head__descriptor, without.data,
+                       without.len, out, &out_len);
+  cr_assert_eq(n, 0);
+  cr_assert_eq(out_len, without.len);
+  cr_assert_eq(memcmp(out, without.data, out_len), 0);
+  free(out);
+  free(with.data);
+  free(without.data);
+  free(m.data);
+  free(m_plain.data);
+}
+
+Test(frame, unknown_groups_in_a_reply_head_are_skipped) {
+  bytes r = {0};
+  put_field_varint(&r, 1, 5);
+  put_full_group(&r, 7);
+  put_field_str(&r, 2, "gone");
+  bytes f = make_frame(AKR_FRAME_REPLY, &r, NULL, 0);
+  akr_frame frame;
+  cr_assert_eq(akr_frame_scan(f.data, f.len, AKR_FRAME_REPLY, 1 << 20, &frame, NULL),
+               AKR_FRAME_OK);
+  akr_arena arena;
+  akr_arena_init(&arena, 1 << 20);
+  akr_reply rep;
+  cr_assert_eq(akr_reply_decode(&frame, &arena, &rep), AKR_FRAME_OK);
+  cr_assert_eq(rep.status, 5);
+  cr_assert_str_eq(rep.message, "gone");
+  akr_arena_release(&arena);
+  free(f.data);
+  free(r.data);
+}
+
+Test(frame, groups_nest_up_to_the_limit) {
+  for (unsigned depth = AKR_MAX_GROUP_DEPTH; depth <= AKR_MAX_GROUP_DEPTH + 1;
+       depth++) {
+    bytes h = good_head(), r = {0}, g = {0};
+    for (unsigned i = 0; i < depth; i++)
+      put_group_start(&g, 10 + i);
+    for (unsigned i = depth; i-- > 0;)
+      put_group_end(&g, 10 + i);
+    put(&h, g.data, g.len);
+    put_field_varint(&r, 1, 5);
+    put(&r, g.data, g.len);
+    akr_frame_error want =
+        depth <= AKR_MAX_GROUP_DEPTH ? AKR_FRAME_OK : AKR_FRAME_BAD_HEAD;
+    cr_assert_eq(decode_request_head(&h), want, "depth %u", depth);
+    cr_assert_eq(decode_reply_head(&r), want, "reply, depth %u", depth);
+    free(h.data);
+    free(r.data);
+    free(g.data);
+  }
+}
+
+Test(frame, malformed_groups_are_a_bad_head) {
+  /* Never closed: the head ends inside the group. */
+  bytes a = good_head();
+  put_group_start(&a, 20);
+  put_field_varint(&a, 1, 1);
+  cr_assert_eq(decode_request_head(&a), AKR_FRAME_BAD_HEAD);
+  cr_assert_eq(decode_reply_head(&a), AKR_FRAME_BAD_HEAD);
+  /* Closed with another field's end tag. */
+  bytes b = good_head();
+  put_group_start(&b, 20);
+  put_group_end(&b, 21);
+  cr_assert_eq(decode_request_head(&b), AKR_FRAME_BAD_HEAD);
+  /* Nested groups closed in the wrong order. */
+  bytes c = good_head();
+  put_group_start(&c, 20);
+  put_group_start(&c, 21);
+  put_group_end(&c, 20);
+  put_group_end(&c, 21);
+  cr_assert_eq(decode_request_head(&c), AKR_FRAME_BAD_HEAD);
+  /* An end tag with no group open. */
+  bytes d = good_head();
+  put_group_end(&d, 20);
+  cr_assert_eq(decode_request_head(&d), AKR_FRAME_BAD_HEAD);
+  /* A malformed field inside a group (a length past the head). */
+  bytes e = good_head();
+  put_group_start(&e, 20);
+  put_varint(&e, 1 << 3 | 2);
+  put_varint(&e, 40);
+  put_group_end(&e, 20);
+  cr_assert_eq(decode_request_head(&e), AKR_FRAME_BAD_HEAD);
+  /* A group inside a metadata entry, never closed there (its end tag comes
+   * after the entry, in the head). */
+  bytes f = good_head(), m = {0};
+  put_field_str(&m, 1, "k");
+  put_group_start(&m, 9);
+  put_field(&f, 4, m.data, m.len);
+  put_group_end(&f, 9);
+  cr_assert_eq(decode_request_head(&f), AKR_FRAME_BAD_HEAD);
+  free(a.data);
+  free(b.data);
+  free(c.data);
+  free(d.data);
+  free(e.data);
+  free(f.data);
+  free(m.data);
+}
+
+Test(frame, a_group_does_not_hide_a_nul_in_the_method) {
+  /* The NUL check walks the head without its groups: a group in front must
+   * not end the walk before the method. */
+  bytes h = {0};
+  put_full_group(&h, 20);
+  put_field(&h, 1, "a.B/C\0x", 7);
+  put_field_str(&h, 3, "id");
+  cr_assert_eq(decode_request_head(&h), AKR_FRAME_BAD_METHOD);
+  free(h.data);
+}
+
+Test(frame, a_field_that_occurs_twice_takes_its_last_value) {
+  /* PROTOCOL.md §2.3: a non-repeated field sent twice keeps the last value;
+   * a repeated one (metadata) keeps every entry, in order, wherever they
+   * stand. */
+  bytes h = {0};
+  put_field_str(&h, 1, "x.Y/Z");
+  put_metadata(&h, "a", 1, NULL, 0);
+  put_field_str(&h, 3, "first");
+  put_field_varint(&h, 2, 1);
+  put_field_str(&h, 1, "a.B/C");
+  put_metadata(&h, "b", 1, NULL, 0);
+  put_field_str(&h, 3, "id");
+  put_field_varint(&h, 2, 2);
+  akr_arena arena;
+  akr_arena_init(&arena, 1 << 20);
+  akr_request req;
+  bytes f;
+  cr_assert_eq(decode_request_head_into(&h, &arena, &req, &f), AKR_FRAME_OK);
+  cr_assert_str_eq(req.method, "a.B/C");
+  cr_assert_eq(req.call_id_len, 2);
+  cr_assert_eq(req.timeout_us, 2);
+  cr_assert_eq(req.n_metadata, 2);
+  cr_assert_str_eq(req.metadata[0]->key, "a");
+  cr_assert_str_eq(req.metadata[1]->key, "b");
+  akr_arena_release(&arena);
+  free(f.data);
+  free(h.data);
 }
 
 static const char *const good_methods[] = {

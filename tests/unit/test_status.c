@@ -4,6 +4,8 @@
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ackrpc/common.h"
@@ -150,4 +152,83 @@ Test(status, log_discard_writes_nothing, .init = cr_redirect_stderr) {
   ackrpc_log_discard(NULL, ACKRPC_LOG_ERROR, "dropped");
   fflush(stderr);
   cr_assert_stderr_eq_str("");
+}
+
+Test(status, outcome_names) {
+  cr_assert_str_eq(ackrpc_outcome_name(ACKRPC_OUTCOME_NOT_DELIVERED), "not delivered");
+  cr_assert_str_eq(ackrpc_outcome_name(ACKRPC_OUTCOME_NO_ACK), "delivered, no ack");
+  cr_assert_str_eq(ackrpc_outcome_name(ACKRPC_OUTCOME_ACKED), "acked");
+  cr_assert_str_eq(ackrpc_outcome_name((ackrpc_outcome)9), "unknown outcome");
+}
+
+Test(status, format_a_server_status_with_its_code) {
+  char buf[128];
+  int n = ackrpc_status_format(buf, sizeof buf, ACKRPC_NOT_FOUND, "no such key");
+  cr_assert_str_eq(buf, "NOT_FOUND (5): no such key [acked]");
+  cr_assert_eq(n, (int)strlen(buf));
+  ackrpc_status_format(buf, sizeof buf, ACKRPC_OK, NULL);
+  cr_assert_str_eq(buf, "OK (0): ok [acked]");
+  /* A code a newer server may send. */
+  ackrpc_status_format(buf, sizeof buf, (ackrpc_status)42, "");
+  cr_assert_str_eq(buf, "UNRECOGNIZED (42): unrecognized status [acked]", "%s", buf);
+}
+
+Test(status, format_a_local_status_without_its_number) {
+  char buf[256];
+  ackrpc_status_format(buf, sizeof buf, ACKRPC_E_CONNECT, "connect: No such file");
+  cr_assert_str_eq(buf, "E_CONNECT: connect: No such file [not delivered]");
+  ackrpc_status_format(buf, sizeof buf, ACKRPC_E_NO_ACK, "");
+  cr_assert_str_eq(buf, "E_NO_ACK: request sent, connection closed without a reply "
+                        "(outcome unknown) [delivered, no ack]");
+}
+
+Test(status, format_cuts_like_snprintf) {
+  const char *full = "INTERNAL (13): boom [acked]";
+  char buf[8];
+  memset(buf, 'x', sizeof buf);
+  int n = ackrpc_status_format(buf, sizeof buf, ACKRPC_INTERNAL, "boom");
+  cr_assert_eq(n, (int)strlen(full));
+  cr_assert_str_eq(buf, "INTERNA");
+  /* Measuring only. */
+  cr_assert_eq(ackrpc_status_format(NULL, 0, ACKRPC_INTERNAL, "boom"), n);
+  char one[1] = {'x'};
+  cr_assert_eq(ackrpc_status_format(one, 1, ACKRPC_INTERNAL, "boom"), n);
+  cr_assert_eq(one[0], '\0');
+}
+
+Test(status, log_level_from_the_environment) {
+  ackrpc_log_level level = ACKRPC_LOG_ERROR;
+  char err[128] = "untouched";
+  cr_assert_eq(unsetenv(ACKRPC_LOG_LEVEL_ENV), 0);
+  cr_assert_eq(ackrpc_log_level_from_env(&level, err, sizeof err), ACKRPC_OK);
+  cr_assert_eq(level, ACKRPC_LOG_DEFAULT);
+  cr_assert_eq(setenv(ACKRPC_LOG_LEVEL_ENV, "", 1), 0);
+  level = ACKRPC_LOG_ERROR;
+  cr_assert_eq(ackrpc_log_level_from_env(&level, err, sizeof err), ACKRPC_OK);
+  cr_assert_eq(level, ACKRPC_LOG_DEFAULT);
+  cr_assert_eq(setenv(ACKRPC_LOG_LEVEL_ENV, "DeBuG", 1), 0);
+  cr_assert_eq(ackrpc_log_level_from_env(&level, err, sizeof err), ACKRPC_OK);
+  cr_assert_eq(level, ACKRPC_LOG_DEBUG);
+  cr_assert_str_eq(err, "untouched");
+  cr_assert_eq(setenv(ACKRPC_LOG_LEVEL_ENV, "warn", 1), 0);
+  cr_assert_eq(ackrpc_log_level_from_env(&level, NULL, 0), ACKRPC_OK);
+  cr_assert_eq(level, ACKRPC_LOG_WARNING);
+}
+
+Test(status, log_level_from_the_environment_refuses_a_bad_value,
+     .init = cr_redirect_stderr) {
+  ackrpc_log_level level = ACKRPC_LOG_INFO;
+  char err[128];
+  cr_assert_eq(setenv(ACKRPC_LOG_LEVEL_ENV, "verbose", 1), 0);
+  cr_assert_eq(ackrpc_log_level_from_env(&level, err, sizeof err), ACKRPC_E_INVAL);
+  cr_assert_eq(level, ACKRPC_LOG_INFO, "the level changed on failure");
+  cr_assert_str_eq(err, "ACKRPC_LOG_LEVEL=\"verbose\" is not a log level "
+                        "(error, warning, info or debug)");
+  char small[10];
+  cr_assert_eq(ackrpc_log_level_from_env(&level, small, sizeof small), ACKRPC_E_INVAL);
+  cr_assert_str_eq(small, "ACKRPC_LO");
+  cr_assert_eq(ackrpc_log_level_from_env(&level, NULL, 0), ACKRPC_E_INVAL);
+  cr_assert_eq(ackrpc_log_level_from_env(NULL, err, sizeof err), ACKRPC_E_INVAL);
+  fflush(stderr);
+  cr_assert_stderr_eq_str("", "it printed");
 }

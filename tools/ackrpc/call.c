@@ -29,8 +29,12 @@ static const char usage[] =
     "  -m, --metadata KEY=VALUE\n"
     "                         send a metadata entry (repeatable, at most 64; KEY is\n"
     "                         1-64 characters of [a-z0-9._-], VALUE up to 4096 bytes)\n"
-    "  -c, --call-id HEX      the call id (1-64 bytes in hex), to retry a call\n"
-    "                         idempotently; default: a fresh one\n"
+    "  -c, --call-id HEX      the call id (1-64 bytes in hex); default: a fresh\n"
+    "                         one. Sending an id again runs the call once only\n"
+    "                         if the server deduplicates: its reply cache on\n"
+    "                         (reply_cache = 1, docs/DELIVERY.md) or a handler\n"
+    "                         that stores the id with its effect; otherwise the\n"
+    "                         handler runs again\n"
     "  -b, --binary           send standard input's bytes as the request as they\n"
     "                         are and write the reply's bytes to standard output\n"
     "                         (no descriptors needed)\n"
@@ -155,7 +159,7 @@ int akrcli_cmd_call(int argc, char **argv) {
   optind = 1;
   while ((opt = getopt_long(argc, argv, "t:m:c:bpevh" AKRCLI_DESC_SHORTOPTS, longopts,
                             NULL)) != -1) {
-    int taken = akrcli_descopts_take(&d, opt, optarg);
+    int taken = akrcli_descopts_take(&d, "call", opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
     switch (opt) {

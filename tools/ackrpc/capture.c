@@ -279,7 +279,7 @@ int akrcli_cmd_capture(int argc, char **argv) {
   optind = 1;
   while ((opt = getopt_long(argc, argv, "w:jc:h" AKRCLI_DESC_SHORTOPTS, longopts,
                             NULL)) != -1) {
-    int taken = akrcli_descopts_take(&d, opt, optarg);
+    int taken = akrcli_descopts_take(&d, "capture", opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
     if (opt == 'w') {

@@ -60,9 +60,10 @@ typedef struct akrcli_descopts {
 /* The --help text of these options. */
 extern const char akrcli_desc_help[];
 
-/* Takes a descriptor option; returns 1 if `opt` was one, 0 if not, or -1
- * (printed) when a limit is passed. */
-int akrcli_descopts_take(akrcli_descopts *d, int opt, const char *arg);
+/* Takes a descriptor option of subcommand `cmd`; returns 1 if `opt` was
+ * one, 0 if not, or -1 (printed, "ackrpc CMD: ...") when a limit is
+ * passed. */
+int akrcli_descopts_take(akrcli_descopts *d, const char *cmd, int opt, const char *arg);
 
 struct akrcli_server;
 

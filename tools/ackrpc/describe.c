@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli.h"
 
 static const char usage[] =
@@ -20,6 +22,7 @@ static const char usage[] =
     "NAME).\n"
     "\n"
     "Options:\n"
+    "  -j, --json   JSON instead of .proto text (docs/CLI.md gives the shape)\n"
     "  -h, --help   this help\n";
 
 static void indent(unsigned level) {
@@ -215,22 +218,138 @@ static const akrcli_file_proto *enum_file(const akrcli_pool *pool,
   return NULL;
 }
 
+/* --- --json (the shape is documented in docs/CLI.md) ---------------------- */
+
+/* jansson's *_new() setters take the value even when they fail, so a NULL
+ * object or value only makes the document incomplete; json_out() checks
+ * the document's top before printing. */
+
+/* "type" (a scalar keyword, "message", "enum" or "group") and, for the last
+ * three, "typeName". */
+static void json_field_type(json_t *o, const akrcli_field *f) {
+  const char *kw = akrcli_type_keyword(f->type);
+  if (kw) {
+    json_object_set_new(o, "type", json_string(kw));
+    return;
+  }
+  int is_enum = f->type == AKRCLI_T_ENUM;
+  json_object_set_new(o, "type",
+                      json_string(is_enum                     ? "enum"
+                                  : f->type == AKRCLI_T_GROUP ? "group"
+                                                              : "message"));
+  json_object_set_new(o, "typeName",
+                      json_string(is_enum ? f->enm->full_name : f->msg->full_name));
+}
+
+static json_t *json_field(const akrcli_msg *m, const akrcli_field *f) {
+  json_t *o = json_object();
+  json_object_set_new(o, "name", json_string(f->name));
+  json_object_set_new(o, "number", json_integer(f->number));
+  json_object_set_new(o, "jsonName", json_string(f->json_name));
+  if (f->is_map) {
+    const akrcli_field *k = akrcli_msg_field_by_number(f->msg, 1);
+    const akrcli_field *v = akrcli_msg_field_by_number(f->msg, 2);
+    json_object_set_new(o, "label", json_string("repeated"));
+    json_object_set_new(o, "type", json_string("map"));
+    json_t *ko = json_object(), *vo = json_object();
+    if (k) json_field_type(ko, k);
+    if (v) json_field_type(vo, v);
+    json_object_set_new(o, "key", ko);
+    json_object_set_new(o, "value", vo);
+    return o;
+  }
+  json_object_set_new(o, "label",
+                      json_string(f->repeated   ? "repeated"
+                                  : f->required ? "required"
+                                                : "optional"));
+  json_field_type(o, f);
+  json_object_set_new(o, "presence", json_boolean(f->presence));
+  if (f->oneof >= 0)
+    json_object_set_new(o, "oneof", json_string(m->oneof_names[f->oneof]));
+  return o;
+}
+
+static json_t *json_message(const akrcli_msg *m) {
+  json_t *o = json_object(), *fields = json_array();
+  json_object_set_new(o, "kind", json_string("message"));
+  json_object_set_new(o, "name", json_string(m->full_name));
+  json_object_set_new(o, "file", json_string(file_name(m->file)));
+  json_object_set_new(o, "syntax", json_string(m->proto3 ? "proto3" : "proto2"));
+  for (size_t i = 0; i < m->n_fields; i++)
+    json_array_append_new(fields, json_field(m, &m->fields[i]));
+  json_object_set_new(o, "fields", fields);
+  return o;
+}
+
+/* A method: with `kind` when it is the document, without as a service's. */
+static json_t *json_method_of(const akrcli_method *m, int kind) {
+  json_t *o = json_object();
+  if (kind) json_object_set_new(o, "kind", json_string("method"));
+  json_object_set_new(o, "name", json_string(m->wire_name));
+  json_object_set_new(o, "requestType", json_string(m->input->full_name));
+  json_object_set_new(o, "replyType", json_string(m->output->full_name));
+  return o;
+}
+
+static json_t *json_service_of(const akrcli_service *service) {
+  json_t *o = json_object(), *methods = json_array();
+  json_object_set_new(o, "kind", json_string("service"));
+  json_object_set_new(o, "name", json_string(service->full_name));
+  json_object_set_new(o, "file", json_string(file_name(service->file)));
+  for (size_t i = 0; i < service->n_methods; i++)
+    json_array_append_new(methods, json_method_of(&service->methods[i], 0));
+  json_object_set_new(o, "methods", methods);
+  return o;
+}
+
+static json_t *json_enum(const akrcli_pool *pool, const akrcli_enum *e) {
+  json_t *o = json_object(), *values = json_array();
+  json_object_set_new(o, "kind", json_string("enum"));
+  json_object_set_new(o, "name", json_string(e->full_name));
+  json_object_set_new(o, "file", json_string(file_name(enum_file(pool, e))));
+  for (size_t i = 0; i < e->proto->n_value; i++) {
+    json_t *v = json_object();
+    json_object_set_new(
+        v, "name",
+        json_string(e->proto->value[i]->name ? e->proto->value[i]->name : "?"));
+    json_object_set_new(v, "number", json_integer(e->proto->value[i]->number));
+    json_array_append_new(values, v);
+  }
+  json_object_set_new(o, "values", values);
+  return o;
+}
+
+/* Prints the document and frees it. Returns an exit status. */
+static int json_out(json_t *doc) {
+  int rc = AKRCLI_EXIT_OK;
+  if (!doc || json_dumpf(doc, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0) {
+    fprintf(stderr, "%s describe: out of memory\n", AKRCLI_PROG);
+    rc = AKRCLI_EXIT_SOFTWARE;
+  } else {
+    putchar('\n');
+  }
+  json_decref(doc);
+  return rc;
+}
+
 int akrcli_cmd_describe(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"help", 0, NULL, 'h'},
-      AKRCLI_SERVER_LONGOPT,
-      AKRCLI_DESC_LONGOPTS,
-      {NULL, 0, NULL, 0},
+      {"help", 0, NULL, 'h'}, {"json", 0, NULL, 'j'}, AKRCLI_SERVER_LONGOPT,
+      AKRCLI_DESC_LONGOPTS,   {NULL, 0, NULL, 0},
   };
   akrcli_descopts d = {0};
   akrcli_server srv = {0};
-  int opt;
+  int opt, as_json = 0;
   optind = 1;
-  while ((opt = getopt_long(argc, argv, "t:h" AKRCLI_DESC_SHORTOPTS, longopts, NULL)) !=
-         -1) {
-    int taken = akrcli_descopts_take(&d, opt, optarg);
+  while ((opt = getopt_long(argc, argv, "t:jh" AKRCLI_DESC_SHORTOPTS, longopts,
+                            NULL)) != -1) {
+    int taken = akrcli_descopts_take(&d, "describe", opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
+    if (opt == 'j') {
+      as_json = 1;
+      continue;
+    }
     if (opt == 't') {
       if (akrcli_timeout_take(&srv, "describe", optarg) < 0) return AKRCLI_EXIT_USAGE;
       continue;
@@ -264,6 +383,15 @@ int akrcli_cmd_describe(int argc, char **argv) {
    * uses directly, such as a nested message). */
   int rc = akrcli_load_descriptors("describe", &d, &srv, "", &pool);
   if (rc != 0) goto out;
+  if (!name && as_json) {
+    json_t *doc = json_object(), *services = json_array();
+    for (size_t i = 0; i < pool.n_services; i++)
+      json_array_append_new(services, json_service_of(&pool.services[i]));
+    json_object_set_new(doc, "services", services);
+    rc = json_out(doc);
+    if (fflush(stdout) != 0) rc = AKRCLI_EXIT_SOFTWARE;
+    goto out;
+  }
   if (!name) {
     for (size_t i = 0; i < pool.n_services; i++) {
       if (i) printf("\n");
@@ -277,7 +405,21 @@ int akrcli_cmd_describe(int argc, char **argv) {
   const akrcli_service *service = akrcli_pool_service(&pool, name);
   const akrcli_msg *msg = akrcli_pool_message(&pool, name);
   const akrcli_enum *enm = akrcli_pool_enum(&pool, name);
-  if (service) {
+  if (as_json && (service || method || msg || enm)) {
+    json_t *doc = NULL;
+    if (service) {
+      doc = json_service_of(service);
+    } else if (method) {
+      doc = json_method_of(method, 1);
+      json_object_set_new(doc, "request", json_message(method->input));
+      json_object_set_new(doc, "reply", json_message(method->output));
+    } else if (msg) {
+      doc = json_message(msg);
+    } else {
+      doc = json_enum(&pool, enm);
+    }
+    rc = json_out(doc);
+  } else if (service) {
     print_service(service);
   } else if (method) {
     printf("// %s\n", method->wire_name);

@@ -56,7 +56,8 @@ const char akrcli_exit_help[] =
     "  78     the server does not offer the built-in service needed\n"
     "         (reflection, health, stats: turned off, or an older server)\n";
 
-int akrcli_descopts_take(akrcli_descopts *d, int opt, const char *arg) {
+int akrcli_descopts_take(akrcli_descopts *d, const char *cmd, int opt,
+                         const char *arg) {
   const char **list;
   size_t *n, max;
   switch (opt) {
@@ -72,7 +73,8 @@ int akrcli_descopts_take(akrcli_descopts *d, int opt, const char *arg) {
   default: return 0;
   }
   if (*n >= max) {
-    fprintf(stderr, "%s: too many -%c options (at most %zu)\n", AKRCLI_PROG, opt, max);
+    fprintf(stderr, "%s %s: too many -%c options (at most %zu)\n", AKRCLI_PROG, cmd,
+            opt, max);
     return -1;
   }
   list[(*n)++] = arg;
