@@ -134,3 +134,34 @@ int ackrpc_nats_hex_decode(const char *in, uint8_t *out, size_t cap, size_t *out
   *out_len = len / 2;
   return 0;
 }
+
+int ackrpc_nats_dec_decode(const char *in, uint64_t max, uint64_t *out) {
+  if (in == NULL || in[0] == '\0' || (in[0] == '0' && in[1] != '\0')) return -1;
+  uint64_t v = 0;
+  for (const char *p = in; *p != '\0'; p++) {
+    if (*p < '0' || *p > '9') return -1;
+    unsigned d = (unsigned)(*p - '0');
+    if (d > max || v > (max - d) / 10) return -1;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return 0;
+}
+
+size_t ackrpc_nats_message_clean(const char *in, char *out, size_t cap) {
+  size_t n = 0;
+  if (in != NULL) {
+    size_t len = strlen(in);
+    n = len < cap - 1 ? len : cap - 1;
+    /* Cut before a continuation byte only at a character's start. */
+    if (n < len)
+      while (n > 0 && ((unsigned char)in[n] & 0xc0) == 0x80)
+        n--;
+    for (size_t i = 0; i < n; i++) {
+      unsigned char c = (unsigned char)in[i];
+      out[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+  }
+  out[n] = '\0';
+  return n;
+}

@@ -53,4 +53,18 @@ void ackrpc_nats_hex_encode(const uint8_t *in, size_t len, char *out);
  * many bytes. */
 int ackrpc_nats_hex_decode(const char *in, uint8_t *out, size_t cap, size_t *out_len);
 
+/* Decodes the decimal text `in` (what the Ackrpc-Timeout-Ms and
+ * Ackrpc-Status headers carry): one or more ASCII digits, no sign, no
+ * spaces, no leading zero unless the text is "0", and a value of at most
+ * `max`. Returns 0 with *out set, or -1 (*out untouched). */
+int ackrpc_nats_dec_decode(const char *in, uint64_t max, uint64_t *out);
+
+/* Copies the status message `in` to out[0..cap), NUL-terminated, as the
+ * Ackrpc-Message header carries it: CR, LF and other ASCII control
+ * characters become spaces (a header value is one line), and a message
+ * longer than cap - 1 bytes is cut at a UTF-8 character boundary. `in` NULL
+ * gives "". cap must be at least 1. Returns the bytes written, without the
+ * NUL. */
+size_t ackrpc_nats_message_clean(const char *in, char *out, size_t cap);
+
 #endif

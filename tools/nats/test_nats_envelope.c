@@ -88,3 +88,41 @@ Test(nats_envelope, hex_round_trip_and_refusals) {
   cr_assert_eq(ackrpc_nats_hex_decode("0g", back, sizeof back, &n), -1);
   cr_assert_eq(ackrpc_nats_hex_decode("00112233", back, 3, &n), -1);
 }
+
+Test(nats_envelope, decimal_is_strict) {
+  uint64_t v = 7;
+  cr_assert_eq(ackrpc_nats_dec_decode("0", 10, &v), 0);
+  cr_assert_eq(v, 0);
+  cr_assert_eq(ackrpc_nats_dec_decode("4294967295", UINT32_MAX, &v), 0);
+  cr_assert_eq(v, UINT32_MAX);
+  cr_assert_eq(ackrpc_nats_dec_decode("18446744073709551615", UINT64_MAX, &v), 0);
+  cr_assert_eq(v, UINT64_MAX);
+  const char *bad[] = {"",   "00", "01", "-1",         "+1",
+                       " 1", "1 ", "1x", "4294967296", "18446744073709551616"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    v = 7;
+    cr_assert_eq(ackrpc_nats_dec_decode(bad[i], UINT32_MAX, &v), -1, "%s", bad[i]);
+    cr_assert_eq(v, 7);
+  }
+  cr_assert_eq(ackrpc_nats_dec_decode("17", 16, &v), -1);
+  cr_assert_eq(ackrpc_nats_dec_decode("16", 16, &v), 0);
+  cr_assert_eq(ackrpc_nats_dec_decode("9", 5, &v), -1);
+}
+
+Test(nats_envelope, message_is_one_line_and_cut_at_a_character) {
+  char out[8];
+  cr_assert_eq(ackrpc_nats_message_clean("a\r\nb\tc", out, sizeof out), 6);
+  cr_assert_str_eq(out, "a  b c");
+  cr_assert_eq(ackrpc_nats_message_clean(NULL, out, sizeof out), 0);
+  cr_assert_str_eq(out, "");
+  /* "abcde" then U+00E9 (2 bytes) then "f": 7 bytes fit; the 2-byte
+   * character at 5..6 fits whole, "f" is cut. */
+  cr_assert_eq(ackrpc_nats_message_clean("abcde\xc3\xa9"
+                                         "f",
+                                         out, sizeof out),
+               7);
+  cr_assert_str_eq(out, "abcde\xc3\xa9");
+  /* "abcdef" then U+00E9: it does not fit whole and is left out. */
+  cr_assert_eq(ackrpc_nats_message_clean("abcdef\xc3\xa9", out, sizeof out), 6);
+  cr_assert_str_eq(out, "abcdef");
+}
