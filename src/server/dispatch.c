@@ -118,6 +118,7 @@ int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
     return refuse(c, akr_frame_error_status(fe), akr_frame_error_text(fe), complete);
   }
   const akr_method_entry *m = akr_registry_find(&s->registry, call->req.method);
+  if (!m && s->registry.fallback.raw_fn) m = &s->registry.fallback;
   if (!m) {
     char msg[ACKRPC_MAX_METHOD_NAME + 32];
     snprintf(msg, sizeof msg, "unknown method %s", call->req.method);
@@ -161,6 +162,23 @@ static int decode(akr_conn *c, ackrpc_call *call, const akr_frame *f) {
   /* The buffer may have moved since the head was checked. */
   call->req.body = f->body;
   call->req.body_len = f->body_len;
+  if (m->raw_fn) {
+    /* The fallback: the body as it came, copied into the call's arena so
+     * that it lives as long as the call (the frame's buffer moves on). */
+    uint8_t *copy = NULL;
+    if (f->body_len) {
+      call->arena.cap = call->arena.total + akr_acct_room(c);
+      copy = akr_arena_alloc(&call->arena, f->body_len);
+      akr_acct_call_bytes(call, call->arena.total);
+      if (!copy) {
+        refuse(c, ACKRPC_RESOURCE_EXHAUSTED, "server memory budget exhausted", 1);
+        return -1;
+      }
+      memcpy(copy, f->body, f->body_len);
+    }
+    call->req.body = copy;
+    return 0;
+  }
   if (m->depth > s->opt.max_depth &&
       akr_check_depth(m->m.request, f->body, f->body_len, s->opt.max_depth)) {
     snprintf(msg, sizeof msg, "request nests deeper than %u levels", s->opt.max_depth);
@@ -220,7 +238,10 @@ void akr_dispatch_frame(akr_conn *c, const akr_frame *f) {
   atomic_store_explicit(&call->held, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&call->refs, 1, memory_order_relaxed);
   tl_in_handler = call;
-  m->fn(call, call->request, m->user);
+  if (m->raw_fn)
+    m->raw_fn(call, call->req.body, call->req.body_len, m->user);
+  else
+    m->fn(call, call->request, m->user);
   tl_in_handler = NULL;
   /* Deferred. When the deadline is the client's, the server answers a
    * moment after it: the client has given up by then and reports its own
