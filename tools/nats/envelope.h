@@ -16,6 +16,10 @@
 #define ACKRPC_NATS_H_STATUS "Ackrpc-Status"
 #define ACKRPC_NATS_H_MESSAGE "Ackrpc-Message"
 #define ACKRPC_NATS_H_MD_PREFIX "Ackrpc-Md-"
+/* An empty metadata value on NATS: "=" (never base64 output). Its base64,
+ * "", is not carried: nats.c 3.4 reads an empty header value wrongly (it
+ * takes the next header line as the value). */
+#define ACKRPC_NATS_EMPTY_VALUE "="
 /* Metadata key that only the export side sets (the caller's principal). */
 #define ACKRPC_NATS_PRINCIPAL_KEY "ackrpc-nats-principal"
 
