@@ -39,7 +39,7 @@ static size_t n_held;
 static void answer(ackrpc_call *call, const uint8_t *body, size_t len) {
   uint8_t out[80];
   memcpy(out, "re:", 3);
-  memcpy(out + 3, body, len);
+  if (len) memcpy(out + 3, body, len);
   int fail = len >= 4 && memcmp(body, "fail", 4) == 0;
   ackrpc_call_reply_encoded(call, fail ? ACKRPC_FAILED_PRECONDITION : ACKRPC_OK,
                             fail ? "refused by the fallback" : NULL, out, len + 3);

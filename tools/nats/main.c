@@ -28,8 +28,11 @@
 #include "envelope.h"
 
 #define PROG "ackrpc-nats"
-#define EXIT_USAGE 2
-#define EXIT_FAIL 1
+/* Exit statuses, as the ackrpc tool's (sysexits.h): 0 a clean stop (SIGTERM,
+ * SIGINT), 64 usage, 69 NATS, the local server or the socket to serve could
+ * not be reached or set up. */
+#define EXIT_USAGE 64
+#define EXIT_FAIL 69
 #define MAX_SERVICES 256
 #define MD_KEY_MAX (sizeof ACKRPC_NATS_H_MD_PREFIX + ACKRPC_MAX_METADATA_KEY)
 

@@ -334,6 +334,44 @@ Test(nats, queue_group_and_unknown_methods) {
   fx_finish();
 }
 
+/* Runs ackrpc-nats with argv, waits (bounded), returns its exit code. */
+static int run_tool(char *const argv[]) {
+  int slot = start_child(argv, fx_path("usage.log"));
+  pid_t pid = children[slot];
+  int status = 0;
+  for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) != pid; i++)
+    fx_sleep_ms(10);
+  if (!WIFEXITED(status)) stop_child(slot);
+  children[slot] = 0;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+Test(nats, usage_and_unreachable_nats) {
+  char *const none[] = {ACKRPC_NATS_BIN, NULL};
+  char *const bogus[] = {ACKRPC_NATS_BIN, "bogus", NULL};
+  char *const no_url[] = {ACKRPC_NATS_BIN, "export", "--socket", "/x.sock", NULL};
+  char *const wrong[] = {
+      ACKRPC_NATS_BIN,      "import", "--socket", "/x.sock", "--nats",
+      "nats://127.0.0.1:1", NULL};
+  char *const prefix[] = {ACKRPC_NATS_BIN, "import", "--listen",
+                          "/x.sock",       "--nats", "nats://127.0.0.1:1",
+                          "--prefix",      "a.>",    NULL};
+  cr_assert_eq(run_tool(none), 64);
+  cr_assert_eq(run_tool(bogus), 64);
+  cr_assert_eq(run_tool(no_url), 64);
+  cr_assert_eq(run_tool(wrong), 64, "--socket is export's");
+  cr_assert_eq(run_tool(prefix), 64);
+  /* Port 1 on loopback: nothing listens there. */
+  char *const down[] = {
+      ACKRPC_NATS_BIN,      "import", "--listen", (char *)import_sock(), "--nats",
+      "nats://127.0.0.1:1", NULL};
+  cr_assert_eq(run_tool(down), 69);
+  char *s = slurp(fx_path("usage.log"));
+  cr_assert(s && strstr(s, "cannot connect to NATS"), "%s", s ? s : "");
+  free(s);
+  fx_finish();
+}
+
 int main(int argc, char *argv[]) {
   if (!find_nats_server()) {
     printf("skipped: nats-server is not installed (scripts/deps.sh installs it)\n");
