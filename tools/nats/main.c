@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <nats/nats.h>
 
 #include <ackrpc/ackrpc.h>
@@ -48,6 +49,11 @@ typedef struct bridge {
   unsigned max_inflight;
   uint32_t default_timeout_ms;
   int verbose;
+  /* export: the caller's identity from Nats-Request-Info (docs/SCALE.md,
+   * "Identity"), and the principals admitted (none listed: all). */
+  int trust_request_info;
+  const char *allow[MAX_SERVICES];
+  size_t n_allow;
 
   natsConnection *nc;
   ackrpc_client *client; /* export */
@@ -120,6 +126,31 @@ static int spawn(void *(*fn)(void *), void *arg) {
   return rc == 0 ? 0 : -1;
 }
 
+/* The URL(s) for the log: "user:password@" left out of each. */
+static const char *url_for_log(const char *urls, char *out, size_t cap) {
+  size_t o = 0;
+  for (const char *p = urls; *p && o + 1 < cap;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    const char *at = memchr(p, '@', len), *scheme = strstr(p, "://");
+    if (at && scheme && scheme < at) {
+      size_t head = (size_t)(scheme + 3 - p);
+      o += (size_t)snprintf(out + o, cap - o, "%.*s***%.*s", (int)head, p,
+                            (int)(len - (size_t)(at - p)), at);
+    } else {
+      o += (size_t)snprintf(out + o, cap - o, "%.*s", (int)len, p);
+    }
+    if (o >= cap) o = cap - 1;
+    p += len;
+    if (*p == ',') {
+      if (o + 1 < cap) out[o++] = ',';
+      p++;
+    }
+  }
+  out[o < cap ? o : cap - 1] = '\0';
+  return out;
+}
+
 static natsStatus nats_connect(bridge *b) {
   natsOptions *o = NULL;
   natsStatus s = natsOptions_Create(&o);
@@ -131,8 +162,11 @@ static natsStatus nats_connect(bridge *b) {
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
   if (s == NATS_OK) s = natsConnection_Connect(&b->nc, o);
   natsOptions_Destroy(o);
-  if (s != NATS_OK)
-    logf_("cannot connect to NATS at %s: %s", b->nats_url, natsStatus_GetText(s));
+  if (s != NATS_OK) {
+    char shown[512];
+    logf_("cannot connect to NATS at %s: %s",
+          url_for_log(b->nats_url, shown, sizeof shown), natsStatus_GetText(s));
+  }
   return s;
 }
 
@@ -170,7 +204,8 @@ typedef struct md_buf {
   char keys[ACKRPC_MAX_METADATA][ACKRPC_MAX_METADATA_KEY + 1];
   uint8_t *values[ACKRPC_MAX_METADATA];
   size_t n;
-  char why[160]; /* what md_decode() refused */
+  char why[256];       /* what md_decode() or the policy refused */
+  char principal[512]; /* "ACCOUNT/USER", or "" */
 } md_buf;
 
 static void md_free(md_buf *mb) {
@@ -244,6 +279,36 @@ static int md_decode(natsMsg *msg, md_buf *mb, const char **why) {
   return rc == 0 ? (int)mb->n : -1;
 }
 
+/* The caller's principal, "ACCOUNT/USER", from the Nats-Request-Info
+ * header that nats-server writes on a request that crossed a service
+ * import with `share: true` (it replaces whatever the requester sent).
+ * "" (anonymous) without the header, or with one that names no account
+ * and user (JSON that does not parse, other types, control characters). */
+static void principal_of(natsMsg *msg, char *out, size_t cap) {
+  const char *v = NULL;
+  out[0] = '\0';
+  if (natsMsgHeader_Get(msg, "Nats-Request-Info", &v) != NATS_OK) return;
+  json_t *root = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
+  const char *acc = json_string_value(json_object_get(root, "acc"));
+  const char *user = json_string_value(json_object_get(root, "user"));
+  if (!user) user = json_string_value(json_object_get(root, "nkey"));
+  int ok = acc && user && acc[0] && user[0];
+  for (const char *p = acc; ok && *p; p++)
+    ok = (unsigned char)*p >= 0x20 && *p != '/';
+  for (const char *p = user; ok && *p; p++)
+    ok = (unsigned char)*p >= 0x20;
+  if (ok && (size_t)snprintf(out, cap, "%s/%s", acc, user) >= cap) ok = 0;
+  if (!ok) out[0] = '\0';
+  json_decref(root);
+}
+
+static int principal_allowed(const bridge *b, const char *principal) {
+  if (b->n_allow == 0) return 1;
+  for (size_t i = 0; i < b->n_allow; i++)
+    if (principal[0] && strcmp(b->allow[i], principal) == 0) return 1;
+  return 0;
+}
+
 static void *export_one(void *arg) {
   export_job *job = arg;
   bridge *b = job->b;
@@ -272,8 +337,20 @@ static void *export_one(void *arg) {
   } else if (natsMsgHeader_Get(msg, ACKRPC_NATS_H_TIMEOUT, &v) == NATS_OK &&
              ackrpc_nats_dec_decode(v, UINT32_MAX, &timeout_ms) != 0) {
     why = "Ackrpc-Timeout-Ms is not a decimal number of milliseconds";
-  } else {
-    md_decode(msg, mb, &why);
+  } else if (md_decode(msg, mb, &why) >= 0 && b->trust_request_info) {
+    principal_of(msg, mb->principal, sizeof mb->principal);
+    if (!principal_allowed(b, mb->principal)) {
+      bad = ACKRPC_PERMISSION_DENIED;
+      snprintf(mb->why, sizeof mb->why, "the bridge does not admit %s%.128s",
+               mb->principal[0] ? "NATS user " : "anonymous callers", mb->principal);
+      why = mb->why;
+    } else if (mb->principal[0] && mb->n == ACKRPC_MAX_METADATA) {
+      why = "too many metadata entries (the bridge adds the principal)";
+    } else if (mb->principal[0]) {
+      mb->values[mb->n] = NULL; /* not malloc'd: md_free() skips it */
+      mb->md[mb->n++] = (ackrpc_metadata){ACKRPC_NATS_PRINCIPAL_KEY, mb->principal,
+                                          strlen(mb->principal)};
+    }
   }
   if (call_id_len) ackrpc_nats_hex_encode(call_id, call_id_len, id_hex);
 
@@ -577,6 +654,9 @@ static void on_import_call(ackrpc_call *call, const uint8_t *body, size_t len,
   int64_t timeout_ms = (int64_t)((deadline - now) / 1000);
   natsMsg *msg = NULL;
   natsStatus s = import_request(b, call, body, len, timeout_ms, &msg);
+  /* The NATS request waits a moment past the deadline, as the server does
+   * (5 ms): the caller has given up by then and reports its own timeout. */
+  timeout_ms += 5;
   if (s != NATS_OK) {
     char text[256];
     snprintf(text, sizeof text,
@@ -616,7 +696,9 @@ static int run_import(bridge *b) {
     natsConnection_Destroy(b->nc);
     return EXIT_FAIL;
   }
-  logf_("importing %s.> from %s on %s", b->prefix, b->nats_url, b->socket);
+  char shown[512];
+  logf_("importing %s.> from %s on %s", b->prefix,
+        url_for_log(b->nats_url, shown, sizeof shown), b->socket);
   logf_("ready");
   /* NATS's threads were made with the stop signals blocked; the loop's
    * thread takes them (ackrpc_server_run_until_signal()). */
@@ -656,6 +738,11 @@ static const char usage[] =
     "  -m, --max-inflight N     calls in flight at once (default 256)\n"
     "  -t, --timeout-ms MS      export: a request's deadline when it carries none\n"
     "                           (default 30000)\n"
+    "  -T, --trust-request-info export: the caller is the NATS account/user that\n"
+    "                           nats-server's Nats-Request-Info header names\n"
+    "                           (service imports with share: true; see SCALE.md)\n"
+    "  -a, --allow ACCOUNT/USER export, with -T: admit only these callers\n"
+    "                           (repeatable; others get PERMISSION_DENIED)\n"
     "  -v, --verbose            log each call\n"
     "  -h, --help               this help\n";
 
@@ -679,13 +766,15 @@ int main(int argc, char **argv) {
                                         {"queue", required_argument, NULL, 'q'},
                                         {"max-inflight", required_argument, NULL, 'm'},
                                         {"timeout-ms", required_argument, NULL, 't'},
+                                        {"trust-request-info", no_argument, NULL, 'T'},
+                                        {"allow", required_argument, NULL, 'a'},
                                         {"verbose", no_argument, NULL, 'v'},
                                         {"help", no_argument, NULL, 'h'},
                                         {NULL, 0, NULL, 0}};
   int c;
   uint64_t num;
   optind = 2;
-  while ((c = getopt_long(argc, argv, "s:l:n:S:p:q:m:t:vh", longs, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "s:l:n:S:p:q:m:t:Ta:vh", longs, NULL)) != -1) {
     switch (c) {
     case 's':
     case 'l':
@@ -719,6 +808,15 @@ int main(int argc, char **argv) {
       else
         b.default_timeout_ms = (uint32_t)num;
       break;
+    case 'T': b.trust_request_info = 1; break;
+    case 'a':
+      if (b.n_allow == MAX_SERVICES || !strchr(optarg, '/')) {
+        fprintf(stderr, PROG ": bad --allow '%s' (ACCOUNT/USER, at most %d)\n", optarg,
+                MAX_SERVICES);
+        return EXIT_USAGE;
+      }
+      b.allow[b.n_allow++] = optarg;
+      break;
     case 'v': b.verbose = 1; break;
     case 'h': fputs(usage, stdout); return 0;
     default: fputs(usage, stderr); return EXIT_USAGE;
@@ -744,8 +842,13 @@ int main(int argc, char **argv) {
     }
   }
   if (!b.queue) b.queue = b.prefix;
-  if (!is_export && b.n_services) {
-    fprintf(stderr, PROG " import: --service is for export\n");
+  if (!is_export && (b.n_services || b.trust_request_info || b.n_allow)) {
+    fprintf(stderr, PROG " import: --service, --trust-request-info and --allow are "
+                         "for export\n");
+    return EXIT_USAGE;
+  }
+  if (b.n_allow && !b.trust_request_info) {
+    fprintf(stderr, PROG " export: --allow needs --trust-request-info\n");
     return EXIT_USAGE;
   }
 
