@@ -115,7 +115,8 @@ macro(_ackrpc_generate_tools)
   set(_ackrpc_protobuf_dir "${ACKRPC_PROTOBUF_INCLUDE_DIR}")
 endmacro()
 
-# ackrpc_wkt: C code for the well-known types and ackrpc/options.proto, made
+# ackrpc_wkt: C code for the well-known types, ackrpc/options.proto and
+# ackrpc/fd.proto (descriptor fields), made
 # once per project, in the directory of the first ackrpc_generate() call.
 function(_ackrpc_generate_wkt)
   if(TARGET ackrpc_wkt)
@@ -134,15 +135,16 @@ function(_ackrpc_generate_wkt)
       list(APPEND files "${out}/google/protobuf/${w}.pb-c.c" "${out}/google/protobuf/${w}.pb-c.h")
     endif()
   endforeach()
-  list(APPEND names "ackrpc/options.proto")
-  list(APPEND files "${out}/ackrpc/options.pb-c.c" "${out}/ackrpc/options.pb-c.h")
+  list(APPEND names "ackrpc/options.proto" "ackrpc/fd.proto")
+  list(APPEND files "${out}/ackrpc/options.pb-c.c" "${out}/ackrpc/options.pb-c.h"
+                    "${out}/ackrpc/fd.pb-c.c" "${out}/ackrpc/fd.pb-c.h")
   add_custom_command(
     OUTPUT ${files}
     COMMAND "${CMAKE_COMMAND}" -E make_directory "${out}"
     COMMAND "${_ackrpc_protoc}" "--plugin=protoc-gen-c=${_ackrpc_protoc_gen_c}"
             "-I${_ackrpc_proto_dir}" "-I${_ackrpc_protobuf_dir}" "--c_out=${out}" ${names}
-    DEPENDS "${_ackrpc_proto_dir}/ackrpc/options.proto"
-    COMMENT "protoc-c: the well-known types and ackrpc/options.proto"
+    DEPENDS "${_ackrpc_proto_dir}/ackrpc/options.proto" "${_ackrpc_proto_dir}/ackrpc/fd.proto"
+    COMMENT "protoc-c: the well-known types, ackrpc/options.proto and ackrpc/fd.proto"
     VERBATIM)
   add_library(ackrpc_wkt STATIC ${files})
   set_target_properties(ackrpc_wkt PROPERTIES POSITION_INDEPENDENT_CODE ON)

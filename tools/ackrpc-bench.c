@@ -261,6 +261,12 @@ static void usage_serve(FILE *out) {
       "      --max-pending N          connections waiting for a request (256)\n"
       "      --max-per-uid N          connections from one uid (256)\n"
       "      --read-timeout-ms MS     time for a request to arrive (10000)\n"
+      "      --view                   read each request's id and body length in\n"
+      "                               place (a raw method), without protobuf-c's\n"
+      "                               copy of the body: with bodies in memfds, the\n"
+      "                               body is then never copied by the server\n"
+      "      --memfd-threshold BYTES  reply bodies from this size go in a memfd\n"
+      "                               (or 'off'; default: the library's, 64K)\n"
       "  -h, --help                   this text\n");
 }
 
@@ -277,6 +283,62 @@ static void serve_on_call(ackrpc_call *call, const ProtobufCMessage *request,
     stats->reply_failures++;
 }
 
+/* A varint at *p (before end); 0 and *p moved past it, or -1. */
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret) {
+  uint64_t v = 0;
+  for (unsigned shift = 0; *p < end && shift < 64; shift += 7) {
+    uint8_t b = *(*p)++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *ret = v;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* --view: Bench/Call served raw (ackrpc_server_set_method_raw()): the
+ * request's id and body length are read from its encoded bytes in place,
+ * so that a body that came in a memfd is never copied (protobuf-c would
+ * copy the bytes field out of it). Fields other than 1 and 2 are skipped
+ * as protobuf says; a malformed body is INVALID_ARGUMENT. */
+static void serve_on_view(ackrpc_call *call, const ProtobufCMessage *request,
+                          void *user) {
+  (void)request;
+  serve_stats *stats = user;
+  size_t len;
+  const uint8_t *p = ackrpc_call_request_body(call, &len), *end = p + len;
+  Ackrpc__Bench__Ack ack = ACKRPC__BENCH__ACK__INIT;
+  int bad = 0;
+  while (p < end && !bad) {
+    uint64_t key, v;
+    bad = get_varint(&p, end, &key) != 0;
+    if (bad) break;
+    switch (key & 7) {
+    case 0: bad = get_varint(&p, end, &v) != 0; break;
+    case 1: v = 8; goto skip;
+    case 5: v = 4; goto skip;
+    case 2:
+      bad = get_varint(&p, end, &v) != 0;
+    skip:
+      if (bad || v > (uint64_t)(end - p)) {
+        bad = 1;
+        break;
+      }
+      p += v;
+      break;
+    default: bad = 1; break;
+    }
+    if (!bad && key == (1 << 3 | 0)) ack.id = v;
+    if (!bad && key == (2 << 3 | 2)) ack.body_len = (uint32_t)v;
+  }
+  stats->calls++;
+  ackrpc_status st =
+      bad ? ackrpc_call_reply(call, ACKRPC_INVALID_ARGUMENT, "malformed Request", NULL)
+          : ackrpc_call_reply(call, ACKRPC_OK, NULL, &ack.base);
+  if (st != ACKRPC_OK) stats->reply_failures++;
+}
+
 static void serve_on_signal(int sig) {
   (void)sig;
   ackrpc_server_stop(atomic_load(&g_server));
@@ -290,10 +352,14 @@ static int serve_main(int argc, char **argv) {
       {"max-pending", required_argument, NULL, 'P'},
       {"max-per-uid", required_argument, NULL, 'U'},
       {"read-timeout-ms", required_argument, NULL, 'R'},
+      {"view", no_argument, NULL, 'V'},
+      {"memfd-threshold", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   const char *address = NULL;
+  int view = 0;
+  uint64_t memfd_threshold = 0;
   uint64_t max_request = SERVE_DEFAULT_MAX_REQUEST;
   uint64_t max_conns = 0, max_pending = 0, max_per_uid = 0, read_timeout_ms = 0;
   int opt;
@@ -327,6 +393,14 @@ static int serve_main(int argc, char **argv) {
       }
       break;
     }
+    case 'V': view = 1; break;
+    case 'T':
+      if (strcmp(optarg, "off") == 0)
+        memfd_threshold = SIZE_MAX;
+      else if (parse_bytes(optarg, 1, SIZE_MAX, &memfd_threshold) != 0)
+        return bad_usage("serve", "--memfd-threshold: expected bytes or off, got '%s'",
+                         optarg);
+      break;
     case 'h': usage_serve(stdout); return EXIT_OK;
     default: return bad_option("serve", opt, argv);
     }
@@ -360,6 +434,7 @@ static int serve_main(int argc, char **argv) {
       .max_pending = (uint32_t)max_pending,
       .max_connections_per_uid = (uint32_t)max_per_uid,
       .read_timeout_ms = (uint32_t)read_timeout_ms,
+      .memfd_threshold = (size_t)memfd_threshold,
   };
   const char *level = getenv("ACKRPC_LOG_LEVEL"); /* debug: one line per call */
   if (level && ackrpc_log_level_parse(level, &options.log_level) != ACKRPC_OK)
@@ -373,7 +448,10 @@ static int serve_main(int argc, char **argv) {
             st == ACKRPC_E_SYSTEM ? strerror(errno) : "");
     return st == ACKRPC_E_ADDRESS ? EXIT_USAGE : EXIT_FAIL;
   }
-  st = ackrpc_server_add_method(server, &bench_call_method, serve_on_call, &stats);
+  st = ackrpc_server_add_method(server, &bench_call_method,
+                                view ? serve_on_view : serve_on_call, &stats);
+  if (st == ACKRPC_OK && view)
+    st = ackrpc_server_set_method_raw(server, bench_call_method.name, 1);
   if (st != ACKRPC_OK) {
     fprintf(stderr, PROG " serve: cannot register %s: %s: %s\n", bench_call_method.name,
             ackrpc_status_name(st), ackrpc_strerror(st));
@@ -437,7 +515,10 @@ typedef struct run_cfg {
   double duration_s;
   uint32_t timeout_ms; /* 0: the client's default */
   int csv;
-  pid_t server_pid; /* 0: not measured */
+  pid_t server_pid;         /* 0: not measured */
+  uint64_t memfd_threshold; /* the client's option; 0: the default */
+  int body_buffer;          /* each call's body is built in an ackrpc_body */
+  int body_reuse;           /* one ackrpc_body per thread, sent by every call */
 } run_cfg;
 
 /* State shared by the load threads; read-only once they start, except the
@@ -478,6 +559,7 @@ struct worker {
   uint64_t seq;               /* the next call's sequence number */
   ackrpc_status first_status; /* the first error in the window, if any */
   char first_error[200];
+  ackrpc_body *body; /* --body-reuse: this thread's request */
   /* session mode */
   ackrpc_session *session;
   /* pipeline mode */
@@ -527,6 +609,14 @@ static void usage_run(FILE *out) {
       "  -t, --timeout-ms MS    deadline of each call (default: the client's, 30000)\n"
       "      --csv              print a CSV header and row instead of the line\n"
       "      --server-pid PID   also measure that server process (from /proc)\n"
+      "      --memfd-threshold BYTES  request bodies from this size go in a sealed\n"
+      "                         memfd, not through the socket (or 'off'; default:\n"
+      "                         the library's, 64K; oneshot and session modes)\n"
+      "      --body-buffer      oneshot/session: build each call's request straight\n"
+      "                         into a sealed memfd (ackrpc_body) and send that\n"
+      "      --body-reuse       --body-buffer, but each thread builds one request\n"
+      "                         (its id fixed) and sends it again on every call:\n"
+      "                         a body that is made once and sent many times\n"
       "  -h, --help             this text\n"
       "The short options -p -a -s -c -d -w are those of the peer benchmarks.\n",
       RUN_MAX_DEPTH, RUN_DEFAULT_DEPTH, RUN_MAX_CONC);
@@ -625,7 +715,7 @@ static int check_reply(const run_shared *sh, ackrpc_status st, const ackrpc_resu
 /* One blocking call, one-shot or on the worker's session. Returns 1 if it
  * succeeded, else 0 and writes a description of the failure into err
  * (status in *ret_status). */
-static int one_call(const worker *w, uint64_t id, ackrpc_status *ret_status, char *err,
+static int one_call(worker *w, uint64_t id, ackrpc_status *ret_status, char *err,
                     size_t err_size) {
   const run_shared *sh = w->shared;
   Ackrpc__Bench__Request req = ACKRPC__BENCH__REQUEST__INIT;
@@ -633,10 +723,29 @@ static int one_call(const worker *w, uint64_t id, ackrpc_status *ret_status, cha
   req.body.data = sh->body;
   req.body.len = sh->cfg->size;
   ackrpc_result res = {0};
+  ackrpc_call_options o = {0};
+  ackrpc_body *b = NULL;
+  if (sh->cfg->body_reuse && !w->body) {
+    req.id = id = 1;
+    if (ackrpc_body_from_message(&req.base, &w->body) != ACKRPC_OK) w->body = NULL;
+  }
+  if (sh->cfg->body_reuse) {
+    id = 1;
+    o.body = w->body;
+  } else if (sh->cfg->body_buffer) {
+    ackrpc_status bst = ackrpc_body_from_message(&req.base, &b);
+    if (bst != ACKRPC_OK) {
+      *ret_status = bst;
+      snprintf(err, err_size, "ackrpc_body_from_message: %s", ackrpc_strerror(bst));
+      return 0;
+    }
+    o.body = b;
+  }
+  const ProtobufCMessage *m = o.body ? NULL : &req.base;
   ackrpc_status st =
-      w->session
-          ? ackrpc_session_call(w->session, &bench_call_method, &req.base, NULL, &res)
-          : ackrpc_client_call(sh->client, &bench_call_method, &req.base, NULL, &res);
+      w->session ? ackrpc_session_call(w->session, &bench_call_method, m, &o, &res)
+                 : ackrpc_client_call(sh->client, &bench_call_method, m, &o, &res);
+  ackrpc_body_free(b);
   *ret_status = st;
   int ok = check_reply(sh, st, &res, id, err, err_size);
   ackrpc_result_clear(&res);
@@ -766,6 +875,7 @@ static int worker_setup(worker *w) {
 }
 
 static void worker_teardown(worker *w) {
+  w->body = ackrpc_body_free(w->body);
   w->session = ackrpc_session_close(w->session);
   if (w->asession) {
     ackrpc_async_session_close(w->asession);
@@ -801,7 +911,7 @@ static int cmp_u64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-enum { OPT_CSV = 256, OPT_SERVER_PID };
+enum { OPT_CSV = 256, OPT_SERVER_PID, OPT_MEMFD, OPT_BODY_BUFFER, OPT_BODY_REUSE };
 
 static int parse_run_args(int argc, char **argv, run_cfg *cfg) {
   static const struct option longopts[] = {
@@ -816,6 +926,9 @@ static int parse_run_args(int argc, char **argv, run_cfg *cfg) {
       {"timeout-ms", required_argument, NULL, 't'},
       {"csv", no_argument, NULL, OPT_CSV},
       {"server-pid", required_argument, NULL, OPT_SERVER_PID},
+      {"memfd-threshold", required_argument, NULL, OPT_MEMFD},
+      {"body-buffer", no_argument, NULL, OPT_BODY_BUFFER},
+      {"body-reuse", no_argument, NULL, OPT_BODY_REUSE},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -875,6 +988,15 @@ static int parse_run_args(int argc, char **argv, run_cfg *cfg) {
       cfg->timeout_ms = (uint32_t)v;
       break;
     case OPT_CSV: cfg->csv = 1; break;
+    case OPT_MEMFD:
+      if (strcmp(optarg, "off") == 0)
+        cfg->memfd_threshold = SIZE_MAX;
+      else if (parse_bytes(optarg, 1, SIZE_MAX, &cfg->memfd_threshold) != 0)
+        return bad_usage("run", "--memfd-threshold: expected bytes or off, got '%s'",
+                         optarg);
+      break;
+    case OPT_BODY_BUFFER: cfg->body_buffer = 1; break;
+    case OPT_BODY_REUSE: cfg->body_buffer = cfg->body_reuse = 1; break;
     case OPT_SERVER_PID:
       if (parse_uint(optarg, 1, INT32_MAX, &v) != 0)
         return bad_usage("run", "--server-pid: expected a process id, got '%s'",
@@ -888,6 +1010,8 @@ static int parse_run_args(int argc, char **argv, run_cfg *cfg) {
   if (optind < argc) return bad_usage("run", "unexpected argument '%s'", argv[optind]);
   if (!cfg->address) return bad_usage("run", "%s", "--socket PATH is required");
   if (cfg->mode != MODE_PIPELINE) cfg->depth = 1;
+  if (cfg->body_buffer && cfg->mode == MODE_PIPELINE)
+    return bad_usage("run", "%s", "--body-buffer: oneshot and session modes only");
   return -1; /* go on */
 }
 
@@ -958,7 +1082,9 @@ static int run_main(int argc, char **argv) {
   raise_fd_limit();
 
   run_shared sh = {.cfg = &cfg};
-  ackrpc_client_options copts = {.address = cfg.address, .timeout_ms = cfg.timeout_ms};
+  ackrpc_client_options copts = {.address = cfg.address,
+                                 .timeout_ms = cfg.timeout_ms,
+                                 .memfd_threshold = (size_t)cfg.memfd_threshold};
   ackrpc_status st = ackrpc_client_new(&copts, &sh.client);
   if (st != ACKRPC_OK) {
     fprintf(stderr, PROG " run: cannot use address '%s': %s: %s\n", cfg.address,

@@ -3,7 +3,8 @@
 # starts "ackrpc-bench serve" on a socket in a temporary directory, runs
 # "ackrpc-bench run" against it for 1 s at concurrency 4 with 64-byte bodies,
 # checks that it printed exactly one result line in the peers' format with
-# errors=0; then runs each mode (oneshot, session, pipeline) for 0.5 s, one
+# errors=0; then runs each mode (oneshot, session, pipeline) for 0.5 s, the
+# large-body modes (--memfd-threshold, --body-buffer, --body-reuse), one
 # with --csv and --server-pid, and "ackrpc-bench idle" with a few connections,
 # each with errors=0 (the numbers are not checked); then pauses the server
 # with SIGSTOP and checks that a run against it fails, saying that no call
@@ -68,6 +69,17 @@ for mode in oneshot session pipeline; do
   grep -Eq "$re" "$TMP/run.out" || fail "--mode $mode: the result line does not match: $re"
   grep -Eq "^# latency peer=ackrpc mode=$mode depth=[0-9]+ p50_us=.* p999_us=" "$TMP/run.err" ||
     fail "--mode $mode: no '# latency' line on stderr"
+done
+# Large bodies by memfd: bodies over the threshold, bodies built in an
+# ackrpc_body, one resent (the ack checks id and length either way).
+for opts in "--memfd-threshold 1K" "--body-buffer" "--body-reuse"; do
+  rc=0
+  # shellcheck disable=SC2086 # the options are meant to be split
+  timeout -k 2 30 "$BENCH" run --socket "$SOCK" --mode session --duration 0.3 \
+    --warmup 0.1 --size 4K $opts >"$TMP/run.out" 2>"$TMP/run.err" || rc=$?
+  [ "$rc" = 0 ] || fail "ackrpc-bench run $opts exited with status $rc"
+  grep -Eq 'calls_per_s=[1-9][0-9]* .*errors=0$' "$TMP/run.out" ||
+    fail "run $opts: no calls, or errors"
 done
 rc=0
 timeout -k 2 30 "$BENCH" run --socket "$SOCK" --mode pipeline --duration 0.5 --warmup 0.1 \

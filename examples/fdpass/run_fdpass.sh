@@ -2,8 +2,9 @@
 # Runs the fdpass example end to end: fd_server serves a directory holding a
 # file only its owner may read (mode 0600); fd_client gets the file's
 # contents through the descriptor the reply carries, and a name outside the
-# directory is refused. As root (with setpriv), the client runs as nobody,
-# who cannot open the file itself: the descriptor is its only way in.
+# directory is refused; fd_client --count hands its standard input to the
+# server, which counts it. As root (with setpriv), the client runs as
+# nobody, who cannot open the file itself: the descriptor is its only way in.
 # Registered with ctest as "fdpass".
 #
 # usage: examples/fdpass/run_fdpass.sh BUILD_DIR
@@ -58,6 +59,13 @@ timeout -k 2 30 "${AS[@]}" "$BIN/fd_client" "$SOCK" secret.txt >"$TMP/got" ||
   fail "fd_client secret.txt exited with status $?"
 cmp -s "$TMP/got" "$TMP/files/secret.txt" || fail "the client read something else"
 
+# The other way: the client's standard input, read by the server.
+printf 'one\ntwo\nthree\n' >"$TMP/input.txt"
+chmod 0644 "$TMP/input.txt"
+got=$(timeout -k 2 30 "${AS[@]}" "$BIN/fd_client" "$SOCK" --count <"$TMP/input.txt") ||
+  fail "fd_client --count exited with status $?"
+[ "$got" = "14 bytes, 3 lines" ] || fail "fd_client --count printed '$got'"
+
 rc=0
 timeout -k 2 30 "${AS[@]}" "$BIN/fd_client" "$SOCK" ../files/secret.txt >/dev/null 2>&1 || rc=$?
 [ "$rc" = 1 ] || fail "a name outside the directory gave status $rc, not 1"
@@ -73,4 +81,5 @@ wait "$SPID" || src=$?
 SPID=""
 [ "$src" = 0 ] || fail "fd_server exited with status $src after SIGTERM"
 grep -q '^handing out secret.txt' "$TMP/server.log" || fail "the server did not log the hand-out"
-echo "run_fdpass: ok (the file came through the reply's descriptor; a path was refused)"
+grep -q '^counted 14 bytes' "$TMP/server.log" || fail "the server did not log the count"
+echo "run_fdpass: ok (the file came through the reply's descriptor, standard input through the request's; a path was refused)"

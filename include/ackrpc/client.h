@@ -127,6 +127,19 @@ typedef struct ackrpc_client_options {
    * sessions, ackrpc_client_call_async(); not asynchronous sessions), unless
    * a call gives its own. Copied. NULL: no retries. */
   const ackrpc_retry_policy *retry;
+  /* Large bodies by memfd (docs/PROTOCOL.md §2.6): a request body of at
+   * least this many bytes is written into a sealed memfd, which is passed
+   * instead of writing the body to the socket (blocking calls and sessions;
+   * asynchronous calls always write it). Calls also tell the server that
+   * they take a reply body in a memfd. 0, the default: request bodies go
+   * inline (a fresh memfd per call was slower than the socket at every
+   * size measured, docs/PERFORMANCE.md; an ackrpc_body built once and sent
+   * many times is what memfds are for), replies are taken in a memfd;
+   * SIZE_MAX: neither. A server that does not take bodies in a memfd
+   * refuses such a call without running it: UNIMPLEMENTED from a server of
+   * this version with the feature off, INVALID_ARGUMENT from an older one;
+   * the body may then be sent inline (same call id). */
+  size_t memfd_threshold;
 } ackrpc_client_options;
 
 /* Per-call options; pass NULL for all defaults. */
@@ -152,13 +165,28 @@ typedef struct ackrpc_call_options {
    * they must stay open until the call completes (a blocking call returns,
    * an asynchronous call's callback runs). A retry sends them again. The
    * array itself need stay valid only during the call that takes `options`
-   * (asynchronous calls copy it). */
+   * (asynchronous calls copy it).
+   * For a method whose request type has ackrpc.Fd fields
+   * (ackrpc/fd.proto), leave these empty and put the descriptors in the
+   * fields: the call sends them from there, in field order, each field
+   * carrying its index (same ownership: borrowed); both at once: E_INVAL. */
   const int *fds;
   size_t n_fds;
   /* Descriptors accepted with the reply; 0 (the default): none. A reply
    * that carries more, or any when 0, is E_BAD_REPLY and its descriptors
-   * are closed at once. */
+   * are closed at once. For a method whose reply type has ackrpc.Fd
+   * fields, 0 means as many as the type holds (its singular Fd fields,
+   * or 253 with a repeated one). A reply body in a memfd is not counted
+   * here. */
   unsigned max_reply_fds;
+  /* The request's body, already encoded in a sealed memfd
+   * (ackrpc_body_new()), sent in place of the request message, which must
+   * then be NULL (ackrpc_client_call_raw(): body NULL, body_len 0): the
+   * server maps it, nothing is copied on the way. Borrowed: it must stay
+   * alive until the call returns. Blocking calls and sessions only (an
+   * asynchronous call with one: E_INVAL); n_fds must then be at most 252.
+   * NULL: the request is encoded as usual. */
+  const struct ackrpc_body *body;
 } ackrpc_call_options;
 
 /* What a call returns besides its status. Zero-initialise it before the
@@ -190,10 +218,60 @@ typedef struct ackrpc_result {
    * only if the call accepted them (ackrpc_call_options.max_reply_fds).
    * Owned by the result: ackrpc_result_clear() closes every entry that is
    * not -1 and frees the array. To keep one, copy it and set its entry to
-   * -1. NULL and 0 when there are none. */
+   * -1. NULL and 0 when there are none.
+   * For a method whose reply type has ackrpc.Fd fields, the descriptors
+   * are in those fields of `reply` instead (result->fds stays empty): they
+   * go with the reply message. ackrpc_result_clear() closes them while the
+   * reply is still in the result; a caller that takes the reply (sets
+   * `reply` to NULL, or gets it from a stub) takes them, and closes them
+   * itself (free_unpacked does not). Descriptors that do not match the
+   * fields (an index out of range, named twice or by no field, a singular
+   * field missing) make the call E_BAD_REPLY and are closed at once. */
   int *fds;
   size_t n_fds;
 } ackrpc_result;
+
+/* --- Large bodies in sealed memfds (docs/PROTOCOL.md §2.6). --- */
+
+/* A request body built in place: a memfd of a fixed length mapped into
+ * this process, which the caller fills with an encoded request message
+ * (protobuf_c_message_pack() into ackrpc_body_data(), or by hand: e.g. a
+ * `bytes` field's tag and length, then its data read straight from a
+ * file), then seals. Sent with ackrpc_call_options.body, so that writing
+ * the body is its only copy. A sealed body never changes: it may be sent by
+ * any number of calls, from any thread. */
+typedef struct ackrpc_body ackrpc_body;
+
+/* A new body of `len` bytes (1 to 4 GiB - 1), zero-filled, writable
+ * through ackrpc_body_data() until sealed. On success *ret_body is the
+ * caller's (ackrpc_body_free()); on error untouched. Errors: E_INVAL (NULL
+ * ret_body, len 0 or over UINT32_MAX), E_SYSTEM (memfd_create(), ftruncate()
+ * or mmap() failed, e.g. out of memory or descriptors). */
+ACKRPC_EXPORT ackrpc_status ackrpc_body_new(size_t len, ackrpc_body **ret_body);
+
+/* Where to write the body: len bytes, valid until ackrpc_body_seal().
+ * NULL once sealed, or for NULL. */
+ACKRPC_EXPORT uint8_t *ackrpc_body_data(ackrpc_body *body);
+
+/* The body's length (0 for NULL). */
+ACKRPC_EXPORT size_t ackrpc_body_len(const ackrpc_body *body);
+
+/* Ends writing: unmaps the data and seals the memfd against writing,
+ * growing and shrinking, so that a receiver may map it safely. Sealing a
+ * sealed body is OK. Errors: E_INVAL (NULL), E_SYSTEM (the kernel refused
+ * the seals; the body cannot be sent). */
+ACKRPC_EXPORT ackrpc_status ackrpc_body_seal(ackrpc_body *body);
+
+/* A sealed body holding `message` encoded: ackrpc_body_new() of its packed
+ * size, protobuf_c_message_pack() into it, ackrpc_body_seal(). Same
+ * ownership and errors (E_INVAL also for an empty message: send it
+ * inline). */
+ACKRPC_EXPORT ackrpc_status ackrpc_body_from_message(
+    const struct ProtobufCMessage *message, ackrpc_body **ret_body);
+
+/* Frees the body: unmaps it and closes its memfd (calls that are still
+ * sending it must have returned). NULL is ignored. Returns NULL. */
+ACKRPC_EXPORT ackrpc_body *ackrpc_body_free(ackrpc_body *body);
 
 /* Frees what a result owns (closing its descriptors) and zeroes it. NULL
  * is ignored. */

@@ -14,6 +14,7 @@
 #ifndef ACKRPC_SERVER_H
 #define ACKRPC_SERVER_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -233,12 +234,27 @@ typedef struct ackrpc_server_options {
    * the call is refused RESOURCE_EXHAUSTED. A method takes none unless
    * ackrpc_server_set_method_fds() says so. Default 16; above 253: E_INVAL. */
   unsigned max_fds_per_call;
+  /* Large bodies by memfd (docs/PROTOCOL.md §2.6). A reply body of at
+   * least this many bytes goes to a client that accepts it in a sealed
+   * memfd instead of through the socket (not while the reply cache or a
+   * reply store is on: their replies go inline, so that repeats get
+   * them). 0, the default, and
+   * SIZE_MAX: never (a fresh memfd per reply was slower than the socket at
+   * every size measured, docs/PERFORMANCE.md). Requests whose body
+   * came in a memfd are accepted whatever this is (the sender chooses),
+   * within max_request_size and the memory budgets, which count the
+   * mapped bytes. */
+  size_t memfd_threshold;
+  /* Nonzero: refuse requests whose body is in a memfd, UNIMPLEMENTED,
+   * without dispatching them (a client may then send the body inline). */
+  int refuse_body_memfd;
 } ackrpc_server_options;
 
 /* A handler. `request` is the decoded request message, of the type given at
- * registration; it belongs to the call and stays valid until the call is
- * answered (ackrpc_call_reply()). The handler must answer the call exactly
- * once: before it returns, or later from any thread. */
+ * registration (NULL for a method served raw,
+ * ackrpc_server_set_method_raw()); it belongs to the call and stays valid
+ * until the call is answered (ackrpc_call_reply()). The handler must answer the call
+ * exactly once: before it returns, or later from any thread. */
 typedef void (*ackrpc_handler_fn)(ackrpc_call *call,
                                   const struct ProtobufCMessage *request, void *user);
 
@@ -291,7 +307,9 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_add_method(ackrpc_server *server,
 /* The fallback: a handler for calls to methods that are not registered
  * (the import side of a bridge, a proxy). It gets the body of the request
  * undecoded: `body_len` bytes at `body` (NULL when empty), owned by the call
- * and valid until it is answered; ackrpc_call_method() names the method.
+ * and valid until it is answered (a copy in the call's memory, or the
+ * mapping of a body that came in a memfd; ackrpc_call_request_body() gives
+ * the same bytes); ackrpc_call_method() names the method.
  * It answers like any handler, exactly once, from any thread, with
  * ackrpc_call_reply_encoded() (or ackrpc_call_reply() with a NULL reply
  * message: a reply message would be refused as of the wrong type, and the
@@ -341,17 +359,35 @@ ackrpc_server_add_service_info(ackrpc_server *server, const ackrpc_service *serv
 ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_policy(
     ackrpc_server *server, const char *method, const ackrpc_policy *policy);
 
+/* For ackrpc_server_set_method_fds(): as many as the server's
+ * max_fds_per_call (what generated code passes for a request type with a
+ * repeated ackrpc.Fd field). */
+#define ACKRPC_FDS_SERVER_MAX UINT_MAX
+
 /* Lets requests of a registered method carry up to `max_fds` descriptors
  * (docs/PROTOCOL.md §2.5); 0, the default, refuses any: such a call is
  * answered INVALID_ARGUMENT and its descriptors are closed at once, as
  * for more than max_fds or a count that does not match what arrived; none
- * of these is dispatched. The handler gets them with ackrpc_call_take_fd().
+ * of these is dispatched. The handler gets them with ackrpc_call_take_fd()
+ * (or, for a request type with ackrpc.Fd fields, ackrpc_call_bind_fds()).
+ * ACKRPC_FDS_SERVER_MAX: the server's max_fds_per_call.
  * Register before the loop runs. Errors: E_INVAL (NULL server or name,
  * max_fds over the server's max_fds_per_call), E_NOT_FOUND (no such
  * method). */
 ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_fds(ackrpc_server *server,
                                                          const char *method,
                                                          unsigned max_fds);
+
+/* Serves the method's requests undecoded: its handler gets `request`
+ * NULL and reads the body's bytes, as sent, in place with
+ * ackrpc_call_request_body() (no depth, UTF-8 or decoding checks: the
+ * handler is the decoder). For bytes-heavy methods: protobuf-c copies a
+ * `bytes` field out of the body when it decodes, and a body that came in a
+ * memfd is then read straight from its mapping. `raw` 0 restores the
+ * default. Register before the loop runs. Errors: E_INVAL (NULL server or
+ * name), E_NOT_FOUND (no such method). */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_raw(ackrpc_server *server,
+                                                         const char *method, int raw);
 
 /* A field whose values never leave the server in a capture: field `number`
  * of the message type `message`. Generated register functions declare the
@@ -537,6 +573,20 @@ ACKRPC_EXPORT const uint8_t *ackrpc_call_metadata(const ackrpc_call *call,
  * ackrpc_server_set_method_fds()). */
 ACKRPC_EXPORT size_t ackrpc_call_fd_count(const ackrpc_call *call);
 
+/* The request's body as it was sent (its encoded bytes), in place: in the
+ * read-only mapping of its memfd when it came in one (docs/PROTOCOL.md
+ * §2.6), else in the connection's buffer. Borrowed: valid until the
+ * handler returns, or for a body that came in a memfd
+ * (ackrpc_call_body_in_memfd()) until the call is answered; never write
+ * to it. *ret_len (if not NULL) gets its length. NULL for a NULL call
+ * (a valid pointer for an empty body). Same thread rule as the other
+ * accessors. */
+ACKRPC_EXPORT const uint8_t *ackrpc_call_request_body(const ackrpc_call *call,
+                                                      size_t *ret_len);
+
+/* 1 if the request's body came in a sealed memfd, else 0. */
+ACKRPC_EXPORT int ackrpc_call_body_in_memfd(const ackrpc_call *call);
+
 /* Takes the request's descriptor `index` (close-on-exec, in the order the
  * client sent them): from now on it is the caller's to close. Returns it,
  * or -1 if index is out of range or it was taken already. Descriptors not
@@ -576,6 +626,40 @@ ACKRPC_EXPORT ackrpc_status ackrpc_call_reply_fds(ackrpc_call *call,
                                                   const char *message,
                                                   const struct ProtobufCMessage *reply,
                                                   const int *fds, size_t n_fds);
+
+/* --- Descriptor fields: messages with fields of type ackrpc.Fd
+ * (ackrpc/fd.proto, docs/PROTOCOL.md §2.5 "Descriptor fields"). Generated
+ * handlers and P__S_M_reply() call these; a handler registered by hand
+ * may too. --- */
+
+/* Writes the request's descriptors into its ackrpc.Fd fields (fields of
+ * the request message itself), in place of the indices that came on the
+ * wire, after checking that they name each descriptor that came exactly
+ * once: every index below ackrpc_call_fd_count(), none twice, every
+ * singular Fd field present. Call it once, before using the request.
+ * On OK the descriptors stay the call's: they are valid until the call is
+ * answered and closed when it ends (after the answer); to keep one longer,
+ * dup() it. Otherwise the call is answered INVALID_ARGUMENT here (the
+ * message says which rule failed), every descriptor it carried is closed
+ * at once, and INVALID_ARGUMENT is returned: the handler must not use the
+ * call again. E_INVAL: NULL argument (nothing done). Same thread rule as
+ * the accessors. */
+ACKRPC_EXPORT ackrpc_status
+ackrpc_call_bind_fds(ackrpc_call *call, const struct ProtobufCMessage *request);
+
+/* ackrpc_call_reply() for a reply whose ackrpc.Fd fields hold descriptors:
+ * they are sent with the reply (ackrpc_call_reply_fds(), in field order)
+ * and each field carries its index on the wire; `reply` is not modified.
+ * Ownership: every descriptor in the reply's Fd fields is the library's
+ * once this is called, whatever it returns (closed once sent, or at once
+ * if the reply cannot be made): the caller must not close them.
+ * A singular Fd field left empty (NULL), a negative descriptor or more
+ * than 253 of them: the client gets INTERNAL, without descriptors, and
+ * this returns E_INVAL. Otherwise returns those of
+ * ackrpc_call_reply_fds(). NULL `reply`: ackrpc_call_reply(). */
+ACKRPC_EXPORT ackrpc_status
+ackrpc_call_reply_fd_fields(ackrpc_call *call, ackrpc_status status,
+                            const char *message, const struct ProtobufCMessage *reply);
 
 /* Answers the call like ackrpc_call_reply(), with a reply message already
  * encoded: `body_len` bytes at `body` (copied before this returns; NULL

@@ -13,6 +13,7 @@
 #include "client/evdrive.h"
 #include "client/io.h"
 #include "client/result.h"
+#include "client/typed.h"
 #include "core/clock.h"
 
 typedef struct async_call {
@@ -111,8 +112,9 @@ static async_call *async_new(ackrpc_client *client, const ackrpc_method *method,
   akr_request_spec spec;
   size_t n;
   uint32_t timeout_ms = akr_timeout_ms(options, client->timeout_ms);
-  *ret =
-      akr_request_prepare(&client->ids, &args, options, timeout_ms, &spec, &n, &probe);
+  *ret = akr_request_prepare(&client->ids, &args, options, timeout_ms,
+                             client->conf.memfd_replies ? AKR_MEMFD_REPLIES : 0, &spec,
+                             &n, &probe);
   async_call *a =
       *ret == ACKRPC_OK ? calloc(1, sizeof *a + akr_fds_room(n, options)) : NULL;
   if (*ret == ACKRPC_OK && !a) *ret = ACKRPC_E_NOMEM;
@@ -146,8 +148,12 @@ static ackrpc_status async_start(ackrpc_client *client, struct event_base *base,
   if (options && options->retry &&
       akr_retry_rules_make(options->retry, &rules) != ACKRPC_OK)
     return ACKRPC_E_INVAL;
-  ackrpc_status st;
-  async_call *a = async_new(client, method, request, options, &st);
+  akr_typed t;
+  ackrpc_status st = akr_typed_begin(&t, method, request, options);
+  if (st != ACKRPC_OK) return st;
+  /* The frame is encoded and the descriptors copied here: `t` can go. */
+  async_call *a = async_new(client, method, t.request, t.options, &st);
+  akr_typed_end(&t);
   if (!a) return st;
   a->rules = rules;
   akr_rng_seed(&a->rng, akr_rng_next(&client->ids.rng));

@@ -13,6 +13,7 @@
 #include "client/evdrive.h"
 #include "client/io.h"
 #include "client/result.h"
+#include "client/typed.h"
 #include "core/clock.h"
 #include "wire/names.h"
 
@@ -61,8 +62,9 @@ static ackrpc_status session_queue(ackrpc_async_session *s, const akr_call_args 
   akr_request_spec spec;
   size_t n;
   uint32_t timeout_ms = akr_timeout_ms(options, s->timeout_ms);
-  ackrpc_status st =
-      akr_request_prepare(&s->ids, args, options, timeout_ms, &spec, &n, &probe);
+  ackrpc_status st = akr_request_prepare(&s->ids, args, options, timeout_ms,
+                                         s->conf.memfd_replies ? AKR_MEMFD_REPLIES : 0,
+                                         &spec, &n, &probe);
   pending *p = st == ACKRPC_OK ? malloc(sizeof *p + akr_fds_room(n, options)) : NULL;
   if (st == ACKRPC_OK && !p) st = ACKRPC_E_NOMEM;
   if (!p) {
@@ -104,9 +106,14 @@ ackrpc_status ackrpc_async_session_call(ackrpc_async_session *s,
                                         const ackrpc_call_options *options,
                                         ackrpc_done_fn done, void *user) {
   if (!s || !done || !akr_call_args_ok(method, request)) return ACKRPC_E_INVAL;
+  akr_typed t;
+  ackrpc_status st = akr_typed_begin(&t, method, request, options);
+  if (st != ACKRPC_OK) return st;
   akr_call_args args = {
-      .method = method->name, .request = request, .reply_desc = method->reply};
-  return session_queue(s, &args, options, done, user);
+      .method = method->name, .request = t.request, .reply_desc = method->reply};
+  st = session_queue(s, &args, t.options, done, user);
+  akr_typed_end(&t); /* encoded and copied by session_queue() */
+  return st;
 }
 
 ackrpc_status ackrpc_async_session_call_raw(ackrpc_async_session *s, const char *method,

@@ -18,7 +18,10 @@ ackrpc_status akr_link_call(akr_link *link, akr_ids *ids, const akr_call_args *a
   uint32_t wait = wait_ms && wait_ms < sent_ms ? wait_ms : sent_ms;
   uint64_t start = akr_now_us();
   akr_request_frame f;
-  ackrpc_status st = akr_request_frame_encode(&f, ids, a, o, sent_ms, 1, r);
+  const akr_link_conf *conf = link->conf;
+  unsigned memfd = AKR_MEMFD_SEND | (conf->memfd_replies ? AKR_MEMFD_REPLIES : 0);
+  ackrpc_status st =
+      akr_request_frame_encode(&f, ids, a, o, sent_ms, 1, conf->memfd_min, memfd, r);
   if (st != ACKRPC_OK) return st;
   akr_ccall c = {.iov = f.iov,
                  .n_iov = f.n_iov,
@@ -27,8 +30,8 @@ ackrpc_status akr_link_call(akr_link *link, akr_ids *ids, const akr_call_args *a
                  .timeout_ms = wait,
                  .reply_desc = a->reply_desc,
                  .result = r,
-                 .fds = o ? o->fds : NULL,
-                 .n_fds = o ? o->n_fds : 0,
+                 .fds = f.fds,
+                 .n_fds = f.n_fds,
                  .max_reply_fds = o ? o->max_reply_fds : 0};
   akr_link_push(link, &c);
   akr_poll_until(link, &c, start);

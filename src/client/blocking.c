@@ -6,6 +6,7 @@
 
 #include "client/attempt.h"
 #include "client/io.h"
+#include "client/typed.h"
 #include "wire/names.h"
 
 #define REPLY_STACK 1024 /* replies up to this size are read on the stack */
@@ -60,12 +61,17 @@ ackrpc_status ackrpc_client_call(ackrpc_client *client, const ackrpc_method *met
                                  ackrpc_result *ret_result) {
   if (!client || !akr_call_args_ok(method, request))
     return akr_blocking_refuse(ret_result, "missing or mismatched argument");
+  akr_typed t;
+  ackrpc_status st = akr_typed_begin(&t, method, request, options);
+  if (st != ACKRPC_OK) return akr_typed_refuse(ret_result, st, t.why);
   blocking_args a = {.client = client,
                      .call = {.method = method->name,
-                              .request = request,
+                              .request = t.request,
                               .reply_desc = method->reply}};
-  return akr_blocking_call(&client->ids, client->timeout_ms, &client->retry, options,
-                           client_attempt, &a, ret_result);
+  st = akr_blocking_call(&client->ids, client->timeout_ms, &client->retry, t.options,
+                         client_attempt, &a, ret_result);
+  akr_typed_end(&t);
+  return st;
 }
 
 ackrpc_status ackrpc_stub_call(ackrpc_client *client, const ackrpc_method *method,

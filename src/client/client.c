@@ -1,6 +1,7 @@
 /* client.c: the client object (include/ackrpc/client.h): its options, and
  * what every call of it shares. The calls are in blocking.c, session.c,
  * async.c and async_session.c, all over one engine (engine.c). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,10 @@ ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
       options->max_reply_depth ? options->max_reply_depth : DEFAULT_MAX_REPLY_DEPTH;
   c->conf.server_check = options->server_check;
   c->conf.server_uid = options->server_uid;
+  /* 0: requests inline, replies taken in a memfd; SIZE_MAX: neither. */
+  size_t t = options->memfd_threshold;
+  c->conf.memfd_min = t == SIZE_MAX ? 0 : t;
+  c->conf.memfd_replies = t != SIZE_MAX;
   c->timeout_ms = options->timeout_ms ? options->timeout_ms : DEFAULT_TIMEOUT_MS;
   c->retry = rules;
   akr_ids_init(&c->ids, c);

@@ -336,7 +336,7 @@ unsigned akr_link_max_fds(const akr_link *l) {
   unsigned m = 0;
   for (const akr_ccall *c = l->head; c; c = c->next)
     if (c->max_reply_fds > m) m = c->max_reply_fds;
-  return m;
+  return m + (l->conf->memfd_replies ? 1 : 0); /* a reply's body memfd */
 }
 
 /* Room for `want` bytes from in_off: compacts, then grows (to the heap). */
@@ -391,7 +391,7 @@ static void early_reply(akr_link *l, akr_ccall *c, const akr_frame *f,
                         akr_fd_batch *fds) {
   ackrpc_result probe = {0};
   akr_result_from_reply(&probe, f, c->reply_desc, l->conf->max_depth, fds,
-                        c->max_reply_fds);
+                        c->max_reply_fds, l->conf->memfd_replies, l->conf->max_reply);
   if (ackrpc_status_outcome(probe.status) == ACKRPC_OUTCOME_ACKED &&
       probe.status != ACKRPC_OK) {
     memcpy(probe.call_id, c->result->call_id, sizeof probe.call_id);
@@ -424,7 +424,7 @@ static int take_reply(akr_link *l, const akr_frame *f) {
   }
   if (!c->completed) {
     akr_result_from_reply(c->result, f, c->reply_desc, l->conf->max_depth, &fds,
-                          c->max_reply_fds);
+                          c->max_reply_fds, l->conf->memfd_replies, l->conf->max_reply);
     complete(l, c);
   }
   akr_fd_batch_close(&fds);

@@ -97,7 +97,9 @@ typedef struct akr_link_conf {
   size_t max_reply;   /* largest reply frame */
   unsigned max_depth; /* deepest nesting of a reply body */
   ackrpc_server_check server_check;
-  uid_t server_uid; /* for ACKRPC_SERVER_CHECK_UID */
+  uid_t server_uid;  /* for ACKRPC_SERVER_CHECK_UID */
+  size_t memfd_min;  /* request bodies from this size go in a memfd; 0: never */
+  int memfd_replies; /* reply bodies are taken in a memfd (§2.6) */
 } akr_link_conf;
 
 typedef struct akr_link {

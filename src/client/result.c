@@ -7,10 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mem/arena.h"
 #include "mem/budget.h"
+#include "platform/memfd.h"
+#include "wire/encode.h"
 #include "wire/depth.h"
+#include "wire/fdfields.h"
 #include "wire/head.h"
 
 /* A reply head (a status and a short message) is decoded on the stack; a
@@ -21,7 +25,10 @@
 void ackrpc_result_clear(ackrpc_result *r) {
   if (!r) return;
   free(r->message);
-  if (r->reply) protobuf_c_message_free_unpacked(r->reply, NULL);
+  if (r->reply) {
+    akr_fdfields_close(r->reply, 1); /* a reply's descriptors go with it */
+    protobuf_c_message_free_unpacked(r->reply, NULL);
+  }
   free(r->reply_bytes);
   if (r->fds) akr_fds_close(r->fds, r->n_fds);
   free(r->fds);
@@ -88,9 +95,51 @@ static ProtobufCMessage *decode_body(const ProtobufCMessageDescriptor *desc,
   return m;
 }
 
+/* Moves the reply's descriptors into its ackrpc.Fd fields (the reply
+ * holds them from now on), or, if they do not check out, closes them and
+ * drops the reply: E_BAD_REPLY for an OK one (docs/PROTOCOL.md §2.5). */
+static void bind_reply(ackrpc_result *r) {
+  char why[256];
+  if (akr_fdfields_bind(r->reply, r->fds, r->n_fds, why, sizeof why) != 0) {
+    protobuf_c_message_free_unpacked(r->reply, NULL);
+    r->reply = NULL;
+    if (r->fds) akr_fds_close(r->fds, r->n_fds);
+    if (r->status == ACKRPC_OK)
+      akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s", why);
+  }
+  free(r->fds);
+  r->fds = NULL;
+  r->n_fds = 0;
+}
+
+/* Maps the reply's body from the last of its descriptors (closed here),
+ * into reply->body: 0, or -1 after failing r. */
+static int map_body(ackrpc_result *r, const akr_frame *frame, akr_reply *reply,
+                    akr_fd_batch *fds, int accept, size_t max_reply) {
+  int fd = fds->fds[--fds->n];
+  fds->fds[fds->n] = -1;
+  size_t limit = max_reply > frame->frame_len ? max_reply - frame->frame_len : 0, len;
+  const uint8_t *map = NULL;
+  akr_memfd_error e = AKR_MEMFD_OK;
+  if (accept && frame->body_len == 1 && frame->body[0] == AKR_MEMFD_STUB)
+    e = akr_memfd_map(fd, limit, 1, &map, &len);
+  close(fd);
+  if (!map) {
+    akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s",
+                    !accept ? "a body in a memfd, which the call did not accept"
+                    : e     ? akr_memfd_error_text(e)
+                            : "a body in a memfd with a frame body other than 0x00");
+    return -1;
+  }
+  reply->body = map;
+  reply->body_len = len;
+  return 0;
+}
+
 void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
                            const ProtobufCMessageDescriptor *desc, unsigned max_depth,
-                           akr_fd_batch *fds, unsigned max_fds) {
+                           akr_fd_batch *fds, unsigned max_fds, int accept_memfd,
+                           size_t max_reply) {
   _Alignas(max_align_t) uint8_t room[REPLY_HEAD_ROOM];
   akr_arena arena;
   akr_arena_init_on(&arena, REPLY_HEAD_BUDGET, room, sizeof room);
@@ -101,12 +150,18 @@ void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
     akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s", akr_frame_error_text(fe));
     return;
   }
-  if (fds->ctrunc || fds->n != reply.fd_count || fds->n > max_fds) {
+  unsigned body = reply.body_memfd ? 1 : 0;
+  if (fds->ctrunc || fds->n != reply.fd_count || fds->n - body > max_fds ||
+      fds->n < body) {
     akr_arena_release(&arena);
     akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0,
                     "reply: %u descriptor(s) received, %u announced, %u accepted%s",
                     fds->n, reply.fd_count, max_fds,
                     fds->ctrunc ? ", some cut off or misplaced" : "");
+    return;
+  }
+  if (body && map_body(r, frame, &reply, fds, accept_memfd, max_reply) != 0) {
+    akr_arena_release(&arena);
     return;
   }
   if (fds->n) {
@@ -122,14 +177,14 @@ void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
   akr_arena_release(&arena);
   if (!desc) {
     keep_bytes(r, &reply);
-    return;
-  }
-  /* An OK reply always yields a message (an empty body is the default
-   * message); an error reply yields one only if it sent a body. */
-  if (reply.status == ACKRPC_OK || reply.body_len) {
+  } else if (reply.status == ACKRPC_OK || reply.body_len) {
+    /* An OK reply always yields a message (an empty body is the default
+     * message); an error reply yields one only if it sent a body. */
     char why[256];
     r->reply = decode_body(desc, &reply, max_depth, why, sizeof why);
     if (!r->reply && reply.status == ACKRPC_OK)
       akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "%s", why);
+    if (r->reply && akr_fdfields_capacity(desc, 1)) bind_reply(r);
   }
+  if (body) akr_memfd_unmap(reply.body, reply.body_len);
 }

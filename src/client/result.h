@@ -34,9 +34,14 @@ ackrpc_status akr_result_fail(ackrpc_result *r, ackrpc_status st, int err,
  * `fds` is the batch read with the frame: its descriptors move to
  * r->fds if they match the head's count, are no more than `max_fds` and
  * were not cut (ctrunc); otherwise the reply is E_BAD_REPLY. What is left
- * in `fds` is the caller's to close. */
+ * in `fds` is the caller's to close.
+ * A body in a memfd (the batch's last descriptor, docs/PROTOCOL.md §2.6)
+ * is taken only with `accept_memfd`, and only a sealed memfd within
+ * `max_reply` (head and body): it is mapped, decoded (or copied, without
+ * `desc`), unmapped and closed here; otherwise E_BAD_REPLY. */
 void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
                            const ProtobufCMessageDescriptor *desc, unsigned max_depth,
-                           akr_fd_batch *fds, unsigned max_fds);
+                           akr_fd_batch *fds, unsigned max_fds, int accept_memfd,
+                           size_t max_reply);
 
 #endif /* AKR_CLIENT_RESULT_H */

@@ -14,6 +14,7 @@
 #include "client/io.h"
 #include "client/poll.h"
 #include "client/result.h"
+#include "client/typed.h"
 #include "core/clock.h"
 
 static ackrpc_session *session_new(const ackrpc_client *client) {
@@ -84,12 +85,17 @@ ackrpc_status ackrpc_session_call(ackrpc_session *s, const ackrpc_method *method
                                   ackrpc_result *ret_result) {
   if (!s || !akr_call_args_ok(method, request))
     return akr_blocking_refuse(ret_result, "missing or mismatched argument");
+  akr_typed t;
+  ackrpc_status st = akr_typed_begin(&t, method, request, options);
+  if (st != ACKRPC_OK) return akr_typed_refuse(ret_result, st, t.why);
   session_args a = {.session = s,
                     .call = {.method = method->name,
-                             .request = request,
+                             .request = t.request,
                              .reply_desc = method->reply}};
-  return akr_blocking_call(&s->ids, s->timeout_ms, &s->retry, options, session_attempt,
-                           &a, ret_result);
+  st = akr_blocking_call(&s->ids, s->timeout_ms, &s->retry, t.options, session_attempt,
+                         &a, ret_result);
+  akr_typed_end(&t);
+  return st;
 }
 
 ackrpc_session *ackrpc_session_close(ackrpc_session *s) {

@@ -25,6 +25,7 @@
 
 #include <ackrpc/reply_store.h>
 
+#include "core/messages.h"
 #include "outbox/outbox_internal.h"
 
 #define BUSY_TIMEOUT_MS 2000
@@ -220,11 +221,6 @@ ackrpc_lookup_result ackrpc_reply_store_lookup(void *store, const uint8_t *id,
 
 /* --- transactions ------------------------------------------------------- */
 
-static const char REUSED[] =
-    "call id already used for another request (not the same method, body and uid "
-    "as the first call with it): a retry must resend the same request, a new "
-    "request needs a new call id";
-
 /* Makes `call` the owner of the write connection, waiting for the one
  * before it. */
 static void take(ackrpc_reply_store *s, const ackrpc_call *call) {
@@ -290,7 +286,7 @@ ackrpc_status ackrpc_reply_store_begin(ackrpc_reply_store *s, ackrpc_call *call,
     case FOUND_OTHER:
       atomic_fetch_add(&s->refused, 1);
       sqlite3_reset(s->wr_find);
-      return begin_fail(s, call, ret, ACKRPC_INVALID_ARGUMENT, REUSED);
+      return begin_fail(s, call, ret, ACKRPC_INVALID_ARGUMENT, AKR_MSG_CALL_ID_REUSED);
     case FOUND_SAME:
       /* A repeat that raced its first call past the server's lookup. */
       atomic_fetch_add(&s->hits, 1);

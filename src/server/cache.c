@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include "core/clock.h"
+#include "core/messages.h"
 #include "server/call.h"
 #include "server/conn.h"
 #include "server/dispatch.h"
@@ -35,13 +36,10 @@ const uint8_t *ackrpc_call_request_digest(const ackrpc_call *call) {
   return call && call->has_digest ? call->digest : NULL;
 }
 
-static void refuse_reused(akr_conn *c) {
-  akr_conn_part(c); /* may free the call */
-  akr_conn_answer(c, ACKRPC_INVALID_ARGUMENT,
-                  "call id already used for another request (not the same "
-                  "method, body and uid as the first call with it): a retry must "
-                  "resend the same request, a new request needs a new call id",
-                  0);
+/* Parts the call from its connection (which may free it) and answers. */
+static void refuse(akr_conn *c, ackrpc_status status, const char *message) {
+  akr_conn_part(c);
+  akr_conn_answer(c, status, message, 0);
 }
 
 /* The durable store's part, for a call the cache had no entry for (it now
@@ -49,34 +47,37 @@ static void refuse_reused(akr_conn *c) {
 static int store_lookup(akr_conn *c, ackrpc_call *call, akr_rc_entry *e) {
   ackrpc_server *s = c->server;
   ackrpc_stored_reply r = {0};
+  ackrpc_status refusal = ACKRPC_UNAVAILABLE;
+  const char *why = "the reply store cannot be read: not run, retry later";
   switch (s->opt.reply_lookup(s->opt.reply_lookup_user, call->req.call_id,
                               call->req.call_id_len, call->digest, &r)) {
   case ACKRPC_LOOKUP_NONE: call->rc_entry = e; return 0;
-  case ACKRPC_LOOKUP_FOUND: break;
+  case ACKRPC_LOOKUP_FOUND: {
+    s->replay_store_hits++;
+    ackrpc_status st =
+        ackrpc_status_is_canonical(r.status) ? r.status : ACKRPC_INTERNAL;
+    if (akr_call_encode_raw(call, (uint32_t)st, r.message, r.body, r.body_len) ==
+        ACKRPC_OK) {
+      /* Kept in memory too when OK, as if the handler had just answered. */
+      akr_rc_finish(s->cache, e, st == ACKRPC_OK, call->out, call->out_len,
+                    akr_now_us());
+      akr_conn_reply(c, call);
+      return 1;
+    }
+    refusal = ACKRPC_RESOURCE_EXHAUSTED;
+    why = "out of memory";
+    break;
+  }
   case ACKRPC_LOOKUP_MISMATCH:
     s->replay_store_refused++;
-    akr_rc_finish(s->cache, e, 0, NULL, 0, akr_now_us()); /* no waiters yet */
-    refuse_reused(c);
-    return 1;
-  default:
-    akr_rc_finish(s->cache, e, 0, NULL, 0, akr_now_us());
-    akr_conn_part(c);
-    akr_conn_answer(c, ACKRPC_UNAVAILABLE,
-                    "the reply store cannot be read: not run, retry later", 0);
-    return 1;
+    refusal = ACKRPC_INVALID_ARGUMENT;
+    why = AKR_MSG_CALL_ID_REUSED;
+    break;
+  default: break;
   }
-  s->replay_store_hits++;
-  ackrpc_status st = ackrpc_status_is_canonical(r.status) ? r.status : ACKRPC_INTERNAL;
-  if (akr_call_encode_raw(call, (uint32_t)st, r.message, r.body, r.body_len) !=
-      ACKRPC_OK) {
-    akr_rc_finish(s->cache, e, 0, NULL, 0, akr_now_us());
-    akr_conn_part(c);
-    akr_conn_answer(c, ACKRPC_RESOURCE_EXHAUSTED, "out of memory", 0);
-    return 1;
-  }
-  /* Kept in memory too when OK, as if the handler had just answered. */
-  akr_rc_finish(s->cache, e, st == ACKRPC_OK, call->out, call->out_len, akr_now_us());
-  akr_conn_reply(c, call);
+  /* Nothing kept; the entry has no waiters yet. */
+  akr_rc_finish(s->cache, e, 0, NULL, 0, akr_now_us());
+  refuse(c, refusal, why);
   return 1;
 }
 
@@ -92,7 +93,9 @@ int akr_cache_begin(akr_conn *c, ackrpc_call *call) {
     call->rc_entry = e;
     return 0;
   case AKR_RC_UNTRACKED: return 0;
-  case AKR_RC_MISMATCH: refuse_reused(c); return 1;
+  case AKR_RC_MISMATCH:
+    refuse(c, ACKRPC_INVALID_ARGUMENT, AKR_MSG_CALL_ID_REUSED);
+    return 1;
   case AKR_RC_HIT:
     if (akr_call_set_reply(call, frame, len) != 0) return 0;
     call->reply_status = ACKRPC_OK; /* only OK answers are kept */

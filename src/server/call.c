@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ackrpc/wire.pb-c.h"
 #include "wire/encode.h"
@@ -32,6 +33,9 @@ ackrpc_call *akr_call_new(ackrpc_server *s) {
   c->reply_status = 0;
   c->fds = (akr_fd_batch){0};
   c->reply_fds = (akr_fd_batch){0};
+  c->map = NULL;
+  c->map_len = 0;
+  c->req = (akr_request){0};
   c->rc_entry = NULL;
   c->rc_wait = (akr_rc_waiter){0};
   c->has_digest = 0;
@@ -61,6 +65,9 @@ void akr_call_unref(ackrpc_call *c, int on_loop) {
   ackrpc_server *s = c->server;
   akr_fd_batch_close(&c->fds);
   akr_fd_batch_close(&c->reply_fds);
+  akr_memfd_unmap(c->map, c->map_len);
+  c->map = NULL;
+  c->map_len = 0;
   /* The spare store and the pool are the loop's, and only while the server
    * is open. */
   int keep = on_loop && !s->closed;
@@ -103,7 +110,40 @@ static int reserve(ackrpc_call *c, size_t n) {
   return 0;
 }
 
+/* Puts a large reply body in a sealed memfd, the last of the reply's
+ * descriptors (docs/PROTOCOL.md §2.6), if the client takes one. Not with
+ * the reply cache on: a reply with descriptors is not kept there, and its
+ * repeats must get the first answer. Anything failing here leaves the body
+ * inline. */
+static void body_to_memfd(ackrpc_call *c, akr_reply_spec *spec) {
+  if (c->server->opt.memfd_threshold == SIZE_MAX || c->server->cache ||
+      !c->req.accept_body_memfd || c->reply_fds.n >= AKR_FDS_MAX)
+    return;
+  size_t n = spec->body ? protobuf_c_message_get_packed_size(spec->body)
+                        : (spec->raw_body ? spec->raw_body_len : 0);
+  if (n < c->server->opt.memfd_threshold || n > UINT32_MAX) return;
+  int *fds = realloc(c->reply_fds.fds, (c->reply_fds.n + 1) * sizeof *fds);
+  if (!fds) return;
+  c->reply_fds.fds = fds;
+  int fd, e;
+  if (spec->body) {
+    /* Packed, then written: writing through a shared mapping of the memfd
+     * costs a page fault a page (docs/PERFORMANCE.md). */
+    uint8_t *buf = malloc(n);
+    if (!buf) return;
+    protobuf_c_message_pack(spec->body, buf);
+    e = akr_memfd_from(buf, n, &fd);
+    free(buf);
+  } else {
+    e = akr_memfd_from(spec->raw_body, n, &fd);
+  }
+  if (e != 0) return;
+  fds[c->reply_fds.n++] = fd;
+  spec->body_memfd = 1;
+}
+
 static ackrpc_status encode_spec(ackrpc_call *c, akr_reply_spec spec) {
+  if (spec.status == 0 && (spec.body || spec.raw_body_len)) body_to_memfd(c, &spec);
   spec.fd_count = c->reply_fds.n;
   size_t n = akr_reply_size(&spec);
   if (n == 0) {
@@ -175,6 +215,16 @@ int ackrpc_call_metadata_at(const ackrpc_call *c, size_t index, const char **ret
   if (ret_value) *ret_value = m->value.data;
   if (ret_value_len) *ret_value_len = m->value.len;
   return 0;
+}
+
+const uint8_t *ackrpc_call_request_body(const ackrpc_call *c, size_t *ret_len) {
+  if (!c) return NULL;
+  if (ret_len) *ret_len = c->req.body_len;
+  return c->req.body ? c->req.body : (const uint8_t *)"";
+}
+
+int ackrpc_call_body_in_memfd(const ackrpc_call *c) {
+  return c && c->map != NULL;
 }
 
 size_t ackrpc_call_fd_count(const ackrpc_call *c) {

@@ -19,6 +19,7 @@
 #include "server/conn.h"
 #include "server/tap.h"
 #include "wire/depth.h"
+#include "wire/encode.h"
 #include "wire/unknown.h"
 #include "wire/utf8.h"
 
@@ -68,20 +69,23 @@ static int check_fds(akr_conn *c, ackrpc_call *call, const akr_method_entry *m,
   akr_fd_batch fds;
   akr_conn_claim_fds(c, &fds);
   uint32_t want = call->req.fd_count;
-  if (!fds.n && !fds.ctrunc && !want) return 0;
+  unsigned body = call->req.body_memfd ? 1 : 0; /* the last one, not the method's */
+  if (!fds.n && !fds.ctrunc && !want && !body) return 0;
   ackrpc_server *s = c->server;
   char msg[160];
   ackrpc_status st = ACKRPC_INVALID_ARGUMENT;
-  if (fds.ctrunc || want > s->opt.max_fds_per_call) {
+  if (body && !want) {
+    snprintf(msg, sizeof msg, "body_memfd set, but no descriptor announced");
+  } else if (fds.ctrunc || want > s->opt.max_fds_per_call) {
     st = ACKRPC_RESOURCE_EXHAUSTED;
     snprintf(msg, sizeof msg, "more descriptors than the server takes (%u)",
              s->opt.max_fds_per_call);
   } else if (fds.n != want) {
     snprintf(msg, sizeof msg, "%u descriptor(s) received, the head says %u", fds.n,
              (unsigned)want);
-  } else if (fds.n > m->max_fds) {
+  } else if (fds.n - body > m->max_fds) {
     snprintf(msg, sizeof msg, "%s takes %u descriptor(s), %u sent", m->m.name,
-             m->max_fds, fds.n);
+             m->max_fds, fds.n - body);
   } else {
     call->fds = fds;
     return 0;
@@ -90,6 +94,50 @@ static int check_fds(akr_conn *c, ackrpc_call *call, const akr_method_entry *m,
   akr_event(s, AKR_EV_BAD_REQUEST, ACKRPC_LOG_INFO,
             "method=%s peer_uid=%u peer_pid=%d error=\"%s\"", m->m.name,
             (unsigned)c->peer.uid, (int)c->peer.pid, msg);
+  refuse(c, st, msg, complete);
+  return 1;
+}
+
+/* Maps the request's body from the last of its descriptors (a sealed
+ * memfd, docs/PROTOCOL.md §2.6), which is closed here whatever happens:
+ * the mapping, kept until the call ends, is charged to the memory
+ * account. 1 if refused. */
+static int map_body(akr_conn *c, ackrpc_call *call, const akr_method_entry *m,
+                    const akr_frame *f, int complete) {
+  ackrpc_server *s = c->server;
+  int fd = call->fds.fds[--call->fds.n];
+  call->fds.fds[call->fds.n] = -1;
+  char msg[200];
+  ackrpc_status st = ACKRPC_INVALID_ARGUMENT;
+  size_t limit = s->opt.max_request_size - f->frame_len, len = 0;
+  const uint8_t *map = NULL;
+  akr_memfd_error e = AKR_MEMFD_OK;
+  akr_event_kind kind = AKR_EV_BAD_REQUEST;
+  if (s->opt.refuse_body_memfd) {
+    st = ACKRPC_UNIMPLEMENTED;
+    snprintf(msg, sizeof msg, "this server does not take bodies in a memfd");
+  } else if (f->body_len != 1) {
+    snprintf(msg, sizeof msg,
+             "a frame whose body is in a memfd must have a "
+             "body of one byte");
+  } else if ((e = akr_memfd_map(fd, limit, !m->raw, &map, &len)) != AKR_MEMFD_OK) {
+    if (e == AKR_MEMFD_TOO_LARGE) st = ACKRPC_RESOURCE_EXHAUSTED;
+    snprintf(msg, sizeof msg, "%s (%zu bytes allowed)", akr_memfd_error_text(e), limit);
+  } else if (len > akr_acct_room(c)) {
+    akr_memfd_unmap(map, len);
+    st = ACKRPC_RESOURCE_EXHAUSTED;
+    kind = AKR_EV_OVER_BUDGET;
+    snprintf(msg, sizeof msg, "server memory budget exhausted");
+  } else {
+    close(fd);
+    call->map = map;
+    call->map_len = len;
+    akr_acct_call_bytes(call, call->arena.total + len);
+    return 0;
+  }
+  close(fd);
+  akr_event(s, kind, ACKRPC_LOG_INFO, "method=%s peer_uid=%u peer_pid=%d error=\"%s\"",
+            call->req.method, (unsigned)c->peer.uid, (int)c->peer.pid, msg);
   refuse(c, st, msg, complete);
   return 1;
 }
@@ -133,6 +181,7 @@ int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
                   complete);
   }
   if (check_fds(c, call, m, complete)) return 0;
+  if (call->req.body_memfd && map_body(c, call, m, f, complete)) return 0;
   call->method = m;
   return 1;
 }
@@ -159,43 +208,43 @@ static int decode(akr_conn *c, ackrpc_call *call, const akr_frame *f) {
   ackrpc_server *s = c->server;
   const akr_method_entry *m = call->method;
   char msg[512];
-  /* The buffer may have moved since the head was checked. */
-  call->req.body = f->body;
-  call->req.body_len = f->body_len;
+  const uint8_t *body = call->req.body;
+  size_t body_len = call->req.body_len, frame_len = f->frame_len + call->map_len;
   if (m->raw_fn) {
-    /* The fallback: the body as it came, copied into the call's arena so
-     * that it lives as long as the call (the frame's buffer moves on). */
-    uint8_t *copy = NULL;
-    if (f->body_len) {
-      call->arena.cap = call->arena.total + akr_acct_room(c);
-      copy = akr_arena_alloc(&call->arena, f->body_len);
-      akr_acct_call_bytes(call, call->arena.total);
-      if (!copy) {
-        refuse(c, ACKRPC_RESOURCE_EXHAUSTED, "server memory budget exhausted", 1);
-        return -1;
-      }
-      memcpy(copy, f->body, f->body_len);
+    /* The fallback: the body as it came, undecoded. One in a memfd stays
+     * mapped until the call ends; one in the connection's buffer is copied
+     * into the call's arena, since that buffer moves on (a large frame's
+     * goes back to the spare store while its call waits). */
+    if (call->map || body_len == 0) return 0;
+    call->arena.cap = call->arena.total + akr_acct_room(c);
+    uint8_t *copy = akr_arena_alloc(&call->arena, body_len);
+    akr_acct_call_bytes(call, call->arena.total);
+    if (!copy) {
+      refuse(c, ACKRPC_RESOURCE_EXHAUSTED, "server memory budget exhausted", 1);
+      return -1;
     }
+    memcpy(copy, body, body_len);
     call->req.body = copy;
     return 0;
   }
+  if (m->raw) return 0; /* the handler reads the body itself */
   if (m->depth > s->opt.max_depth &&
-      akr_check_depth(m->m.request, f->body, f->body_len, s->opt.max_depth)) {
+      akr_check_depth(m->m.request, body, body_len, s->opt.max_depth)) {
     snprintf(msg, sizeof msg, "request nests deeper than %u levels", s->opt.max_depth);
     refuse(c, ACKRPC_INVALID_ARGUMENT, msg, 1);
     return -1;
   }
   size_t room = call->arena.total + akr_acct_room(c);
-  int by_account = room < DECODE_BUDGET(f->frame_len);
-  call->arena.cap = by_account ? room : DECODE_BUDGET(f->frame_len);
+  int by_account = room < DECODE_BUDGET(frame_len);
+  call->arena.cap = by_account ? room : DECODE_BUDGET(frame_len);
   akr_arena_mark mark = akr_arena_mark_now(&call->arena);
   call->request =
-      protobuf_c_message_unpack(m->m.request, &call->arena.pc, f->body_len, f->body);
+      protobuf_c_message_unpack(m->m.request, &call->arena.pc, body_len, body);
   if (call->request && !s->opt.keep_unknown_fields && drop_unknown(call, mark) != 0) {
     call->request = NULL;
     call->arena.refused = 1;
   }
-  akr_acct_call_bytes(call, call->arena.total);
+  akr_acct_call_bytes(call, call->arena.total + call->map_len);
   akr_utf8_error bad;
   if (call->request && m->strings &&
       akr_check_utf8(call->request, s->opt.max_depth, &bad)) {
@@ -224,8 +273,16 @@ void akr_dispatch_frame(akr_conn *c, const akr_frame *f) {
   ackrpc_server *s = c->server;
   ackrpc_call *call = c->call;
   call->t_start_us = c->t_start_us = akr_now_us(); /* the request is complete */
-  if (s->cache) akr_cache_digest(call, f->body, f->body_len);
-  if (s->tap) akr_tap_request(s, call, f->body, f->body_len);
+  /* The buffer may have moved since the head was checked. */
+  call->req.body = call->map ? call->map : f->body;
+  call->req.body_len = call->map ? call->map_len : f->body_len;
+  if (call->map && f->body[0] != AKR_MEMFD_STUB) {
+    refuse(c, ACKRPC_INVALID_ARGUMENT,
+           "a frame whose body is in a memfd must have the body 0x00", 1);
+    return;
+  }
+  if (s->cache) akr_cache_digest(call, call->req.body, call->req.body_len);
+  if (s->tap) akr_tap_request(s, call, call->req.body, call->req.body_len);
   if (decode(c, call, f) != 0) return;
   uint64_t budget = (uint64_t)s->opt.handler_timeout_ms * 1000u;
   int client_deadline = call->req.timeout_us && call->req.timeout_us < budget;
@@ -239,7 +296,8 @@ void akr_dispatch_frame(akr_conn *c, const akr_frame *f) {
   atomic_fetch_add_explicit(&call->refs, 1, memory_order_relaxed);
   tl_in_handler = call;
   if (m->raw_fn)
-    m->raw_fn(call, call->req.body, call->req.body_len, m->user);
+    m->raw_fn(call, call->req.body_len ? call->req.body : NULL, call->req.body_len,
+              m->user);
   else
     m->fn(call, call->request, m->user);
   tl_in_handler = NULL;

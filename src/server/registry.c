@@ -152,6 +152,13 @@ ackrpc_status akr_registry_set_fds(akr_registry *reg, const char *method,
   return ACKRPC_OK;
 }
 
+ackrpc_status akr_registry_set_raw(akr_registry *reg, const char *method, int raw) {
+  akr_method_entry *e = (akr_method_entry *)akr_registry_find(reg, method);
+  if (!e) return ACKRPC_E_NOT_FOUND;
+  e->raw = raw != 0;
+  return ACKRPC_OK;
+}
+
 static int service_valid(const ackrpc_service *svc) {
   if (!svc || !svc->name || !*svc->name || (svc->n_methods && !svc->methods) ||
       (svc->n_files && !svc->files))

@@ -17,6 +17,7 @@ typedef struct akr_method_entry {
   void *user;
   akr_policy *policy;
   unsigned max_fds;        /* descriptors a request may carry */
+  int raw;                 /* the handler reads the body undecoded */
   unsigned depth;          /* static nesting of the request type (depth.h) */
   int strings;             /* the request type can hold checked strings (utf8.h) */
   unsigned seq;            /* order of registration */
@@ -66,6 +67,9 @@ ackrpc_status akr_registry_set_policy(akr_registry *reg, const char *method,
 /* ackrpc_server_set_method_fds() once checked: E_NOT_FOUND. */
 ackrpc_status akr_registry_set_fds(akr_registry *reg, const char *method,
                                    unsigned max_fds);
+
+/* ackrpc_server_set_method_raw() once checked: E_NOT_FOUND. */
+ackrpc_status akr_registry_set_raw(akr_registry *reg, const char *method, int raw);
 
 /* ackrpc_server_add_service_info(), marking the server's own services
  * (`builtin`): E_INVAL, E_EXISTS, E_NOMEM. */

@@ -40,6 +40,9 @@
 #define DEFAULT_CALLS_PER_CONN 16
 #define DEFAULT_CALLS_PER_UID 1024
 #define DEFAULT_FDS_PER_CALL 16
+/* Reply bodies go in a memfd only when asked: a fresh memfd per reply was
+ * slower than the socket at every size measured (docs/PERFORMANCE.md). */
+#define DEFAULT_MEMFD_THRESHOLD SIZE_MAX
 /* The reply cache (docs/DELIVERY.md): ~1 MiB for small acks at the default
  * count; the age covers a client's whole retry window at the default
  * deadlines (client 30 s, handler 60 s) several times over. */
@@ -243,6 +246,7 @@ static void set_defaults(ackrpc_server_options *o) {
     o->max_calls_per_connection = DEFAULT_CALLS_PER_CONN;
   if (!o->max_calls_per_uid) o->max_calls_per_uid = DEFAULT_CALLS_PER_UID;
   if (!o->max_fds_per_call) o->max_fds_per_call = DEFAULT_FDS_PER_CALL;
+  if (!o->memfd_threshold) o->memfd_threshold = DEFAULT_MEMFD_THRESHOLD;
   if (!o->log) o->log = ackrpc_log_stderr;
   if (!o->log_level) o->log_level = ACKRPC_LOG_WARNING;
 }
@@ -479,8 +483,15 @@ ackrpc_status ackrpc_server_set_method_policy(ackrpc_server *s, const char *meth
 
 ackrpc_status ackrpc_server_set_method_fds(ackrpc_server *s, const char *method,
                                            unsigned max_fds) {
+  if (s && max_fds == ACKRPC_FDS_SERVER_MAX) max_fds = s->opt.max_fds_per_call;
   if (!s || !method || max_fds > s->opt.max_fds_per_call) return ACKRPC_E_INVAL;
   return akr_registry_set_fds(&s->registry, method, max_fds);
+}
+
+ackrpc_status ackrpc_server_set_method_raw(ackrpc_server *s, const char *method,
+                                           int raw) {
+  if (!s || !method) return ACKRPC_E_INVAL;
+  return akr_registry_set_raw(&s->registry, method, raw);
 }
 
 ackrpc_status ackrpc_server_add_cleanup(ackrpc_server *s, void (*fn)(void *),

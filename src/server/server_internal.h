@@ -33,6 +33,7 @@
 #include "mem/spare.h"
 #include "platform/address.h"
 #include "platform/fdpass.h"
+#include "platform/memfd.h"
 #include "platform/handover.h"
 #include "server/account.h"
 #include "server/events.h"
@@ -149,6 +150,8 @@ struct ackrpc_call {
   uint32_t reply_status;
   akr_fd_batch fds;       /* the request's descriptors (entries -1 once taken) */
   akr_fd_batch reply_fds; /* the reply's, the library's to close */
+  const uint8_t *map;     /* the request body's memfd, mapped (memfd.h) */
+  size_t map_len;
   /* The reply cache (reply_cache.h): the in-flight entry this call owns,
    * or the one it waits on (rc_wait); rc_ready is set when its answer is
    * in `out` (1) or when there is none (2). */

@@ -30,9 +30,12 @@ size_t akr_request_size(akr_request_spec *spec) {
     head += akr_len_field_size(metadata_entry_size(m));
   }
   if (spec->fd_count) head += 1 + akr_varint_size(spec->fd_count);
+  if (spec->body_memfd) head += 2;
+  if (spec->accept_body_memfd) head += 2;
   if (head > ACKRPC_MAX_HEAD) return 0;
-  size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body)
-                           : (spec->raw_body ? spec->raw_body_len : 0);
+  size_t body = spec->body_memfd ? 1
+                : spec->body     ? protobuf_c_message_get_packed_size(spec->body)
+                                 : (spec->raw_body ? spec->raw_body_len : 0);
   if (body > UINT32_MAX) return 0;
   spec->head_len_ = head;
   spec->body_len_ = body;
@@ -58,12 +61,22 @@ uint8_t *akr_request_head_encode(const akr_request_spec *spec, uint8_t *out) {
     *p++ = AKR_TAG_VARINT(5);
     p = akr_put_varint(p, spec->fd_count);
   }
+  if (spec->body_memfd) {
+    *p++ = AKR_TAG_VARINT(6);
+    *p++ = 1;
+  }
+  if (spec->accept_body_memfd) {
+    *p++ = AKR_TAG_VARINT(7);
+    *p++ = 1;
+  }
   return p;
 }
 
 size_t akr_request_encode(const akr_request_spec *spec, uint8_t *out) {
   uint8_t *p = akr_request_head_encode(spec, out);
-  if (spec->body)
+  if (spec->body_memfd)
+    *p++ = AKR_MEMFD_STUB;
+  else if (spec->body)
     p += protobuf_c_message_pack(spec->body, p);
   else if (spec->raw_body_len) {
     memcpy(p, spec->raw_body, spec->raw_body_len);
@@ -84,8 +97,10 @@ size_t akr_reply_size(akr_reply_spec *spec) {
   if (spec->status) head += 1 + akr_varint_size(spec->status);
   if (msg) head += akr_len_field_size(msg);
   if (spec->fd_count) head += 1 + akr_varint_size(spec->fd_count);
-  size_t body = spec->body ? protobuf_c_message_get_packed_size(spec->body)
-                           : (spec->raw_body ? spec->raw_body_len : 0);
+  if (spec->body_memfd) head += 2;
+  size_t body = spec->body_memfd ? 1
+                : spec->body     ? protobuf_c_message_get_packed_size(spec->body)
+                                 : (spec->raw_body ? spec->raw_body_len : 0);
   if (body > UINT32_MAX) return 0;
   spec->message_len_ = msg;
   spec->head_len_ = head;
@@ -105,7 +120,11 @@ size_t akr_reply_encode(const akr_reply_spec *spec, uint8_t *out) {
     *p++ = AKR_TAG_VARINT(3);
     p = akr_put_varint(p, spec->fd_count);
   }
-  if (spec->body) {
+  if (spec->body_memfd) {
+    *p++ = AKR_TAG_VARINT(4);
+    *p++ = 1;
+    *p++ = AKR_MEMFD_STUB;
+  } else if (spec->body) {
     p += protobuf_c_message_pack(spec->body, p);
   } else if (spec->raw_body_len) {
     memcpy(p, spec->raw_body, spec->raw_body_len);

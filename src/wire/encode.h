@@ -18,6 +18,12 @@
 #include "ackrpc/common.h"
 #include "wire/frame.h"
 
+/* The one-byte frame body of a frame whose body is in a memfd
+ * (docs/PROTOCOL.md §2.6): no protobuf decoder accepts it (field number 0,
+ * and a varint that is missing), so a peer that does not know the head
+ * field refuses the call rather than serve an empty message. */
+#define AKR_MEMFD_STUB 0x00
+
 typedef struct akr_request_spec {
   const char *method;
   uint64_t timeout_us;
@@ -29,6 +35,9 @@ typedef struct akr_request_spec {
   const uint8_t *raw_body;      /* already serialized body, if body is NULL */
   size_t raw_body_len;
   uint32_t fd_count;           /* descriptors sent with the frame */
+  int body_memfd;              /* the body is in the last descriptor (§2.6): the
+                                * frame's body is AKR_MEMFD_STUB; body, raw_body unused */
+  int accept_body_memfd;       /* the client takes a reply body in a memfd */
   size_t head_len_, body_len_; /* set by akr_request_size() */
 } akr_request_spec;
 
@@ -72,6 +81,7 @@ typedef struct akr_reply_spec {
   const uint8_t *raw_body;      /* an encoded body (a stored reply's) */
   size_t raw_body_len;
   uint32_t fd_count; /* descriptors sent with the frame */
+  int body_memfd;    /* as in akr_request_spec */
   size_t message_len_, head_len_, body_len_;
 } akr_reply_spec;
 

@@ -81,6 +81,8 @@ akr_frame_error akr_request_decode(const akr_frame *frame, akr_arena *arena,
   ret_request->body = frame->body;
   ret_request->body_len = frame->body_len;
   ret_request->fd_count = h->fd_count;
+  ret_request->body_memfd = h->body_memfd;
+  ret_request->accept_body_memfd = h->accept_body_memfd;
   return AKR_FRAME_OK;
 }
 
@@ -99,5 +101,6 @@ akr_frame_error akr_reply_decode(const akr_frame *frame, akr_arena *arena,
   ret_reply->body = frame->body;
   ret_reply->body_len = frame->body_len;
   ret_reply->fd_count = h->fd_count;
+  ret_reply->body_memfd = h->body_memfd;
   return AKR_FRAME_OK;
 }

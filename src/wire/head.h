@@ -30,7 +30,9 @@ typedef struct akr_request {
   struct Ackrpc__Wire__Metadata **metadata;
   const uint8_t *body;
   size_t body_len;
-  uint32_t fd_count; /* descriptors the frame says it carries */
+  uint32_t fd_count;     /* descriptors the frame says it carries */
+  int body_memfd;        /* the body is in the last descriptor (§2.6) */
+  int accept_body_memfd; /* the client takes a reply body in a memfd */
 } akr_request;
 
 /* Decodes and checks a request frame's head: a method name, a call id of 1
@@ -45,6 +47,7 @@ typedef struct akr_reply {
   const uint8_t *body;
   size_t body_len;
   uint32_t fd_count;
+  int body_memfd; /* the body is in the last descriptor (§2.6) */
 } akr_reply;
 
 /* Decodes a reply frame's head; BAD_STATUS for a local code on the wire. */

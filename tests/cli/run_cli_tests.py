@@ -1499,6 +1499,13 @@ def g_ops_completion(e):
     # Option arguments are not completed as sockets or methods.
     check(f"ackrpc call -t {d}/ru", [])
     check(f"ackrpc call {e.socket} {ECHO} ", [])
+    # --fd N=PATH: the next number, then files after the "=".
+    check("ackrpc call --f", ["--fd"])
+    check("ackrpc call --fd ", ["0="])
+    check("ackrpc call --fd 0=a -f ", ["1="])
+    check("ackrpc call --fd 0=run.t", ["0=run.txt"], cwd=d)
+    # The PATH of --fd is not a socket.
+    check(f"ackrpc call --fd 0=x {d}/run.s", [f"{d}/run.sock"])
     e.stop_server()
 
 

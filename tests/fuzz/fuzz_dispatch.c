@@ -16,7 +16,12 @@
  *     end of a pipe, up to 3 copies, over the server's limit of 2) with
  *     SCM_RIGHTS, the number and where in the stream taken from the
  *     input's last bytes; once the connection is over, the pipe must have
- *     no reader left but this target's own copy (docs/PROTOCOL.md §2.5).
+ *     no reader left but this target's own copy (docs/PROTOCOL.md §2.5);
+ *   - the same for bodies in memfds (§2.6): chosen by the input's fourth
+ *     last byte, the descriptors are instead a memfd holding the input's
+ *     first bytes, sealed as a body must be or not at all (a frame whose
+ *     head says body_memfd then maps it or refuses it); none of them is
+ *     left open after the input.
  * Method types come from wire.proto (RequestHead nests Metadata messages),
  * so the target needs no test protos.
  */
@@ -28,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -157,8 +164,42 @@ static ssize_t send_fds(int s, const uint8_t *data, size_t len, int fd, size_t n
   return sendmsg(s, &m, MSG_NOSIGNAL);
 }
 
+/* Descriptors of this process that are body memfds made here (their
+ * link in /proc/self/fd names them): the target closes its own right after
+ * sending, so after an input none may be left. Counted by name, not in
+ * all: libFuzzer's own threads open files now and then. */
+static int body_fds_open(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) abort();
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char path[300], link[256];
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    ssize_t len = readlink(path, link, sizeof link - 1);
+    if (len <= 0) continue;
+    link[len] = 0;
+    if (strstr(link, "memfd:fuzz-body")) n++;
+  }
+  closedir(d);
+  return n;
+}
+
+/* A memfd holding data[0..len) (at most 4 KiB of it), sealed as a body
+ * must be if `sealed`, else not at all. */
+static int body_fd(const uint8_t *data, size_t len, int sealed) {
+  int fd = memfd_create("fuzz-body", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) abort();
+  if (len > 4096) len = 4096;
+  if (len && write(fd, data, len) != (ssize_t)len) abort();
+  if (sealed && fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK) != 0)
+    abort();
+  return fd;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   setup();
+  int kind = size > 3 ? data[size - 4] % 3 : 0; /* pipe, sealed memfd, unsealed */
   /* The descriptor plan: how many go with the first send, and from which
    * offset a second send starts, with how many. */
   int pipe_fds[2];
@@ -179,7 +220,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (sent < size) {
       size_t end = sent < split ? split : size;
       size_t n_fds = sent == 0 ? first_fds : sent == split ? split_fds : 0;
-      ssize_t n = send_fds(sv[1], data + sent, end - sent, pipe_fds[0], n_fds);
+      int fd = kind && n_fds ? body_fd(data, size, kind == 1) : pipe_fds[0];
+      ssize_t n = send_fds(sv[1], data + sent, end - sent, fd, n_fds);
+      if (fd != pipe_fds[0]) close(fd);
       if (n > 0)
         sent += (size_t)n;
       else if (n < 0 && errno != EAGAIN)
@@ -217,5 +260,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   close(pipe_fds[0]);
   if (write(pipe_fds[1], "x", 1) != -1 || errno != EPIPE) abort();
   close(pipe_fds[1]);
+  if (body_fds_open() != 0) abort();
   return 0;
 }

@@ -19,6 +19,7 @@ while [ $# -gt 0 ]; do
     --generator) generator=$2 ;;
     --cc) cc=$2 ;;
     --cflags) cflags=$2 ;;
+    --recipe) recipe_doc=$2 ;;
     *) echo "run_install_generate.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift 2
@@ -79,5 +80,26 @@ step "run it: serve and call downstream.hello.Greeter over a Unix socket"
 rc=0
 timeout -k 2 60 "$bld/greeter" || rc=$?
 [ "$rc" = 0 ] || fail "greeter exited with $rc"
+
+if [ -n "${recipe_doc:-}" ]; then
+  step "the by-hand recipe of $(basename "$recipe_doc"), run as written"
+  # The fenced block after the "recipe: by-hand" marker, verbatim.
+  awk '/<!-- recipe: by-hand/ { on = 1; next }
+       on && /^```sh$/ { inside = 1; next }
+       inside && /^```$/ { exit }
+       inside { print }' "$recipe_doc" >"$work/recipe.sh"
+  [ -s "$work/recipe.sh" ] || fail "no by-hand recipe block in $recipe_doc"
+  hand="$work/hand"
+  cp -R "$downstream" "$hand"
+  # The recipe honours CC and CFLAGS as a user's shell would set them; a
+  # sanitizer build's library needs its -fsanitize flags in the program.
+  (cd "$hand" && PREFIX="$prefix" CC="$cc" CFLAGS="$cflags" \
+     bash -euo pipefail "$work/recipe.sh") >"$work/recipe.log" 2>&1 \
+    || show_fail "$work/recipe.log" "the by-hand recipe failed"
+  [ -x "$hand/greeter" ] || fail "the by-hand recipe built no greeter"
+  rc=0
+  LD_LIBRARY_PATH="$prefix/$libdir" timeout -k 2 60 "$hand/greeter" || rc=$?
+  [ "$rc" = 0 ] || fail "the greeter built by hand exited with $rc"
+fi
 
 step "all checks passed"

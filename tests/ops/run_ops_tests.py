@@ -7,6 +7,11 @@ ctest (tests/ops/CMakeLists.txt):
               the `ackrpc` tool (health, list, call by reflection, stats);
               the receiver neither locks nor removes systemd's socket; bad
               LISTEN_* variables are refused.
+  restart     the OPERATIONS.md recipe for restarts under socket activation
+              (examples/systemd/keep-socket.sh under systemd-socket-activate):
+              calls made while the receiver is restarted four times (SIGHUP
+              to keep-socket.sh, SIGTERM to the receiver) are all served,
+              each exactly once, by five different processes.
   logging     the shipped receiver with ACKRPC_LOG_LEVEL=debug writes one
               key=value line per call; at the default level, none.
 
@@ -23,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 
@@ -72,15 +78,21 @@ class Env:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def wait_path(path, proc, seconds=10):
+def wait_for(probe, seconds=10):
+    """probe()'s first true value, polled every 10 ms; None after seconds."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if os.path.exists(path):
-            return True
-        if proc.poll() is not None:
-            return False
+        got = probe()
+        if got:
+            return got
         time.sleep(0.01)
-    return False
+    return None
+
+
+def wait_path(path, proc, seconds=10):
+    """Whether path exists before proc exits (and within seconds)."""
+    return wait_for(lambda: "gone" if proc.poll() is not None else os.path.exists(path),
+                    seconds) is True
 
 
 def g_activation(e):
@@ -139,6 +151,136 @@ def g_activation(e):
         code, out, err = e.run("sh", "-c", script, e.receiver, db, env=env, timeout=20)
         e.check(code == 1 and "cannot serve on systemd:" in err and want in err,
                 f"refused: {vars_}", f"{code} {out} {err}")
+
+
+def children(pid):
+    """Pids whose parent is pid (from /proc/N/stat)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command may hold spaces and parentheses: fields after the last ')'.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(name))
+    return out
+
+
+def exe_of(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def wait_child(pid, exe, not_in, seconds=10):
+    """A child of pid running the program exe (once it has exec'ed; the
+    parent also runs helpers such as date) that is not in not_in, or None
+    after seconds."""
+    exe = os.path.realpath(exe)
+    found = wait_for(lambda: [c for c in children(pid)
+                              if c not in not_in and exe_of(c) == exe], seconds)
+    return found[0] if found else None
+
+
+def g_restart(e):
+    if not shutil.which("systemd-socket-activate"):
+        print("SKIP: systemd-socket-activate not found (Debian: systemd)")
+        e.check(True, "skipped")
+        return
+    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    keep = os.path.join(src, "examples", "systemd", "keep-socket.sh")
+    sock = os.path.join(e.tmp, "mailbox.sock")
+    db = os.path.join(e.tmp, "mail.db")
+    env = dict(os.environ)
+    env.pop("ACKRPC_LOG_LEVEL", None)
+    # As docs/OPERATIONS.md gives it. systemd-socket-activate execs into
+    # keep-socket.sh, so p.pid holds the socket and the receiver is its child.
+    p = e.spawn(["systemd-socket-activate", "-l", sock, "--fdname=mailbox",
+                 keep, e.receiver, "systemd:mailbox", db], env=env)
+    e.check(wait_path(sock, p), "systemd-socket-activate made the socket")
+    code, out, err = e.cli("health", sock)
+    e.check(code == 0 and out == "SERVING\n", "health through the kept socket",
+            f"{code} {out!r} {err}")
+    first = wait_child(p.pid, e.receiver, [])
+    e.check(first is not None, "keep-socket.sh started the receiver")
+    if first is None:
+        return
+    pids = [first]
+    try:
+        restart_calls(e, p, sock, pids)
+    finally:
+        # Whatever failed above, no receiver outlives the test (killing
+        # keep-socket.sh alone would orphan it).
+        for q in pids:
+            if exe_of(q) == os.path.realpath(e.receiver):
+                os.kill(q, signal.SIGKILL)
+    os.unlink(sock)
+
+
+def restart_calls(e, p, sock, pids):
+
+    # One caller, one call at a time, no retries: any refused or failed call
+    # shows. Bounded by count and by the stop flag.
+    done, failed, stop = [], [], threading.Event()
+
+    def caller():
+        for seq in range(1, 3001):
+            if stop.is_set():
+                return
+            code, out, err = e.cli("call", sock, "ackrpc.mailbox.Mailbox/Deliver",
+                                   json.dumps({"sender": "restart", "seq": str(seq)}))
+            (done if code == 0 else failed).append((seq, code, err.strip()))
+
+    t = threading.Thread(target=caller)
+    t.start()
+    try:
+        for n in range(4):
+            # Some calls on the current process, then restart it mid-stream:
+            # by SIGHUP to keep-socket.sh (the recipe's way), or SIGTERM to
+            # the receiver itself.
+            mark = len(done) + len(failed)
+            end = time.monotonic() + 20
+            while len(done) + len(failed) < mark + 15 and time.monotonic() < end:
+                time.sleep(0.01)
+            if n % 2 == 0:
+                os.kill(p.pid, signal.SIGHUP)
+            else:
+                os.kill(pids[-1], signal.SIGTERM)
+            nxt = wait_child(p.pid, e.receiver, pids)
+            e.check(nxt is not None, "keep-socket.sh started the receiver again")
+            if nxt is None:
+                break
+            pids.append(nxt)
+        mark = len(done) + len(failed)
+        end = time.monotonic() + 20
+        while len(done) + len(failed) < mark + 15 and time.monotonic() < end:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    e.check(not t.is_alive(), "the caller finished")
+    print(f"restart: {len(done)} calls served, {len(failed)} failed, receivers {pids}")
+    e.check(len(pids) == 5 and len(set(pids)) == 5, "five receivers served in turn", str(pids))
+    e.check(not failed, "no call refused or failed across four restarts",
+            f"{len(failed)} failed of {len(done) + len(failed)}: {failed[:5]}")
+    e.check(len(done) >= 75, "calls were made on every receiver", str(len(done)))
+    code, out, err = e.cli("call", sock, "ackrpc.mailbox.Mailbox/Count", '{"sender": "restart"}')
+    stored = json.loads(out or "{}").get("fromSender") if code == 0 else None
+    e.check(stored == str(len(done)), "each served call stored exactly once",
+            f"stored {stored}, served {len(done)}: {code} {err}")
+    # SIGTERM to keep-socket.sh stops the receiver (it drains) and itself.
+    code, out, err = e.stop(p, timeout=20)
+    e.check(code == 0, "keep-socket.sh stops with the receiver's status 0", f"{code} {err[-2000:]}")
+    e.check(not children(p.pid) and all(not os.path.exists(f"/proc/{q}") or
+                                         open(f"/proc/{q}/stat").read().split(") ")[1][0] == "Z"
+                                         for q in pids),
+            "no receiver left running", str(pids))
 
 
 def g_logging(e):

@@ -3,11 +3,14 @@
  * the reply printed as JSON; or raw bytes in and out with --binary. The exit
  * status tells the outcome (cli.h, docs/CLI.md). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "jsoncodec.h"
@@ -35,6 +38,11 @@ static const char usage[] =
     "                         (reply_cache = 1, docs/DELIVERY.md) or a handler\n"
     "                         that stores the id with its effect; otherwise the\n"
     "                         handler runs again\n"
+    "  -f, --fd N=PATH        open PATH read-only and send it as descriptor N\n"
+    "                         (repeatable; N counts from 0 with no gap: the\n"
+    "                         JSON names it in an ackrpc.Fd field, {\"fd\": N});\n"
+    "                         descriptors in the reply are described on\n"
+    "                         standard error and closed\n"
     "  -b, --binary           send standard input's bytes as the request as they\n"
     "                         are and write the reply's bytes to standard output\n"
     "                         (no descriptors needed)\n"
@@ -44,6 +52,87 @@ static const char usage[] =
     "  -h, --help             this help\n";
 
 #define MAX_METADATA ACKRPC_MAX_METADATA
+#define MAX_FDS 253 /* SCM_MAX_FD: docs/PROTOCOL.md §2.5 */
+
+/* Descriptors given with --fd, by index; -1 where none is yet. */
+typedef struct fd_args {
+  int fd[MAX_FDS];
+  size_t n; /* highest index given + 1 */
+} fd_args;
+
+/* Takes "N=PATH": opens PATH read-only (close-on-exec, never as a
+ * controlling terminal) as descriptor N. Returns 0, or an exit status
+ * after saying why. */
+static int fd_take(fd_args *f, const char *arg) {
+  char *end;
+  const char *eq = strchr(arg, '=');
+  errno = 0;
+  unsigned long n = strtoul(arg, &end, 10);
+  if (!eq || end != eq || eq == arg || arg[0] == '-' || errno || n >= MAX_FDS ||
+      !eq[1]) {
+    fprintf(stderr, "%s call: --fd wants N=PATH, N from 0 to %d (got \"%s\")\n",
+            AKRCLI_PROG, MAX_FDS - 1, arg);
+    return AKRCLI_EXIT_USAGE;
+  }
+  if (n < f->n && f->fd[n] >= 0) {
+    fprintf(stderr, "%s call: --fd %lu given twice\n", AKRCLI_PROG, n);
+    return AKRCLI_EXIT_USAGE;
+  }
+  int fd = open(eq + 1, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    fprintf(stderr, "%s call: --fd %lu: opening %s: %s\n", AKRCLI_PROG, n, eq + 1,
+            strerror(errno));
+    return AKRCLI_EXIT_NOINPUT;
+  }
+  while (f->n <= n)
+    f->fd[f->n++] = -1;
+  f->fd[n] = fd;
+  return 0;
+}
+
+/* Every index below the highest must be given. Returns 0 or an exit
+ * status. */
+static int fd_check(const fd_args *f) {
+  for (size_t i = 0; i < f->n; i++)
+    if (f->fd[i] < 0) {
+      fprintf(stderr, "%s call: --fd %zu is missing (descriptors count from 0)\n",
+              AKRCLI_PROG, i);
+      return AKRCLI_EXIT_USAGE;
+    }
+  return 0;
+}
+
+static void fd_close(fd_args *f) {
+  for (size_t i = 0; i < f->n; i++)
+    if (f->fd[i] >= 0) close(f->fd[i]);
+  f->n = 0;
+}
+
+static const char *file_type(mode_t m) {
+  return S_ISREG(m)    ? "regular file"
+         : S_ISDIR(m)  ? "directory"
+         : S_ISFIFO(m) ? "pipe"
+         : S_ISSOCK(m) ? "socket"
+         : S_ISCHR(m)  ? "character device"
+         : S_ISBLK(m)  ? "block device"
+                       : "other";
+}
+
+/* One line on standard error per descriptor the reply carried: its index,
+ * what it is and, for a regular file or a memfd, its size. */
+static void describe_reply_fds(const ackrpc_result *r) {
+  for (size_t i = 0; i < r->n_fds; i++) {
+    struct stat st;
+    if (r->fds[i] < 0 || fstat(r->fds[i], &st) != 0) {
+      fprintf(stderr, "%s call: reply descriptor %zu: fstat failed\n", AKRCLI_PROG, i);
+      continue;
+    }
+    fprintf(stderr, "%s call: reply descriptor %zu: %s", AKRCLI_PROG, i,
+            file_type(st.st_mode));
+    if (S_ISREG(st.st_mode)) fprintf(stderr, ", %lld bytes", (long long)st.st_size);
+    fputc('\n', stderr);
+  }
+}
 
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -135,15 +224,11 @@ int akrcli_report_status(const char *cmd, const char *socket, const ackrpc_resul
 
 int akrcli_cmd_call(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"metadata", 1, NULL, 'm'},
-      {"call-id", 1, NULL, 'c'},
-      {"binary", 0, NULL, 'b'},
-      {"pretty", 0, NULL, 'p'},
-      {"emit-defaults", 0, NULL, 'e'},
-      {"verbose", 0, NULL, 'v'},
-      {"help", 0, NULL, 'h'},
-      AKRCLI_SERVER_LONGOPT,
-      AKRCLI_DESC_LONGOPTS,
+      {"metadata", 1, NULL, 'm'}, {"call-id", 1, NULL, 'c'},
+      {"fd", 1, NULL, 'f'},       {"binary", 0, NULL, 'b'},
+      {"pretty", 0, NULL, 'p'},   {"emit-defaults", 0, NULL, 'e'},
+      {"verbose", 0, NULL, 'v'},  {"help", 0, NULL, 'h'},
+      AKRCLI_SERVER_LONGOPT,      AKRCLI_DESC_LONGOPTS,
       {NULL, 0, NULL, 0},
   };
   akrcli_descopts d = {0};
@@ -155,14 +240,26 @@ int akrcli_cmd_call(int argc, char **argv) {
   uint32_t timeout = 0;
   int binary = 0, pretty = 0, verbose = 0;
   akrcli_codec_options copts = {0};
+  fd_args fds = {.n = 0};
+  const char *fd_specs[MAX_FDS];
+  size_t n_fd_specs = 0;
   int opt;
   optind = 1;
-  while ((opt = getopt_long(argc, argv, "t:m:c:bpevh" AKRCLI_DESC_SHORTOPTS, longopts,
+  while ((opt = getopt_long(argc, argv, "t:m:c:f:bpevh" AKRCLI_DESC_SHORTOPTS, longopts,
                             NULL)) != -1) {
     int taken = akrcli_descopts_take(&d, "call", opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
     switch (opt) {
+    case 'f':
+      /* Opened once the arguments are known good (nothing to close on the
+       * way out before that). */
+      if (n_fd_specs == MAX_FDS) {
+        fprintf(stderr, "%s call: at most %d --fd\n", AKRCLI_PROG, MAX_FDS);
+        return AKRCLI_EXIT_USAGE;
+      }
+      fd_specs[n_fd_specs++] = optarg;
+      break;
     case 't':
       if (akrcli_timeout_take(&srv, "call", optarg) < 0) return AKRCLI_EXIT_USAGE;
       timeout = srv.timeout_ms;
@@ -233,6 +330,9 @@ int akrcli_cmd_call(int argc, char **argv) {
   char err[1024];
   int rc;
 
+  for (size_t i = 0; i < n_fd_specs; i++)
+    if ((rc = fd_take(&fds, fd_specs[i])) != 0) goto out;
+  if ((rc = fd_check(&fds)) != 0) goto out;
   if (binary && (d.n_sets || d.n_protos) && verbose)
     fprintf(stderr, "%s call: --binary: the descriptors are not used\n", AKRCLI_PROG);
   struct timespec t0;
@@ -309,6 +409,9 @@ int akrcli_cmd_call(int argc, char **argv) {
       .call_id_len = call_id_len,
       .metadata = n_md ? md : NULL,
       .metadata_count = n_md,
+      .fds = fds.n ? fds.fd : NULL,
+      .n_fds = fds.n,
+      .max_reply_fds = MAX_FDS, /* any: described below */
   };
   st = ackrpc_client_call_raw(client, method_name, body, body_len, &callo, &res);
   if (verbose) {
@@ -326,6 +429,7 @@ int akrcli_cmd_call(int argc, char **argv) {
     rc = AKRCLI_EXIT_NO_METHOD;
     goto out;
   }
+  describe_reply_fds(&res);
   rc = akrcli_report_status("call", socket, &res, st, method_name);
   if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED) goto out;
 
@@ -365,7 +469,8 @@ int akrcli_cmd_call(int argc, char **argv) {
   }
   free(text);
 out:
-  ackrpc_result_clear(&res);
+  fd_close(&fds);
+  ackrpc_result_clear(&res); /* closes the reply's descriptors */
   ackrpc_client_free(client);
   json_decref(json);
   free(body);

@@ -109,6 +109,12 @@ int akrcli_server_uid_take(akrcli_server *s, const char *cmd, const char *arg);
  * or -1 (printed). */
 int akrcli_timeout_take(akrcli_server *s, const char *cmd, const char *arg);
 
+/* Takes `opt` (getopt_long's value) if it is one of AKRCLI_SERVER_LONGOPT's
+ * options (-t/--timeout-ms, --server-uid), with its argument `arg`, for
+ * `cmd`. Returns 1 (taken), 0 (not one of them), or -1 (bad argument,
+ * printed). */
+int akrcli_server_opt_take(akrcli_server *s, const char *cmd, int opt, const char *arg);
+
 /* The address a SOCKET argument names: "unix:" dropped ("unix:/path",
  * "unix:@name"); otherwise `socket` itself. */
 const char *akrcli_address(const char *socket);

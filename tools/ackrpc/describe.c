@@ -344,19 +344,11 @@ int akrcli_cmd_describe(int argc, char **argv) {
   while ((opt = getopt_long(argc, argv, "t:jh" AKRCLI_DESC_SHORTOPTS, longopts,
                             NULL)) != -1) {
     int taken = akrcli_descopts_take(&d, "describe", opt, optarg);
+    if (!taken) taken = akrcli_server_opt_take(&srv, "describe", opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
     if (opt == 'j') {
       as_json = 1;
-      continue;
-    }
-    if (opt == 't') {
-      if (akrcli_timeout_take(&srv, "describe", optarg) < 0) return AKRCLI_EXIT_USAGE;
-      continue;
-    }
-    if (opt == AKRCLI_OPT_SERVER_UID) {
-      if (akrcli_server_uid_take(&srv, "describe", optarg) < 0)
-        return AKRCLI_EXIT_USAGE;
       continue;
     }
     if (opt == 'h') {

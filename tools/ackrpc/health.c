@@ -36,14 +36,9 @@ int akrcli_cmd_health(int argc, char **argv) {
       quiet = 1;
       continue;
     }
-    if (opt == 't') {
-      if (akrcli_timeout_take(&srv, "health", optarg) < 0) return AKRCLI_EXIT_USAGE;
-      continue;
-    }
-    if (opt == AKRCLI_OPT_SERVER_UID) {
-      if (akrcli_server_uid_take(&srv, "health", optarg) < 0) return AKRCLI_EXIT_USAGE;
-      continue;
-    }
+    int taken = akrcli_server_opt_take(&srv, "health", opt, optarg);
+    if (taken < 0) return AKRCLI_EXIT_USAGE;
+    if (taken) continue;
     if (opt == 'h') {
       printf("%s\n%s\n%s", usage, akrcli_server_help, akrcli_exit_help);
       return AKRCLI_EXIT_OK;

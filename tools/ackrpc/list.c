@@ -119,17 +119,12 @@ int akrcli_cmd_list(int argc, char **argv) {
   while ((opt = getopt_long(argc, argv, "t:1jh" AKRCLI_DESC_SHORTOPTS, longopts,
                             NULL)) != -1) {
     int taken = akrcli_descopts_take(&d, "list", opt, optarg);
+    if (!taken) taken = akrcli_server_opt_take(&srv, "list", opt, optarg);
     if (taken < 0) return AKRCLI_EXIT_USAGE;
     if (taken) continue;
     switch (opt) {
     case '1': methods_only = 1; break;
     case 'j': as_json = 1; break;
-    case 't':
-      if (akrcli_timeout_take(&srv, "list", optarg) < 0) return AKRCLI_EXIT_USAGE;
-      break;
-    case AKRCLI_OPT_SERVER_UID:
-      if (akrcli_server_uid_take(&srv, "list", optarg) < 0) return AKRCLI_EXIT_USAGE;
-      break;
     case 'h':
       printf("%s\n%s\n%s\n%s", usage, akrcli_server_help, akrcli_desc_help,
              akrcli_exit_help);

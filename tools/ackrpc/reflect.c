@@ -47,6 +47,14 @@ int akrcli_timeout_take(akrcli_server *s, const char *cmd, const char *arg) {
   return 0;
 }
 
+int akrcli_server_opt_take(akrcli_server *s, const char *cmd, int opt,
+                           const char *arg) {
+  if (opt == 't') return akrcli_timeout_take(s, cmd, arg) < 0 ? -1 : 1;
+  if (opt == AKRCLI_OPT_SERVER_UID)
+    return akrcli_server_uid_take(s, cmd, arg) < 0 ? -1 : 1;
+  return 0;
+}
+
 int akrcli_server_uid_take(akrcli_server *s, const char *cmd, const char *arg) {
   if (strcmp(arg, "any") == 0) {
     s->check = ACKRPC_SERVER_CHECK_NONE;

@@ -114,12 +114,11 @@ int akrcli_cmd_replay(int argc, char **argv) {
   int opt, quiet = 0;
   optind = 1;
   while ((opt = getopt_long(argc, argv, "qt:h", longopts, NULL)) != -1) {
+    int taken = akrcli_server_opt_take(&srv, "replay", opt, optarg);
+    if (taken < 0) return AKRCLI_EXIT_USAGE;
+    if (taken) continue;
     if (opt == 'q') {
       quiet = 1;
-    } else if (opt == 't') {
-      if (akrcli_timeout_take(&srv, "replay", optarg) < 0) return AKRCLI_EXIT_USAGE;
-    } else if (opt == AKRCLI_OPT_SERVER_UID) {
-      if (akrcli_server_uid_take(&srv, "replay", optarg) < 0) return AKRCLI_EXIT_USAGE;
     } else if (opt == 'h') {
       printf("%s\n%s\n%s", usage, akrcli_server_help, akrcli_exit_help);
       return AKRCLI_EXIT_OK;

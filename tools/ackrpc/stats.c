@@ -361,16 +361,13 @@ int akrcli_cmd_stats(int argc, char **argv) {
   int opt, json = 0, openmetrics = 0, active = 0;
   optind = 1;
   while ((opt = getopt_long(argc, argv, "t:jmah", longopts, NULL)) != -1) {
+    int taken = akrcli_server_opt_take(&srv, "stats", opt, optarg);
+    if (taken < 0) return AKRCLI_EXIT_USAGE;
+    if (taken) continue;
     switch (opt) {
     case 'j': json = 1; break;
     case 'm': openmetrics = 1; break;
     case 'a': active = 1; break;
-    case 't':
-      if (akrcli_timeout_take(&srv, "stats", optarg) < 0) return AKRCLI_EXIT_USAGE;
-      break;
-    case AKRCLI_OPT_SERVER_UID:
-      if (akrcli_server_uid_take(&srv, "stats", optarg) < 0) return AKRCLI_EXIT_USAGE;
-      break;
     case 'h':
       printf("%s\n%s\n%s", usage, akrcli_server_help, akrcli_exit_help);
       return AKRCLI_EXIT_OK;

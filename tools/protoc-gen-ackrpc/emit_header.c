@@ -63,6 +63,44 @@ static const char usage[] =
     " *   by setting result->reply to NULL (then frees it with free_unpacked).\n"
     " */\n";
 
+/* Said once per header whose methods pass descriptors. */
+static const char usage_fds[] =
+    "\n"
+    "/* Descriptors (fields of type ackrpc.Fd, ackrpc/fd.proto). A field holds\n"
+    " * an open descriptor in its `fd`; the library sends it with the call\n"
+    " * and puts its index on the wire (docs/PROTOCOL.md 2.5).\n"
+    " *\n"
+    " * Client. The request's Fd fields are borrowed: they must stay open\n"
+    " * until the call completes (the blocking stub returns, `done` runs); the\n"
+    " * library never closes them. A singular Fd field left NULL, or a negative\n"
+    " * fd: E_INVAL, nothing sent. Leave options->fds empty (both: E_INVAL).\n"
+    " * The reply's Fd fields hold received descriptors (close-on-exec) that go\n"
+    " * with the reply message: on OK, *ret_reply's are the caller's to close\n"
+    " * (free_unpacked does not close them); a reply left in ret_result, or\n"
+    " * not taken by `done` (result->reply left set), is closed with it by\n"
+    " * ackrpc_result_clear(). A reply whose descriptors do not match its Fd\n"
+    " * fields is E_BAD_REPLY, its descriptors closed at once.\n"
+    " *\n"
+    " * Server. P__S_register() lets a method whose request has Fd fields\n"
+    " * take as many descriptors as it has singular Fd fields, or the\n"
+    " * server's max_fds_per_call with a repeated one\n"
+    " * (ackrpc_server_set_method_fds(); E_INVAL above that max); the other\n"
+    " * methods refuse descriptors. The generated handler adapter checks the request's "
+    "Fd fields\n"
+    " * (ackrpc_call_bind_fds()) before the handler runs: an index out of\n"
+    " * range, one named twice, a descriptor no field names or a singular Fd\n"
+    " * field missing is answered INVALID_ARGUMENT, every descriptor closed,\n"
+    " * and the handler is not called. In the handler, the request's Fd fields\n"
+    " * hold the descriptors; they belong to the call, valid until it is\n"
+    " * answered and closed after: dup() one to keep it. A NULL handler\n"
+    " * (UNIMPLEMENTED) never sees them; they are closed with the call.\n"
+    " * Answer a method whose reply has Fd fields with P__S_M_reply(): the\n"
+    " * descriptors in the reply's Fd fields are the library's from that call\n"
+    " * on, whatever it returns (closed once sent). ackrpc_call_reply() would\n"
+    " * send the numbers without the descriptors: the client reports\n"
+    " * E_BAD_REPLY.\n"
+    " */\n";
+
 static const char service_tables[] =
     "\n"
     "/* --- service $service$ --- */\n"
@@ -123,6 +161,17 @@ static const char method_stubs[] =
     "    struct event_base *base, const $Req$ *request,\n"
     "    const ackrpc_call_options *options, $PM$_done_fn done, void *user);\n";
 
+/* For a method whose reply has Fd fields. */
+static const char method_reply[] =
+    "\n"
+    "/* Answers a call of $M$ with `reply`, whose Fd fields' descriptors\n"
+    " * become the library's (ackrpc_call_reply_fd_fields()). */\n"
+    "static inline ackrpc_status $PM$_reply(ackrpc_call *call,\n"
+    "    ackrpc_status status, const char *message, const $Rep$ *reply) {\n"
+    "  return ackrpc_call_reply_fd_fields(call, status, message,\n"
+    "      (const ProtobufCMessage *)reply);\n"
+    "}\n";
+
 static const char header_end[] = "\n"
                                  "#ifdef __cplusplus\n"
                                  "}\n"
@@ -180,6 +229,19 @@ static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
   vars_free(&v);
 }
 
+/* How many descriptors the method's messages carry. */
+static void emit_fds_comment(akrgen_buf *b, const akrgen_method *me) {
+  if (me->fds_in_repeated)
+    buf_puts(b, " * descriptors in the request: up to the server's max_fds_per_call\n");
+  else if (me->fds_in)
+    buf_printf(b, " * descriptors in the request: %u\n", me->fds_in);
+  if (me->fds_out_repeated)
+    buf_puts(b, " * descriptors in the reply: up to 253\n");
+  else if (me->fds_out)
+    buf_printf(b, " * descriptors in the reply: %u\n", me->fds_out);
+  buf_puts(b, " * (see \"Descriptors\" above)\n");
+}
+
 static void emit_method(akrgen_buf *b, const akrgen_model *m, size_t s, size_t i) {
   const akrgen_method *me = &m->services[s].methods[i];
   akrgen_vars v = {0};
@@ -190,7 +252,9 @@ static void emit_method(akrgen_buf *b, const akrgen_model *m, size_t s, size_t i
     emit_policy_comment(b, &m->policies[me->policy]);
     buf_puts(b, "\n");
   }
+  if (AKRGEN_FDS_IN(me) || AKRGEN_FDS_OUT(me)) emit_fds_comment(b, me);
   emit(b, method_stubs, &v);
+  if (AKRGEN_FDS_OUT(me)) emit(b, method_reply, &v);
   vars_free(&v);
 }
 
@@ -204,6 +268,8 @@ void akrgen_emit_header(akrgen_buf *b, const akrgen_model *m) {
     buf_puts(b, usage);
   else
     buf_puts(b, "\n/* This file declares no services. */\n");
+  if (m->n_services && !m->tables_only && akrgen_model_has_fds(m, 0))
+    buf_puts(b, usage_fds);
   for (size_t s = 0; s < m->n_services; s++) {
     if (m->tables_only) {
       emit_tables(b, m, s);

@@ -13,13 +13,15 @@ static const char source_top[] = "#include <stdio.h>\n"
                                  "\n"
                                  "#include \"$stem$.ackrpc.h\"\n";
 
-/* The helpers of the register functions, once per file. */
+/* The helpers of the register functions, once per file; $slot_fds$ is
+ * empty unless a method of the file takes descriptors. */
 static const char slot_and_unimplemented[] =
     "\n"
     "/* One method as a register function installs it. */\n"
     "typedef struct akrgen_slot {\n"
     "  ackrpc_handler_fn handler;\n"
     "  const ackrpc_policy *policy; /* NULL: anyone */\n"
+    "$slot_fds$"
     "} akrgen_slot;\n"
     "\n"
     "/* The answer of a method whose handler is NULL. */\n"
@@ -30,6 +32,10 @@ static const char slot_and_unimplemented[] =
     "      ackrpc_call_method(call));\n"
     "  ackrpc_call_reply(call, ACKRPC_UNIMPLEMENTED, message, NULL);\n"
     "}\n";
+
+static const char slot_fds[] =
+    "  unsigned max_fds; /* descriptors its request may carry (ackrpc.Fd\n"
+    "                     * fields); ACKRPC_FDS_SERVER_MAX: the server's */\n";
 
 static const char bind_helper[] =
     "\n"
@@ -52,7 +58,7 @@ static const char bind_helper[] =
 static const char register_helper[] =
     "\n"
     "/* Records `service` for reflection, then registers each of its methods\n"
-    " * with the handler and the policy of its slot. */\n"
+    " * with the handler$what$ of its slot. */\n"
     "static ackrpc_status akrgen_register(ackrpc_server *server,\n"
     "    const ackrpc_service *service, const akrgen_slot *slots, void *binding) {\n"
     "  ackrpc_status status = ackrpc_server_add_service_info(server, service);\n"
@@ -64,9 +70,15 @@ static const char register_helper[] =
     "    if (status == ACKRPC_OK && slots[i].policy != NULL)\n"
     "      status = ackrpc_server_set_method_policy(server, method->name,\n"
     "                                               slots[i].policy);\n"
+    "$register_fds$"
     "  }\n"
     "  return status;\n"
     "}\n";
+
+static const char register_fds[] =
+    "    if (status == ACKRPC_OK && slots[i].max_fds != 0)\n"
+    "      status = ackrpc_server_set_method_fds(server, method->name,\n"
+    "                                            slots[i].max_fds);\n";
 
 static const char service_open[] = "\n"
                                    "/* --- service $service$ --- */\n"
@@ -98,6 +110,22 @@ static const char method_handler[] =
     "  if (binding->handlers.$member$ == NULL)\n"
     "    akrgen_unimplemented(call);\n"
     "  else\n"
+    "    binding->handlers.$member$(call, (const $Req$ *)request, binding->user);\n"
+    "}\n";
+
+/* For a method whose request has Fd fields: the descriptors are checked
+ * and written into them before the handler runs. */
+static const char method_handler_fds[] =
+    "\n"
+    "/* The request's descriptors go into its Fd fields first; if they do not\n"
+    " * match, ackrpc_call_bind_fds() answers INVALID_ARGUMENT, closes them,\n"
+    " * and the handler is not called. */\n"
+    "static void akrgen_handle_$id$(ackrpc_call *call,\n"
+    "    const ProtobufCMessage *request, void *user) {\n"
+    "  const akrgen_binding_$s$ *binding = (const akrgen_binding_$s$ *)user;\n"
+    "  if (binding->handlers.$member$ == NULL)\n"
+    "    akrgen_unimplemented(call);\n"
+    "  else if (ackrpc_call_bind_fds(call, request) == ACKRPC_OK)\n"
     "    binding->handlers.$member$(call, (const $Req$ *)request, binding->user);\n"
     "}\n";
 
@@ -253,16 +281,21 @@ static void emit_service(akrgen_buf *b, const akrgen_model *m, size_t s) {
   emit(b, service_record, &v);
   for (size_t i = 0; i < sv->n_methods; i++) {
     vars_method(&v, m, s, i);
-    emit(b, method_handler, &v);
+    emit(b, AKRGEN_FDS_IN(&sv->methods[i]) ? method_handler_fds : method_handler, &v);
   }
   emit(b, slots_open, &v);
   for (size_t i = 0; i < sv->n_methods; i++) {
-    int p = sv->methods[i].policy;
+    const akrgen_method *me = &sv->methods[i];
     buf_printf(b, "    {akrgen_handle_%zu_%zu, ", s, i);
-    if (p >= 0)
-      buf_printf(b, "&akrgen_policy_%d},\n", p);
+    if (me->policy >= 0)
+      buf_printf(b, "&akrgen_policy_%d", me->policy);
     else
-      buf_puts(b, "NULL},\n");
+      buf_puts(b, "NULL");
+    if (me->fds_in_repeated)
+      buf_puts(b, ", ACKRPC_FDS_SERVER_MAX");
+    else if (akrgen_model_has_fds(m, 1))
+      buf_printf(b, ", %u", me->fds_in);
+    buf_puts(b, "},\n");
   }
   emit(b, register_function, &v);
   emit(b, m->n_sensitive ? register_tail_sensitive : register_tail, &v);
@@ -308,9 +341,16 @@ void akrgen_emit_source(akrgen_buf *b, const akrgen_model *m) {
     buf_puts(b, "};\n");
   }
   emit_descriptors(b, m);
-  buf_puts(b, slot_and_unimplemented);
+  int fds = akrgen_model_has_fds(m, 1);
+  akrgen_vars h = {0};
+  vars_set(&h, "slot_fds", "%s", fds ? slot_fds : "");
+  vars_set(&h, "what", "%s",
+           fds ? ", the policy and the descriptors" : " and the policy");
+  vars_set(&h, "register_fds", "%s", fds ? register_fds : "");
+  emit(b, slot_and_unimplemented, &h);
   buf_puts(b, bind_helper);
-  buf_puts(b, register_helper);
+  emit(b, register_helper, &h);
+  vars_free(&h);
   for (size_t s = 0; s < m->n_services; s++)
     emit_service(b, m, s);
 }

@@ -139,6 +139,8 @@ static void method_types(builder *b, const akrgen_service *sv, akrgen_method *me
   }
   akrgen_type_names(mp->input_type, &me->request);
   akrgen_type_names(mp->output_type, &me->reply);
+  akrgen_fdfields_check(b->request, b->model, sv, me, mp->input_type, mp->output_type,
+                        b->errors);
   if (read_policy(b->model, (const ProtobufCMessage *)mp->options, METHOD_POLICY_FIELD,
                   &me->policy) < 0) {
     akrgen_error(b->errors, file, me->loc,

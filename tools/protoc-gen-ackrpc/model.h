@@ -53,6 +53,10 @@ typedef struct akrgen_method {
   akrgen_type request, reply;
   int policy; /* index in akrgen_model.policies (its own, else its
                  service's), or -1 for none */
+  /* ackrpc.Fd fields of the request and the reply type (fdfields.c):
+   * singular ones, and whether there is a repeated one. */
+  unsigned fds_in, fds_out;
+  int fds_in_repeated, fds_out_repeated;
   akrgen_loc loc;
 } akrgen_method;
 
@@ -107,6 +111,21 @@ void akrgen_model_free(akrgen_model *model);
 /* Fills model->sensitive (sensitive.c). */
 void akrgen_sensitive_collect(const Akrgen__Plugin__CodeGeneratorRequest *request,
                               akrgen_model *model);
+
+/* Counts the ackrpc.Fd fields of the method's request and reply types
+ * (".pkg.Msg") into `me` and reports the unsupported ones (fdfields.c). */
+void akrgen_fdfields_check(const Akrgen__Plugin__CodeGeneratorRequest *request,
+                           const akrgen_model *model, const akrgen_service *sv,
+                           akrgen_method *me, const char *request_type,
+                           const char *reply_type, akrgen_buf *errors);
+
+/* Whether a method passes descriptors (in its request or its reply). */
+#define AKRGEN_FDS_IN(me) ((me)->fds_in || (me)->fds_in_repeated)
+#define AKRGEN_FDS_OUT(me) ((me)->fds_out || (me)->fds_out_repeated)
+
+/* Whether some method of the model passes descriptors in its request
+ * (want_in) or in either message. */
+int akrgen_model_has_fds(const akrgen_model *model, int want_in);
 
 /* Appends "file:LINE:COL: error: ..." (or "file: error: ..." without a
  * location) as a new line of `errors`. */

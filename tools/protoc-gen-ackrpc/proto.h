@@ -34,4 +34,11 @@ int akrgen_message_exists(const akrgen_request *request, const char *full);
 akrgen_loc akrgen_find_location(const akrgen_file_proto *f, int32_t service,
                                 int32_t method);
 
+/* Where the field at index `field` (its place in the message's field list) of
+ * in the message's field list) of the message `full` (".pkg.Msg.Nested")
+ * is in `f`, if `f` defines it and
+ * has source code info; {0, 0} otherwise. */
+akrgen_loc akrgen_find_field_location(const akrgen_file_proto *f, const char *full,
+                                      int32_t field);
+
 #endif /* AKRGEN_PROTO_H */
