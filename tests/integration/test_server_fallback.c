@@ -3,6 +3,7 @@
  * the method's name and the body as sent, answers with an encoded reply,
  * and leaves registered methods to their own handlers. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,9 +78,15 @@ static void *reply_later(void *arg) {
   return NULL;
 }
 
+static atomic_int saw_memfd; /* a deferred call's body came in a memfd */
+
 static void fallback_deferred(ackrpc_call *call, const uint8_t *body, size_t len,
                               void *user) {
   (void)user;
+  size_t n = 0;
+  if (ackrpc_call_body_in_memfd(call) && ackrpc_call_request_body(call, &n) == body &&
+      n == len)
+    saw_memfd = 1;
   pthread_mutex_lock(&held_mu);
   size_t i = n_held < 8 ? n_held++ : 8;
   if (i < 8) held[i] = (struct held_call){call, body, len};
@@ -216,6 +223,27 @@ FX_TEST(fallback, body_lives_until_the_call_is_answered) {
     ackrpc_result_clear(&b[i].res);
     free(b[i].body);
   }
+  for (size_t i = 0; i < n_held; i++)
+    pthread_join(held_threads[i], NULL);
+  stop(&r);
+}
+
+FX_TEST(fallback, a_body_in_a_memfd_reaches_it) {
+  running r = start(fallback_deferred);
+  enum { LEN = 200 << 10 };
+  ackrpc_client *c = fx_client_opts(&(ackrpc_client_options){
+      .address = fx_sock(), .timeout_ms = 10000, .memfd_threshold = 4096});
+  big_call b = {.client = c, .len = LEN, .body = malloc(LEN)};
+  cr_assert_not_null(b.body);
+  for (size_t i = 0; i < LEN; i++)
+    b.body[i] = (uint8_t)(i * 7);
+  call_big(&b);
+  cr_assert_eq(b.st, ACKRPC_OK, "%s", b.res.message ? b.res.message : "");
+  cr_assert_eq(b.res.reply_bytes_len, LEN);
+  cr_assert_arr_eq(b.res.reply_bytes, b.body, LEN);
+  cr_assert(saw_memfd, "the body came in a memfd, and the fallback got its mapping");
+  ackrpc_result_clear(&b.res);
+  free(b.body);
   for (size_t i = 0; i < n_held; i++)
     pthread_join(held_threads[i], NULL);
   stop(&r);
