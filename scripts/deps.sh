@@ -24,6 +24,9 @@ packages=(
   tshark   # reads ackrpc captures with tools/wireshark/ackrpc.lua (tests/cli)
   # needed by later features
   libjansson-dev libsqlite3-dev
+  # the NATS bridge (issue 16, docs/SCALE.md): the C client and the server
+  # its tests start
+  libnats-dev nats-server
 )
 
 run_as_root=()

@@ -304,6 +304,34 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_add_method(ackrpc_server *server,
                                                      ackrpc_handler_fn handler,
                                                      void *user);
 
+/* The fallback: a handler for calls to methods that are not registered
+ * (the import side of a bridge, a proxy). It gets the body of the request
+ * undecoded: `body_len` bytes at `body` (NULL when empty), owned by the call
+ * and valid until it is answered (a copy in the call's memory, or the
+ * mapping of a body that came in a memfd; ackrpc_call_request_body() gives
+ * the same bytes); ackrpc_call_method() names the method.
+ * It answers like any handler, exactly once, from any thread, with
+ * ackrpc_call_reply_encoded() (or ackrpc_call_reply() with a NULL reply
+ * message: a reply message would be refused as of the wrong type, and the
+ * client would get INTERNAL). The other accessors (id, deadline, metadata,
+ * peer) work as for any call. */
+typedef void (*ackrpc_fallback_fn)(ackrpc_call *call, const uint8_t *body,
+                                   size_t body_len, void *user);
+
+/* Installs `fn` (with `user`) as the server's fallback, or removes it with
+ * fn NULL. A call to a method that is not registered goes to it instead of
+ * being answered UNIMPLEMENTED; registered methods (built-in ones too) keep
+ * their handlers. Such calls pass the server-wide policy only, carry no
+ * descriptors (a call with any is refused INVALID_ARGUMENT), and are not
+ * listed by reflection or per method in ackrpc_server_stats(). The body's
+ * copy is counted in the memory account (RESOURCE_EXHAUSTED beyond it).
+ * The reply cache and reply store apply as for any method. Register before
+ * the loop runs. Errors: E_INVAL (NULL server), E_EXISTS (a fallback is
+ * installed already: remove it first), E_NOMEM. */
+ACKRPC_EXPORT ackrpc_status ackrpc_server_set_fallback(ackrpc_server *server,
+                                                       ackrpc_fallback_fn fn,
+                                                       void *user);
+
 /* Records a service for reflection: its name, its methods' names and types,
  * and the .proto descriptors reflection serves for it (service->files).
  * Generated P__S_register() functions call it; call it yourself for a table

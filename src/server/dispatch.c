@@ -166,6 +166,7 @@ int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
     return refuse(c, akr_frame_error_status(fe), akr_frame_error_text(fe), complete);
   }
   const akr_method_entry *m = akr_registry_find(&s->registry, call->req.method);
+  if (!m && s->registry.fallback.raw_fn) m = &s->registry.fallback;
   if (!m) {
     char msg[ACKRPC_MAX_METHOD_NAME + 32];
     snprintf(msg, sizeof msg, "unknown method %s", call->req.method);
@@ -209,6 +210,23 @@ static int decode(akr_conn *c, ackrpc_call *call, const akr_frame *f) {
   char msg[512];
   const uint8_t *body = call->req.body;
   size_t body_len = call->req.body_len, frame_len = f->frame_len + call->map_len;
+  if (m->raw_fn) {
+    /* The fallback: the body as it came, undecoded. One in a memfd stays
+     * mapped until the call ends; one in the connection's buffer is copied
+     * into the call's arena, since that buffer moves on (a large frame's
+     * goes back to the spare store while its call waits). */
+    if (call->map || body_len == 0) return 0;
+    call->arena.cap = call->arena.total + akr_acct_room(c);
+    uint8_t *copy = akr_arena_alloc(&call->arena, body_len);
+    akr_acct_call_bytes(call, call->arena.total);
+    if (!copy) {
+      refuse(c, ACKRPC_RESOURCE_EXHAUSTED, "server memory budget exhausted", 1);
+      return -1;
+    }
+    memcpy(copy, body, body_len);
+    call->req.body = copy;
+    return 0;
+  }
   if (m->raw) return 0; /* the handler reads the body itself */
   if (m->depth > s->opt.max_depth &&
       akr_check_depth(m->m.request, body, body_len, s->opt.max_depth)) {
@@ -277,7 +295,11 @@ void akr_dispatch_frame(akr_conn *c, const akr_frame *f) {
   atomic_store_explicit(&call->held, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&call->refs, 1, memory_order_relaxed);
   tl_in_handler = call;
-  m->fn(call, call->request, m->user);
+  if (m->raw_fn)
+    m->raw_fn(call, call->req.body_len ? call->req.body : NULL, call->req.body_len,
+              m->user);
+  else
+    m->fn(call, call->request, m->user);
   tl_in_handler = NULL;
   /* Deferred. When the deadline is the client's, the server answers a
    * moment after it: the client has given up by then and reports its own

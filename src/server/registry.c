@@ -18,6 +18,8 @@ void akr_registry_free(akr_registry *reg) {
     free(reg->methods[i].stats);
     akr_policy_free(reg->methods[i].policy);
   }
+  free((char *)reg->fallback.m.name);
+  free(reg->fallback.stats);
   free(reg->methods);
   free(reg->by_name);
   free(reg->services);
@@ -45,6 +47,28 @@ const akr_method_entry *akr_registry_find(const akr_registry *reg, const char *n
   if (!reg->cap) return NULL;
   const akr_method_entry *e = slot(reg->methods, reg->cap, name);
   return e->m.name ? e : NULL;
+}
+
+ackrpc_status akr_registry_set_fallback(akr_registry *reg, ackrpc_fallback_fn fn,
+                                        void *user) {
+  akr_method_entry *e = &reg->fallback;
+  if (!fn) {
+    free((char *)e->m.name);
+    free(e->stats);
+    *e = (akr_method_entry){0};
+    return ACKRPC_OK;
+  }
+  if (e->raw_fn) return ACKRPC_E_EXISTS;
+  char *name = strdup("*");
+  akr_method_stats *stats = calloc(1, sizeof *stats);
+  if (!name || !stats) {
+    free(name);
+    free(stats);
+    return ACKRPC_E_NOMEM;
+  }
+  *e = (akr_method_entry){.raw_fn = fn, .user = user, .stats = stats};
+  e->m.name = name;
+  return ACKRPC_OK;
 }
 
 /* Room for one more method: the table at most half full, the sorted list

@@ -13,6 +13,7 @@
 typedef struct akr_method_entry {
   ackrpc_method m; /* m.name is owned (strdup) */
   ackrpc_handler_fn fn;
+  ackrpc_fallback_fn raw_fn; /* the fallback only (fn is NULL then) */
   void *user;
   akr_policy *policy;
   unsigned max_fds;        /* descriptors a request may carry */
@@ -37,6 +38,9 @@ typedef struct akr_registry {
   unsigned char *builtin; /* per service: the server's own */
   size_t n_services;
   unsigned seq;
+  /* ackrpc_server_set_fallback(): raw_fn NULL when there is none; m.name
+   * is "*", m.request and m.reply are NULL (bodies are not decoded). */
+  akr_method_entry fallback;
 } akr_registry;
 
 /* Frees everything the registry holds (not the services: they are the
@@ -49,6 +53,11 @@ ackrpc_status akr_registry_add_method(akr_registry *reg, const ackrpc_method *me
 
 /* The method of that name, or NULL. */
 const akr_method_entry *akr_registry_find(const akr_registry *reg, const char *name);
+
+/* ackrpc_server_set_fallback(): E_EXISTS (one is set), E_NOMEM. fn NULL
+ * removes it. */
+ackrpc_status akr_registry_set_fallback(akr_registry *reg, ackrpc_fallback_fn fn,
+                                        void *user);
 
 /* ackrpc_server_set_method_policy(): E_NOT_FOUND, and akr_policy_copy()'s
  * errors. */

@@ -463,6 +463,12 @@ ackrpc_status ackrpc_server_add_method(ackrpc_server *s, const ackrpc_method *me
   return akr_registry_add_method(&s->registry, method, handler, user);
 }
 
+ackrpc_status ackrpc_server_set_fallback(ackrpc_server *s, ackrpc_fallback_fn fn,
+                                         void *user) {
+  if (!s) return ACKRPC_E_INVAL;
+  return akr_registry_set_fallback(&s->registry, fn, user);
+}
+
 ackrpc_status ackrpc_server_add_service_info(ackrpc_server *s,
                                              const ackrpc_service *service) {
   if (!s) return ACKRPC_E_INVAL;
