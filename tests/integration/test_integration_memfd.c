@@ -25,6 +25,7 @@
 
 #include "ackrpc/wire.pb-c.h"
 #include "hardening_support.h"
+#include "pattern.h"
 
 HS_SUITE(memfd);
 
@@ -113,20 +114,6 @@ static ackrpc_client *client(size_t threshold) {
   return fx_client_opts(&o);
 }
 
-/* n bytes that differ from call to call (seed) and position to position. */
-static uint8_t *pattern(size_t n, unsigned seed) {
-  uint8_t *p = malloc(n);
-  cr_assert_not_null(p);
-  uint32_t x = 2463534242u ^ seed;
-  for (size_t i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    p[i] = (uint8_t)x;
-  }
-  return p;
-}
-
 typedef ackrpc_status (*call_fn)(void *ctx, const ackrpc_method *m,
                                  const ProtobufCMessage *req, ackrpc_result *r);
 
@@ -144,7 +131,7 @@ static ackrpc_status by_session(void *ctx, const ackrpc_method *m,
  * the request's body travelled. */
 static void round_trip(call_fn fn, void *ctx, size_t n, unsigned seed,
                        const char *how) {
-  uint8_t *data = pattern(n, seed);
+  uint8_t *data = fx_pattern(n, seed);
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
   req.blob.data = data;
   req.blob.len = n;
@@ -254,7 +241,7 @@ static int reply_in_memfd(const uint8_t *want, size_t n) {
 HS_TEST(memfd, replies_come_in_a_sealed_memfd_only_to_a_client_that_takes_one) {
   srv v;
   srv_start(&v, 0);
-  uint8_t *data = pattern(1 * MiB, 7);
+  uint8_t *data = fx_pattern(1 * MiB, 7);
   cr_assert(reply_in_memfd(data, 1 * MiB), "a 1 MiB reply was not put in a memfd");
   cr_assert(!reply_in_memfd(data, 1000), "a small reply was put in a memfd");
   free(data);
@@ -265,7 +252,7 @@ HS_TEST(memfd, a_body_built_in_place_is_read_in_place_by_a_raw_method) {
   srv v;
   srv_start(&v, 0);
   ackrpc_client *c = client(SIZE_MAX); /* only options.body sends a memfd */
-  uint8_t *data = pattern(3 * MiB, 5);
+  uint8_t *data = fx_pattern(3 * MiB, 5);
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
   req.blob.data = data;
   req.blob.len = 3 * MiB;
@@ -317,7 +304,7 @@ HS_TEST(memfd, a_server_that_refuses_memfd_bodies_answers_unimplemented) {
   srv v;
   srv_start(&v, 1);
   unsigned before = atomic_load(&handled);
-  uint8_t *data = pattern(1 * MiB, 9);
+  uint8_t *data = fx_pattern(1 * MiB, 9);
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
   req.blob.data = data;
   req.blob.len = 1 * MiB;

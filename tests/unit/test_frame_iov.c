@@ -19,27 +19,12 @@
 #include "wire/frame.h"
 #include "wire/head.h"
 #include "wire/names.h"
+#include "pattern.h"
 #include "pieces.pb-c.h"
 #include "test.pb-c.h"
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
-
-/* A buffer of `n` bytes with a pattern that differs from one `seed` to
- * another (and is not all the same byte), so a piece sent from the wrong
- * place shows. Freed by the test. */
-static uint8_t *pattern(size_t n, unsigned seed) {
-  uint8_t *p = malloc(n ? n : 1);
-  cr_assert_not_null(p);
-  uint32_t x = 2463534242u ^ seed;
-  for (size_t i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    p[i] = (uint8_t)x;
-  }
-  return p;
-}
 
 /* A NUL-terminated string of `n` letters. */
 static char *letters(size_t n, unsigned seed) {
@@ -142,7 +127,7 @@ static akr_request_spec spec_for(const ProtobufCMessage *body) {
 }
 
 Test(frame_iov, one_large_bytes_field_is_sent_in_place) {
-  uint8_t *body = pattern(MIB, 1);
+  uint8_t *body = fx_pattern(MIB, 1);
   Ackrpc__Bench__Request req = ACKRPC__BENCH__REQUEST__INIT;
   req.id = 0x1234567890ull;
   req.body.data = body;
@@ -160,7 +145,7 @@ Test(frame_iov, one_large_bytes_field_is_sent_in_place) {
 }
 
 Test(frame_iov, several_large_fields_with_metadata) {
-  uint8_t *blob = pattern(200 * KIB, 2);
+  uint8_t *blob = fx_pattern(200 * KIB, 2);
   char *text = letters(100 * KIB, 3);
   char *reply_message = letters(AKR_IOV_REF_MIN, 4);
   char *keys[5] = {letters(20 * KIB, 5), "small", letters(70 * KIB, 6), "", "x"};
@@ -204,14 +189,14 @@ Test(frame_iov, several_large_fields_with_metadata) {
 }
 
 Test(frame_iov, proto2_presence_oneof_repeated_and_nested) {
-  uint8_t *must = pattern(300 * KIB, 10);
-  uint8_t *maybe = pattern(100 * KIB, 11); /* not set: never sent */
-  uint8_t *many[4] = {pattern(64 * KIB, 12), pattern(100, 13), pattern(40 * KIB, 14),
-                      pattern(AKR_IOV_REF_MIN - 1, 15)};
+  uint8_t *must = fx_pattern(300 * KIB, 10);
+  uint8_t *maybe = fx_pattern(100 * KIB, 11); /* not set: never sent */
+  uint8_t *many[4] = {fx_pattern(64 * KIB, 12), fx_pattern(100, 13),
+                      fx_pattern(40 * KIB, 14), fx_pattern(AKR_IOV_REF_MIN - 1, 15)};
   char *names[2] = {letters(50 * KIB, 16), letters(3, 17)};
   char *one_text = letters(90 * KIB, 18);
-  uint8_t *inner_data = pattern(64 * KIB, 19);
-  uint8_t *last = pattern(128 * KIB, 20);
+  uint8_t *inner_data = fx_pattern(64 * KIB, 19);
+  uint8_t *last = fx_pattern(128 * KIB, 20);
   uint32_t words[5] = {1, 2, 0xffffffffu, 0, 77};
 
   Ackrpc__Pieces__Inner inner, inners[2], *inner_ptrs[2];
@@ -275,7 +260,7 @@ Test(frame_iov, proto2_presence_oneof_repeated_and_nested) {
   pieces_free(&p);
 
   /* The other member of the oneof, and the optional field set. */
-  uint8_t *one_bytes = pattern(33 * KIB, 21);
+  uint8_t *one_bytes = fx_pattern(33 * KIB, 21);
   m.choice_case = ACKRPC__PIECES__MIXED__CHOICE_ONE_BYTES;
   m.one_bytes.data = one_bytes;
   m.one_bytes.len = 33 * KIB;
@@ -324,7 +309,7 @@ Test(frame_iov, sizes_around_the_thresholds) {
                           2 * MIB + 3};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     size_t n = sizes[i];
-    uint8_t *body = pattern(n, (unsigned)i);
+    uint8_t *body = fx_pattern(n, (unsigned)i);
     Ackrpc__Bench__Request req = ACKRPC__BENCH__REQUEST__INIT;
     req.id = i;
     req.body.data = body;
@@ -363,12 +348,12 @@ Test(frame_iov, raw_body_with_a_large_head) {
   /* A head near its 64 KiB limit is copied; the body is still in place. */
   enum { N_MD = 15 };
   ackrpc_metadata md[N_MD];
-  uint8_t *value = pattern(ACKRPC_MAX_METADATA_VALUE, 30);
+  uint8_t *value = fx_pattern(ACKRPC_MAX_METADATA_VALUE, 30);
   for (int i = 0; i < N_MD; i++)
     md[i] = (ackrpc_metadata){
         .key = "k", .value = value, .value_len = ACKRPC_MAX_METADATA_VALUE};
   size_t n = 4 * MIB;
-  uint8_t *body = pattern(n, 31);
+  uint8_t *body = fx_pattern(n, 31);
   akr_request_spec spec = spec_for(NULL);
   spec.metadata = md;
   spec.n_metadata = N_MD;
@@ -391,7 +376,7 @@ Test(frame_iov, mostly_small_fields_are_left_to_the_copy) {
   cr_assert_not_null(keys);
   for (int i = 0; i < N; i++)
     keys[i] = "some-key";
-  uint8_t *blob = pattern(AKR_IOV_REF_MIN, 40);
+  uint8_t *blob = fx_pattern(AKR_IOV_REF_MIN, 40);
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
   req.n_lookup_keys = N;
   req.lookup_keys = keys;
@@ -403,7 +388,7 @@ Test(frame_iov, mostly_small_fields_are_left_to_the_copy) {
   cr_assert_eq(encode_pieces(&spec, AKR_IOV_MAX, &p), 0,
                "refused, without asking for scratch");
   /* A nested message holding the large bytes: copied, so refused too. */
-  uint8_t *data = pattern(MIB, 41);
+  uint8_t *data = fx_pattern(MIB, 41);
   Ackrpc__Pieces__Inner inner;
   ackrpc__pieces__inner__init(&inner);
   inner.has_data = 1;
@@ -425,7 +410,7 @@ Test(frame_iov, more_large_values_than_pieces) {
   uint8_t *v[3];
   size_t lens[3] = {MIB, MIB, 20 * KIB};
   for (int i = 0; i < 3; i++) {
-    v[i] = pattern(lens[i], 50 + (unsigned)i);
+    v[i] = fx_pattern(lens[i], 50 + (unsigned)i);
     bd[i] = (ProtobufCBinaryData){.len = lens[i], .data = v[i]};
   }
   Ackrpc__Pieces__Mixed m;
@@ -448,7 +433,7 @@ Test(frame_iov, more_large_values_than_pieces) {
    * a max_iov above AKR_IOV_MAX is AKR_IOV_MAX. */
   enum { N = AKR_IOV_MAX / 2 + 3 };
   ProtobufCBinaryData many[N];
-  uint8_t *all = pattern((size_t)N * 64 * KIB, 60);
+  uint8_t *all = fx_pattern((size_t)N * 64 * KIB, 60);
   for (int i = 0; i < N; i++)
     many[i] =
         (ProtobufCBinaryData){.len = 64 * KIB, .data = all + (size_t)i * 64 * KIB};
@@ -467,7 +452,7 @@ Test(frame_iov, more_large_values_than_pieces) {
 }
 
 Test(frame_iov, too_little_scratch_or_too_few_pieces) {
-  uint8_t *body = pattern(256 * KIB, 70);
+  uint8_t *body = fx_pattern(256 * KIB, 70);
   Ackrpc__Bench__Request req = ACKRPC__BENCH__REQUEST__INIT;
   req.body.data = body;
   req.body.len = 256 * KIB;
