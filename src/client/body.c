@@ -1,5 +1,6 @@
 /* body.c: request bodies built in a sealed memfd (ackrpc_body,
  * include/ackrpc/client.h; docs/PROTOCOL.md §2.6). */
+#include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -47,21 +48,12 @@ ackrpc_status ackrpc_body_seal(ackrpc_body *b) {
 ackrpc_status ackrpc_body_from_message(const ProtobufCMessage *m, ackrpc_body **ret) {
   size_t len = m ? protobuf_c_message_get_packed_size(m) : 0;
   if (!ret || !len || len > UINT32_MAX) return ACKRPC_E_INVAL;
-  /* Packed, then written: cheaper than writing through a shared mapping,
-   * which costs a page fault a page (docs/PERFORMANCE.md). */
   ackrpc_body *b = calloc(1, sizeof *b);
-  uint8_t *buf = malloc(len);
-  if (!b || !buf) {
-    free(b);
-    free(buf);
-    return ACKRPC_E_NOMEM;
-  }
-  protobuf_c_message_pack(m, buf);
-  int e = akr_memfd_from(buf, len, &b->fd);
-  free(buf);
+  if (!b) return ACKRPC_E_NOMEM;
+  int e = akr_memfd_pack(m, len, &b->fd);
   if (e) {
     free(b);
-    return ACKRPC_E_SYSTEM;
+    return e == ENOMEM ? ACKRPC_E_NOMEM : ACKRPC_E_SYSTEM;
   }
   b->len = len;
   b->sealed = 1;

@@ -114,14 +114,7 @@ static int body_memfd(const akr_request_spec *spec, uint8_t *scratch, size_t cap
     iov[i].iov_len -= skip;
     e = akr_memfd_writev(iov + i, n_iov - i, spec->body_len_, ret_fd);
   } else {
-    uint8_t *buf = malloc(spec->body_len_);
-    if (!buf) {
-      free(heap);
-      return ENOMEM;
-    }
-    protobuf_c_message_pack(spec->body, buf);
-    e = akr_memfd_from(buf, spec->body_len_, ret_fd);
-    free(buf);
+    e = akr_memfd_pack(spec->body, spec->body_len_, ret_fd);
   }
   free(heap);
   return e;

@@ -3,11 +3,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include <protobuf-c/protobuf-c.h>
 
 #define SEALS (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK)
 
@@ -44,6 +47,15 @@ int akr_memfd_seal(int fd, uint8_t *map, size_t len) {
 int akr_memfd_from(const void *data, size_t len, int *ret_fd) {
   struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
   return akr_memfd_writev(&iov, 1, len, ret_fd);
+}
+
+int akr_memfd_pack(const ProtobufCMessage *m, size_t len, int *ret_fd) {
+  uint8_t *buf = malloc(len ? len : 1);
+  if (!buf) return ENOMEM;
+  protobuf_c_message_pack(m, buf);
+  int e = akr_memfd_from(buf, len, ret_fd);
+  free(buf);
+  return e;
 }
 
 int akr_memfd_writev(const struct iovec *iov, size_t n_iov, size_t len, int *ret_fd) {

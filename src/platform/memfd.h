@@ -29,6 +29,13 @@ int akr_memfd_seal(int fd, uint8_t *map, size_t len);
  * pwrite(). 0, or an errno (nothing is left open). */
 int akr_memfd_from(const void *data, size_t len, int *ret_fd);
 
+/* The same for message `m` packed (`len` = its packed size): packed into
+ * a heap buffer first, then written, which is cheaper than packing
+ * through a shared mapping of the memfd (a page fault a page,
+ * docs/PERFORMANCE.md). 0, or an errno (ENOMEM). */
+struct ProtobufCMessage;
+int akr_memfd_pack(const struct ProtobufCMessage *m, size_t len, int *ret_fd);
+
 /* The same from pieces: the bytes of iov[0..n_iov), `len` in all. */
 struct iovec;
 int akr_memfd_writev(const struct iovec *iov, size_t n_iov, size_t len, int *ret_fd);

@@ -126,17 +126,10 @@ static void body_to_memfd(ackrpc_call *c, akr_reply_spec *spec) {
   if (!fds) return;
   c->reply_fds.fds = fds;
   int fd, e;
-  if (spec->body) {
-    /* Packed, then written: writing through a shared mapping of the memfd
-     * costs a page fault a page (docs/PERFORMANCE.md). */
-    uint8_t *buf = malloc(n);
-    if (!buf) return;
-    protobuf_c_message_pack(spec->body, buf);
-    e = akr_memfd_from(buf, n, &fd);
-    free(buf);
-  } else {
+  if (spec->body)
+    e = akr_memfd_pack(spec->body, n, &fd);
+  else
     e = akr_memfd_from(spec->raw_body, n, &fd);
-  }
   if (e != 0) return;
   fds[c->reply_fds.n++] = fd;
   spec->body_memfd = 1;
