@@ -23,153 +23,27 @@
 
 #include "envelope.h"
 #include "fixture.h"
+#include "nats_harness.h"
 
 #ifndef ACKRPC_NATS_BIN
 #error "ACKRPC_NATS_BIN: the path of the ackrpc-nats binary"
 #endif
 
-/* --- child processes --------------------------------------------------- */
-
-enum { MAX_CHILDREN = 8 };
-static pid_t children[MAX_CHILDREN];
 static char nats_url[128];
-
-static const char *find_nats_server(void) {
-  static char found[512];
-  const char *path = getenv("PATH");
-  char dirs[2048];
-  snprintf(dirs, sizeof dirs, "%s:/usr/sbin:/usr/bin:/usr/local/bin", path ? path : "");
-  for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d;
-       d = strtok_r(NULL, ":", &save)) {
-    snprintf(found, sizeof found, "%s/nats-server", d);
-    if (access(found, X_OK) == 0) return found;
-  }
-  return NULL;
-}
-
-/* Starts argv[0] with stdout and stderr to `log`; returns the slot. */
-static int start_child(char *const argv[], const char *log) {
-  int slot = 0;
-  while (slot < MAX_CHILDREN && children[slot] > 0)
-    slot++;
-  cr_assert_lt(slot, MAX_CHILDREN);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  children[slot] = pid;
-  return slot;
-}
-
-/* SIGTERM, then waits up to 10 s (then SIGKILL). Returns the exit status
- * as waitpid() gives it. */
-static int stop_child(int slot) {
-  pid_t pid = children[slot];
-  int status = 0;
-  if (pid <= 0) return -1;
-  kill(pid, SIGTERM);
-  for (int i = 0; i < 1000; i++) {
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      children[slot] = 0;
-      return status;
-    }
-    fx_sleep_ms(10);
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, &status, 0);
-  children[slot] = 0;
-  return status;
-}
-
-static void kill_children(void) {
-  for (int i = 0; i < MAX_CHILDREN; i++)
-    if (children[i] > 0) {
-      kill(children[i], SIGKILL);
-      waitpid(children[i], NULL, 0);
-      children[i] = 0;
-    }
-}
 
 static void suite_setup(void) {
   fx_setup();
 }
 
 static void suite_teardown(void) {
-  kill_children();
+  nh_kill_children();
   fx_teardown();
 }
 
 TestSuite(nats, .init = suite_setup, .fini = suite_teardown);
 
-/* The whole file, or NULL; malloc'd. */
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "re");
-  if (!f) return NULL;
-  char *buf = calloc(1, 65536);
-  if (buf) fread(buf, 1, 65535, f);
-  fclose(f);
-  return buf;
-}
-
-/* Waits up to 10 s for `what` to appear in the file at `path`. */
-static void wait_for_text(const char *path, const char *what) {
-  for (int i = 0; i < 1000; i++) {
-    char *s = slurp(path);
-    int found = s && strstr(s, what);
-    free(s);
-    if (found) return;
-    fx_sleep_ms(10);
-  }
-  char *s = slurp(path);
-  cr_assert_fail("no '%s' in %s within 10 s:\n%s", what, path, s ? s : "(no file)");
-}
-
-/* nats-server on 127.0.0.1, a port of its choosing, read from the ports
- * file it writes; sets nats_url. `conf`: the text of a configuration file
- * (accounts), or NULL. */
 static int start_nats(const char *conf) {
-  const char *bin = find_nats_server();
-  cr_assert_not_null(bin);
-  const char *conf_path = fx_path("nats.conf");
-  if (conf) {
-    FILE *f = fopen(conf_path, "we");
-    cr_assert_not_null(f);
-    fputs(conf, f);
-    fclose(f);
-  }
-  char *const argv[] = {(char *)bin,
-                        "-a",
-                        "127.0.0.1",
-                        "-p",
-                        "-1",
-                        "--ports_file_dir",
-                        (char *)fx_dir(),
-                        conf ? "-c" : NULL,
-                        (char *)conf_path,
-                        NULL};
-  int slot = start_child(argv, fx_path("nats-server.log"));
-  char ports[256];
-  snprintf(ports, sizeof ports, "%s/nats-server_%d.ports", fx_dir(),
-           (int)children[slot]);
-  wait_for_text(ports, "nats://");
-  char *s = slurp(ports);
-  const char *u = strstr(s, "nats://");
-  size_t n = strcspn(u, "\"");
-  cr_assert_lt(n, sizeof nats_url);
-  memcpy(nats_url, u, n);
-  nats_url[n] = '\0';
-  free(s);
-  return slot;
+  return nh_start_nats("nats", conf, NULL, nats_url, sizeof nats_url);
 }
 
 /* nats_url with "user:password@" (four buffers, used in turn). */
@@ -192,8 +66,8 @@ static int start_export_as(const char *log, const char *url,
   for (int i = 0; extra && extra[i] && n < 11; i++)
     argv[n++] = (char *)extra[i];
   argv[n] = NULL;
-  int slot = start_child(argv, fx_path(log));
-  wait_for_text(fx_path(log), "ready");
+  int slot = nh_start_child(argv, fx_path(log));
+  nh_wait_for_text(fx_path(log), "ready");
   return slot;
 }
 
@@ -209,8 +83,8 @@ static const char *import_sock(void) {
 static int start_import_as(const char *log, const char *sock, const char *url) {
   char *const argv[] = {ACKRPC_NATS_BIN, "import",    "--listen", (char *)sock,
                         "--nats",        (char *)url, NULL};
-  int slot = start_child(argv, fx_path(log));
-  wait_for_text(fx_path(log), "ready");
+  int slot = nh_start_child(argv, fx_path(log));
+  nh_wait_for_text(fx_path(log), "ready");
   return slot;
 }
 
@@ -220,8 +94,8 @@ static int start_import(void) {
 
 /* Stops a bridge and asserts it exited 0 (a clean stop on SIGTERM). */
 static void stop_bridge(int slot, const char *log) {
-  int st = stop_child(slot);
-  char *s = slurp(fx_path(log));
+  int st = nh_stop_child(slot);
+  char *s = nh_slurp(fx_path(log));
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d:\n%s", log, st,
             s ? s : "");
   free(s);
@@ -336,7 +210,7 @@ Test(nats, call_id_metadata_status_and_deadline_cross_the_hop) {
 
   fx_deferred_join();
   stop_bridge(imp, "import.log");
-  stop_child(nats);
+  nh_stop_child(nats);
   fx_finish();
 }
 
@@ -374,7 +248,7 @@ Test(nats, queue_group_and_unknown_methods) {
   stop_bridge(imp, "import.log");
   stop_bridge(e1, "export1.log");
   stop_bridge(e2, "export2.log");
-  stop_child(nats);
+  nh_stop_child(nats);
   fx_server_stop(srv);
   fx_finish();
 }
@@ -469,24 +343,20 @@ Test(nats, the_callers_nats_user_is_the_principal) {
   stop_bridge(ib, "bob.log");
   stop_bridge(exp, "export2.log");
   /* The password never reaches a log. */
-  char *log = slurp(fx_path("alice.log"));
+  char *log = nh_slurp(fx_path("alice.log"));
   cr_assert(log && strstr(log, "pa@") == NULL && strstr(log, "***@"), "%s",
             log ? log : "");
   free(log);
-  stop_child(nats);
+  nh_stop_child(nats);
   fx_server_stop(srv);
   fx_finish();
 }
 
 /* Runs ackrpc-nats with argv, waits (bounded), returns its exit code. */
 static int run_tool(char *const argv[]) {
-  int slot = start_child(argv, fx_path("usage.log"));
-  pid_t pid = children[slot];
-  int status = 0;
-  for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) != pid; i++)
-    fx_sleep_ms(10);
-  if (!WIFEXITED(status)) stop_child(slot);
-  children[slot] = 0;
+  int slot = nh_start_child(argv, fx_path("usage.log"));
+  int status = nh_wait_child(slot, 10000);
+  if (status == -1) status = nh_stop_child(slot);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -510,14 +380,14 @@ Test(nats, usage_and_unreachable_nats) {
       ACKRPC_NATS_BIN,      "import", "--listen", (char *)import_sock(), "--nats",
       "nats://127.0.0.1:1", NULL};
   cr_assert_eq(run_tool(down), 69);
-  char *s = slurp(fx_path("usage.log"));
+  char *s = nh_slurp(fx_path("usage.log"));
   cr_assert(s && strstr(s, "cannot connect to NATS"), "%s", s ? s : "");
   free(s);
   fx_finish();
 }
 
 int main(int argc, char *argv[]) {
-  if (!find_nats_server()) {
+  if (!nh_find_nats_server()) {
     printf("skipped: nats-server is not installed (scripts/deps.sh installs it)\n");
     return 77;
   }
