@@ -54,6 +54,30 @@ static int slots(const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f,
   return *ret_n == 0;
 }
 
+/* A walk over the Fd fields of a message: fd_walk_next() stops on each in
+ * turn with its slots (arr[0..n)); `missing` is set for a singular field
+ * that is absent. Returns 0 after the last. */
+typedef struct fd_walk {
+  const ProtobufCMessage *msg;
+  unsigned next;
+  const ProtobufCFieldDescriptor *f;
+  ProtobufCMessage **arr;
+  size_t n;
+  int missing;
+} fd_walk;
+
+static int fd_walk_next(fd_walk *w) {
+  const ProtobufCMessageDescriptor *d = w->msg ? w->msg->descriptor : NULL;
+  while (d && w->next < d->n_fields) {
+    const ProtobufCFieldDescriptor *f = &d->fields[w->next++];
+    if (!fd_type(f)) continue;
+    w->f = f;
+    w->missing = slots(w->msg, f, &w->arr, &w->n);
+    return 1;
+  }
+  return 0;
+}
+
 unsigned akr_fdfields_capacity(const ProtobufCMessageDescriptor *desc,
                                unsigned repeated_max) {
   unsigned n = 0;
@@ -69,28 +93,24 @@ unsigned akr_fdfields_capacity(const ProtobufCMessageDescriptor *desc,
 /* Counts the descriptors of `msg`; -1 with `why` for a problem. */
 static long count_fds(const ProtobufCMessage *msg, int *ret_any, char *why,
                       size_t why_len) {
-  const ProtobufCMessageDescriptor *d = msg->descriptor;
+  const char *name = msg->descriptor->name;
   long n = 0;
   *ret_any = 0;
-  for (unsigned i = 0; i < d->n_fields; i++) {
-    const ProtobufCFieldDescriptor *f = &d->fields[i];
-    ProtobufCMessage **arr;
-    size_t k;
-    if (!fd_type(f)) continue;
+  for (fd_walk w = {.msg = msg}; fd_walk_next(&w);) {
     *ret_any = 1;
-    if (slots(msg, f, &arr, &k)) {
-      snprintf(why, why_len, "field %s.%s (ackrpc.Fd) carries no descriptor", d->name,
-               f->name);
+    if (w.missing) {
+      snprintf(why, why_len, "field %s.%s (ackrpc.Fd) carries no descriptor", name,
+               w.f->name);
       return -1;
     }
-    for (size_t j = 0; j < k; j++) {
-      if (!arr[j] || *value_of(arr[j]) < 0) {
+    for (size_t j = 0; j < w.n; j++) {
+      if (!w.arr[j] || *value_of(w.arr[j]) < 0) {
         snprintf(why, why_len, "field %s.%s holds no descriptor (negative or NULL)",
-                 d->name, f->name);
+                 name, w.f->name);
         return -1;
       }
     }
-    n += (long)k;
+    n += (long)w.n;
   }
   return n;
 }
@@ -136,21 +156,15 @@ int akr_fdfields_pack(const ProtobufCMessage *msg, unsigned max, akr_fdfields_ou
   int *fds = (int *)(void *)((char *)ptrs + ALIGN(nn * sizeof(void *)));
   memcpy(copy, msg, d->sizeof_message);
   size_t idx = 0;
-  for (unsigned i = 0; i < d->n_fields; i++) {
-    const ProtobufCFieldDescriptor *f = &d->fields[i];
-    ProtobufCMessage **arr;
-    size_t k;
-    if (!fd_type(f)) continue;
-    slots(msg, f, &arr, &k);
-    if (!k) continue;
+  for (fd_walk w = {.msg = msg}; fd_walk_next(&w);) {
+    if (!w.n) continue;
+    int repeated = w.f->label == PROTOBUF_C_LABEL_REPEATED;
     ProtobufCMessage **out =
-        f->label == PROTOBUF_C_LABEL_REPEATED
-            ? ptrs + idx
-            : (ProtobufCMessage **)(void *)((char *)copy + f->offset);
-    if (f->label == PROTOBUF_C_LABEL_REPEATED)
-      *(ProtobufCMessage ***)(void *)((char *)copy + f->offset) = out;
-    for (size_t j = 0; j < k; j++, idx++) {
-      fds[idx] = *value_of(arr[j]);
+        repeated ? ptrs + idx
+                 : (ProtobufCMessage **)(void *)((char *)copy + w.f->offset);
+    if (repeated) *(ProtobufCMessage ***)(void *)((char *)copy + w.f->offset) = out;
+    for (size_t j = 0; j < w.n; j++, idx++) {
+      fds[idx] = *value_of(w.arr[j]);
       out[j] = index_msg(fds_at + idx * fd_size, fd_desc, (int32_t)idx);
     }
   }
@@ -169,62 +183,47 @@ void akr_fdfields_out_free(akr_fdfields_out *out) {
 
 int akr_fdfields_bind(ProtobufCMessage *msg, const int *fds, size_t n, char *why,
                       size_t why_len) {
-  const ProtobufCMessageDescriptor *d = msg->descriptor;
+  const char *name = msg->descriptor->name;
   uint8_t used[MAX_FDS] = {0};
   if (n > MAX_FDS) {
     snprintf(why, why_len, "%zu descriptors, at most %d", n, MAX_FDS);
     return -1;
   }
-  for (unsigned i = 0; i < d->n_fields; i++) {
-    const ProtobufCFieldDescriptor *f = &d->fields[i];
-    ProtobufCMessage **arr;
-    size_t k;
-    if (!fd_type(f)) continue;
-    if (slots(msg, f, &arr, &k)) {
-      snprintf(why, why_len, "field %s.%s (ackrpc.Fd) is missing", d->name, f->name);
+  for (fd_walk w = {.msg = msg}; fd_walk_next(&w);) {
+    if (w.missing) {
+      snprintf(why, why_len, "field %s.%s (ackrpc.Fd) is missing", name, w.f->name);
       return -1;
     }
-    for (size_t j = 0; j < k; j++) {
-      int32_t v = arr[j] ? *value_of(arr[j]) : -1;
+    for (size_t j = 0; j < w.n; j++) {
+      int32_t v = w.arr[j] ? *value_of(w.arr[j]) : -1;
       if (v < 0 || (size_t)v >= n) {
-        snprintf(why, why_len, "field %s.%s names descriptor %d, but %zu came", d->name,
-                 f->name, (int)v, n);
+        snprintf(why, why_len, "field %s.%s names descriptor %d, but %zu came", name,
+                 w.f->name, (int)v, n);
         return -1;
       }
       if (used[v]++) {
         snprintf(why, why_len, "descriptor %d is named twice (field %s.%s)", (int)v,
-                 d->name, f->name);
+                 name, w.f->name);
         return -1;
       }
     }
   }
   for (size_t i = 0; i < n; i++)
     if (!used[i]) {
-      snprintf(why, why_len, "descriptor %zu is named by no field of %s", i, d->name);
+      snprintf(why, why_len, "descriptor %zu is named by no field of %s", i, name);
       return -1;
     }
-  for (unsigned i = 0; i < d->n_fields; i++) {
-    ProtobufCMessage **arr;
-    size_t k;
-    if (!fd_type(&d->fields[i])) continue;
-    slots(msg, &d->fields[i], &arr, &k);
-    for (size_t j = 0; j < k; j++)
-      *value_of(arr[j]) = fds[*value_of(arr[j])];
-  }
+  for (fd_walk w = {.msg = msg}; fd_walk_next(&w);)
+    for (size_t j = 0; j < w.n; j++)
+      *value_of(w.arr[j]) = fds[*value_of(w.arr[j])];
   return 0;
 }
 
 void akr_fdfields_close(const ProtobufCMessage *msg, int reset) {
-  const ProtobufCMessageDescriptor *d = msg ? msg->descriptor : NULL;
-  for (unsigned i = 0; d && i < d->n_fields; i++) {
-    ProtobufCMessage **arr;
-    size_t k;
-    if (!fd_type(&d->fields[i])) continue;
-    slots(msg, &d->fields[i], &arr, &k);
-    for (size_t j = 0; j < k; j++) {
-      int32_t *v = value_of(arr[j]);
+  for (fd_walk w = {.msg = msg}; fd_walk_next(&w);)
+    for (size_t j = 0; j < w.n; j++) {
+      int32_t *v = value_of(w.arr[j]);
       if (*v >= 0) close(*v);
       if (reset) *v = -1;
     }
-  }
 }
