@@ -1,8 +1,12 @@
 /* test_integration_memfd.c: large bodies in sealed memfds (docs/PROTOCOL.md
  * §2.6) between a real client and a real server: 1 and 8 MiB bodies both
- * ways, one-shot and in a session, byte for byte; bodies built in place
- * (ackrpc_body) and read in place (raw methods); a server that refuses
- * them; and hostile peers on raw sockets (an unsealed memfd, one without
+ * ways, one-shot and in a session, blocking and asynchronous (async calls,
+ * async sessions), byte for byte; bodies built in place (ackrpc_body) and
+ * read in place (raw methods); a server that refuses them and an "old
+ * server" on a raw socket that cannot decode them, to which the client
+ * sends the body again inline, once, with the same call id, and then
+ * inline at once; a handler's own refusal, which is not sent again; and
+ * hostile peers on raw sockets (an unsealed memfd, one without
  * F_SEAL_SHRINK that the peer then shrinks, a regular file, a FIFO,
  * /dev/null, a memfd over the size limit, a body flag without a
  * descriptor): each refused with a clear status, never dispatched, the
