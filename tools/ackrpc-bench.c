@@ -611,7 +611,7 @@ static void usage_run(FILE *out) {
       "      --server-pid PID   also measure that server process (from /proc)\n"
       "      --memfd-threshold BYTES  request bodies from this size go in a sealed\n"
       "                         memfd, not through the socket (or 'off'; default:\n"
-      "                         the library's, 64K; oneshot and session modes)\n"
+      "                         the library's, off; every mode)\n"
       "      --body-buffer      oneshot/session: build each call's request straight\n"
       "                         into a sealed memfd (ackrpc_body) and send that\n"
       "      --body-reuse       --body-buffer, but each thread builds one request\n"

@@ -129,16 +129,23 @@ typedef struct ackrpc_client_options {
   const ackrpc_retry_policy *retry;
   /* Large bodies by memfd (docs/PROTOCOL.md §2.6): a request body of at
    * least this many bytes is written into a sealed memfd, which is passed
-   * instead of writing the body to the socket (blocking calls and sessions;
-   * asynchronous calls always write it). Calls also tell the server that
-   * they take a reply body in a memfd. 0, the default: request bodies go
-   * inline (a fresh memfd per call was slower than the socket at every
-   * size measured, docs/PERFORMANCE.md; an ackrpc_body built once and sent
-   * many times is what memfds are for), replies are taken in a memfd;
-   * SIZE_MAX: neither. A server that does not take bodies in a memfd
-   * refuses such a call without running it: UNIMPLEMENTED from a server of
-   * this version with the feature off, INVALID_ARGUMENT from an older one;
-   * the body may then be sent inline (same call id). */
+   * instead of writing the body to the socket (every kind of call:
+   * blocking, sessions, asynchronous calls and sessions). Calls also tell
+   * the server that they take a reply body in a memfd. 0, the default:
+   * request bodies go inline (a fresh memfd per call was slower than the
+   * socket at every size measured, docs/PERFORMANCE.md; an ackrpc_body
+   * built once and sent many times is what memfds are for), replies are
+   * taken in a memfd; SIZE_MAX: neither. A server that does not take
+   * bodies in a memfd refuses such a call without running it
+   * (UNIMPLEMENTED from a server of this version with the feature off,
+   * INVALID_ARGUMENT from an older one): the client then sends the call
+   * once more, at once, with its body inline and the same call id, and
+   * from then on sends this client's bodies inline (its sessions' too).
+   * Until a server has served one body in a memfd, such a status cannot be
+   * told from a handler's own answer: a handler that answers the first
+   * memfd call it sees with UNIMPLEMENTED or INVALID_ARGUMENT runs twice.
+   * On an asynchronous session the call sent again completes after the
+   * calls queued behind it. */
   size_t memfd_threshold;
 } ackrpc_client_options;
 
@@ -185,7 +192,9 @@ typedef struct ackrpc_call_options {
    * server maps it, nothing is copied on the way. Borrowed: it must stay
    * alive until the call returns. Blocking calls and sessions only (an
    * asynchronous call with one: E_INVAL); n_fds must then be at most 252.
-   * NULL: the request is encoded as usual. */
+   * To a server that does not take bodies in a memfd it is sent inline,
+   * read back from the memfd (as memfd_threshold says). NULL: the request
+   * is encoded as usual. */
   const struct ackrpc_body *body;
 } ackrpc_call_options;
 

@@ -22,6 +22,7 @@ typedef struct async_call {
   akr_ccall call;
   akr_link_conf conf; /* the client's: it may be freed before the call ends */
   struct iovec iov;
+  akr_resend resend;    /* the body's memfd, if it is in one */
   uint64_t deadline_us; /* the whole call's */
   uint32_t timeout_ms;
   unsigned attempt;
@@ -42,6 +43,8 @@ static void async_finish(async_call *a) {
   akr_io_close(&a->link, 0);
   akr_link_pop(&a->link);
   akr_link_free(&a->link);
+  akr_resend_free(&a->resend);
+  akr_memo_unref(a->conf.memo);
   if (a->adapter)
     a->adapter(&a->result, a->typed, a->user);
   else
@@ -100,10 +103,26 @@ static void async_run(void *arg) {
     return;
   }
   a->result.attempts = a->attempt;
+  /* The server refused the body's memfd without running the call: the
+   * same call again at once, its body inline, on a new connection
+   * (docs/PROTOCOL.md §2.6). */
+  if (akr_resend_wanted(&a->resend, a->conf.memo, a->result.status) &&
+      akr_resend_inline(&a->resend, &a->call) == 0) {
+    akr_io_close(&a->link, 0);
+    akr_link_pop(&a->link);
+    akr_result_keep_id(&a->result);
+    akr_link_push(&a->link, &a->call);
+    akr_io_run(&a->link, 0, akr_now_us());
+    if (!a->call.completed) {
+      akr_evdrive_arm(&a->drive, &a->link, akr_now_us());
+      return;
+    }
+  }
   if (!async_retry(a, akr_now_us())) async_finish(a);
 }
 
-/* The call's allocation with its request frame encoded in it. */
+/* The call's allocation with its request frame encoded in it (the body
+ * in a memfd if the client's conf says so). */
 static async_call *async_new(ackrpc_client *client, const ackrpc_method *method,
                              const ProtobufCMessage *request,
                              const ackrpc_call_options *options, ackrpc_status *ret) {
@@ -115,8 +134,16 @@ static async_call *async_new(ackrpc_client *client, const ackrpc_method *method,
   *ret = akr_request_prepare(&client->ids, &args, options, timeout_ms,
                              client->conf.memfd_replies ? AKR_MEMFD_REPLIES : 0, &spec,
                              &n, &probe);
-  async_call *a =
-      *ret == ACKRPC_OK ? calloc(1, sizeof *a + akr_fds_room(n, options)) : NULL;
+  akr_resend rs;
+  akr_resend_init(&rs);
+  uint8_t scratch[AKR_SCRATCH];
+  if (*ret == ACKRPC_OK && akr_resend_prepare(&rs, &spec, NULL, &client->conf, scratch,
+                                              sizeof scratch, &n) < 0)
+    *ret = ACKRPC_E_NOMEM;
+  size_t n_fds = (options ? options->n_fds : 0) + (rs.fd >= 0 ? 1 : 0);
+  async_call *a = *ret == ACKRPC_OK
+                      ? calloc(1, sizeof *a + AKR_FDS_AFTER(n) + n_fds * sizeof(int))
+                      : NULL;
   if (*ret == ACKRPC_OK && !a) *ret = ACKRPC_E_NOMEM;
   if (a) {
     memcpy(a->result.call_id, probe.call_id, probe.call_id_len);
@@ -125,13 +152,18 @@ static async_call *async_new(ackrpc_client *client, const ackrpc_method *method,
     a->iov = (struct iovec){.iov_base = a->frame,
                             .iov_len = akr_request_encode(&spec, a->frame)};
     a->timeout_ms = timeout_ms;
-    if (options && options->n_fds) {
+    a->resend = rs;
+    if (n_fds) {
       int *fds = (int *)(void *)(a->frame + AKR_FDS_AFTER(n));
-      memcpy(fds, options->fds, options->n_fds * sizeof(int));
+      if (options && options->n_fds)
+        memcpy(fds, options->fds, options->n_fds * sizeof(int));
+      if (rs.fd >= 0) fds[n_fds - 1] = rs.fd;
       a->call.fds = fds;
-      a->call.n_fds = options->n_fds;
+      a->call.n_fds = n_fds;
     }
     a->call.max_reply_fds = options ? options->max_reply_fds : 0;
+  } else {
+    akr_resend_free(&rs);
   }
   ackrpc_result_clear(&probe);
   return a;
@@ -158,6 +190,7 @@ static ackrpc_status async_start(ackrpc_client *client, struct event_base *base,
   a->rules = rules;
   akr_rng_seed(&a->rng, akr_rng_next(&client->ids.rng));
   a->conf = client->conf;
+  akr_memo_ref(a->conf.memo);
   a->attempt = 1;
   a->done = done;
   a->adapter = adapter;

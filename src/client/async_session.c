@@ -21,6 +21,7 @@
 typedef struct pending {
   akr_ccall call;
   struct iovec iov;
+  akr_resend resend; /* the body's memfd, if it is in one */
   ackrpc_done_fn done;
   void *user;
   ackrpc_result result;
@@ -44,6 +45,7 @@ ackrpc_status ackrpc_async_session_open(ackrpc_client *client, struct event_base
   ackrpc_async_session *s = calloc(1, sizeof *s);
   if (!s) return ACKRPC_E_NOMEM;
   s->conf = client->conf;
+  akr_memo_ref(s->conf.memo);
   s->timeout_ms = client->timeout_ms;
   akr_ids_init(&s->ids, s);
   akr_link_init(&s->link, &s->conf, AKR_LINK_PIPELINE, NULL, 0);
@@ -65,16 +67,28 @@ static ackrpc_status session_queue(ackrpc_async_session *s, const akr_call_args 
   ackrpc_status st = akr_request_prepare(&s->ids, args, options, timeout_ms,
                                          s->conf.memfd_replies ? AKR_MEMFD_REPLIES : 0,
                                          &spec, &n, &probe);
-  pending *p = st == ACKRPC_OK ? malloc(sizeof *p + akr_fds_room(n, options)) : NULL;
+  akr_resend rs;
+  akr_resend_init(&rs);
+  uint8_t scratch[AKR_SCRATCH];
+  if (st == ACKRPC_OK &&
+      akr_resend_prepare(&rs, &spec, NULL, &s->conf, scratch, sizeof scratch, &n) < 0)
+    st = ACKRPC_E_NOMEM;
+  size_t n_fds = (options ? options->n_fds : 0) + (rs.fd >= 0 ? 1 : 0);
+  pending *p = st == ACKRPC_OK
+                   ? malloc(sizeof *p + AKR_FDS_AFTER(n) + n_fds * sizeof(int))
+                   : NULL;
   if (st == ACKRPC_OK && !p) st = ACKRPC_E_NOMEM;
   if (!p) {
+    akr_resend_free(&rs);
     ackrpc_result_clear(&probe);
     return st;
   }
-  /* Encoded straight into the call's allocation: the body's one copy. */
+  /* Encoded straight into the call's allocation: the body's one copy (or
+   * the frame's head, the body in its memfd). */
   memset(p, 0, sizeof *p);
   p->result = probe;
   p->result.attempts = 1;
+  p->resend = rs;
   spec.call_id = p->result.call_id;
   p->iov = (struct iovec){.iov_base = p->frame,
                           .iov_len = akr_request_encode(&spec, p->frame)};
@@ -88,11 +102,13 @@ static ackrpc_status session_queue(ackrpc_async_session *s, const akr_call_args 
                         .reply_desc = args->reply_desc,
                         .result = &p->result,
                         .max_reply_fds = options ? options->max_reply_fds : 0};
-  if (options && options->n_fds) {
+  if (n_fds) {
     int *fds = (int *)(void *)(p->frame + AKR_FDS_AFTER(n));
-    memcpy(fds, options->fds, options->n_fds * sizeof(int));
+    if (options && options->n_fds)
+      memcpy(fds, options->fds, options->n_fds * sizeof(int));
+    if (rs.fd >= 0) fds[n_fds - 1] = rs.fd;
     p->call.fds = fds;
-    p->call.n_fds = options->n_fds;
+    p->call.n_fds = n_fds;
   }
   akr_link_push(&s->link, &p->call);
   akr_evdrive_kick(
@@ -137,12 +153,25 @@ static void deliver(ackrpc_async_session *s) {
   for (akr_ccall *c = akr_link_pop(&s->link), *next; c; c = next) {
     next = c->next_done;
     pending *p = (pending *)(void *)((char *)c - offsetof(pending, call));
+    /* The server refused the body's memfd without running the call: it
+     * goes again, its body inline, behind the calls already queued
+     * (docs/PROTOCOL.md §2.6); its callback comes when that is answered. */
+    if (c->completed && !c->reported && c->released &&
+        akr_resend_wanted(&p->resend, s->conf.memo, p->result.status) &&
+        akr_resend_inline(&p->resend, c) == 0) {
+      akr_result_keep_id(&p->result);
+      akr_link_push(&s->link, c);
+      continue;
+    }
     if (c->completed && !c->reported) {
       c->reported = 1;
       p->done(&p->result, p->user);
       ackrpc_result_clear(&p->result);
     }
-    if (c->released) free(p);
+    if (c->released) {
+      akr_resend_free(&p->resend);
+      free(p);
+    }
   }
 }
 
@@ -154,6 +183,7 @@ static void session_free(ackrpc_async_session *s) {
   akr_io_close(&s->link, 1);
   deliver(s);
   akr_link_free(&s->link);
+  akr_memo_unref(s->conf.memo);
   free(s);
 }
 

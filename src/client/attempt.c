@@ -21,7 +21,7 @@ ackrpc_status akr_link_call(akr_link *link, akr_ids *ids, const akr_call_args *a
   const akr_link_conf *conf = link->conf;
   unsigned memfd = AKR_MEMFD_SEND | (conf->memfd_replies ? AKR_MEMFD_REPLIES : 0);
   ackrpc_status st =
-      akr_request_frame_encode(&f, ids, a, o, sent_ms, 1, conf->memfd_min, memfd, r);
+      akr_request_frame_encode(&f, ids, a, o, sent_ms, 1, conf, memfd, r);
   if (st != ACKRPC_OK) return st;
   akr_ccall c = {.iov = f.iov,
                  .n_iov = f.n_iov,
@@ -33,12 +33,28 @@ ackrpc_status akr_link_call(akr_link *link, akr_ids *ids, const akr_call_args *a
                  .fds = f.fds,
                  .n_fds = f.n_fds,
                  .max_reply_fds = o ? o->max_reply_fds : 0};
-  akr_link_push(link, &c);
-  akr_poll_until(link, &c, start);
-  /* A call the engine still holds (its connection is being dropped) is let
-   * go with the connection: it lives on this stack. */
-  if (!c.released) akr_io_close(link, 0);
-  akr_link_pop(link);
+  /* A body built in a memfd, for a server known not to take them. */
+  if (f.resend.fd >= 0 && akr_memo_refuses(conf->memo) &&
+      akr_resend_inline(&f.resend, &c) != 0) {
+    akr_request_frame_free(&f);
+    return akr_result_fail(r, ACKRPC_E_SYSTEM, errno, "mapping the request body");
+  }
+  for (;;) {
+    akr_link_push(link, &c);
+    akr_poll_until(link, &c, akr_now_us());
+    /* A call the engine still holds (its connection is being dropped) is
+     * let go with the connection: it lives on this stack. */
+    if (!c.released) akr_io_close(link, 0);
+    akr_link_pop(link);
+    /* The server refused the body's memfd without running the call: the
+     * same call again, its body inline (docs/PROTOCOL.md §2.6), within the
+     * same deadline. A one-shot connection is over: a new one. */
+    if (!akr_resend_wanted(&f.resend, conf->memo, r->status) ||
+        akr_resend_inline(&f.resend, &c) != 0)
+      break;
+    if (link->mode == AKR_LINK_ONE_SHOT) akr_io_close(link, 0);
+    akr_result_keep_id(r);
+  }
   akr_request_frame_free(&f);
   return r->status;
 }

@@ -33,6 +33,11 @@ ackrpc_status ackrpc_client_new(const ackrpc_client_options *options,
   size_t t = options->memfd_threshold;
   c->conf.memfd_min = t == SIZE_MAX ? 0 : t;
   c->conf.memfd_replies = t != SIZE_MAX;
+  c->conf.memo = akr_memo_new();
+  if (!c->conf.memo) {
+    free(c);
+    return ACKRPC_E_NOMEM;
+  }
   c->timeout_ms = options->timeout_ms ? options->timeout_ms : DEFAULT_TIMEOUT_MS;
   c->retry = rules;
   akr_ids_init(&c->ids, c);
@@ -46,6 +51,7 @@ ackrpc_client *ackrpc_client_free(ackrpc_client *client) {
   if (!client) return NULL;
   akr_pool_drain(client);
   pthread_mutex_destroy(&client->pool_mu);
+  akr_memo_unref(client->conf.memo);
   free(client);
   return NULL;
 }

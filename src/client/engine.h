@@ -100,6 +100,10 @@ typedef struct akr_link_conf {
   uid_t server_uid;  /* for ACKRPC_SERVER_CHECK_UID */
   size_t memfd_min;  /* request bodies from this size go in a memfd; 0: never */
   int memfd_replies; /* reply bodies are taken in a memfd (§2.6) */
+  /* What the client has learnt about whether the server takes request
+   * bodies in a memfd (request.h), shared by every copy of the client's
+   * conf (each takes a reference); NULL when memfd_min is 0. */
+  struct akr_memo *memo;
 } akr_link_conf;
 
 typedef struct akr_link {

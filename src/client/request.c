@@ -86,9 +86,36 @@ void akr_request_frame_free(akr_request_frame *f) {
   f->heap = NULL;
   free(f->fds_heap);
   f->fds_heap = NULL;
-  if (f->own_fd >= 0) close(f->own_fd);
-  f->own_fd = -1;
+  akr_resend_free(&f->resend);
 }
+
+/* --- what the client knows of its server ------------------------------- */
+
+akr_memo *akr_memo_new(void) {
+  akr_memo *m = malloc(sizeof *m);
+  if (!m) return NULL;
+  atomic_init(&m->refs, 1);
+  atomic_init(&m->memfd, AKR_MEMO_UNKNOWN);
+  return m;
+}
+
+akr_memo *akr_memo_ref(akr_memo *m) {
+  if (m) atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+  return m;
+}
+
+void akr_memo_unref(akr_memo *m) {
+  if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) free(m);
+}
+
+int akr_memfd_wanted(const akr_link_conf *conf, size_t body_len) {
+  return conf->memfd_min && body_len >= conf->memfd_min && body_len <= UINT32_MAX &&
+         (!conf->memo ||
+          atomic_load_explicit(&conf->memo->memfd, memory_order_relaxed) !=
+              AKR_MEMO_REFUSES);
+}
+
+/* --- bodies in memfds, and sending them again inline ------------------- */
 
 /* The body of `spec` (body_len_ bytes) in a new sealed memfd, written from
  * where its large byte strings are (the pieces of encode_iov.c, past the
@@ -120,10 +147,9 @@ static int body_memfd(const akr_request_spec *spec, uint8_t *scratch, size_t cap
   return e;
 }
 
-/* Turns `spec` into a frame whose body is in the memfd `fd`, sent after
- * the options' descriptors: f->fds. 0, or -1 if out of memory. */
-static int to_memfd(akr_request_frame *f, akr_request_spec *spec, int fd,
-                    const ackrpc_call_options *opt, size_t *ret_len) {
+/* The frame's descriptors: the options', then the body's memfd `fd`: f->fds.
+ * 0, or -1 if out of memory. */
+static int to_memfd(akr_request_frame *f, int fd, const ackrpc_call_options *opt) {
   size_t n = opt ? opt->n_fds : 0;
   f->fds_heap = malloc((n + 1) * sizeof *f->fds_heap);
   if (!f->fds_heap) return -1;
@@ -131,10 +157,106 @@ static int to_memfd(akr_request_frame *f, akr_request_spec *spec, int fd,
   f->fds_heap[n] = fd;
   f->fds = f->fds_heap;
   f->n_fds = n + 1;
-  spec->body_memfd = 1;
-  spec->fd_count = (uint32_t)(n + 1);
-  *ret_len = akr_request_size(spec);
   return 0;
+}
+
+int akr_resend_prepare(akr_resend *rs, akr_request_spec *spec, const ackrpc_body *b,
+                       const akr_link_conf *conf, uint8_t *scratch, size_t cap,
+                       size_t *ret_len) {
+  if (!b && !akr_memfd_wanted(conf, spec->body_len_)) return 0;
+  if (spec->fd_count >= AKR_FDS_MAX) return 0;
+  /* The inline frame's head first, while `spec` still describes it. */
+  size_t head_len = AKR_PREFIX_LEN + spec->head_len_;
+  akr_resend r = {.fd = -1, .head = malloc(head_len)};
+  if (!r.head) return -1;
+  r.head_len = head_len;
+  r.body_len = spec->body_len_;
+  if (b) {
+    r.fd = akr_body_fd(b);
+    r.body_len = ackrpc_body_len(b);
+    /* The inline frame's head says a raw body of that length; only the
+     * head is written, so raw_body is never read (but must be set for the
+     * length to count). */
+    akr_request_spec inl = *spec;
+    inl.body = NULL;
+    inl.raw_body = r.head;
+    inl.raw_body_len = r.body_len;
+    if (akr_request_size(&inl) == 0) {
+      free(r.head);
+      return 0;
+    }
+    r.head_len = AKR_PREFIX_LEN + inl.head_len_;
+    akr_request_head_encode(&inl, r.head);
+  } else {
+    if (body_memfd(spec, scratch, cap, &r.fd) != 0) {
+      free(r.head);
+      return 0; /* no memfd to be had: the body goes inline */
+    }
+    r.own = 1;
+    akr_request_head_encode(spec, r.head);
+  }
+  spec->body_memfd = 1;
+  spec->fd_count++;
+  *ret_len = akr_request_size(spec);
+  *rs = r;
+  return 1;
+}
+
+int akr_resend_wanted(akr_resend *rs, akr_memo *memo, ackrpc_status st) {
+  if (rs->fd < 0 || rs->done) return 0;
+  int refused = st == ACKRPC_UNIMPLEMENTED || st == ACKRPC_INVALID_ARGUMENT;
+  if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED || st == ACKRPC_E_BAD_REPLY)
+    return 0;
+  int known = memo ? atomic_load(&memo->memfd) : AKR_MEMO_UNKNOWN;
+  if (!refused) {
+    if (memo && known == AKR_MEMO_UNKNOWN) {
+      int expect = AKR_MEMO_UNKNOWN;
+      atomic_compare_exchange_strong(&memo->memfd, &expect, AKR_MEMO_TAKES);
+    }
+    return 0;
+  }
+  /* A server seen serving such calls answered this one after running it. */
+  if (known == AKR_MEMO_TAKES) return 0;
+  if (memo) atomic_store(&memo->memfd, AKR_MEMO_REFUSES);
+  return 1;
+}
+
+int akr_resend_inline(akr_resend *rs, akr_ccall *c) {
+  const uint8_t *map;
+  size_t len;
+  if (akr_memfd_map(rs->fd, rs->body_len, 1, &map, &len) != AKR_MEMFD_OK ||
+      len != rs->body_len) {
+    if (map && len) akr_memfd_unmap(map, len);
+    return -1;
+  }
+  rs->map = map;
+  rs->done = 1;
+  rs->iov[0] = (struct iovec){.iov_base = rs->head, .iov_len = rs->head_len};
+  rs->iov[1] = (struct iovec){.iov_base = (void *)map, .iov_len = len};
+  c->iov = rs->iov;
+  c->n_iov = len ? 2 : 1;
+  c->len = rs->head_len + len;
+  c->n_fds--; /* the body memfd is the last */
+  if (c->n_fds == 0) c->fds = NULL;
+  return 0;
+}
+
+void akr_resend_free(akr_resend *rs) {
+  free(rs->head);
+  akr_memfd_unmap(rs->map, rs->map ? rs->body_len : 0);
+  if (rs->own && rs->fd >= 0) close(rs->fd);
+  akr_resend_init(rs);
+}
+
+void akr_result_keep_id(ackrpc_result *r) {
+  uint8_t id[ACKRPC_MAX_CALL_ID];
+  size_t id_len = r->call_id_len;
+  unsigned attempts = r->attempts;
+  memcpy(id, r->call_id, id_len);
+  ackrpc_result_clear(r);
+  memcpy(r->call_id, id, id_len);
+  r->call_id_len = id_len;
+  r->attempts = attempts;
 }
 
 /* Pieces that leave the request's large byte strings where they are; 0 if
@@ -159,7 +281,7 @@ ackrpc_status akr_request_frame_encode(akr_request_frame *f, akr_ids *ids,
                                        const akr_call_args *a,
                                        const ackrpc_call_options *opt,
                                        uint32_t timeout_ms, int in_place,
-                                       size_t memfd_min, unsigned memfd,
+                                       const akr_link_conf *conf, unsigned memfd,
                                        ackrpc_result *r) {
   akr_request_spec spec;
   size_t n;
@@ -168,16 +290,14 @@ ackrpc_status akr_request_frame_encode(akr_request_frame *f, akr_ids *ids,
   f->fds = opt ? opt->fds : NULL;
   f->n_fds = opt ? opt->n_fds : 0;
   f->fds_heap = NULL;
-  f->own_fd = -1;
+  akr_resend_init(&f->resend);
   ackrpc_status st = akr_request_prepare(ids, a, opt, timeout_ms, memfd, &spec, &n, r);
   if (st != ACKRPC_OK) return st;
   const ackrpc_body *b = opt ? opt->body : NULL;
-  if (!b && memfd_min && spec.body_len_ >= memfd_min && spec.body_len_ <= UINT32_MAX &&
-      (!opt || opt->n_fds < AKR_FDS_MAX) &&
-      body_memfd(&spec, f->stack, sizeof f->stack, &f->own_fd) != 0)
-    f->own_fd = -1; /* no memfd to be had: the body goes inline */
-  if ((b || f->own_fd >= 0) &&
-      to_memfd(f, &spec, b ? akr_body_fd(b) : f->own_fd, opt, &n) != 0) {
+  int in_memfd =
+      akr_resend_prepare(&f->resend, &spec, b, conf, f->stack, sizeof f->stack, &n);
+  if (in_memfd == 1 && to_memfd(f, f->resend.fd, opt) != 0) in_memfd = -1;
+  if (in_memfd < 0) {
     akr_request_frame_free(f);
     return akr_result_fail(r, ACKRPC_E_NOMEM, ENOMEM, "request descriptors");
   }

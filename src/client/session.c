@@ -21,6 +21,7 @@ static ackrpc_session *session_new(const ackrpc_client *client) {
   ackrpc_session *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   s->conf = client->conf;
+  akr_memo_ref(s->conf.memo);
   s->timeout_ms = client->timeout_ms;
   akr_ids_init(&s->ids, s);
   akr_link_init(&s->link, &s->conf, AKR_LINK_SESSION, NULL, 0);
@@ -47,6 +48,7 @@ ackrpc_status ackrpc_session_open(ackrpc_client *client, uint32_t timeout_ms,
   if (st != ACKRPC_OK) {
     akr_io_close(&s->link, 0);
     akr_link_free(&s->link);
+    akr_memo_unref(s->conf.memo);
     free(s);
     /* Busy until the deadline, whichever side of it the last try fell. */
     if (st == ACKRPC_E_BUSY || st == ACKRPC_E_SEND_TIMEOUT) return ACKRPC_E_BUSY;
@@ -104,6 +106,7 @@ ackrpc_session *ackrpc_session_close(ackrpc_session *s) {
    * nothing to wait for: every call on it has had its reply. */
   akr_io_close(&s->link, 1);
   akr_link_free(&s->link);
+  akr_memo_unref(s->conf.memo);
   free(s);
   return NULL;
 }

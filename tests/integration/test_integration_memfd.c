@@ -1,8 +1,12 @@
 /* test_integration_memfd.c: large bodies in sealed memfds (docs/PROTOCOL.md
  * §2.6) between a real client and a real server: 1 and 8 MiB bodies both
- * ways, one-shot and in a session, byte for byte; bodies built in place
- * (ackrpc_body) and read in place (raw methods); a server that refuses
- * them; and hostile peers on raw sockets (an unsealed memfd, one without
+ * ways, one-shot and in a session, blocking and asynchronous (async calls,
+ * async sessions), byte for byte; bodies built in place (ackrpc_body) and
+ * read in place (raw methods); a server that refuses them and an "old
+ * server" on a raw socket that cannot decode them, to which the client
+ * sends the body again inline, once, with the same call id, and then
+ * inline at once; a handler's own refusal, which is not sent again; and
+ * hostile peers on raw sockets (an unsealed memfd, one without
  * F_SEAL_SHRINK that the peer then shrinks, a regular file, a FIFO,
  * /dev/null, a memfd over the size limit, a body flag without a
  * descriptor): each refused with a clear status, never dispatched, the
@@ -11,6 +15,7 @@
  * descriptors too; the test runs under valgrind --track-fds). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -20,8 +25,11 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "ackrpc/wire.pb-c.h"
 #include "hardening_support.h"
@@ -300,21 +308,322 @@ HS_TEST(memfd, a_body_built_in_place_is_read_in_place_by_a_raw_method) {
   srv_stop(&v);
 }
 
-HS_TEST(memfd, a_server_that_refuses_memfd_bodies_answers_unimplemented) {
+/* --- the asynchronous paths ---------------------------------------------- */
+
+typedef struct async_slot {
+  uint8_t *data;
+  size_t n;
+  const char *how;
+  int done;
+} async_slot;
+
+static int async_done;
+
+/* Checks one asynchronous reply as round_trip() does. */
+static void on_async(ackrpc_result *r, void *user) {
+  async_slot *sl = user;
+  sl->done = 1;
+  async_done++;
+  cr_assert_eq(r->status, ACKRPC_OK, "%zu bytes: %s", sl->n,
+               r->message ? r->message : "");
+  const Ackrpc__Test__EchoReply *rep = fx_echo_reply(r);
+  cr_assert_str_eq(rep->text, sl->how, "%zu bytes went %s", sl->n, rep->text);
+  cr_assert_eq(rep->blob.len, sl->n, "reply blob of %zu bytes, %zu sent", rep->blob.len,
+               sl->n);
+  cr_assert(memcmp(rep->blob.data, sl->data, sl->n) == 0,
+            "the bytes came back changed");
+}
+
+static void run_until(struct event_base *base, int want, uint32_t ms) {
+  uint64_t until = fx_now_us() + (uint64_t)ms * 1000 + fx_slack_us();
+  while (async_done < want && fx_now_us() < until) {
+    struct timeval tv = {0, 20000};
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+  }
+  cr_assert_eq(async_done, want, "%d of %d calls answered", async_done, want);
+}
+
+/* Asynchronous one-shot calls (all started at once) and pipelined calls
+ * on an asynchronous session, of the sizes in `sizes`; the request is
+ * freed as soon as the call has started. `how` as in round_trip(). */
+static void async_round_trips(ackrpc_client *c, int session, const size_t *sizes, int n,
+                              const char *how_large) {
+  struct event_base *base = event_base_new();
+  ackrpc_async_session *s = NULL;
+  if (session) cr_assert_eq(ackrpc_async_session_open(c, base, &s), ACKRPC_OK);
+  async_slot sl[8];
+  async_done = 0;
+  for (int i = 0; i < n; i++) {
+    sl[i] = (async_slot){.data = fx_pattern(sizes[i], 40u + (unsigned)i),
+                         .n = sizes[i],
+                         .how = sizes[i] >= (64u << 10) ? how_large : "inline"};
+    uint8_t *copy = malloc(sizes[i]);
+    memcpy(copy, sl[i].data, sizes[i]);
+    Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+    req.blob.data = copy;
+    req.blob.len = sizes[i];
+    ackrpc_status st = session
+                           ? ackrpc_async_session_call(s, &blob_method, &req.base, NULL,
+                                                       on_async, &sl[i])
+                           : ackrpc_client_call_async(c, base, &blob_method, &req.base,
+                                                      NULL, on_async, &sl[i]);
+    cr_assert_eq(st, ACKRPC_OK);
+    memset(copy, 0xee, sizes[i]); /* the call must not read it any more */
+    free(copy);
+  }
+  run_until(base, n, 20000);
+  if (s) ackrpc_async_session_close(s);
+  event_base_loop(base, EVLOOP_NONBLOCK);
+  event_base_free(base);
+  for (int i = 0; i < n; i++)
+    free(sl[i].data);
+}
+
+HS_TEST(memfd, large_bodies_round_trip_in_memfds_on_the_asynchronous_paths) {
+  /* Counted with the server stopped: its thread closes its side of each
+   * connection in its own time. */
+  int fds_before = fx_fd_count();
   srv v;
-  srv_start(&v, 1);
+  srv_start(&v, 0);
+  ackrpc_client *c = client(64 << 10);
+  const size_t sizes[] = {1 * MiB, 8 * MiB, 100, 1 * MiB, 8 * MiB};
+  async_round_trips(c, 0, sizes, 5, "memfd");
+  async_round_trips(c, 1, sizes, 5, "memfd");
+  /* Off on the client: through the socket. */
+  async_round_trips(client(0), 0, sizes, 2, "inline");
+  async_round_trips(client(0), 1, sizes, 2, "inline");
+  srv_stop(&v);
+  int fds_after = fx_fd_count();
+  cr_assert_eq(fds_after, fds_before, "%d descriptors before, %d after", fds_before,
+               fds_after);
+}
+
+/* --- a server that does not take bodies in memfds ------------------------ */
+
+static ackrpc_status by_one(void *ctx, const ackrpc_method *m,
+                            const ProtobufCMessage *req, ackrpc_result *r) {
+  return ackrpc_client_call(ctx, m, req, NULL, r);
+}
+
+/* A blocking session opened on the client ctx for one call. */
+static ackrpc_status by_new_session(void *ctx, const ackrpc_method *m,
+                                    const ProtobufCMessage *req, ackrpc_result *r) {
+  ackrpc_session *s;
+  cr_assert_eq(ackrpc_session_open(ctx, 0, &s), ACKRPC_OK);
+  ackrpc_status st = ackrpc_session_call(s, m, req, NULL, r);
+  ackrpc_session_close(s);
+  return st;
+}
+
+HS_TEST(memfd, a_refused_memfd_body_is_sent_again_inline_once_and_the_refusal_kept) {
+  int fds_before = fx_fd_count(); /* as above */
+  srv v;
+  srv_start(&v, 1); /* refuse_body_memfd: UNIMPLEMENTED, the call not run */
+  call_fn paths[] = {by_one, by_new_session};
+  for (int p = 0; p < 2; p++) {
+    ackrpc_client *c = client(64 << 10); /* knows nothing of the server yet */
+    for (unsigned i = 0; i < 3; i++) {
+      unsigned before = atomic_load(&handled);
+      round_trip(paths[p], c, i == 1 ? 8 * MiB : 1 * MiB, 50 + i, "inline");
+      cr_assert_eq(atomic_load(&handled), before + 1,
+                   "path %d, call %u: the handler ran %u times", p, i,
+                   atomic_load(&handled) - before);
+    }
+  }
+  /* A body built in a memfd: read back from it, sent inline. */
+  uint8_t *data = fx_pattern(2 * MiB, 55);
+  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+  req.blob.data = data;
+  req.blob.len = 2 * MiB;
+  ackrpc_body *b;
+  cr_assert_eq(ackrpc_body_from_message(&req.base, &b), ACKRPC_OK);
+  ackrpc_call_options o = {.body = b};
+  ackrpc_client *c = client(SIZE_MAX);
+  for (int i = 0; i < 2; i++) { /* learnt, then known */
+    unsigned before = atomic_load(&handled);
+    ackrpc_result r = {0};
+    cr_assert_eq(ackrpc_client_call(c, &blob_method, NULL, &o, &r), ACKRPC_OK, "%s",
+                 r.message ? r.message : "");
+    const Ackrpc__Test__EchoReply *rep = fx_echo_reply(&r);
+    cr_assert_str_eq(rep->text, "inline");
+    cr_assert_eq(rep->blob.len, 2 * MiB);
+    cr_assert(memcmp(rep->blob.data, data, 2 * MiB) == 0);
+    ackrpc_result_clear(&r);
+    cr_assert_eq(atomic_load(&handled), before + 1);
+  }
+  ackrpc_body_free(b);
+  free(data);
+  const size_t sizes[] = {1 * MiB, 8 * MiB, 1 * MiB};
   unsigned before = atomic_load(&handled);
-  uint8_t *data = fx_pattern(1 * MiB, 9);
+  async_round_trips(client(64 << 10), 0, sizes, 3, "inline");
+  async_round_trips(client(64 << 10), 1, sizes, 3, "inline");
+  cr_assert_eq(atomic_load(&handled), before + 6, "6 calls, the handler ran %u times",
+               atomic_load(&handled) - before);
+  srv_stop(&v);
+  cr_assert_eq(fx_fd_count(), fds_before);
+}
+
+/* An "old server" on a raw socket: it reads with read() (the kernel drops
+ * the descriptors it is sent, as for a peer that never asks for them) and
+ * answers a frame whose body does not decode (the memfd stub, 0x00) with
+ * INVALID_ARGUMENT, as a server older than §2.6 does; other frames get the
+ * echo an ackrpc.test.Blob/Echo server gives. One-shot and session
+ * connections, one at a time. */
+typedef struct old_srv {
+  int lfd;
+  pthread_t thr;
+  atomic_int stop;
+  atomic_uint stubs, served;          /* frames refused, frames answered OK */
+  uint8_t stub_id[64], inline_id[64]; /* the last call ids of each */
+  size_t stub_id_len, inline_id_len;
+} old_srv;
+
+static int read_full(int fd, uint8_t *buf, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = read(fd, buf + got, len - got);
+    if (n <= 0) return -1;
+    got += (size_t)n;
+  }
+  return 0;
+}
+
+static void old_reply(int fd, uint32_t status, const ProtobufCMessage *body) {
+  Ackrpc__Wire__ReplyHead h = ACKRPC__WIRE__REPLY_HEAD__INIT;
+  h.status = status;
+  h.message = status ? "request body does not decode" : "";
+  size_t hl = ackrpc__wire__reply_head__get_packed_size(&h);
+  size_t bl = body ? protobuf_c_message_get_packed_size(body) : 0;
+  uint8_t *f = malloc(12 + hl + bl);
+  fx_frame_prefix(f, 2, (uint32_t)hl, (uint32_t)bl);
+  ackrpc__wire__reply_head__pack(&h, f + 12);
+  if (body) protobuf_c_message_pack(body, f + 12 + hl);
+  fx_raw_send(fd, f, 12 + hl + bl);
+  free(f);
+}
+
+static void old_serve(old_srv *o, int fd) {
+  uint8_t pre[12];
+  while (read_full(fd, pre, 12) == 0) {
+    uint32_t hl, bl;
+    memcpy(&hl, pre + 4, 4);
+    memcpy(&bl, pre + 8, 4);
+    uint8_t *rest = malloc((size_t)hl + bl + 1);
+    if (read_full(fd, rest, (size_t)hl + bl) != 0) {
+      free(rest);
+      return;
+    }
+    Ackrpc__Wire__RequestHead *h = ackrpc__wire__request_head__unpack(NULL, hl, rest);
+    Ackrpc__Test__EchoRequest *req =
+        h ? ackrpc__test__echo_request__unpack(NULL, bl, rest + hl) : NULL;
+    if (!req) {
+      atomic_fetch_add(&o->stubs, 1);
+      if (h) memcpy(o->stub_id, h->call_id.data, o->stub_id_len = h->call_id.len);
+      old_reply(fd, ACKRPC_INVALID_ARGUMENT, NULL);
+    } else {
+      atomic_fetch_add(&o->served, 1);
+      memcpy(o->inline_id, h->call_id.data, o->inline_id_len = h->call_id.len);
+      Ackrpc__Test__EchoReply rep = ACKRPC__TEST__ECHO_REPLY__INIT;
+      rep.text = "inline";
+      rep.blob = req->blob;
+      rep.blob_len = (uint32_t)req->blob.len;
+      old_reply(fd, 0, &rep.base);
+      ackrpc__test__echo_request__free_unpacked(req, NULL);
+    }
+    if (h) ackrpc__wire__request_head__free_unpacked(h, NULL);
+    free(rest);
+  }
+}
+
+static void *old_main(void *arg) {
+  old_srv *o = arg;
+  while (!atomic_load(&o->stop)) {
+    struct pollfd p = {.fd = o->lfd, .events = POLLIN};
+    if (poll(&p, 1, 20) <= 0) continue;
+    int fd = accept4(o->lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    old_serve(o, fd);
+    close(fd);
+  }
+  return NULL;
+}
+
+static void old_start(old_srv *o) {
+  memset(o, 0, sizeof *o);
+  o->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", fx_sock());
+  cr_assert_eq(bind(o->lfd, (struct sockaddr *)&a, sizeof a), 0);
+  cr_assert_eq(listen(o->lfd, 8), 0);
+  cr_assert_eq(pthread_create(&o->thr, NULL, old_main, o), 0);
+}
+
+static void old_stop(old_srv *o) {
+  atomic_store(&o->stop, 1);
+  pthread_join(o->thr, NULL);
+  close(o->lfd);
+  unlink(fx_sock());
+}
+
+HS_TEST(memfd, an_old_server_gets_the_body_inline_with_the_same_call_id) {
+  old_srv o;
+  old_start(&o);
+  ackrpc_client *c = client(64 << 10);
+  round_trip(by_one, c, 1 * MiB, 60, "inline");
+  cr_assert_eq(atomic_load(&o.stubs), 1, "the body was not tried in a memfd first");
+  cr_assert_eq(atomic_load(&o.served), 1);
+  cr_assert_eq(o.stub_id_len, o.inline_id_len);
+  cr_assert(memcmp(o.stub_id, o.inline_id, o.stub_id_len) == 0,
+            "sent again under another call id");
+  /* Known now: later calls of this client, in sessions too, go inline at
+   * once. */
+  round_trip(by_one, c, 8 * MiB, 61, "inline");
+  round_trip(by_new_session, c, 1 * MiB, 62, "inline");
+  const size_t sizes[] = {1 * MiB};
+  async_round_trips(c, 0, sizes, 1, "inline");
+  async_round_trips(c, 1, sizes, 1, "inline");
+  cr_assert_eq(atomic_load(&o.stubs), 1, "a known refusal was tried again");
+  cr_assert_eq(atomic_load(&o.served), 5);
+  /* A new session of a new client learns it for itself. */
+  ackrpc_client *c2 = client(64 << 10);
+  round_trip(by_new_session, c2, 1 * MiB, 63, "inline");
+  cr_assert_eq(atomic_load(&o.stubs), 2);
+  cr_assert_eq(atomic_load(&o.served), 6);
+  old_stop(&o);
+}
+
+/* Once a server has served a body in a memfd, an INVALID_ARGUMENT to
+ * another is its handler's answer: final, not sent again. */
+static void reject_handler(ackrpc_call *call, const ProtobufCMessage *request,
+                           void *user) {
+  (void)request;
+  (void)user;
+  atomic_fetch_add(&handled, 1);
+  ackrpc_call_reply(call, ACKRPC_INVALID_ARGUMENT, "rejected by the handler", NULL);
+}
+
+HS_TEST(memfd, a_handler_refusal_from_a_server_known_to_take_memfds_is_final) {
+  srv v;
+  srv_start(&v, 0);
+  static const ackrpc_method reject = {"ackrpc.test.Blob/Reject",
+                                       &ackrpc__test__echo_request__descriptor,
+                                       &ackrpc__test__echo_reply__descriptor};
+  cr_assert_eq(ackrpc_server_add_method(v.s, &reject, reject_handler, NULL), ACKRPC_OK);
+  ackrpc_client *c = client(64 << 10);
+  round_trip(by_one, c, 1 * MiB, 70, "memfd");
+  uint8_t *data = fx_pattern(1 * MiB, 71);
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
   req.blob.data = data;
   req.blob.len = 1 * MiB;
+  unsigned before = atomic_load(&handled);
   ackrpc_result r = {0};
-  cr_assert_eq(ackrpc_client_call(client(64 << 10), &blob_method, &req.base, NULL, &r),
-               ACKRPC_UNIMPLEMENTED);
+  cr_assert_eq(ackrpc_client_call(c, &reject, &req.base, NULL, &r),
+               ACKRPC_INVALID_ARGUMENT);
+  cr_assert_str_eq(r.message, "rejected by the handler");
   ackrpc_result_clear(&r);
-  cr_assert_eq(atomic_load(&handled), before, "a refused call was dispatched");
-  /* The fallback: the body inline. */
-  round_trip(by_client, client(SIZE_MAX), 1 * MiB, 9, "inline");
+  cr_assert_eq(atomic_load(&handled), before + 1, "the handler ran %u times",
+               atomic_load(&handled) - before);
   free(data);
   srv_stop(&v);
 }
