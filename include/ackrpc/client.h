@@ -141,9 +141,9 @@ typedef struct ackrpc_client_options {
    * INVALID_ARGUMENT from an older one): the client then sends the call
    * once more, at once, with its body inline and the same call id, and
    * from then on sends this client's bodies inline (its sessions' too).
-   * Until a server has served one body in a memfd, such a status cannot be
-   * told from a handler's own answer: a handler that answers the first
-   * memfd call it sees with UNIMPLEMENTED or INVALID_ARGUMENT runs twice.
+   * A server that took the memfd says so in its reply (body_memfd_read),
+   * so a handler's own UNIMPLEMENTED or INVALID_ARGUMENT is final and the
+   * handler runs once.
    * On an asynchronous session the call sent again completes after the
    * calls queued behind it. */
   size_t memfd_threshold;

@@ -106,7 +106,8 @@ static void async_run(void *arg) {
   /* The server refused the body's memfd without running the call: the
    * same call again at once, its body inline, on a new connection
    * (docs/PROTOCOL.md §2.6). */
-  if (akr_resend_wanted(&a->resend, a->conf.memo, a->result.status) &&
+  if (akr_resend_wanted(&a->resend, a->conf.memo, a->result.status,
+                        a->call.memfd_read) &&
       akr_resend_inline(&a->resend, &a->call) == 0) {
     akr_io_close(&a->link, 0);
     akr_link_pop(&a->link);

@@ -157,7 +157,7 @@ static void deliver(ackrpc_async_session *s) {
      * goes again, its body inline, behind the calls already queued
      * (docs/PROTOCOL.md §2.6); its callback comes when that is answered. */
     if (c->completed && !c->reported && c->released &&
-        akr_resend_wanted(&p->resend, s->conf.memo, p->result.status) &&
+        akr_resend_wanted(&p->resend, s->conf.memo, p->result.status, c->memfd_read) &&
         akr_resend_inline(&p->resend, c) == 0) {
       akr_result_keep_id(&p->result);
       akr_link_push(&s->link, c);

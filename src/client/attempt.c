@@ -49,7 +49,7 @@ ackrpc_status akr_link_call(akr_link *link, akr_ids *ids, const akr_call_args *a
     /* The server refused the body's memfd without running the call: the
      * same call again, its body inline (docs/PROTOCOL.md §2.6), within the
      * same deadline. A one-shot connection is over: a new one. */
-    if (!akr_resend_wanted(&f.resend, conf->memo, r->status) ||
+    if (!akr_resend_wanted(&f.resend, conf->memo, r->status, c.memfd_read) ||
         akr_resend_inline(&f.resend, &c) != 0)
       break;
     if (link->mode == AKR_LINK_ONE_SHOT) akr_io_close(link, 0);

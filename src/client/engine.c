@@ -76,7 +76,7 @@ static void unlink_call(akr_link *l, akr_ccall *prev, akr_ccall *c) {
 
 void akr_link_push(akr_link *l, akr_ccall *c) {
   c->next = NULL;
-  c->sent = c->completed = c->released = c->resent = c->on_done = 0;
+  c->sent = c->completed = c->released = c->resent = c->on_done = c->memfd_read = 0;
   c->reported = 0;
   if (l->tail)
     l->tail->next = c;
@@ -390,8 +390,9 @@ int akr_link_input(akr_link *l, uint8_t **ret_buf, size_t *ret_room) {
 static void early_reply(akr_link *l, akr_ccall *c, const akr_frame *f,
                         akr_fd_batch *fds) {
   ackrpc_result probe = {0};
-  akr_result_from_reply(&probe, f, c->reply_desc, l->conf->max_depth, fds,
-                        c->max_reply_fds, l->conf->memfd_replies, l->conf->max_reply);
+  c->memfd_read = (unsigned char)akr_result_from_reply(
+      &probe, f, c->reply_desc, l->conf->max_depth, fds, c->max_reply_fds,
+      l->conf->memfd_replies, l->conf->max_reply);
   if (ackrpc_status_outcome(probe.status) == ACKRPC_OUTCOME_ACKED &&
       probe.status != ACKRPC_OK) {
     memcpy(probe.call_id, c->result->call_id, sizeof probe.call_id);
@@ -423,8 +424,9 @@ static int take_reply(akr_link *l, const akr_frame *f) {
     return -1;
   }
   if (!c->completed) {
-    akr_result_from_reply(c->result, f, c->reply_desc, l->conf->max_depth, &fds,
-                          c->max_reply_fds, l->conf->memfd_replies, l->conf->max_reply);
+    c->memfd_read = (unsigned char)akr_result_from_reply(
+        c->result, f, c->reply_desc, l->conf->max_depth, &fds, c->max_reply_fds,
+        l->conf->memfd_replies, l->conf->max_reply);
     complete(l, c);
   }
   akr_fd_batch_close(&fds);

@@ -69,13 +69,14 @@ struct akr_ccall {
   size_t n_fds;
   unsigned max_reply_fds; /* accepted with the reply */
   /* The engine's. */
-  akr_ccall *next;         /* in the queue */
-  akr_ccall *next_done;    /* in the list akr_link_pop() returns */
-  unsigned char sent;      /* every byte of the frame was sent */
-  unsigned char completed; /* its result is final */
-  unsigned char released;  /* the engine holds it no more */
-  unsigned char resent;    /* already sent again on a new connection */
-  unsigned char on_done;   /* in the done list */
+  akr_ccall *next;          /* in the queue */
+  akr_ccall *next_done;     /* in the list akr_link_pop() returns */
+  unsigned char sent;       /* every byte of the frame was sent */
+  unsigned char completed;  /* its result is final */
+  unsigned char released;   /* the engine holds it no more */
+  unsigned char resent;     /* already sent again on a new connection */
+  unsigned char memfd_read; /* the reply says the body memfd was taken */
+  unsigned char on_done;    /* in the done list */
   /* The driver's. */
   unsigned char reported; /* the driver has reported its result */
 };

@@ -202,9 +202,9 @@ int akr_resend_prepare(akr_resend *rs, akr_request_spec *spec, const ackrpc_body
   return 1;
 }
 
-int akr_resend_wanted(akr_resend *rs, akr_memo *memo, ackrpc_status st) {
+int akr_resend_wanted(akr_resend *rs, akr_memo *memo, ackrpc_status st, int read) {
   if (rs->fd < 0 || rs->done) return 0;
-  int refused = st == ACKRPC_UNIMPLEMENTED || st == ACKRPC_INVALID_ARGUMENT;
+  int refused = !read && (st == ACKRPC_UNIMPLEMENTED || st == ACKRPC_INVALID_ARGUMENT);
   if (ackrpc_status_outcome(st) != ACKRPC_OUTCOME_ACKED || st == ACKRPC_E_BAD_REPLY)
     return 0;
   int known = memo ? atomic_load(&memo->memfd) : AKR_MEMO_UNKNOWN;

@@ -110,8 +110,10 @@ int akr_resend_prepare(akr_resend *rs, akr_request_spec *spec, const ackrpc_body
 /* After call `c`, sent with its body in rs's memfd, completed with status
  * `st`: records what this says about the server in `memo`, and returns 1 if
  * the call is to be sent again with its body inline (the server refused
- * the memfd without running the call, and it was not sent again yet). */
-int akr_resend_wanted(akr_resend *rs, akr_memo *memo, ackrpc_status st);
+ * the memfd without running the call, and it was not sent again yet).
+ * `read`: the reply said the server took the memfd (body_memfd_read), so
+ * the status is the call's own, never a refusal of the memfd. */
+int akr_resend_wanted(akr_resend *rs, akr_memo *memo, ackrpc_status st, int read);
 
 /* Points `c` at the inline frame (the memfd's content mapped) without the
  * body memfd among its descriptors (the last of c->fds); marks rs done.

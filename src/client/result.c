@@ -136,10 +136,10 @@ static int map_body(ackrpc_result *r, const akr_frame *frame, akr_reply *reply,
   return 0;
 }
 
-void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
-                           const ProtobufCMessageDescriptor *desc, unsigned max_depth,
-                           akr_fd_batch *fds, unsigned max_fds, int accept_memfd,
-                           size_t max_reply) {
+int akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
+                          const ProtobufCMessageDescriptor *desc, unsigned max_depth,
+                          akr_fd_batch *fds, unsigned max_fds, int accept_memfd,
+                          size_t max_reply) {
   _Alignas(max_align_t) uint8_t room[REPLY_HEAD_ROOM];
   akr_arena arena;
   akr_arena_init_on(&arena, REPLY_HEAD_BUDGET, room, sizeof room);
@@ -148,7 +148,7 @@ void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
   if (fe != AKR_FRAME_OK) {
     akr_arena_release(&arena);
     akr_result_fail(r, ACKRPC_E_BAD_REPLY, 0, "reply: %s", akr_frame_error_text(fe));
-    return;
+    return 0;
   }
   unsigned body = reply.body_memfd ? 1 : 0;
   if (fds->ctrunc || fds->n != reply.fd_count || fds->n - body > max_fds ||
@@ -158,11 +158,11 @@ void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
                     "reply: %u descriptor(s) received, %u announced, %u accepted%s",
                     fds->n, reply.fd_count, max_fds,
                     fds->ctrunc ? ", some cut off or misplaced" : "");
-    return;
+    return reply.body_memfd_read;
   }
   if (body && map_body(r, frame, &reply, fds, accept_memfd, max_reply) != 0) {
     akr_arena_release(&arena);
-    return;
+    return reply.body_memfd_read;
   }
   if (fds->n) {
     r->fds = fds->fds;
@@ -187,4 +187,5 @@ void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
     if (r->reply && akr_fdfields_capacity(desc, 1)) bind_reply(r);
   }
   if (body) akr_memfd_unmap(reply.body, reply.body_len);
+  return reply.body_memfd_read;
 }

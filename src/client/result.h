@@ -38,10 +38,12 @@ ackrpc_status akr_result_fail(ackrpc_result *r, ackrpc_status st, int err,
  * A body in a memfd (the batch's last descriptor, docs/PROTOCOL.md §2.6)
  * is taken only with `accept_memfd`, and only a sealed memfd within
  * `max_reply` (head and body): it is mapped, decoded (or copied, without
- * `desc`), unmapped and closed here; otherwise E_BAD_REPLY. */
-void akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
-                           const ProtobufCMessageDescriptor *desc, unsigned max_depth,
-                           akr_fd_batch *fds, unsigned max_fds, int accept_memfd,
-                           size_t max_reply);
+ * `desc`), unmapped and closed here; otherwise E_BAD_REPLY.
+ * Returns 1 if the head says the server took the request's body memfd
+ * (`body_memfd_read`), else 0. */
+int akr_result_from_reply(ackrpc_result *r, const akr_frame *frame,
+                          const ProtobufCMessageDescriptor *desc, unsigned max_depth,
+                          akr_fd_batch *fds, unsigned max_fds, int accept_memfd,
+                          size_t max_reply);
 
 #endif /* AKR_CLIENT_RESULT_H */

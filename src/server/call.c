@@ -35,6 +35,7 @@ ackrpc_call *akr_call_new(ackrpc_server *s) {
   c->reply_fds = (akr_fd_batch){0};
   c->map = NULL;
   c->map_len = 0;
+  c->memfd_read = 0;
   c->req = (akr_request){0};
   c->rc_entry = NULL;
   c->rc_wait = (akr_rc_waiter){0};
@@ -138,11 +139,13 @@ static void body_to_memfd(ackrpc_call *c, akr_reply_spec *spec) {
 static ackrpc_status encode_spec(ackrpc_call *c, akr_reply_spec spec) {
   if (spec.status == 0 && (spec.body || spec.raw_body_len)) body_to_memfd(c, &spec);
   spec.fd_count = c->reply_fds.n;
+  spec.body_memfd_read = c->memfd_read;
   size_t n = akr_reply_size(&spec);
   if (n == 0) {
     akr_fd_batch_close(&c->reply_fds);
     spec = (akr_reply_spec){.status = ACKRPC_INTERNAL,
-                            .message = "reply larger than the protocol allows"};
+                            .message = "reply larger than the protocol allows",
+                            .body_memfd_read = c->memfd_read};
     n = akr_reply_size(&spec);
   }
   c->out_len = 0;

@@ -28,8 +28,9 @@ ackrpc_status akr_call_encode(ackrpc_call *call, uint32_t status, const char *me
                               const ProtobufCMessage *body);
 
 /* The same with a body already encoded (`body_len` bytes, copied). */
-ackrpc_status akr_call_encode_raw(ackrpc_call *call, uint32_t status, const char *message,
-                                  const uint8_t *body, size_t body_len);
+ackrpc_status akr_call_encode_raw(ackrpc_call *call, uint32_t status,
+                                  const char *message, const uint8_t *body,
+                                  size_t body_len);
 
 /* Copies a whole encoded reply frame into the call's buffer (an answer from
  * the reply cache). -1 if out of memory. */

@@ -132,6 +132,7 @@ static int map_body(akr_conn *c, ackrpc_call *call, const akr_method_entry *m,
     close(fd);
     call->map = map;
     call->map_len = len;
+    call->memfd_read = 1;
     akr_acct_call_bytes(call, call->arena.total + len);
     return 0;
   }

@@ -47,10 +47,10 @@ typedef enum akr_rc_result {
 
 /* What the cache did since it was made. */
 typedef struct akr_rc_counts {
-  uint64_t hits;     /* repeats answered with a kept reply */
-  uint64_t joins;    /* repeats that waited for their first call */
-  uint64_t refused;  /* ids that came back with another request */
-  uint64_t evicted;  /* kept replies dropped by age or the bounds */
+  uint64_t hits;    /* repeats answered with a kept reply */
+  uint64_t joins;   /* repeats that waited for their first call */
+  uint64_t refused; /* ids that came back with another request */
+  uint64_t evicted; /* kept replies dropped by age or the bounds */
 } akr_rc_counts;
 
 /* A cache with these bounds (all nonzero); NULL if out of memory. */

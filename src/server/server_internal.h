@@ -152,6 +152,7 @@ struct ackrpc_call {
   akr_fd_batch reply_fds; /* the reply's, the library's to close */
   const uint8_t *map;     /* the request body's memfd, mapped (memfd.h) */
   size_t map_len;
+  int memfd_read; /* the request's body memfd was taken: say so */
   /* The reply cache (reply_cache.h): the in-flight entry this call owns,
    * or the one it waits on (rc_wait); rc_ready is set when its answer is
    * in `out` (1) or when there is none (2). */

@@ -98,6 +98,7 @@ size_t akr_reply_size(akr_reply_spec *spec) {
   if (msg) head += akr_len_field_size(msg);
   if (spec->fd_count) head += 1 + akr_varint_size(spec->fd_count);
   if (spec->body_memfd) head += 2;
+  if (spec->body_memfd_read) head += 2;
   size_t body = spec->body_memfd ? 1
                 : spec->body     ? protobuf_c_message_get_packed_size(spec->body)
                                  : (spec->raw_body ? spec->raw_body_len : 0);
@@ -123,6 +124,12 @@ size_t akr_reply_encode(const akr_reply_spec *spec, uint8_t *out) {
   if (spec->body_memfd) {
     *p++ = AKR_TAG_VARINT(4);
     *p++ = 1;
+  }
+  if (spec->body_memfd_read) {
+    *p++ = AKR_TAG_VARINT(5);
+    *p++ = 1;
+  }
+  if (spec->body_memfd) {
     *p++ = AKR_MEMFD_STUB;
   } else if (spec->body) {
     p += protobuf_c_message_pack(spec->body, p);

@@ -80,8 +80,9 @@ typedef struct akr_reply_spec {
   const ProtobufCMessage *body; /* NULL: raw_body, or an empty body */
   const uint8_t *raw_body;      /* an encoded body (a stored reply's) */
   size_t raw_body_len;
-  uint32_t fd_count; /* descriptors sent with the frame */
-  int body_memfd;    /* as in akr_request_spec */
+  uint32_t fd_count;   /* descriptors sent with the frame */
+  int body_memfd;      /* as in akr_request_spec */
+  int body_memfd_read; /* the request's body memfd was taken (§2.6) */
   size_t message_len_, head_len_, body_len_;
 } akr_reply_spec;
 

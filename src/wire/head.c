@@ -102,5 +102,6 @@ akr_frame_error akr_reply_decode(const akr_frame *frame, akr_arena *arena,
   ret_reply->body_len = frame->body_len;
   ret_reply->fd_count = h->fd_count;
   ret_reply->body_memfd = h->body_memfd;
+  ret_reply->body_memfd_read = h->body_memfd_read;
   return AKR_FRAME_OK;
 }

@@ -47,7 +47,8 @@ typedef struct akr_reply {
   const uint8_t *body;
   size_t body_len;
   uint32_t fd_count;
-  int body_memfd; /* the body is in the last descriptor (§2.6) */
+  int body_memfd;      /* the body is in the last descriptor (§2.6) */
+  int body_memfd_read; /* the request's body memfd was taken (§2.6) */
 } akr_reply;
 
 /* Decodes a reply frame's head; BAD_STATUS for a local code on the wire. */
