@@ -288,7 +288,9 @@ static void seen_md(const char *meta, const char *key, char *out, size_t cap) {
 
 Test(nats, the_callers_nats_user_is_the_principal) {
   int nats = start_nats(accounts);
-  fx_server *srv = fx_server_start(&(ackrpc_server_options){.address = fx_sock()});
+  /* The export runs as this uid: the server trusts it as a bridge. */
+  fx_server *srv = fx_server_start(&(ackrpc_server_options){
+      .address = fx_sock(), .bridges = &(ackrpc_policy){.same_uid = 1}});
   const char *const trust[] = {"--service=ackrpc.test.Test", "--trust-request-info",
                                NULL};
   int exp = start_export_as("export.log", url_as("bridge", "pb"), trust);
@@ -297,9 +299,10 @@ Test(nats, the_callers_nats_user_is_the_principal) {
   int ib = start_import_as("bob.log", bob_sock, url_as("bob", "pbob"));
   ackrpc_client *alice = fx_client(alice_sock, 5000), *bob = fx_client(bob_sock, 5000);
 
-  /* The handler sees who called, as the reserved metadata key; what the
-   * caller itself puts under that key never arrives. */
-  const ackrpc_metadata forged[] = {{ACKRPC_NATS_PRINCIPAL_KEY, "CLI/alice", 9}};
+  /* The handler sees who called, as the reserved metadata key; a caller
+   * that puts that key itself is refused (by the import's server, which
+   * trusts no bridge) and never arrives. */
+  const ackrpc_metadata forged[] = {{ACKRPC_NATS_PRINCIPAL_KEY, "nats:CLI/alice", 14}};
   ackrpc_call_options o = {.metadata = forged, .metadata_count = 1};
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
   req.text = "who";
@@ -308,12 +311,15 @@ Test(nats, the_callers_nats_user_is_the_principal) {
   cr_assert_eq(echo(alice, &req, NULL, &r), ACKRPC_OK, "%s",
                r.message ? r.message : "");
   seen_md(fx_echo_reply(&r)->meta, ACKRPC_NATS_PRINCIPAL_KEY, who, sizeof who);
-  cr_assert_str_eq(who, "CLI/alice", "meta: %s", fx_echo_reply(&r)->meta);
+  cr_assert_str_eq(who, "nats:CLI/alice", "meta: %s", fx_echo_reply(&r)->meta);
   ackrpc_result_clear(&r);
-  cr_assert_eq(echo(bob, &req, &o, &r), ACKRPC_OK, "%s", r.message ? r.message : "");
+  unsigned calls = fx_handler_calls();
+  cr_assert_eq(echo(bob, &req, &o, &r), ACKRPC_PERMISSION_DENIED, "bob's own claim");
+  ackrpc_result_clear(&r);
+  cr_assert_eq(fx_handler_calls(), calls, "bob's claim did not run");
+  cr_assert_eq(echo(bob, &req, NULL, &r), ACKRPC_OK, "%s", r.message ? r.message : "");
   seen_md(fx_echo_reply(&r)->meta, ACKRPC_NATS_PRINCIPAL_KEY, who, sizeof who);
-  cr_assert_str_eq(who, "CLI/bob", "bob's own claim is dropped: %s",
-                   fx_echo_reply(&r)->meta);
+  cr_assert_str_eq(who, "nats:CLI/bob", "%s", fx_echo_reply(&r)->meta);
   cr_assert_eq(fx_echo_reply(&r)->metadata_count, 1, "only the bridge's entry");
   ackrpc_result_clear(&r);
   stop_bridge(exp, "export.log");
@@ -328,7 +334,7 @@ Test(nats, the_callers_nats_user_is_the_principal) {
                r.message ? r.message : "");
   ackrpc_result_clear(&r);
   unsigned before = fx_handler_calls();
-  cr_assert_eq(echo(bob, &req, &o, &r), ACKRPC_PERMISSION_DENIED);
+  cr_assert_eq(echo(bob, &req, NULL, &r), ACKRPC_PERMISSION_DENIED);
   cr_assert(strstr(r.message, "CLI/bob") != NULL, "%s", r.message);
   ackrpc_result_clear(&r);
   cr_assert_eq(fx_handler_calls(), before, "bob's call did not run");
