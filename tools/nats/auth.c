@@ -63,8 +63,27 @@ static const char *last_error(void) {
   return e && e[0] ? e : "unknown error";
 }
 
+/* Whether a file named by an option can be read: 0, or -1 with a sentence
+ * in err (nats.c's own message for a missing file says "(null)"). */
+static int readable(const char *option, const char *path, char *err, size_t cap) {
+  FILE *f = path ? fopen(path, "re") : NULL;
+  if (f) {
+    fclose(f);
+    return 0;
+  }
+  snprintf(err, cap, "%s %s: %s", option, path ? path : "", strerror(errno));
+  return -1;
+}
+
 natsStatus nats_auth_apply(const nats_auth *a, natsOptions *o, char *err, size_t cap) {
   natsStatus s = NATS_OK;
+  if ((a->tls_ca && readable("--tls-ca", a->tls_ca, err, cap)) ||
+      (a->tls_cert && readable("--tls-cert", a->tls_cert, err, cap)) ||
+      (a->tls_key && readable("--tls-key", a->tls_key, err, cap)) ||
+      (a->nkey_seed_file &&
+       readable("--nkey-seed-file", a->nkey_seed_file, err, cap)) ||
+      (a->creds && readable("--creds", a->creds, err, cap)))
+    return NATS_ERR;
   if (a->tls_ca) {
     s = natsOptions_SetSecure(o, true);
     if (s == NATS_OK) s = natsOptions_LoadCATrustedCertificates(o, a->tls_ca);

@@ -179,9 +179,18 @@ static natsStatus nats_connect(bridge *b) {
     char shown[512];
     const char *detail = nats_GetLastError(NULL);
     if (detail && strchr(detail, '@')) detail = NULL; /* a URL with a password */
-    logf_("cannot connect to NATS at %s: %s%s%s",
+    /* A server that requires a client certificate closes the connection
+     * after the handshake when it gets none or one it does not trust:
+     * nats.c then reports only a protocol error. */
+    int tls = b->auth.tls_ca || strstr(b->nats_url, "tls://");
+    logf_("cannot connect to NATS at %s: %s%s%s%s",
           url_for_log(b->nats_url, shown, sizeof shown), natsStatus_GetText(s),
-          detail && detail[0] ? ": " : "", detail ? detail : "");
+          detail && detail[0] ? ": " : "", detail ? detail : "",
+          tls && (s == NATS_PROTOCOL_ERROR || s == NATS_CONNECTION_CLOSED ||
+                  s == NATS_IO_ERROR)
+              ? " (the server closed the TLS connection: it may have refused the "
+                "client certificate, a missing one, or the user it maps to)"
+              : "");
   }
   return s;
 }

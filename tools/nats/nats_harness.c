@@ -148,9 +148,11 @@ int nh_start_nats(const char *name, const char *conf, const char *const extra[],
   int slot = nh_start_child(argv, log_path);
   char ports[512];
   snprintf(ports, sizeof ports, "%s/nats-server_%d.ports", fx_dir(), (int)nh_pid(slot));
-  nh_wait_for_text(ports, "nats://");
+  nh_wait_for_text(ports, "://");
   char *s = nh_slurp(ports);
   const char *u = strstr(s, "nats://");
+  if (!u) u = strstr(s, "tls://"); /* a server that requires TLS */
+  cr_assert_not_null(u, "%s", s);
   size_t len = strcspn(u, "\"");
   cr_assert_lt(len, cap);
   memcpy(url, u, len);

@@ -52,7 +52,8 @@ void nh_wait_for_text(const char *path, const char *what);
  * from its ports file). `name` names its files in the test's dir
  * (NAME.conf, NAME.log); `conf` is the text of a configuration file or
  * NULL; `extra` more arguments (NULL-terminated, or NULL). Writes
- * "nats://127.0.0.1:PORT" to url (cap bytes). Returns the slot. */
+ * "nats://127.0.0.1:PORT" ("tls://..." for a server that requires TLS) to
+ * url (cap bytes). Returns the slot. */
 int nh_start_nats(const char *name, const char *conf, const char *const extra[],
                   char *url, size_t cap);
 
