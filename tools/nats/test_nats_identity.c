@@ -18,7 +18,6 @@
  * Real nats-server, real bridges (nats_harness.h), the fixture's echo
  * handler in a server of this process. Exit 77 (skipped) without
  * nats-server; openssl is in scripts/deps.sh. */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,53 +34,26 @@
 
 static char nats_url[128];
 
-static void suite_setup(void) {
-  fx_setup();
-}
-
-static void suite_teardown(void) {
-  nh_kill_children();
-  fx_teardown();
-}
-
-TestSuite(nats_identity, .init = suite_setup, .fini = suite_teardown);
+NH_SUITE(nats_identity);
 
 /* --- a server whose Echo names its callers ----------------------------- */
 
-typedef struct running {
-  ackrpc_server *server;
-  pthread_t thread;
-} running;
-
-static void *run(void *arg) {
-  ackrpc_server_run(arg);
-  return NULL;
-}
-
-/* The fixture's handlers at fx_sock(); this uid's peers are bridges (the
- * bridges run as the test's user); Echo admits `principal` only. */
-static running start_server(const char *principal) {
-  running r = {0};
-  static const char *names[1];
-  names[0] = principal;
-  ackrpc_policy bridges = {.same_uid = 1};
-  ackrpc_server_options o = {.address = fx_sock(), .bridges = &bridges};
-  cr_assert_eq(ackrpc_server_new(&o, &r.server), ACKRPC_OK);
-  cr_assert_eq(
-      ackrpc_server_add_method(r.server, &fx_echo_method, fx_echo_handler, NULL),
-      ACKRPC_OK);
+/* Echo admits the principal `user` names only. */
+static void name_caller(ackrpc_server *server, void *user) {
+  const char *const names[] = {user};
   cr_assert_eq(
       ackrpc_server_set_method_policy(
-          r.server, FX_ECHO, &(ackrpc_policy){.principals = names, .n_principals = 1}),
+          server, FX_ECHO, &(ackrpc_policy){.principals = names, .n_principals = 1}),
       ACKRPC_OK);
-  cr_assert_eq(pthread_create(&r.thread, NULL, run, r.server), 0);
-  return r;
 }
 
-static void stop_server(running *r) {
-  ackrpc_server_stop(r->server);
-  pthread_join(r->thread, NULL);
-  r->server = ackrpc_server_free(r->server);
+/* The fixture's server at fx_sock(); this uid's peers are bridges (the
+ * bridges run as the test's user); Echo admits `principal` only. */
+static fx_server *start_server(const char *principal) {
+  ackrpc_policy bridges = {.same_uid = 1};
+  return fx_server_start_setup(
+      &(ackrpc_server_options){.address = fx_sock(), .bridges = &bridges}, name_caller,
+      (void *)principal);
 }
 
 /* --- bridges ------------------------------------------------------------ */
@@ -112,15 +84,6 @@ static int start_ready(const char *cmd, const char *sock, const char *log,
   return slot;
 }
 
-/* Stops a bridge and asserts it exited 0. */
-static void stop_bridge(int slot, const char *log) {
-  int st = nh_stop_child(slot);
-  char *s = nh_slurp(fx_path(log));
-  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d:\n%s", log, st,
-            s ? s : "");
-  free(s);
-}
-
 /* A bridge that must fail to start: its exit code (it is waited for,
  * bounded), and its log must contain `says`. */
 static void expect_refused(const char *cmd, const char *sock, const char *log,
@@ -142,27 +105,6 @@ static void write_file(const char *name, const char *text) {
   fclose(f);
 }
 
-/* The value of metadata `key` as the echo handler saw it ("key=hex;"),
- * decoded; "" if absent. */
-static void seen_md(const char *meta, const char *key, char *out, size_t cap) {
-  char pat[80];
-  snprintf(pat, sizeof pat, "%s=", key);
-  out[0] = '\0';
-  for (const char *p = meta; (p = strstr(p, pat)) != NULL; p++) {
-    if (p != meta && p[-1] != ';') continue;
-    p += strlen(pat);
-    size_t o = 0;
-    while (p[0] && p[1] && p[0] != ';' && o + 1 < cap) {
-      unsigned v;
-      sscanf(p, "%2x", &v);
-      out[o++] = (char)v;
-      p += 2;
-    }
-    out[o] = '\0';
-    return;
-  }
-}
-
 static ackrpc_status echo(ackrpc_client *c, ackrpc_result *r) {
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
   req.text = "who";
@@ -178,7 +120,8 @@ static void expect_admitted(const char *sock, const char *principal) {
   cr_assert_eq(st, ACKRPC_OK, "%s: %s", ackrpc_status_name(st),
                r.message ? r.message : "");
   char who[ACKRPC_MAX_PRINCIPAL + 1];
-  seen_md(fx_echo_reply(&r)->meta, ACKRPC_NATS_PRINCIPAL_KEY, who, sizeof who);
+  nh_metadata_value(fx_echo_reply(&r)->meta, ACKRPC_NATS_PRINCIPAL_KEY, who,
+                    sizeof who);
   cr_assert_str_eq(who, principal, "meta: %s", fx_echo_reply(&r)->meta);
   ackrpc_result_clear(&r);
 }
@@ -200,7 +143,7 @@ static const char accounts[] =
 
 Test(nats_identity, a_caller_policy_naming_a_nats_user_passes_it_and_refuses_another) {
   int nats = nh_start_nats("nats", accounts, NULL, nats_url, sizeof nats_url);
-  running srv = start_server("nats:CLI/alice");
+  fx_server *srv = start_server("nats:CLI/alice");
   write_file("bridge.pw", "s3cret-bridge\n");
   write_file("alice.pw", "s3cret-alice\n");
   write_file("bob.pw", "s3cret-bob");
@@ -247,9 +190,9 @@ Test(nats_identity, a_caller_policy_naming_a_nats_user_passes_it_and_refuses_ano
   int st = nh_wait_child(slot, 10000);
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 64, "status %d", st);
 
-  stop_bridge(ia, "alice.log");
-  stop_bridge(ib, "bob.log");
-  stop_bridge(exp, "export.log");
+  nh_stop_clean(ia, "alice.log");
+  nh_stop_clean(ib, "bob.log");
+  nh_stop_clean(exp, "export.log");
   /* No password in any log. */
   const char *logs[] = {"export.log", "alice.log", "bob.log", "wrong.log"};
   for (size_t i = 0; i < sizeof logs / sizeof *logs; i++) {
@@ -259,7 +202,7 @@ Test(nats_identity, a_caller_policy_naming_a_nats_user_passes_it_and_refuses_ano
     free(s);
   }
   nh_stop_child(nats);
-  stop_server(&srv);
+  fx_server_stop(srv);
   fx_finish();
 }
 
@@ -322,7 +265,7 @@ Test(nats_identity, tls_with_client_certificates) {
   snprintf(conf, sizeof conf, tls_conf_fmt, fx_dir(), fx_dir(), fx_dir());
   int nats = nh_start_nats("nats", conf, NULL, nats_url, sizeof nats_url);
   cr_assert(strncmp(nats_url, "tls://", 6) == 0, "%s", nats_url);
-  running srv = start_server("nats:CLI/CN=alice,O=ackrpc");
+  fx_server *srv = start_server("nats:CLI/CN=alice,O=ackrpc");
 
   const char *ca = fx_path("ca.pem"), *bcert = fx_path("bridge.pem"),
              *bkey = fx_path("bridge.key"), *acert = fx_path("alice.pem"),
@@ -376,21 +319,13 @@ Test(nats_identity, tls_with_client_certificates) {
             "%s", log ? log : "");
   free(log);
 
-  stop_bridge(imp, "alice.log");
-  stop_bridge(exp, "export.log");
+  nh_stop_clean(imp, "alice.log");
+  nh_stop_clean(exp, "export.log");
   nh_stop_child(nats);
-  stop_server(&srv);
+  fx_server_stop(srv);
   fx_finish();
 }
 
 int main(int argc, char *argv[]) {
-  if (!nh_find_nats_server()) {
-    printf("skipped: nats-server is not installed (scripts/deps.sh installs it)\n");
-    return 77;
-  }
-  struct criterion_test_set *tests = criterion_initialize();
-  int result = 0;
-  if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
-  criterion_finalize(tests);
-  return result;
+  return nh_run_tests(argc, argv);
 }
