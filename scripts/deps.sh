@@ -27,6 +27,8 @@ packages=(
   # the NATS bridge (issue 16, docs/SCALE.md): the C client and the server
   # its tests start
   libnats-dev nats-server
+  # the NATS TLS test makes its CA and certificates with the openssl command
+  openssl
 )
 
 run_as_root=()

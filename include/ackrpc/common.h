@@ -51,9 +51,19 @@ typedef struct ackrpc_service {
   size_t n_files;
 } ackrpc_service;
 
-/* Who may call: a rule on the peer's kernel-reported credentials. A peer is
- * allowed if the policy is empty (no field set), or if any set field admits
- * it. Root is not special: list uid 0 to admit it. */
+/* Who may call: a rule on the peer's kernel-reported credentials, and on
+ * the principal a trusted bridge vouches for. A call is allowed if the
+ * policy is empty (no field set), or if any set field admits it. Root is
+ * not special: list uid 0 to admit it.
+ *
+ * Local calls and bridged calls are told apart (docs/SECURITY.md,
+ * "Principals"): a call on a connection from a peer the server's `bridges`
+ * policy names (ackrpc_server_options) is *bridged*; its caller is the
+ * principal the bridge sent (metadata ACKRPC_PRINCIPAL_KEY), not the
+ * bridge's process. For a bridged call only `principals` can admit it: the
+ * uid and gid fields never do (they would name the bridge), and one
+ * without a principal (anonymous) is admitted by an empty policy only. For
+ * a local call `principals` admits nothing. */
 typedef struct ackrpc_policy {
   /* Admit peers whose uid is the server process's effective uid. */
   int same_uid;
@@ -68,7 +78,23 @@ typedef struct ackrpc_policy {
    * installed (an unknown name is an error then, not a silent no-match). */
   const char *const *group_names;
   size_t n_group_names;
+  /* Admit bridged calls whose principal is one of these, compared byte for
+   * byte (e.g. "nats:CLI/alice", docs/SCALE.md). Each 1 to
+   * ACKRPC_MAX_PRINCIPAL bytes of printable ASCII, '"' and '\\' excepted;
+   * copied when the policy is installed. Not for the server-wide policy nor
+   * the bridges policy (which check a connection, not a call): E_INVAL
+   * there. */
+  const char *const *principals;
+  size_t n_principals;
 } ackrpc_policy;
+
+/* The metadata key a trusted bridge puts the caller's principal under
+ * (ackrpc_server_options.bridges). The server takes it only on a
+ * connection from a bridge: from any other peer a call carrying it is
+ * refused PERMISSION_DENIED, its handler not run. */
+#define ACKRPC_PRINCIPAL_KEY "ackrpc-principal"
+/* A principal's length in bytes, at most. */
+#define ACKRPC_MAX_PRINCIPAL 256
 
 /* One metadata entry as the client sends it. Keys are 1 to 64 characters of
  * [a-z0-9._-]; values are opaque bytes, up to 4096. */

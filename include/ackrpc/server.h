@@ -161,12 +161,29 @@ typedef struct ackrpc_server_options {
    * before any byte is read; others get PERMISSION_DENIED. NULL: anyone who
    * can open the socket (its file mode decides). */
   const ackrpc_policy *policy;
+  /* The peers trusted to vouch for a caller (copied; docs/SECURITY.md,
+   * "Principals"): bridges such as ackrpc-nats export, which call on
+   * behalf of callers elsewhere. Checked once per connection, on its
+   * kernel credentials (run a bridge under a uid of its own). A call on a
+   * bridge's connection is *bridged*: its caller is the principal the
+   * bridge sent as metadata ACKRPC_PRINCIPAL_KEY (ackrpc_call_principal()),
+   * or anonymous without one; method policies admit it by `principals`
+   * only, never by the bridge's uid or gids. A call carrying that key from
+   * any other peer is refused PERMISSION_DENIED and its handler does not
+   * run; so is a bridge's call carrying it twice (INVALID_ARGUMENT) or with
+   * a value that is no principal (INVALID_ARGUMENT). The bridge must still
+   * pass `policy` by its own credentials. NULL: no bridges (every call is
+   * local). A policy listing `principals` here, or in `policy`, fails
+   * ackrpc_server_new() with E_INVAL. */
+  const ackrpc_policy *bridges;
   /* Log sink and its threshold. Default: ackrpc_log_stderr at WARNING.
    * Lines are key=value pairs (docs/SECURITY.md lists them). At
    * ACKRPC_LOG_DEBUG the server also logs one line per call answered:
    * "call method=pkg.S/M status=OK us=35 peer_uid=1000 peer_pid=42
    * bytes_in=88 bytes_out=40" (latency from the request complete to the
-   * reply written); below DEBUG that costs one comparison. */
+   * reply written; a bridged call's line adds bridged=1 and
+   * principal="nats:CLI/alice", empty when anonymous); below DEBUG that
+   * costs one comparison. */
   ackrpc_log_fn log;
   void *log_user;
   ackrpc_log_level log_level;
@@ -175,7 +192,8 @@ typedef struct ackrpc_server_options {
    * before (clients that reuse one call id for different requests, against
    * docs/PROTOCOL.md, keep working).
    * With it on, a call whose call id the server already answered OK for the
-   * same request (the same method, body and peer uid: compared by a digest,
+   * same request (the same method, body and peer uid, and principal for a
+   * bridged call: compared by a digest,
    * ackrpc_call_request_digest()) gets that answer again, byte for byte, and
    * its handler does not run. A call id that comes back with another
    * method, body or uid is refused INVALID_ARGUMENT and never run: it is
@@ -269,7 +287,8 @@ typedef void (*ackrpc_handler_fn)(ackrpc_call *call,
  * removed or followed. On success *ret_server owns the socket, its file and
  * the lock until ackrpc_server_free() removes them. On failure *ret_server is
  * untouched and nothing is left behind.
- * Errors: E_INVAL (NULL argument, no address), E_ADDRESS (bad or too long
+ * Errors: E_INVAL (NULL argument, no address, principals in `policy` or
+ * `bridges`, a count without its array in either), E_ADDRESS (bad or too long
  * address: never truncated), E_ADDR_IN_USE ("another server is serving this
  * address"), E_EXISTS (a non-socket file or a symlink is in the way, or
  * PATH.lock is not a regular file of the server's user: a symlink, FIFO,
@@ -354,8 +373,10 @@ ackrpc_server_add_service_info(ackrpc_server *server, const ackrpc_service *serv
  * on top of the server-wide one. It is checked as soon as a request's head
  * has arrived, before its body is read; a refused peer gets
  * PERMISSION_DENIED. The policy is copied and group names are resolved now.
- * Errors: E_INVAL (NULL server or name), E_NOT_FOUND (no such method, or an
- * unknown group name), E_NOMEM. */
+ * A bridged call passes it only by a listed principal (ackrpc_policy).
+ * Errors: E_INVAL (NULL server or name, a principal that is not 1 to
+ * ACKRPC_MAX_PRINCIPAL bytes of printable ASCII without '"' or '\\'),
+ * E_NOT_FOUND (no such method, or an unknown group name), E_NOMEM. */
 ACKRPC_EXPORT ackrpc_status ackrpc_server_set_method_policy(
     ackrpc_server *server, const char *method, const ackrpc_policy *policy);
 
@@ -531,8 +552,26 @@ ACKRPC_EXPORT ackrpc_status ackrpc_server_counters(const ackrpc_server *server,
 /* The full method name, "package.Service/Method". */
 ACKRPC_EXPORT const char *ackrpc_call_method(const ackrpc_call *call);
 
-/* The peer's credentials. */
+/* The credentials of the process at the other end of the connection, as
+ * the kernel gave them. For a bridged call (ackrpc_call_bridged()) that
+ * process is the bridge, not the caller: its uid says nothing about who
+ * called, so authorize a bridged call by ackrpc_call_principal() only.
+ * Owned by the call; NULL only for a NULL call. */
 ACKRPC_EXPORT const ackrpc_peer *ackrpc_call_peer(const ackrpc_call *call);
+
+/* 1 if the call came on a connection from a peer the server's `bridges`
+ * option trusts (its caller is elsewhere, named by
+ * ackrpc_call_principal()), 0 for a local call or a NULL call. */
+ACKRPC_EXPORT int ackrpc_call_bridged(const ackrpc_call *call);
+
+/* The caller's principal, as the trusted bridge vouched for it (e.g.
+ * "nats:CLI/alice", docs/SCALE.md): NUL-terminated, 1 to
+ * ACKRPC_MAX_PRINCIPAL bytes of printable ASCII, owned by the call (valid
+ * until it is answered). NULL for a local call, for an anonymous bridged
+ * call, or a NULL call. It is also among the metadata (key
+ * ACKRPC_PRINCIPAL_KEY), where only a bridge could have put it: the
+ * server refuses that key from any other peer. */
+ACKRPC_EXPORT const char *ackrpc_call_principal(const ackrpc_call *call);
 
 /* The call id the client sent (1 to 64 bytes); its length in *ret_len. */
 ACKRPC_EXPORT const uint8_t *ackrpc_call_id(const ackrpc_call *call, size_t *ret_len);
@@ -545,7 +584,8 @@ ACKRPC_EXPORT const uint8_t *ackrpc_call_id(const ackrpc_call *call, size_t *ret
  * later ackrpc_call_reply() returns E_ALREADY_ANSWERED. */
 ACKRPC_EXPORT uint64_t ackrpc_call_deadline_us(const ackrpc_call *call);
 
-/* The digest of the request: XXH3-128 over the peer's uid, the method name
+/* The digest of the request: XXH3-128 over the peer's uid (and, for a
+ * bridged call, its principal), the method name
  * and the request body's bytes as they arrived (docs/DELIVERY.md gives the
  * exact definition; it is the same in every process and version). A
  * durable reply store keeps it beside a call id, so that the id reused for

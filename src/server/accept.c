@@ -130,6 +130,9 @@ void akr_accept_serve(ackrpc_server *s, int fd) {
               (unsigned)c->peer.uid, (int)c->peer.pid, s->opt.max_connections_per_uid);
     akr_conn_answer(c, ACKRPC_RESOURCE_EXHAUSTED, "too many connections from this uid",
                     1);
+  } else if (s->bridges) {
+    /* Once per connection: its calls are bridged or local for good. */
+    c->bridge = akr_policy_allows(s->bridges, s->euid, &c->peer, c->fd);
   }
   akr_conn_resume(c);
 }

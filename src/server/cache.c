@@ -23,6 +23,12 @@ void akr_cache_digest(ackrpc_call *call, const uint8_t *body, size_t body_len) {
    * (big-endian) form. */
   const char *method = call->req.method;
   XXH64_hash_t seed = XXH3_64bits_withSeed(method, strlen(method), call->peer.uid);
+  /* A bridged call's caller is its principal, not the bridge's uid: the
+   * principal ("" when anonymous) goes into the seed too. */
+  if (call->bridged) {
+    const char *p = call->principal ? call->principal : "";
+    seed = XXH3_64bits_withSeed(p, strlen(p), seed);
+  }
   static const uint8_t empty[1];
   XXH128_hash_t h = XXH3_128bits_withSeed(body_len ? body : empty, body_len, seed);
   XXH128_canonical_t out;

@@ -26,6 +26,8 @@ ackrpc_call *akr_call_new(ackrpc_server *s) {
   c->arena.spare = &s->spare;
   c->conn = NULL;
   c->method = NULL;
+  c->bridged = 0;
+  c->principal = NULL;
   c->request = NULL;
   c->frame_len = 0;
   c->t_start_us = c->deadline_us = 0;
@@ -187,6 +189,14 @@ const char *ackrpc_call_method(const ackrpc_call *c) {
 
 const ackrpc_peer *ackrpc_call_peer(const ackrpc_call *c) {
   return c ? &c->peer : NULL;
+}
+
+int ackrpc_call_bridged(const ackrpc_call *c) {
+  return c ? c->bridged : 0;
+}
+
+const char *ackrpc_call_principal(const ackrpc_call *c) {
+  return c ? c->principal : NULL;
 }
 
 const uint8_t *ackrpc_call_id(const ackrpc_call *c, size_t *ret_len) {

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -206,22 +207,33 @@ static void record(akr_conn *c) {
   akr_stats_record(r->stats, r->status, r->bytes_in, r->bytes_out, timed, us);
   if (c->server->opt.log_level >= ACKRPC_LOG_DEBUG)
     akr_slog(c->server, ACKRPC_LOG_DEBUG,
-             "call method=%s status=%s us=%llu peer_uid=%u peer_pid=%d bytes_in=%zu "
-             "bytes_out=%zu",
+             "call method=%s status=%s us=%llu peer_uid=%u peer_pid=%d%s%s%s "
+             "bytes_in=%zu bytes_out=%zu",
              r->method, status_text(r->status), (unsigned long long)us,
-             (unsigned)c->peer.uid, (int)c->peer.pid, r->bytes_in, r->bytes_out);
+             (unsigned)c->peer.uid, (int)c->peer.pid,
+             r->bridged ? " bridged=1 principal=\"" : "",
+             r->bridged ? r->principal : "", r->bridged ? "\"" : "", r->bytes_in,
+             r->bytes_out);
   r->stats = NULL;
 }
 
-/* What the statistics will count for the reply to the current frame. */
-static void rec_start(akr_conn *c, uint32_t status, size_t bytes_out) {
+/* What the statistics will count for the reply to the current frame (and,
+ * at DEBUG, the principal of its call, if any: NULL for a local answer). */
+static void rec_start(akr_conn *c, uint32_t status, size_t bytes_out,
+                      const ackrpc_call *call) {
   const akr_method_entry *m = c->stat_m;
-  c->rec = (akr_reply_rec){.stats = m ? m->stats : NULL,
-                           .method = m ? m->m.name : NULL,
-                           .status = status,
-                           .bytes_in = c->frame_len,
-                           .bytes_out = bytes_out,
-                           .t_start_us = c->t_start_us};
+  akr_reply_rec *r = &c->rec;
+  r->stats = m ? m->stats : NULL;
+  r->method = m ? m->m.name : NULL;
+  r->status = status;
+  r->bytes_in = c->frame_len;
+  r->bytes_out = bytes_out;
+  r->t_start_us = c->t_start_us;
+  r->bridged = c->bridge;
+  r->principal[0] = '\0';
+  if (c->bridge && call && call->principal &&
+      c->server->opt.log_level >= ACKRPC_LOG_DEBUG)
+    snprintf(r->principal, sizeof r->principal, "%s", call->principal);
   c->stat_m = NULL;
   c->t_start_us = 0;
 }
@@ -310,7 +322,7 @@ void akr_conn_answer(akr_conn *c, ackrpc_status status, const char *message,
     return;
   }
   c->out_len += akr_reply_encode(&spec, p);
-  rec_start(c, (uint32_t)status, n);
+  rec_start(c, (uint32_t)status, n, NULL);
   write_out(c);
 }
 
@@ -318,7 +330,7 @@ void akr_conn_reply(akr_conn *c, ackrpc_call *call) {
   if (c->call == call) c->call = NULL;
   call->conn = NULL;
   pending_remove(c);
-  rec_start(c, call->reply_status, call->out_len);
+  rec_start(c, call->reply_status, call->out_len, call);
   if (c->server->tap) akr_tap_reply_frame(c->server, call, call->out, call->out_len);
   /* No reply could be made (out of memory): the connection ends. */
   c->close_after_write = call->out_len == 0;

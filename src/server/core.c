@@ -97,6 +97,7 @@ void akr_server_unref(ackrpc_server *s) {
   akr_registry_free(&s->registry);
   akr_synth_free(s->synth);
   akr_policy_free(s->policy);
+  akr_policy_free(s->bridges);
   akr_uid_free_all(s);
   free(s->address_text);
   pthread_mutex_destroy(&s->mu);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ackrpc/wire.pb-c.h"
 #include "core/clock.h"
 #include "server/call.h"
 #include "server/conn.h"
@@ -143,6 +144,48 @@ static int map_body(akr_conn *c, ackrpc_call *call, const akr_method_entry *m,
   return 1;
 }
 
+/* The principal of a call (ACKRPC_PRINCIPAL_KEY), taken only from a
+ * bridge: from another peer the key is refused, never passed on. A bridge
+ * may send it once, valid (policy.h), or not at all (anonymous). 1 if
+ * refused. */
+static int take_principal(akr_conn *c, ackrpc_call *call, int complete) {
+  ackrpc_server *s = c->server;
+  call->bridged = c->bridge;
+  const Ackrpc__Wire__Metadata *found = NULL;
+  const char *why = NULL;
+  ackrpc_status st = ACKRPC_INVALID_ARGUMENT;
+  for (size_t i = 0; i < call->req.n_metadata && !why; i++) {
+    const Ackrpc__Wire__Metadata *md = call->req.metadata[i];
+    if (strcmp(md->key, ACKRPC_PRINCIPAL_KEY) != 0) continue;
+    if (found) why = "metadata " ACKRPC_PRINCIPAL_KEY " sent more than once";
+    found = md;
+  }
+  if (!found) return 0;
+  if (!why && !c->bridge) {
+    st = ACKRPC_PERMISSION_DENIED;
+    why = "metadata " ACKRPC_PRINCIPAL_KEY " is taken only from a trusted bridge";
+  } else if (!why && !akr_principal_valid(found->value.data, found->value.len)) {
+    why = "metadata " ACKRPC_PRINCIPAL_KEY " is not a valid principal";
+  }
+  char *copy = NULL;
+  if (!why && !(copy = akr_arena_alloc(&call->arena, found->value.len + 1))) {
+    st = ACKRPC_RESOURCE_EXHAUSTED;
+    why = "server memory budget exhausted";
+  }
+  if (why) {
+    akr_event(s, AKR_EV_REFUSED, ACKRPC_LOG_INFO,
+              "method=%s peer_uid=%u peer_pid=%d error=\"%s\"", call->req.method,
+              (unsigned)c->peer.uid, (int)c->peer.pid, why);
+    refuse(c, st, why, complete);
+    return 1;
+  }
+  memcpy(copy, found->value.data, found->value.len);
+  copy[found->value.len] = '\0';
+  akr_acct_call_bytes(call, call->arena.total);
+  call->principal = copy;
+  return 0;
+}
+
 int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
   ackrpc_server *s = c->server;
   c->stat_m = NULL;
@@ -174,10 +217,16 @@ int akr_dispatch_admit(akr_conn *c, const akr_frame *f, int complete) {
     return refuse(c, ACKRPC_UNIMPLEMENTED, msg, complete);
   }
   c->stat_m = m;
-  if (!akr_policy_allows(m->policy, s->euid, &c->peer, c->fd)) {
+  if (take_principal(c, call, complete)) return 0;
+  int allowed = call->bridged ? akr_policy_allows_principal(m->policy, call->principal)
+                              : akr_policy_allows(m->policy, s->euid, &c->peer, c->fd);
+  if (!allowed) {
     akr_event(s, AKR_EV_REFUSED, ACKRPC_LOG_INFO,
-              "method=%s peer_uid=%u peer_pid=%d by=policy", call->req.method,
-              (unsigned)c->peer.uid, (int)c->peer.pid);
+              "method=%s peer_uid=%u peer_pid=%d%s%s%s by=policy", call->req.method,
+              (unsigned)c->peer.uid, (int)c->peer.pid,
+              call->bridged ? " principal=\"" : "",
+              call->bridged ? (call->principal ? call->principal : "") : "",
+              call->bridged ? "\"" : "");
     return refuse(c, ACKRPC_PERMISSION_DENIED, "not allowed to call this method",
                   complete);
   }

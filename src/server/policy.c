@@ -10,6 +10,9 @@ void akr_policy_free(akr_policy *p) {
   if (!p) return;
   free(p->uids);
   free(p->gids);
+  for (size_t i = 0; i < p->n_principals; i++)
+    free(p->principals[i]);
+  free(p->principals);
   free(p);
 }
 
@@ -39,12 +42,38 @@ static ackrpc_status copy_gids(const ackrpc_policy *in, akr_policy *p) {
   return ACKRPC_OK;
 }
 
+int akr_principal_valid(const void *bytes, size_t len) {
+  const unsigned char *p = bytes;
+  if (!p || len == 0 || len > ACKRPC_MAX_PRINCIPAL) return 0;
+  for (size_t i = 0; i < len; i++)
+    if (p[i] < 0x20 || p[i] > 0x7e || p[i] == '"' || p[i] == '\\') return 0;
+  return 1;
+}
+
+int akr_policy_has_principals(const ackrpc_policy *in) {
+  return in && in->n_principals > 0;
+}
+
+static ackrpc_status copy_principals(const ackrpc_policy *in, akr_policy *p) {
+  if (!in->n_principals) return ACKRPC_OK;
+  p->principals = calloc(in->n_principals, sizeof *p->principals);
+  if (!p->principals) return ACKRPC_E_NOMEM;
+  for (size_t i = 0; i < in->n_principals; i++) {
+    const char *name = in->principals[i];
+    if (!name || !akr_principal_valid(name, strlen(name))) return ACKRPC_E_INVAL;
+    if (!(p->principals[i] = strdup(name))) return ACKRPC_E_NOMEM;
+    p->n_principals++;
+  }
+  return ACKRPC_OK;
+}
+
 ackrpc_status akr_policy_copy(const ackrpc_policy *in, akr_policy **ret) {
   *ret = NULL;
-  if (!in || (!in->same_uid && !in->n_uids && !in->n_gids && !in->n_group_names))
+  if (!in || (!in->same_uid && !in->n_uids && !in->n_gids && !in->n_group_names &&
+              !in->n_principals))
     return ACKRPC_OK;
   if ((in->n_uids && !in->uids) || (in->n_gids && !in->gids) ||
-      (in->n_group_names && !in->group_names))
+      (in->n_group_names && !in->group_names) || (in->n_principals && !in->principals))
     return ACKRPC_E_INVAL;
   akr_policy *p = calloc(1, sizeof *p);
   if (!p) return ACKRPC_E_NOMEM;
@@ -60,6 +89,7 @@ ackrpc_status akr_policy_copy(const ackrpc_policy *in, akr_policy **ret) {
     }
   }
   if (st == ACKRPC_OK) st = copy_gids(in, p);
+  if (st == ACKRPC_OK) st = copy_principals(in, p);
   if (st != ACKRPC_OK) {
     akr_policy_free(p);
     return st;
@@ -87,5 +117,13 @@ int akr_policy_allows(const akr_policy *p, uid_t euid, const ackrpc_peer *peer,
   if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) return 0;
   for (size_t i = 0; i < len / sizeof *groups; i++)
     if (gid_listed(p, groups[i])) return 1;
+  return 0;
+}
+
+int akr_policy_allows_principal(const akr_policy *p, const char *principal) {
+  if (!p) return 1;
+  if (!principal) return 0;
+  for (size_t i = 0; i < p->n_principals; i++)
+    if (strcmp(p->principals[i], principal) == 0) return 1;
   return 0;
 }

@@ -262,7 +262,8 @@ static ackrpc_status server_alloc(const ackrpc_server_options *options,
   akr_spare_init(&s->spare, SPARE_BUDGET(s->opt.max_request_size));
   s->addr = *addr;
   s->euid = geteuid();
-  s->opt.policy = NULL; /* kept in s->policy */
+  s->opt.policy = NULL;  /* kept in s->policy */
+  s->opt.bridges = NULL; /* kept in s->bridges */
   s->opt.socket_group = NULL;
   s->lst = (akr_listener)AKR_LISTENER_NONE;
   s->ctl.fd = s->ctl_peer.fd = s->wake_fd = -1;
@@ -277,7 +278,12 @@ static ackrpc_status server_alloc(const ackrpc_server_options *options,
   s->opt.address = s->address_text;
   *ret = s;
   if (!s->address_text) return ACKRPC_E_NOMEM;
+  /* Both check connections, where no principal is known yet. */
+  if (akr_policy_has_principals(options->policy) ||
+      akr_policy_has_principals(options->bridges))
+    return ACKRPC_E_INVAL;
   ackrpc_status st = akr_policy_copy(options->policy, &s->policy);
+  if (st == ACKRPC_OK) st = akr_policy_copy(options->bridges, &s->bridges);
   if (st != ACKRPC_OK) return st;
   if (s->opt.reply_cache) {
     s->cache = akr_rc_new(s->opt.reply_cache_entries, s->opt.reply_cache_bytes,

@@ -75,6 +75,10 @@ typedef struct akr_reply_rec {
   uint32_t status;
   size_t bytes_in, bytes_out;
   uint64_t t_start_us; /* the request complete; 0: never dispatched */
+  /* For the DEBUG line: whether the call was bridged, and its principal
+   * (copied: the call may be gone when the line is written). */
+  int bridged;
+  char principal[ACKRPC_MAX_PRINCIPAL + 1];
 } akr_reply_rec;
 
 struct akr_conn {
@@ -124,6 +128,7 @@ struct akr_conn {
   akr_acct acct;
   size_t in_charged;
   ackrpc_call *acct_calls;
+  int bridge; /* the peer passes the server's bridges policy */
   /* Last: a reused connection object is cleared up to here (the events are
    * assigned afresh). */
   struct event io; /* read or write interest, per `watching` */
@@ -137,6 +142,10 @@ struct ackrpc_call {
   akr_arena arena;
   akr_request req; /* the head, decoded into the arena */
   const akr_method_entry *method;
+  /* Bridged: on a connection from a bridge; its principal (NUL-terminated,
+   * in the arena), NULL when anonymous or local. */
+  int bridged;
+  const char *principal;
   ProtobufCMessage *request;
   size_t frame_len;
   uint64_t t_start_us; /* the request complete */
@@ -188,6 +197,7 @@ struct ackrpc_server {
   akr_registry registry;
   struct akr_synth *synth; /* the services made for reflection (synth.h) */
   akr_policy *policy;      /* server-wide, checked at accept */
+  akr_policy *bridges;     /* peers that vouch for a principal (NULL: none) */
   uid_t euid;
   akr_cleanup *cleanups;
   size_t n_cleanups;

@@ -594,6 +594,12 @@ static void *server_main(void *arg) {
 }
 
 fx_server *fx_server_start(const ackrpc_server_options *options) {
+  return fx_server_start_setup(options, NULL, NULL);
+}
+
+fx_server *fx_server_start_setup(const ackrpc_server_options *options,
+                                 void (*setup)(ackrpc_server *server, void *user),
+                                 void *user) {
   cr_assert_lt(g.n_servers, FX_MAX_SERVERS);
   fx_server *fs = calloc(1, sizeof *fs);
   cr_assert_not_null(fs);
@@ -611,6 +617,7 @@ fx_server *fx_server_start(const ackrpc_server_options *options) {
                ACKRPC_OK);
   cr_assert_eq(ackrpc_server_add_method(fs->srv, &fx_probe_method, probe_handler, &fs->srv),
                ACKRPC_OK);
+  if (setup) setup(fs->srv, user);
   cr_assert_eq(pthread_create(&fs->thr, NULL, server_main, fs), 0);
   fs->running = 1;
   return fs;

@@ -121,6 +121,11 @@ typedef struct fx_server fx_server;
 /* ackrpc_server_new(options) (asserted OK), registers FX_ECHO, FX_STRICT and
  * FX_PROBE, and runs ackrpc_server_run() in a new thread. */
 fx_server *fx_server_start(const ackrpc_server_options *options);
+/* The same, calling setup(server, user) after the registrations and before
+ * the loop runs: for what must be installed first (method policies). */
+fx_server *fx_server_start_setup(const ackrpc_server_options *options,
+                                 void (*setup)(ackrpc_server *server, void *user),
+                                 void *user);
 ackrpc_server *fx_server_get(const fx_server *fs);
 /* ackrpc_server_stop() only. */
 void fx_server_request_stop(fx_server *fs);

@@ -20,8 +20,12 @@
  * "", is not carried: nats.c 3.4 reads an empty header value wrongly (it
  * takes the next header line as the value). */
 #define ACKRPC_NATS_EMPTY_VALUE "="
-/* Metadata key that only the export side sets (the caller's principal). */
-#define ACKRPC_NATS_PRINCIPAL_KEY "ackrpc-nats-principal"
+/* Metadata key that only the export side sets (the caller's principal):
+ * the library's ACKRPC_PRINCIPAL_KEY (ackrpc/common.h), which a server
+ * takes only from a bridge its `bridges` option trusts. Its value is
+ * ACKRPC_NATS_PRINCIPAL_PREFIX + "ACCOUNT/USER". */
+#define ACKRPC_NATS_PRINCIPAL_KEY "ackrpc-principal"
+#define ACKRPC_NATS_PRINCIPAL_PREFIX "nats:"
 
 /* Writes the subject of `method` ("pkg.Service/Method", docs/PROTOCOL.md
  * §2.1) under `prefix` ("P.pkg.Service.Method") to out[0..cap), with its

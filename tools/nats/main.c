@@ -26,6 +26,7 @@
 #include <ackrpc/ackrpc.h>
 
 #include "ackrpc/reflection.pb-c.h"
+#include "auth.h"
 #include "envelope.h"
 
 #define PROG "ackrpc-nats"
@@ -54,6 +55,7 @@ typedef struct bridge {
   int trust_request_info;
   const char *allow[MAX_SERVICES];
   size_t n_allow;
+  nats_auth auth; /* TLS and credentials (auth.h) */
 
   natsConnection *nc;
   ackrpc_client *client; /* export */
@@ -155,6 +157,12 @@ static natsStatus nats_connect(bridge *b) {
   natsOptions *o = NULL;
   natsStatus s = natsOptions_Create(&o);
   if (s == NATS_OK) s = natsOptions_SetURL(o, b->nats_url);
+  char why[768] = "";
+  if (s == NATS_OK && (s = nats_auth_apply(&b->auth, o, why, sizeof why)) != NATS_OK) {
+    logf_("cannot set up the NATS connection: %s", why);
+    natsOptions_Destroy(o);
+    return s;
+  }
   if (s == NATS_OK) s = natsOptions_SetName(o, PROG);
   /* Keep trying while the cluster heals; calls meanwhile fail as
    * UNAVAILABLE (import) or are not received (export). */
@@ -166,9 +174,23 @@ static natsStatus nats_connect(bridge *b) {
   if (s == NATS_OK) s = natsConnection_Connect(&b->nc, o);
   natsOptions_Destroy(o);
   if (s != NATS_OK) {
+    /* nats.c's last error says more (a TLS handshake refused, an
+     * authorization violation); it holds no password. */
     char shown[512];
-    logf_("cannot connect to NATS at %s: %s",
-          url_for_log(b->nats_url, shown, sizeof shown), natsStatus_GetText(s));
+    const char *detail = nats_GetLastError(NULL);
+    if (detail && strchr(detail, '@')) detail = NULL; /* a URL with a password */
+    /* A server that requires a client certificate closes the connection
+     * after the handshake when it gets none or one it does not trust:
+     * nats.c then reports only a protocol error. */
+    int tls = b->auth.tls_ca || strstr(b->nats_url, "tls://");
+    logf_("cannot connect to NATS at %s: %s%s%s%s",
+          url_for_log(b->nats_url, shown, sizeof shown), natsStatus_GetText(s),
+          detail && detail[0] ? ": " : "", detail ? detail : "",
+          tls && (s == NATS_PROTOCOL_ERROR || s == NATS_CONNECTION_CLOSED ||
+                  s == NATS_IO_ERROR)
+              ? " (the server closed the TLS connection: it may have refused the "
+                "client certificate, a missing one, or the user it maps to)"
+              : "");
   }
   return s;
 }
@@ -200,15 +222,18 @@ static void publish_answer(bridge *b, const char *reply_to, const char *call_id_
 }
 
 /* The metadata of a request, decoded from its Ackrpc-Md-* headers into
- * md[] (values in `store`). The reserved principal key is dropped.
- * Returns the count, or -1 with *why set. */
+ * md[] (values in `store`). The reserved principal key is refused
+ * (`denied` set): only the bridge names the caller. Returns the count, or
+ * -1 with *why set. */
 typedef struct md_buf {
   ackrpc_metadata md[ACKRPC_MAX_METADATA];
   char keys[ACKRPC_MAX_METADATA][ACKRPC_MAX_METADATA_KEY + 1];
   uint8_t *values[ACKRPC_MAX_METADATA];
   size_t n;
-  char why[256];       /* what md_decode() or the policy refused */
-  char principal[512]; /* "ACCOUNT/USER", or "" */
+  char why[256]; /* what md_decode() or the policy refused */
+  int denied;    /* refused PERMISSION_DENIED, not INVALID_ARGUMENT */
+  /* "nats:ACCOUNT/USER" (a valid principal, ackrpc/common.h), or "" */
+  char principal[ACKRPC_MAX_PRINCIPAL + 1];
 } md_buf;
 
 static void md_free(md_buf *mb) {
@@ -239,7 +264,13 @@ static int md_decode(natsMsg *msg, md_buf *mb, const char **why) {
   for (int i = 0; i < n_keys && rc == 0; i++) {
     if (strncmp(keys[i], ACKRPC_NATS_H_MD_PREFIX, plen) != 0) continue;
     const char *key = keys[i] + plen;
-    if (strcmp(key, ACKRPC_NATS_PRINCIPAL_KEY) == 0) continue; /* never trusted */
+    if (strcmp(key, ACKRPC_NATS_PRINCIPAL_KEY) == 0) {
+      /* Never trusted, never dropped in silence: refused. */
+      *why = "metadata " ACKRPC_NATS_PRINCIPAL_KEY " is set by the bridge only";
+      mb->denied = 1;
+      rc = -1;
+      break;
+    }
     if (key[0] == '\0' || strlen(key) > ACKRPC_MAX_METADATA_KEY) {
       *why = "bad metadata key";
       rc = -1;
@@ -282,33 +313,50 @@ static int md_decode(natsMsg *msg, md_buf *mb, const char **why) {
   return rc == 0 ? (int)mb->n : -1;
 }
 
-/* The caller's principal, "ACCOUNT/USER", from the Nats-Request-Info
+/* Whether a byte may be in a principal (ackrpc/common.h: printable
+ * ASCII, '"' and '\\' excepted). */
+static int principal_byte(unsigned char c) {
+  return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+}
+
+/* The caller's principal, "nats:ACCOUNT/USER", from the Nats-Request-Info
  * header that nats-server writes on a request that crossed a service
  * import with `share: true` (it replaces whatever the requester sent).
- * "" (anonymous) without the header, or with one that names no account
- * and user (JSON that does not parse, other types, control characters). */
-static void principal_of(natsMsg *msg, char *out, size_t cap) {
+ * 0 with "" (anonymous) without the header, or with one that names no
+ * account and user (JSON that does not parse, other types). -1 with "" if
+ * it names one that cannot be a principal (other bytes, too long): the
+ * caller is known but cannot be named, so the call is refused rather than
+ * made anonymous. */
+static int principal_of(natsMsg *msg, char *out, size_t cap) {
   const char *v = NULL;
   out[0] = '\0';
-  if (natsMsgHeader_Get(msg, "Nats-Request-Info", &v) != NATS_OK) return;
+  if (natsMsgHeader_Get(msg, "Nats-Request-Info", &v) != NATS_OK) return 0;
   json_t *root = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
   const char *acc = json_string_value(json_object_get(root, "acc"));
   const char *user = json_string_value(json_object_get(root, "user"));
   if (!user) user = json_string_value(json_object_get(root, "nkey"));
-  int ok = acc && user && acc[0] && user[0];
+  int named = acc && user && acc[0] && user[0], ok = named;
   for (const char *p = acc; ok && *p; p++)
-    ok = (unsigned char)*p >= 0x20 && *p != '/';
+    ok = principal_byte((unsigned char)*p) && *p != '/';
   for (const char *p = user; ok && *p; p++)
-    ok = (unsigned char)*p >= 0x20;
-  if (ok && (size_t)snprintf(out, cap, "%s/%s", acc, user) >= cap) ok = 0;
+    ok = principal_byte((unsigned char)*p);
+  if (ok && (size_t)snprintf(out, cap, ACKRPC_NATS_PRINCIPAL_PREFIX "%s/%s", acc,
+                             user) >= cap)
+    ok = 0;
   if (!ok) out[0] = '\0';
   json_decref(root);
+  return named && !ok ? -1 : 0;
+}
+
+/* `principal` without its "nats:" (ACCOUNT/USER, as --allow names it). */
+static const char *nats_user(const char *principal) {
+  return principal[0] ? principal + strlen(ACKRPC_NATS_PRINCIPAL_PREFIX) : principal;
 }
 
 static int principal_allowed(const bridge *b, const char *principal) {
   if (b->n_allow == 0) return 1;
   for (size_t i = 0; i < b->n_allow; i++)
-    if (principal[0] && strcmp(b->allow[i], principal) == 0) return 1;
+    if (principal[0] && strcmp(b->allow[i], nats_user(principal)) == 0) return 1;
   return 0;
 }
 
@@ -340,12 +388,18 @@ static void *export_one(void *arg) {
   } else if (natsMsgHeader_Get(msg, ACKRPC_NATS_H_TIMEOUT, &v) == NATS_OK &&
              ackrpc_nats_dec_decode(v, UINT32_MAX, &timeout_ms) != 0) {
     why = "Ackrpc-Timeout-Ms is not a decimal number of milliseconds";
-  } else if (md_decode(msg, mb, &why) >= 0 && b->trust_request_info) {
-    principal_of(msg, mb->principal, sizeof mb->principal);
-    if (!principal_allowed(b, mb->principal)) {
+  } else if (md_decode(msg, mb, &why) < 0) {
+    if (mb->denied) bad = ACKRPC_PERMISSION_DENIED;
+  } else if (b->trust_request_info) {
+    if (principal_of(msg, mb->principal, sizeof mb->principal) != 0) {
+      bad = ACKRPC_PERMISSION_DENIED;
+      why = "the caller's NATS account or user cannot be a principal (printable "
+            "ASCII without '\"' or '\\', at most 256 bytes with \"nats:\")";
+    } else if (!principal_allowed(b, mb->principal)) {
       bad = ACKRPC_PERMISSION_DENIED;
       snprintf(mb->why, sizeof mb->why, "the bridge does not admit %s%.128s",
-               mb->principal[0] ? "NATS user " : "anonymous callers", mb->principal);
+               mb->principal[0] ? "NATS user " : "anonymous callers",
+               nats_user(mb->principal));
       why = mb->why;
     } else if (mb->principal[0] && mb->n == ACKRPC_MAX_METADATA) {
       why = "too many metadata entries (the bridge adds the principal)";
@@ -627,7 +681,8 @@ static natsStatus import_request(const bridge *b, ackrpc_call *call,
     size_t vlen;
     char hkey[MD_KEY_MAX];
     if (ackrpc_call_metadata_at(call, i, &key, &value, &vlen) != 0) break;
-    if (strcmp(key, ACKRPC_NATS_PRINCIPAL_KEY) == 0) continue; /* export's to set */
+    /* ACKRPC_NATS_PRINCIPAL_KEY never gets here: the import's server
+     * trusts no bridge, so the library refused a call carrying it. */
     snprintf(hkey, sizeof hkey, "%s%s", ACKRPC_NATS_H_MD_PREFIX, key);
     if (vlen)
       ackrpc_nats_b64_encode(value, vlen, val);
@@ -722,6 +777,19 @@ static int run_import(bridge *b) {
 
 /* --- command line ------------------------------------------------------ */
 
+/* Long options without a short one. */
+enum {
+  OPT_TLS_CA = 1000,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_TLS_HOSTNAME,
+  OPT_USER,
+  OPT_PASSWORD_FILE,
+  OPT_NKEY,
+  OPT_NKEY_SEED_FILE,
+  OPT_CREDS,
+};
+
 static const char usage[] =
     "usage: " PROG " export --socket PATH --nats URL [--service NAME]... [OPTIONS]\n"
     "       " PROG " import --listen PATH --nats URL [OPTIONS]\n"
@@ -746,6 +814,16 @@ static const char usage[] =
     "                           (service imports with share: true; see SCALE.md)\n"
     "  -a, --allow ACCOUNT/USER export, with -T: admit only these callers\n"
     "                           (repeatable; others get PERMISSION_DENIED)\n"
+    "  --tls-ca FILE            trust these CAs (PEM) and use TLS\n"
+    "  --tls-cert FILE          with --tls-key: the bridge's client certificate\n"
+    "  --tls-key FILE           (PEM) and its key\n"
+    "  --tls-hostname NAME      the name the server's certificate must carry\n"
+    "                           (default: the URL's host)\n"
+    "  --user NAME              with --password-file: log in as NAME\n"
+    "  --password-file FILE     the password, the file's first line\n"
+    "  --nkey PUBLIC-KEY        with --nkey-seed-file: log in as this nkey user\n"
+    "  --nkey-seed-file FILE    its seed (read by nats.c when it signs)\n"
+    "  --creds FILE             a .creds file (user JWT and seed)\n"
     "  -v, --verbose            log each call\n"
     "  -h, --help               this help\n";
 
@@ -761,19 +839,29 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   bridge b = {.prefix = "ackrpc", .max_inflight = 256, .default_timeout_ms = 30000};
-  static const struct option longs[] = {{"socket", required_argument, NULL, 's'},
-                                        {"listen", required_argument, NULL, 'l'},
-                                        {"nats", required_argument, NULL, 'n'},
-                                        {"service", required_argument, NULL, 'S'},
-                                        {"prefix", required_argument, NULL, 'p'},
-                                        {"queue", required_argument, NULL, 'q'},
-                                        {"max-inflight", required_argument, NULL, 'm'},
-                                        {"timeout-ms", required_argument, NULL, 't'},
-                                        {"trust-request-info", no_argument, NULL, 'T'},
-                                        {"allow", required_argument, NULL, 'a'},
-                                        {"verbose", no_argument, NULL, 'v'},
-                                        {"help", no_argument, NULL, 'h'},
-                                        {NULL, 0, NULL, 0}};
+  static const struct option longs[] = {
+      {"socket", required_argument, NULL, 's'},
+      {"listen", required_argument, NULL, 'l'},
+      {"nats", required_argument, NULL, 'n'},
+      {"service", required_argument, NULL, 'S'},
+      {"prefix", required_argument, NULL, 'p'},
+      {"queue", required_argument, NULL, 'q'},
+      {"max-inflight", required_argument, NULL, 'm'},
+      {"timeout-ms", required_argument, NULL, 't'},
+      {"trust-request-info", no_argument, NULL, 'T'},
+      {"allow", required_argument, NULL, 'a'},
+      {"verbose", no_argument, NULL, 'v'},
+      {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+      {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+      {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+      {"tls-hostname", required_argument, NULL, OPT_TLS_HOSTNAME},
+      {"user", required_argument, NULL, OPT_USER},
+      {"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
+      {"nkey", required_argument, NULL, OPT_NKEY},
+      {"nkey-seed-file", required_argument, NULL, OPT_NKEY_SEED_FILE},
+      {"creds", required_argument, NULL, OPT_CREDS},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
   int c;
   uint64_t num;
   optind = 2;
@@ -821,6 +909,15 @@ int main(int argc, char **argv) {
       b.allow[b.n_allow++] = optarg;
       break;
     case 'v': b.verbose = 1; break;
+    case OPT_TLS_CA: b.auth.tls_ca = optarg; break;
+    case OPT_TLS_CERT: b.auth.tls_cert = optarg; break;
+    case OPT_TLS_KEY: b.auth.tls_key = optarg; break;
+    case OPT_TLS_HOSTNAME: b.auth.tls_hostname = optarg; break;
+    case OPT_USER: b.auth.user = optarg; break;
+    case OPT_PASSWORD_FILE: b.auth.password_file = optarg; break;
+    case OPT_NKEY: b.auth.nkey = optarg; break;
+    case OPT_NKEY_SEED_FILE: b.auth.nkey_seed_file = optarg; break;
+    case OPT_CREDS: b.auth.creds = optarg; break;
     case 'h': fputs(usage, stdout); return 0;
     default: fputs(usage, stderr); return EXIT_USAGE;
     }
@@ -848,6 +945,11 @@ int main(int argc, char **argv) {
   if (!is_export && (b.n_services || b.trust_request_info || b.n_allow)) {
     fprintf(stderr, PROG " import: --service, --trust-request-info and --allow are "
                          "for export\n");
+    return EXIT_USAGE;
+  }
+  char auth_err[256];
+  if (nats_auth_check(&b.auth, auth_err, sizeof auth_err) != 0) {
+    fprintf(stderr, PROG " %s: %s\n", cmd, auth_err);
     return EXIT_USAGE;
   }
   if (b.n_allow && !b.trust_request_info) {

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <criterion/criterion.h>
+
 #include "fixture.h"
 
 static pid_t children[NH_MAX_CHILDREN];
@@ -148,9 +150,11 @@ int nh_start_nats(const char *name, const char *conf, const char *const extra[],
   int slot = nh_start_child(argv, log_path);
   char ports[512];
   snprintf(ports, sizeof ports, "%s/nats-server_%d.ports", fx_dir(), (int)nh_pid(slot));
-  nh_wait_for_text(ports, "nats://");
+  nh_wait_for_text(ports, "://");
   char *s = nh_slurp(ports);
   const char *u = strstr(s, "nats://");
+  if (!u) u = strstr(s, "tls://"); /* a server that requires TLS */
+  cr_assert_not_null(u, "%s", s);
   size_t len = strcspn(u, "\"");
   cr_assert_lt(len, cap);
   memcpy(url, u, len);
@@ -169,4 +173,48 @@ int nh_free_port(void) {
   cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
   close(fd);
   return ntohs(a.sin_port);
+}
+
+void nh_stop_clean(int slot, const char *log) {
+  int st = nh_stop_child(slot);
+  char *s = nh_slurp(fx_path(log));
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d:\n%s", log, st,
+            s ? s : "");
+  free(s);
+}
+
+void nh_metadata_value(const char *meta, const char *key, char *out, size_t cap) {
+  char pat[80];
+  snprintf(pat, sizeof pat, "%s=", key);
+  out[0] = '\0';
+  for (const char *p = meta; (p = strstr(p, pat)) != NULL; p++) {
+    if (p != meta && p[-1] != ';') continue;
+    p += strlen(pat);
+    size_t o = 0;
+    while (p[0] && p[1] && p[0] != ';' && o + 1 < cap) {
+      unsigned v;
+      sscanf(p, "%2x", &v);
+      out[o++] = (char)v;
+      p += 2;
+    }
+    out[o] = '\0';
+    return;
+  }
+}
+
+int nh_run_tests(int argc, char *argv[]) {
+  if (!nh_find_nats_server()) {
+    printf("skipped: nats-server is not installed (scripts/deps.sh installs it)\n");
+    return 77;
+  }
+  struct criterion_test_set *tests = criterion_initialize();
+  int result = 0;
+  if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
+  criterion_finalize(tests);
+  return result;
+}
+
+void nh_suite_fini(void) {
+  nh_kill_children();
+  fx_teardown();
 }

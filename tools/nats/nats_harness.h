@@ -52,9 +52,28 @@ void nh_wait_for_text(const char *path, const char *what);
  * from its ports file). `name` names its files in the test's dir
  * (NAME.conf, NAME.log); `conf` is the text of a configuration file or
  * NULL; `extra` more arguments (NULL-terminated, or NULL). Writes
- * "nats://127.0.0.1:PORT" to url (cap bytes). Returns the slot. */
+ * "nats://127.0.0.1:PORT" ("tls://..." for a server that requires TLS) to
+ * url (cap bytes). Returns the slot. */
 int nh_start_nats(const char *name, const char *conf, const char *const extra[],
                   char *url, size_t cap);
+
+/* SIGTERM, then asserts the child exited 0 (a clean stop), showing its
+ * log (a file in the test's dir) if not. */
+void nh_stop_clean(int slot, const char *log);
+
+/* The value of metadata `key` as the fixture's echo handler reports it
+ * (EchoReply.meta, "key=hex;" per entry), decoded as text into out (cap
+ * bytes); "" if absent. */
+void nh_metadata_value(const char *meta, const char *key, char *out, size_t cap);
+
+/* A suite's .init and .fini: fx_setup(); and nh_kill_children(), then
+ * fx_teardown(). */
+#define NH_SUITE(suite) TestSuite(suite, .init = fx_setup, .fini = nh_suite_fini)
+void nh_suite_fini(void);
+
+/* A test program's main(): exit 77 (skipped) without nats-server, else
+ * Criterion's tests. */
+int nh_run_tests(int argc, char *argv[]);
 
 /* A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
  * released): for cluster routes, which must be known before the servers

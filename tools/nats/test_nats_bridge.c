@@ -31,16 +31,7 @@
 
 static char nats_url[128];
 
-static void suite_setup(void) {
-  fx_setup();
-}
-
-static void suite_teardown(void) {
-  nh_kill_children();
-  fx_teardown();
-}
-
-TestSuite(nats, .init = suite_setup, .fini = suite_teardown);
+NH_SUITE(nats);
 
 static int start_nats(const char *conf) {
   return nh_start_nats("nats", conf, NULL, nats_url, sizeof nats_url);
@@ -90,15 +81,6 @@ static int start_import_as(const char *log, const char *sock, const char *url) {
 
 static int start_import(void) {
   return start_import_as("import.log", import_sock(), nats_url);
-}
-
-/* Stops a bridge and asserts it exited 0 (a clean stop on SIGTERM). */
-static void stop_bridge(int slot, const char *log) {
-  int st = nh_stop_child(slot);
-  char *s = nh_slurp(fx_path(log));
-  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d:\n%s", log, st,
-            s ? s : "");
-  free(s);
 }
 
 /* --- tests ------------------------------------------------------------- */
@@ -202,14 +184,14 @@ Test(nats, call_id_metadata_status_and_deadline_cross_the_hop) {
   ackrpc_result_clear(&r);
 
   /* 7. The export gone: no responders, UNAVAILABLE (nothing ran). */
-  stop_bridge(exp, "export.log");
+  nh_stop_clean(exp, "export.log");
   cr_assert_eq(echo(c, &req, &o, &r), ACKRPC_UNAVAILABLE);
   cr_assert(strstr(r.message, "no responders for ackrpc.ackrpc.test.Test.Echo") != NULL,
             "%s", r.message);
   ackrpc_result_clear(&r);
 
   fx_deferred_join();
-  stop_bridge(imp, "import.log");
+  nh_stop_clean(imp, "import.log");
   nh_stop_child(nats);
   fx_finish();
 }
@@ -245,9 +227,9 @@ Test(nats, queue_group_and_unknown_methods) {
       ACKRPC_UNAVAILABLE, "--service limits what is exported");
   ackrpc_result_clear(&r);
 
-  stop_bridge(imp, "import.log");
-  stop_bridge(e1, "export1.log");
-  stop_bridge(e2, "export2.log");
+  nh_stop_clean(imp, "import.log");
+  nh_stop_clean(e1, "export1.log");
+  nh_stop_clean(e2, "export2.log");
   nh_stop_child(nats);
   fx_server_stop(srv);
   fx_finish();
@@ -265,30 +247,11 @@ static const char accounts[] =
     "}\n"
     "}\n";
 
-/* The value of metadata `key` as the echo handler saw it ("key=hex;"), as
- * text; "" if absent. */
-static void seen_md(const char *meta, const char *key, char *out, size_t cap) {
-  char pat[80];
-  snprintf(pat, sizeof pat, "%s=", key);
-  out[0] = '\0';
-  for (const char *p = meta; (p = strstr(p, pat)) != NULL; p++) {
-    if (p != meta && p[-1] != ';') continue;
-    p += strlen(pat);
-    size_t o = 0;
-    while (p[0] && p[1] && p[0] != ';' && o + 1 < cap) {
-      unsigned v;
-      sscanf(p, "%2x", &v);
-      out[o++] = (char)v;
-      p += 2;
-    }
-    out[o] = '\0';
-    return;
-  }
-}
-
 Test(nats, the_callers_nats_user_is_the_principal) {
   int nats = start_nats(accounts);
-  fx_server *srv = fx_server_start(&(ackrpc_server_options){.address = fx_sock()});
+  /* The export runs as this uid: the server trusts it as a bridge. */
+  fx_server *srv = fx_server_start(&(ackrpc_server_options){
+      .address = fx_sock(), .bridges = &(ackrpc_policy){.same_uid = 1}});
   const char *const trust[] = {"--service=ackrpc.test.Test", "--trust-request-info",
                                NULL};
   int exp = start_export_as("export.log", url_as("bridge", "pb"), trust);
@@ -297,9 +260,10 @@ Test(nats, the_callers_nats_user_is_the_principal) {
   int ib = start_import_as("bob.log", bob_sock, url_as("bob", "pbob"));
   ackrpc_client *alice = fx_client(alice_sock, 5000), *bob = fx_client(bob_sock, 5000);
 
-  /* The handler sees who called, as the reserved metadata key; what the
-   * caller itself puts under that key never arrives. */
-  const ackrpc_metadata forged[] = {{ACKRPC_NATS_PRINCIPAL_KEY, "CLI/alice", 9}};
+  /* The handler sees who called, as the reserved metadata key; a caller
+   * that puts that key itself is refused (by the import's server, which
+   * trusts no bridge) and never arrives. */
+  const ackrpc_metadata forged[] = {{ACKRPC_NATS_PRINCIPAL_KEY, "nats:CLI/alice", 14}};
   ackrpc_call_options o = {.metadata = forged, .metadata_count = 1};
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
   req.text = "who";
@@ -307,16 +271,21 @@ Test(nats, the_callers_nats_user_is_the_principal) {
   char who[128];
   cr_assert_eq(echo(alice, &req, NULL, &r), ACKRPC_OK, "%s",
                r.message ? r.message : "");
-  seen_md(fx_echo_reply(&r)->meta, ACKRPC_NATS_PRINCIPAL_KEY, who, sizeof who);
-  cr_assert_str_eq(who, "CLI/alice", "meta: %s", fx_echo_reply(&r)->meta);
+  nh_metadata_value(fx_echo_reply(&r)->meta, ACKRPC_NATS_PRINCIPAL_KEY, who,
+                    sizeof who);
+  cr_assert_str_eq(who, "nats:CLI/alice", "meta: %s", fx_echo_reply(&r)->meta);
   ackrpc_result_clear(&r);
-  cr_assert_eq(echo(bob, &req, &o, &r), ACKRPC_OK, "%s", r.message ? r.message : "");
-  seen_md(fx_echo_reply(&r)->meta, ACKRPC_NATS_PRINCIPAL_KEY, who, sizeof who);
-  cr_assert_str_eq(who, "CLI/bob", "bob's own claim is dropped: %s",
-                   fx_echo_reply(&r)->meta);
+  unsigned calls = fx_handler_calls();
+  cr_assert_eq(echo(bob, &req, &o, &r), ACKRPC_PERMISSION_DENIED, "bob's own claim");
+  ackrpc_result_clear(&r);
+  cr_assert_eq(fx_handler_calls(), calls, "bob's claim did not run");
+  cr_assert_eq(echo(bob, &req, NULL, &r), ACKRPC_OK, "%s", r.message ? r.message : "");
+  nh_metadata_value(fx_echo_reply(&r)->meta, ACKRPC_NATS_PRINCIPAL_KEY, who,
+                    sizeof who);
+  cr_assert_str_eq(who, "nats:CLI/bob", "%s", fx_echo_reply(&r)->meta);
   cr_assert_eq(fx_echo_reply(&r)->metadata_count, 1, "only the bridge's entry");
   ackrpc_result_clear(&r);
-  stop_bridge(exp, "export.log");
+  nh_stop_clean(exp, "export.log");
 
   /* A policy naming alice: she passes, bob is refused at the bridge (his
    * call never reaches the server). A requester inside the bridge's own
@@ -328,7 +297,7 @@ Test(nats, the_callers_nats_user_is_the_principal) {
                r.message ? r.message : "");
   ackrpc_result_clear(&r);
   unsigned before = fx_handler_calls();
-  cr_assert_eq(echo(bob, &req, &o, &r), ACKRPC_PERMISSION_DENIED);
+  cr_assert_eq(echo(bob, &req, NULL, &r), ACKRPC_PERMISSION_DENIED);
   cr_assert(strstr(r.message, "CLI/bob") != NULL, "%s", r.message);
   ackrpc_result_clear(&r);
   cr_assert_eq(fx_handler_calls(), before, "bob's call did not run");
@@ -338,10 +307,10 @@ Test(nats, the_callers_nats_user_is_the_principal) {
   cr_assert(strstr(r.message, "anonymous") != NULL, "%s", r.message);
   ackrpc_result_clear(&r);
 
-  stop_bridge(iself, "self.log");
-  stop_bridge(ia, "alice.log");
-  stop_bridge(ib, "bob.log");
-  stop_bridge(exp, "export2.log");
+  nh_stop_clean(iself, "self.log");
+  nh_stop_clean(ia, "alice.log");
+  nh_stop_clean(ib, "bob.log");
+  nh_stop_clean(exp, "export2.log");
   /* The password never reaches a log. */
   char *log = nh_slurp(fx_path("alice.log"));
   cr_assert(log && strstr(log, "pa@") == NULL && strstr(log, "***@"), "%s",
@@ -387,13 +356,5 @@ Test(nats, usage_and_unreachable_nats) {
 }
 
 int main(int argc, char *argv[]) {
-  if (!nh_find_nats_server()) {
-    printf("skipped: nats-server is not installed (scripts/deps.sh installs it)\n");
-    return 77;
-  }
-  struct criterion_test_set *tests = criterion_initialize();
-  int result = 0;
-  if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
-  criterion_finalize(tests);
-  return result;
+  return nh_run_tests(argc, argv);
 }
