@@ -20,6 +20,7 @@
 #define ND_SRV "$SRV"
 #define ND_HEALTH_MS 1000 /* the local Health/Check's deadline */
 #define ND_LAST_ERROR 256
+#define ND_DRAIN_MS 2000 /* nd_stop()'s wait, in all */
 #define ND_TOKEN 256
 
 enum { ND_PING, ND_INFO, ND_STATS, ND_VERBS };
@@ -362,9 +363,15 @@ void nd_stop(nd_discovery *d) {
   int safe = 1;
   for (size_t i = 0; i < d->n_subs; i++)
     if (natsSubscription_Drain(d->subs[i].sub) != NATS_OK) safe = 0;
-  for (size_t i = 0; i < d->n_subs; i++) {
-    if (safe &&
-        natsSubscription_WaitForDrainCompletion(d->subs[i].sub, 5000) != NATS_OK)
+  /* At most ND_DRAIN_MS in all (NATS may be gone: then no drain ends). */
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (size_t i = 0; safe && i < d->n_subs; i++) {
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    int64_t left = ND_DRAIN_MS - ((int64_t)(t.tv_sec - t0.tv_sec) * 1000 +
+                                  (t.tv_nsec - t0.tv_nsec) / 1000000);
+    if (left <= 0 ||
+        natsSubscription_WaitForDrainCompletion(d->subs[i].sub, left) != NATS_OK)
       safe = 0;
   }
   for (size_t i = 0; i < d->n_subs; i++)

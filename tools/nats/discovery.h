@@ -54,8 +54,11 @@ const char *nd_id(const nd_discovery *d);
 void nd_count(nd_discovery *d, const char *method, ackrpc_status status,
               const char *message, uint64_t ns);
 
-/* Unsubscribes (waiting for running callbacks is nats.c's business: the
- * connection must be destroyed after this) and frees. NULL is fine. */
+/* Drains the subscriptions (callbacks running or queued finish first) and
+ * frees d; waits at most 2 s in all. If a drain cannot be confirmed in that
+ * time (NATS gone), d is left allocated rather than freed under a callback
+ * (the bridge is exiting). Call before the connection is destroyed. NULL
+ * is fine. */
 void nd_stop(nd_discovery *d);
 
 #endif
