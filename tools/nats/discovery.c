@@ -1,9 +1,13 @@
 /* discovery.c: NATS's service API for ackrpc-nats export; see discovery.h
  * and docs/SCALE.md ("Discovery").
  *
- * Subscriptions (plain, not queue: every instance answers): $SRV.<VERB>
- * once, answered once per service, and $SRV.<VERB>.<name>,
- * $SRV.<VERB>.<name>.<id> per service, for VERB in PING, INFO, STATS. */
+ * Subscriptions (plain, not queue: every instance answers), for VERB in
+ * PING, INFO, STATS: $SRV.<VERB>, answered once per service, and
+ * $SRV.<VERB>.>, whose subject names the service, or the service and
+ * the id (requests for other services' names are dropped). Six in all,
+ * whatever the number of services: nats.c gives each subscription a
+ * delivery thread, and a STATS blocked on a slow health check does not
+ * hold up PING. */
 #include "discovery.h"
 
 #include <pthread.h>
@@ -45,10 +49,9 @@ typedef struct nd_service {
   int wildcard; /* one endpoint "all": the methods are unknown */
 } nd_service;
 
-/* One subscription and what it answers: a service, or all (svc NULL). */
+/* One subscription and the verb it answers. */
 typedef struct nd_sub {
   struct nd_discovery *d;
-  nd_service *svc;
   int verb;
   natsSubscription *sub;
 } nd_sub;
@@ -165,16 +168,25 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
   nd_sub *ns = closure;
   nd_discovery *d = ns->d;
   const char *reply_to = natsMsg_GetReply(msg);
-  if (reply_to && reply_to[0]) {
+  /* What follows "$SRV.<VERB>": "" (all), ".name" or ".name.id". */
+  const char *rest =
+      natsMsg_GetSubject(msg) + strlen(ND_SRV) + 1 + strlen(verbs[ns->verb]);
+  nd_service *one = NULL;
+  int wanted = rest[0] == '\0';
+  if (!wanted && rest[0] == '.') {
+    const char *name = rest + 1, *dot = strchr(name, '.');
+    size_t len = dot ? (size_t)(dot - name) : strlen(name);
+    for (size_t i = 0; i < d->n_svcs && !one; i++)
+      if (strlen(d->svcs[i].name) == len && strncmp(d->svcs[i].name, name, len) == 0)
+        one = &d->svcs[i];
+    wanted = one && (!dot || strcmp(dot + 1, d->id) == 0);
+  }
+  if (wanted && reply_to && reply_to[0]) {
     /* One health check for all the services of this answer: they share
      * the local server. */
     const char *health = ns->verb == ND_STATS ? local_health(d) : NULL;
-    if (ns->svc) {
-      answer(ns->svc, ns->verb, reply_to, health);
-    } else {
-      for (size_t i = 0; i < d->n_svcs; i++)
-        answer(&d->svcs[i], ns->verb, reply_to, health);
-    }
+    for (size_t i = 0; i < d->n_svcs; i++)
+      if (!one || one == &d->svcs[i]) answer(&d->svcs[i], ns->verb, reply_to, health);
   }
   natsMsg_Destroy(msg);
 }
@@ -263,10 +275,10 @@ static int add_endpoints(nd_discovery *d) {
   return rc;
 }
 
-static int subscribe(nd_discovery *d, nd_service *svc, int verb, const char *subject,
-                     char *why, size_t cap) {
+static int subscribe(nd_discovery *d, int verb, const char *subject, char *why,
+                     size_t cap) {
   nd_sub *ns = &d->subs[d->n_subs];
-  *ns = (nd_sub){d, svc, verb, NULL};
+  *ns = (nd_sub){d, verb, NULL};
   natsStatus st = natsConnection_Subscribe(&ns->sub, d->nc, subject, on_request, ns);
   if (st != NATS_OK) {
     snprintf(why, cap, "cannot subscribe to %s: %s", subject, natsStatus_GetText(st));
@@ -304,7 +316,7 @@ int nd_start(natsConnection *nc, ackrpc_client *client, const char *prefix,
   d->prefix = strdup(prefix);
   d->queue = strdup(queue);
   d->svcs = calloc(n ? n : 1, sizeof *d->svcs);
-  d->subs = calloc(ND_VERBS * (1 + 2 * n), sizeof *d->subs);
+  d->subs = calloc(2 * ND_VERBS, sizeof *d->subs);
   int rc = d->prefix && d->queue && d->svcs && d->subs ? 0 : -1;
   if (rc) set_why(why, cap, "%s", "out of memory");
 
@@ -334,17 +346,12 @@ int nd_start(natsConnection *nc, ackrpc_client *client, const char *prefix,
   }
   if (rc == 0 && add_endpoints(d) != 0) rc = set_why(why, cap, "%s", "out of memory");
 
-  char subject[3 * ND_TOKEN];
+  char subject[64];
   for (int v = 0; v < ND_VERBS && rc == 0; v++) {
     snprintf(subject, sizeof subject, ND_SRV ".%s", verbs[v]);
-    rc = subscribe(d, NULL, v, subject, why, cap);
-    for (size_t i = 0; i < d->n_svcs && rc == 0; i++) {
-      snprintf(subject, sizeof subject, ND_SRV ".%s.%s", verbs[v], d->svcs[i].name);
-      rc = subscribe(d, &d->svcs[i], v, subject, why, cap);
-      snprintf(subject, sizeof subject, ND_SRV ".%s.%s.%s", verbs[v], d->svcs[i].name,
-               d->id);
-      if (rc == 0) rc = subscribe(d, &d->svcs[i], v, subject, why, cap);
-    }
+    rc = subscribe(d, v, subject, why, cap);
+    snprintf(subject, sizeof subject, ND_SRV ".%s.>", verbs[v]);
+    if (rc == 0) rc = subscribe(d, v, subject, why, cap);
   }
   if (rc != 0) {
     nd_stop(d);
