@@ -20,6 +20,11 @@ enum { NH_MAX_CHILDREN = 16 };
  * /usr/local/bin), or NULL: the tests exit 77 (skipped) then. */
 const char *nh_find_nats_server(void);
 
+/* A NATS test program's main(): exits 77 (skipped) with a note when
+ * nats-server is not installed, else runs the Criterion tests with
+ * argc/argv and returns the exit status. */
+int nh_main(int argc, char *argv[]);
+
 /* Starts argv[0] (execv) with its output to `log`; returns the slot. */
 int nh_start_child(char *const argv[], const char *log);
 

@@ -387,13 +387,5 @@ Test(nats, usage_and_unreachable_nats) {
 }
 
 int main(int argc, char *argv[]) {
-  if (!nh_find_nats_server()) {
-    printf("skipped: nats-server is not installed (scripts/deps.sh installs it)\n");
-    return 77;
-  }
-  struct criterion_test_set *tests = criterion_initialize();
-  int result = 0;
-  if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
-  criterion_finalize(tests);
-  return result;
+  return nh_main(argc, argv);
 }

@@ -275,13 +275,5 @@ Test(nats_discovery, two_exports_answer_with_two_ids) {
 }
 
 int main(int argc, char *argv[]) {
-  if (!nh_find_nats_server()) {
-    printf("skipped: nats-server is not installed (scripts/deps.sh installs it)\n");
-    return 77;
-  }
-  struct criterion_test_set *tests = criterion_initialize();
-  int result = 0;
-  if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
-  criterion_finalize(tests);
-  return result;
+  return nh_main(argc, argv);
 }
