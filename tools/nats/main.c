@@ -27,6 +27,7 @@
 
 #include "ackrpc/reflection.pb-c.h"
 #include "auth.h"
+#include "discovery.h"
 #include "envelope.h"
 
 #define PROG "ackrpc-nats"
@@ -60,6 +61,7 @@ typedef struct bridge {
   natsConnection *nc;
   ackrpc_client *client; /* export */
   ackrpc_server *server; /* import */
+  nd_discovery *disc;    /* export: $SRV discovery (discovery.h) */
 
   pthread_mutex_t mu;
   pthread_cond_t idle;
@@ -195,11 +197,18 @@ static natsStatus nats_connect(bridge *b) {
   return s;
 }
 
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* --- export ------------------------------------------------------------ */
 
 typedef struct export_job {
   bridge *b;
   natsMsg *msg;
+  uint64_t t0_us; /* when it arrived (discovery's processing time) */
 } export_job;
 
 /* Publishes an answer to `reply_to`: the status headers and `body`. */
@@ -364,9 +373,10 @@ static void *export_one(void *arg) {
   export_job *job = arg;
   bridge *b = job->b;
   natsMsg *msg = job->msg;
+  uint64_t t0 = job->t0_us;
   free(job);
   const char *reply_to = natsMsg_GetReply(msg);
-  char method[ACKRPC_MAX_METHOD_NAME + 1], id_hex[2 * ACKRPC_MAX_CALL_ID + 1] = "";
+  char method[ACKRPC_MAX_METHOD_NAME + 1] = "", id_hex[2 * ACKRPC_MAX_CALL_ID + 1] = "";
   uint8_t call_id[ACKRPC_MAX_CALL_ID];
   size_t call_id_len = 0;
   uint64_t timeout_ms = b->default_timeout_ms;
@@ -414,9 +424,13 @@ static void *export_one(void *arg) {
   if (why) {
     if (b->verbose) logf_("refused %s: %s", natsMsg_GetSubject(msg), why);
     publish_answer(b, reply_to, id_hex, bad, why, NULL, 0);
+    if (bad != ACKRPC_UNIMPLEMENTED)
+      nd_count(b->disc, method, bad, why, (now_us() - t0) * 1000u);
   } else if (timeout_ms == 0) {
     publish_answer(b, reply_to, id_hex, ACKRPC_DEADLINE_EXCEEDED,
                    "the deadline passed before the bridge could call", NULL, 0);
+    nd_count(b->disc, method, ACKRPC_DEADLINE_EXCEEDED, "no time left",
+             (now_us() - t0) * 1000u);
   } else {
     ackrpc_call_options o = {.timeout_ms = (uint32_t)timeout_ms,
                              .call_id = call_id_len ? call_id : NULL,
@@ -444,6 +458,7 @@ static void *export_one(void *arg) {
     }
     /* Delivered, no ack: no answer, so the caller's own deadline ends the
      * call as "delivered, no ack" too (docs/SCALE.md). */
+    nd_count(b->disc, method, st, r.message, (now_us() - t0) * 1000u);
     ackrpc_result_clear(&r);
   }
   if (mb) md_free(mb);
@@ -469,7 +484,7 @@ static void on_export_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
     return;
   }
   export_job *job = malloc(sizeof *job);
-  if (job) *job = (export_job){b, msg};
+  if (job) *job = (export_job){b, msg, now_us()};
   if (!job || spawn(export_one, job) != 0) {
     free(job);
     publish_answer(b, reply_to, "", ACKRPC_RESOURCE_EXHAUSTED,
@@ -561,6 +576,13 @@ static int run_export(bridge *b) {
     n_subs++;
     logf_("exporting %s on %s (queue %s)", b->services[i], subject, b->queue);
   }
+  char why[512];
+  if (nd_start(b->nc, b->client, b->prefix, b->queue, b->services, b->n_services,
+               &b->disc, why, sizeof why) != 0) {
+    logf_("discovery ($SRV): %s", why);
+    goto out;
+  }
+  logf_("discovery: $SRV.PING|INFO|STATS, id %s", nd_id(b->disc));
   if (natsConnection_Flush(b->nc) != NATS_OK) {
     logf_("NATS did not confirm the subscriptions");
     goto out;
@@ -576,6 +598,8 @@ out:
     natsSubscription_Unsubscribe(subs[i]);
   if (slots_wait_idle(b, b->default_timeout_ms + 1000) != 0)
     logf_("calls still in flight at exit");
+  else
+    nd_stop(b->disc); /* (kept if a call might still count into it) */
   for (size_t i = 0; i < n_subs; i++)
     natsSubscription_Destroy(subs[i]);
   if (b->nc) {
@@ -596,12 +620,6 @@ typedef struct import_job {
   natsMsg *msg;
   int64_t timeout_ms;
 } import_job;
-
-static uint64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* Maps the NATS reply to the ackrpc answer. */
 static void import_answer(ackrpc_call *call, natsMsg *reply) {

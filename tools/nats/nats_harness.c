@@ -31,6 +31,18 @@ const char *nh_find_nats_server(void) {
   return NULL;
 }
 
+int nh_main(int argc, char *argv[]) {
+  if (!nh_find_nats_server()) {
+    printf("skipped: nats-server is not installed (scripts/deps.sh installs it)\n");
+    return 77;
+  }
+  struct criterion_test_set *tests = criterion_initialize();
+  int result = 0;
+  if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
+  criterion_finalize(tests);
+  return result;
+}
+
 int nh_start_child(char *const argv[], const char *log) {
   int slot = 0;
   while (slot < NH_MAX_CHILDREN && children[slot] > 0)
@@ -200,18 +212,6 @@ void nh_metadata_value(const char *meta, const char *key, char *out, size_t cap)
     out[o] = '\0';
     return;
   }
-}
-
-int nh_run_tests(int argc, char *argv[]) {
-  if (!nh_find_nats_server()) {
-    printf("skipped: nats-server is not installed (scripts/deps.sh installs it)\n");
-    return 77;
-  }
-  struct criterion_test_set *tests = criterion_initialize();
-  int result = 0;
-  if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
-  criterion_finalize(tests);
-  return result;
 }
 
 void nh_suite_fini(void) {

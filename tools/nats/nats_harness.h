@@ -20,6 +20,11 @@ enum { NH_MAX_CHILDREN = 16 };
  * /usr/local/bin), or NULL: the tests exit 77 (skipped) then. */
 const char *nh_find_nats_server(void);
 
+/* A NATS test program's main(): exits 77 (skipped) with a note when
+ * nats-server is not installed, else runs the Criterion tests with
+ * argc/argv and returns the exit status. */
+int nh_main(int argc, char *argv[]);
+
 /* Starts argv[0] (execv) with its output to `log`; returns the slot. */
 int nh_start_child(char *const argv[], const char *log);
 
@@ -70,10 +75,6 @@ void nh_metadata_value(const char *meta, const char *key, char *out, size_t cap)
  * fx_teardown(). */
 #define NH_SUITE(suite) TestSuite(suite, .init = fx_setup, .fini = nh_suite_fini)
 void nh_suite_fini(void);
-
-/* A test program's main(): exit 77 (skipped) without nats-server, else
- * Criterion's tests. */
-int nh_run_tests(int argc, char *argv[]);
 
 /* A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
  * released): for cluster routes, which must be known before the servers

@@ -356,5 +356,5 @@ Test(nats, usage_and_unreachable_nats) {
 }
 
 int main(int argc, char *argv[]) {
-  return nh_run_tests(argc, argv);
+  return nh_main(argc, argv);
 }

@@ -327,5 +327,5 @@ Test(nats_identity, tls_with_client_certificates) {
 }
 
 int main(int argc, char *argv[]) {
-  return nh_run_tests(argc, argv);
+  return nh_main(argc, argv);
 }
