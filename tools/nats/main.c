@@ -26,7 +26,9 @@
 #include <ackrpc/ackrpc.h>
 
 #include "ackrpc/reflection.pb-c.h"
+#include "bridge.h"
 #include "envelope.h"
+#include "jetstream.h"
 
 #define PROG "ackrpc-nats"
 /* Exit statuses, as the ackrpc tool's (sysexits.h): 0 a clean stop (SIGTERM,
@@ -54,6 +56,7 @@ typedef struct bridge {
   int trust_request_info;
   const char *allow[MAX_SERVICES];
   size_t n_allow;
+  ackrpc_nats_js js; /* --jetstream: durable delivery (jetstream.h) */
 
   natsConnection *nc;
   ackrpc_client *client; /* export */
@@ -64,7 +67,7 @@ typedef struct bridge {
   unsigned inflight;
 } bridge;
 
-static void logf_(const char *fmt, ...) {
+void logf_(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs(PROG ": ", stderr);
@@ -199,19 +202,8 @@ static void publish_answer(bridge *b, const char *reply_to, const char *call_id_
   natsMsg_Destroy(m);
 }
 
-/* The metadata of a request, decoded from its Ackrpc-Md-* headers into
- * md[] (values in `store`). The reserved principal key is dropped.
- * Returns the count, or -1 with *why set. */
-typedef struct md_buf {
-  ackrpc_metadata md[ACKRPC_MAX_METADATA];
-  char keys[ACKRPC_MAX_METADATA][ACKRPC_MAX_METADATA_KEY + 1];
-  uint8_t *values[ACKRPC_MAX_METADATA];
-  size_t n;
-  char why[256];       /* what md_decode() or the policy refused */
-  char principal[512]; /* "ACCOUNT/USER", or "" */
-} md_buf;
-
-static void md_free(md_buf *mb) {
+/* The metadata of a request: md_decode() (bridge.h). */
+void md_free(md_buf *mb) {
   for (size_t i = 0; i < mb->n; i++)
     free(mb->values[i]);
   mb->n = 0;
@@ -221,7 +213,7 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int md_decode(natsMsg *msg, md_buf *mb, const char **why) {
+int md_decode(natsMsg *msg, md_buf *mb, const char **why) {
   const char **keys = NULL;
   int n_keys = 0;
   mb->n = 0;
@@ -468,6 +460,21 @@ static int wait_for_signal(void) {
   return sig;
 }
 
+/* export --jetstream: a durable consumer instead of subscriptions. */
+static int run_js_export(bridge *b) {
+  int rc = EXIT_FAIL;
+  if (nats_connect(b) == NATS_OK &&
+      ackrpc_nats_js_setup(b->nc, &b->js, b->prefix) == 0 &&
+      ackrpc_nats_js_export(&b->js, b->client, b->prefix,
+                            b->n_services ? b->services[0] : NULL,
+                            b->default_timeout_ms, b->verbose, wait_for_signal) == 0)
+    rc = 0;
+  ackrpc_nats_js_close(&b->js);
+  if (b->nc) natsConnection_Destroy(b->nc);
+  b->client = ackrpc_client_free(b->client);
+  return rc;
+}
+
 static int run_export(bridge *b) {
   ackrpc_client_options co = {.address = b->socket};
   ackrpc_status st = ackrpc_client_new(&co, &b->client);
@@ -475,6 +482,7 @@ static int run_export(bridge *b) {
     logf_("%s: %s", b->socket, ackrpc_strerror(st));
     return EXIT_FAIL;
   }
+  if (b->js.stream) return run_js_export(b);
   char *owned[MAX_SERVICES] = {0};
   int n_owned = 0;
   if (b->n_services == 0 && (n_owned = list_services(b, owned)) < 0) {
@@ -574,6 +582,13 @@ static void import_answer(ackrpc_call *call, natsMsg *reply) {
 static void *import_one(void *arg) {
   import_job *job = arg;
   bridge *b = job->b;
+  if (b->js.stream) {
+    ackrpc_nats_js_import_one(&b->js, job->call, job->msg, job->timeout_ms, b->verbose);
+    natsMsg_Destroy(job->msg);
+    free(job);
+    slot_give(b);
+    return NULL;
+  }
   natsMsg *reply = NULL;
   natsStatus s = natsConnection_RequestMsg(&reply, b->nc, job->msg, job->timeout_ms);
   char text[512];
@@ -690,18 +705,26 @@ static void on_import_call(ackrpc_call *call, const uint8_t *body, size_t len,
 
 static int run_import(bridge *b) {
   if (nats_connect(b) != NATS_OK) return EXIT_FAIL;
+  if (b->js.stream && ackrpc_nats_js_setup(b->nc, &b->js, b->prefix) != 0) {
+    ackrpc_nats_js_close(&b->js);
+    natsConnection_Destroy(b->nc);
+    return EXIT_FAIL;
+  }
   ackrpc_server_options so = {.address = b->socket};
   ackrpc_status st = ackrpc_server_new(&so, &b->server);
   if (st == ACKRPC_OK) st = ackrpc_server_set_fallback(b->server, on_import_call, b);
   if (st != ACKRPC_OK) {
     logf_("cannot serve %s: %s", b->socket, ackrpc_strerror(st));
     b->server = ackrpc_server_free(b->server);
+    ackrpc_nats_js_close(&b->js);
     natsConnection_Destroy(b->nc);
     return EXIT_FAIL;
   }
   char shown[512];
-  logf_("importing %s.> from %s on %s", b->prefix,
-        url_for_log(b->nats_url, shown, sizeof shown), b->socket);
+  logf_("importing %s.> from %s on %s%s%s", b->prefix,
+        url_for_log(b->nats_url, shown, sizeof shown), b->socket,
+        b->js.stream ? " into JetStream stream " : "",
+        b->js.stream ? b->js.stream : "");
   logf_("ready");
   /* NATS's threads were made with the stop signals blocked; the loop's
    * thread takes them (ackrpc_server_run_until_signal()). */
@@ -716,6 +739,7 @@ static int run_import(bridge *b) {
   if (slots_wait_idle(b, b->default_timeout_ms + 1000) != 0)
     logf_("calls still in flight at exit");
   b->server = ackrpc_server_free(b->server);
+  ackrpc_nats_js_close(&b->js);
   natsConnection_Destroy(b->nc);
   return st == ACKRPC_OK ? 0 : EXIT_FAIL;
 }
@@ -746,6 +770,13 @@ static const char usage[] =
     "                           (service imports with share: true; see SCALE.md)\n"
     "  -a, --allow ACCOUNT/USER export, with -T: admit only these callers\n"
     "                           (repeatable; others get PERMISSION_DENIED)\n"
+    "  -J, --jetstream STREAM   durable delivery through JetStream stream STREAM:\n"
+    "                           import publishes each call into it (call id as\n"
+    "                           Nats-Msg-Id) and answers OK once stored; export\n"
+    "                           delivers from a durable consumer (--durable)\n"
+    "  -D, --durable NAME       export, with -J: the durable consumer's name\n"
+    "      --create-stream      with -J: create STREAM (subjects PREFIX.>) if missing\n"
+    "      --replicas N         with --create-stream: its replicas (1-5, default 1)\n"
     "  -v, --verbose            log each call\n"
     "  -h, --help               this help\n";
 
@@ -771,13 +802,18 @@ int main(int argc, char **argv) {
                                         {"timeout-ms", required_argument, NULL, 't'},
                                         {"trust-request-info", no_argument, NULL, 'T'},
                                         {"allow", required_argument, NULL, 'a'},
+                                        {"jetstream", required_argument, NULL, 'J'},
+                                        {"durable", required_argument, NULL, 'D'},
+                                        {"create-stream", no_argument, NULL, 'C'},
+                                        {"replicas", required_argument, NULL, 'R'},
                                         {"verbose", no_argument, NULL, 'v'},
                                         {"help", no_argument, NULL, 'h'},
                                         {NULL, 0, NULL, 0}};
   int c;
   uint64_t num;
   optind = 2;
-  while ((c = getopt_long(argc, argv, "s:l:n:S:p:q:m:t:Ta:vh", longs, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "s:l:n:S:p:q:m:t:Ta:J:D:vh", longs, NULL)) !=
+         -1) {
     switch (c) {
     case 's':
     case 'l':
@@ -820,6 +856,16 @@ int main(int argc, char **argv) {
       }
       b.allow[b.n_allow++] = optarg;
       break;
+    case 'J': b.js.stream = optarg; break;
+    case 'D': b.js.durable = optarg; break;
+    case 'C': b.js.create_stream = 1; break;
+    case 'R':
+      if (ackrpc_nats_dec_decode(optarg, 5, &num) != 0 || num == 0) {
+        fprintf(stderr, PROG ": bad --replicas: %s (1 to 5)\n", optarg);
+        return EXIT_USAGE;
+      }
+      b.js.replicas = (int)num;
+      break;
     case 'v': b.verbose = 1; break;
     case 'h': fputs(usage, stdout); return 0;
     default: fputs(usage, stderr); return EXIT_USAGE;
@@ -848,6 +894,26 @@ int main(int argc, char **argv) {
   if (!is_export && (b.n_services || b.trust_request_info || b.n_allow)) {
     fprintf(stderr, PROG " import: --service, --trust-request-info and --allow are "
                          "for export\n");
+    return EXIT_USAGE;
+  }
+  if (!b.js.stream && (b.js.durable || b.js.create_stream || b.js.replicas)) {
+    fprintf(stderr,
+            PROG ": --durable, --create-stream and --replicas need --jetstream\n");
+    return EXIT_USAGE;
+  }
+  if (b.js.replicas && !b.js.create_stream) {
+    fprintf(stderr, PROG ": --replicas is for --create-stream\n");
+    return EXIT_USAGE;
+  }
+  if (b.js.stream && is_export == !b.js.durable) {
+    fprintf(stderr, PROG " %s: --durable is %s with --jetstream\n", cmd,
+            is_export ? "required" : "for export");
+    return EXIT_USAGE;
+  }
+  if (b.js.stream && (b.n_services > 1 || b.trust_request_info)) {
+    fprintf(stderr,
+            PROG " export: with --jetstream, one --service at most and no "
+                 "--trust-request-info (a stored message names no requester)\n");
     return EXIT_USAGE;
   }
   if (b.n_allow && !b.trust_request_info) {
