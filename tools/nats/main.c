@@ -154,10 +154,26 @@ static const char *url_for_log(const char *urls, char *out, size_t cap) {
   return out;
 }
 
+/* The comma-separated URLs as the server list: natsOptions_SetURL() in
+ * nats.c 3.4 takes one URL (a list there fails with "No server available
+ * for connection"). */
+static natsStatus set_urls(natsOptions *o, const char *urls) {
+  char *copy = strdup(urls), *save = NULL;
+  const char *list[64];
+  int n = 0;
+  if (!copy) return NATS_NO_MEMORY;
+  for (char *u = strtok_r(copy, ",", &save); u && n < 64;
+       u = strtok_r(NULL, ",", &save))
+    list[n++] = u;
+  natsStatus s = n ? natsOptions_SetServers(o, list, n) : NATS_INVALID_ARG;
+  free(copy);
+  return s;
+}
+
 static natsStatus nats_connect(bridge *b) {
   natsOptions *o = NULL;
   natsStatus s = natsOptions_Create(&o);
-  if (s == NATS_OK) s = natsOptions_SetURL(o, b->nats_url);
+  if (s == NATS_OK) s = set_urls(o, b->nats_url);
   if (s == NATS_OK) s = natsOptions_SetName(o, PROG);
   /* Keep trying while the cluster heals; calls meanwhile fail as
    * UNAVAILABLE (import) or are not received (export). */
