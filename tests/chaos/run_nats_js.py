@@ -14,7 +14,8 @@ single   one nats-server -js. N letters stored once, in order; export
          sent twice with one call id is stored once (the second PubAck says
          duplicate); a letter the receiver refuses for good (ALREADY_EXISTS:
          same sender and seq, another call id) is terminated, not retried
-         forever, and the letters behind it still arrive.
+         forever, and the letters behind it still arrive; both bridges exit 0
+         on SIGTERM.
 cluster  three clustered nats-servers (routes on ports picked beforehand),
          stream replicas 3; the sender and import bridge on "host 1", the
          export bridge and receiver on "host 2"; bridges connect with the
@@ -228,8 +229,10 @@ def single(run, n):
     rsock, rdb = run.path("mailbox.sock"), run.path("mailbox.db")
     isock, odb = run.path("import.sock"), run.path("outbox.db")
     run.receiver(rsock, rdb)
-    run.bridge("import", ["import", "--listen", isock, "--nats", url, "--jetstream",
-                          "MAIL", "--create-stream", "--verbose"])
+    # A list with a URL where nobody listens: the bridge takes the other.
+    imp, _ = run.bridge("import", ["import", "--listen", isock, "--nats",
+                                   f"nats://127.0.0.1:{free_port()},{url}",
+                                   "--jetstream", "MAIL", "--create-stream", "--verbose"])
     export_argv = ["export", "--socket", rsock, "--nats", url, "--jetstream", "MAIL",
                    "--durable", "mailbox", "--timeout-ms", "3000"]
     exp, _ = run.bridge("export", export_argv)
@@ -253,7 +256,7 @@ def single(run, n):
     if len(seqs) != n:
         raise Fail(f"with the export stopped the receiver got {len(seqs) - n} more "
                    f"letters: the import did not store them in the stream")
-    run.bridge("export", export_argv)
+    exp, _ = run.bridge("export", export_argv)
     finish_sender(run, p, log, m)
     check_letters(rdb, 1, m)
     print(f"nats_js: export stopped while {m - n} letters were acked into the stream; "
@@ -292,6 +295,9 @@ def single(run, n):
     check_outbox(odb)
     print("nats_js: a repeated call id stored once; a refused letter terminated, "
           "the next delivered", flush=True)
+    for name, p in (("import", imp), ("export", exp)):
+        if run.kill(p, signal.SIGTERM) != 0:
+            raise Fail(f"{name} did not exit 0 on SIGTERM")
 
 
 def cluster(run, n, rnd):
