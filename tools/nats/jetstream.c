@@ -34,12 +34,25 @@ static void sleep_ms(unsigned ms) {
   }
 }
 
+/* What went wrong, for the log: the status, nats.c's explanation on this
+ * thread, and JetStream's error code. */
 static const char *js_text(natsStatus s, jsErrCode jerr, char *buf, size_t cap) {
+  natsStatus last = NATS_OK;
+  const char *why = nats_GetLastError(&last);
+  if (last != s || !why || !why[0]) why = natsStatus_GetText(s);
   if (jerr)
-    snprintf(buf, cap, "%s (JetStream error %d)", natsStatus_GetText(s), (int)jerr);
+    snprintf(buf, cap, "%s (JetStream error %d)", why, (int)jerr);
   else
-    snprintf(buf, cap, "%s", natsStatus_GetText(s));
+    snprintf(buf, cap, "%s", why);
   return buf;
+}
+
+/* Whether a failed JetStream API call may succeed later: the cluster is
+ * electing leaders or the connection is moving (not a refusal, such as a
+ * stream that does not exist or a consumer with other settings). */
+static int transient(natsStatus s, jsErrCode jerr) {
+  return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ||
+         (jerr != 0 && jerr != JSStreamNotFoundErr);
 }
 
 /* --- setup ------------------------------------------------------------- */
@@ -88,9 +101,7 @@ int ackrpc_nats_js_setup(natsConnection *nc, ackrpc_nats_js *j, const char *pref
   for (int i = 0; i < SETUP_TRIES; i++) {
     s = stream_check(j, prefix, &jerr);
     if (s == NATS_OK) return 0;
-    /* Not found (and not to be created) is final; the rest (no responders,
-     * timeouts, "JetStream not ready") is a cluster still electing. */
-    if (jerr == JSStreamNotFoundErr) break;
+    if (!transient(s, jerr)) break;
     sleep_ms(500);
   }
   logf_("stream %s: %s%s", j->stream, js_text(s, jerr, text, sizeof text),
@@ -263,8 +274,12 @@ static void *consume(void *arg) {
     jsErrCode jerr = 0;
     natsStatus s = natsSubscription_Fetch(&list, c->sub, 1, FETCH_WAIT_MS, &jerr);
     if (s == NATS_OK) {
-      for (int i = 0; i < list.Count && !atomic_load(&c->stop); i++)
-        deliver_one(c, list.Msgs[i]);
+      for (int i = 0; i < list.Count; i++) {
+        if (!atomic_load(&c->stop))
+          deliver_one(c, list.Msgs[i]);
+        else
+          natsMsg_Nak(list.Msgs[i], NULL); /* now, not after AckWait */
+      }
       natsMsgList_Destroy(&list);
     } else if (s != NATS_TIMEOUT) {
       /* The connection is moving to another node, or the consumer's
@@ -306,7 +321,7 @@ int ackrpc_nats_js_export(const ackrpc_nats_js *j, ackrpc_client *client,
   for (int i = 0; i < SETUP_TRIES; i++) {
     jerr = 0;
     s = js_PullSubscribe(&c.sub, j->js, filter, j->durable, NULL, &so, &jerr);
-    if (s == NATS_OK || jerr == JSStreamNotFoundErr) break;
+    if (s == NATS_OK || !transient(s, jerr)) break;
     sleep_ms(500);
   }
   if (s != NATS_OK) {
