@@ -14,8 +14,9 @@ single   one nats-server -js. N letters stored once, in order; export
          sent twice with one call id is stored once (the second PubAck says
          duplicate); a letter the receiver refuses for good (ALREADY_EXISTS:
          same sender and seq, another call id) is terminated, not retried
-         forever, and the letters behind it still arrive; both bridges exit 0
-         on SIGTERM.
+         forever, and the letters behind it still arrive; a message put into
+         the stream without a call id (a plain NATS publish) is terminated,
+         never delivered; both bridges exit 0 on SIGTERM.
 cluster  three clustered nats-servers (routes on ports picked beforehand),
          stream replicas 3; the sender and import bridge on "host 1", the
          export bridge and receiver on "host 2"; bridges connect with the
@@ -213,6 +214,21 @@ def cli_deliver(run, sock, call_id, sender, seq):
     return r.returncode, r.stderr.decode(errors="replace")
 
 
+def raw_publish(url, subject, payload):
+    """A plain NATS publish (no headers, so no call id), straight into the
+    stream: what a client other than the import bridge could send."""
+    host, port = url.rsplit("//", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        f = s.makefile("rb")
+        f.readline()  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' +
+                  f"PUB {subject} {len(payload)}\r\n".encode() + payload +
+                  b"\r\nPING\r\n")
+        line = f.readline()
+        if not line.startswith(b"PONG"):
+            raise Fail(f"nats-server answered {line!r} to a publish")
+
+
 def single(run, n):
     a = run.args
     nats, nlog = run.start("nats", [a.nats_server, "-a", "127.0.0.1", "-p", "-1",
@@ -292,9 +308,27 @@ def single(run, n):
     if "call_id=0badc0de: ackrpc.mailbox.Mailbox/Deliver refused: ALREADY_EXISTS" \
             not in elog or "terminated" not in elog:
         raise Fail("the export did not log the refused letter as terminated")
+    # 5. A message in the stream without a call id (not from an import
+    # bridge): terminated, never delivered; the next letter arrives.
+    raw_publish(url, "ackrpc.ackrpc.mailbox.Mailbox.Deliver",
+                letter_bytes("cli", 99, "no call id"))
+    rc, err = cli_deliver(run, isock, "0badc0e0", "cli", 3)
+    if rc != 0:
+        raise Fail(f"ackrpc call (letter 3) exited {rc}: {err}")
+    end = time.monotonic() + 15
+    while letters(rdb, "cli")[0] != [1, 2, 3]:
+        run.check_time("waiting for cli letter 3")
+        if time.monotonic() > end:
+            raise Fail(f"cli letters: {letters(rdb, 'cli')[0]}, want [1, 2, 3] (the "
+                       f"message without a call id terminated, not delivered)")
+        time.sleep(0.05)
+    elog = open(run.path(f"export{run.runs['export']}.log")).read()
+    if "no Ackrpc-Call-Id of 1 to 64 bytes in lowercase hex: terminated" not in elog:
+        raise Fail("the export did not log the message without a call id as "
+                   "terminated")
     check_outbox(odb)
     print("nats_js: a repeated call id stored once; a refused letter terminated, "
-          "the next delivered", flush=True)
+          "the next delivered; a message without a call id terminated", flush=True)
     for name, p in (("import", imp), ("export", exp)):
         if run.kill(p, signal.SIGTERM) != 0:
             raise Fail(f"{name} did not exit 0 on SIGTERM")
