@@ -27,8 +27,10 @@
 
 #include "ackrpc/reflection.pb-c.h"
 #include "auth.h"
+#include "bridge.h"
 #include "discovery.h"
 #include "envelope.h"
+#include "jetstream.h"
 
 #define PROG "ackrpc-nats"
 /* Exit statuses, as the ackrpc tool's (sysexits.h): 0 a clean stop (SIGTERM,
@@ -56,7 +58,8 @@ typedef struct bridge {
   int trust_request_info;
   const char *allow[MAX_SERVICES];
   size_t n_allow;
-  nats_auth auth; /* TLS and credentials (auth.h) */
+  nats_auth auth;    /* TLS and credentials (auth.h) */
+  ackrpc_nats_js js; /* --jetstream: durable delivery (jetstream.h) */
 
   natsConnection *nc;
   ackrpc_client *client; /* export */
@@ -68,7 +71,7 @@ typedef struct bridge {
   unsigned inflight;
 } bridge;
 
-static void logf_(const char *fmt, ...) {
+void logf_(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs(PROG ": ", stderr);
@@ -155,10 +158,26 @@ static const char *url_for_log(const char *urls, char *out, size_t cap) {
   return out;
 }
 
+/* The comma-separated URLs as the server list: natsOptions_SetURL() in
+ * nats.c 3.4 takes one URL (a list there fails with "No server available
+ * for connection"). */
+static natsStatus set_urls(natsOptions *o, const char *urls) {
+  char *copy = strdup(urls), *save = NULL;
+  const char *list[64];
+  int n = 0;
+  if (!copy) return NATS_NO_MEMORY;
+  for (char *u = strtok_r(copy, ",", &save); u && n < 64;
+       u = strtok_r(NULL, ",", &save))
+    list[n++] = u;
+  natsStatus s = n ? natsOptions_SetServers(o, list, n) : NATS_INVALID_ARG;
+  free(copy);
+  return s;
+}
+
 static natsStatus nats_connect(bridge *b) {
   natsOptions *o = NULL;
   natsStatus s = natsOptions_Create(&o);
-  if (s == NATS_OK) s = natsOptions_SetURL(o, b->nats_url);
+  if (s == NATS_OK) s = set_urls(o, b->nats_url);
   char why[768] = "";
   if (s == NATS_OK && (s = nats_auth_apply(&b->auth, o, why, sizeof why)) != NATS_OK) {
     logf_("cannot set up the NATS connection: %s", why);
@@ -230,22 +249,10 @@ static void publish_answer(bridge *b, const char *reply_to, const char *call_id_
   natsMsg_Destroy(m);
 }
 
-/* The metadata of a request, decoded from its Ackrpc-Md-* headers into
- * md[] (values in `store`). The reserved principal key is refused
- * (`denied` set): only the bridge names the caller. Returns the count, or
- * -1 with *why set. */
-typedef struct md_buf {
-  ackrpc_metadata md[ACKRPC_MAX_METADATA];
-  char keys[ACKRPC_MAX_METADATA][ACKRPC_MAX_METADATA_KEY + 1];
-  uint8_t *values[ACKRPC_MAX_METADATA];
-  size_t n;
-  char why[256]; /* what md_decode() or the policy refused */
-  int denied;    /* refused PERMISSION_DENIED, not INVALID_ARGUMENT */
-  /* "nats:ACCOUNT/USER" (a valid principal, ackrpc/common.h), or "" */
-  char principal[ACKRPC_MAX_PRINCIPAL + 1];
-} md_buf;
-
-static void md_free(md_buf *mb) {
+/* The metadata of a request: md_decode() (bridge.h). The reserved
+ * principal key is refused (`denied` set): only the bridge names the
+ * caller. */
+void md_free(md_buf *mb) {
   for (size_t i = 0; i < mb->n; i++)
     free(mb->values[i]);
   mb->n = 0;
@@ -255,7 +262,7 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int md_decode(natsMsg *msg, md_buf *mb, const char **why) {
+int md_decode(natsMsg *msg, md_buf *mb, const char **why) {
   const char **keys = NULL;
   int n_keys = 0;
   mb->n = 0;
@@ -537,6 +544,21 @@ static int wait_for_signal(void) {
   return sig;
 }
 
+/* export --jetstream: a durable consumer instead of subscriptions. */
+static int run_js_export(bridge *b) {
+  int rc = EXIT_FAIL;
+  if (nats_connect(b) == NATS_OK &&
+      ackrpc_nats_js_setup(b->nc, &b->js, b->prefix) == 0 &&
+      ackrpc_nats_js_export(&b->js, b->client, b->prefix,
+                            b->n_services ? b->services[0] : NULL,
+                            b->default_timeout_ms, b->verbose, wait_for_signal) == 0)
+    rc = 0;
+  ackrpc_nats_js_close(&b->js);
+  if (b->nc) natsConnection_Destroy(b->nc);
+  b->client = ackrpc_client_free(b->client);
+  return rc;
+}
+
 static int run_export(bridge *b) {
   ackrpc_client_options co = {.address = b->socket};
   ackrpc_status st = ackrpc_client_new(&co, &b->client);
@@ -544,6 +566,7 @@ static int run_export(bridge *b) {
     logf_("%s: %s", b->socket, ackrpc_strerror(st));
     return EXIT_FAIL;
   }
+  if (b->js.stream) return run_js_export(b);
   char *owned[MAX_SERVICES] = {0};
   int n_owned = 0;
   if (b->n_services == 0 && (n_owned = list_services(b, owned)) < 0) {
@@ -646,6 +669,13 @@ static void import_answer(ackrpc_call *call, natsMsg *reply) {
 static void *import_one(void *arg) {
   import_job *job = arg;
   bridge *b = job->b;
+  if (b->js.stream) {
+    ackrpc_nats_js_import_one(&b->js, job->call, job->msg, job->timeout_ms, b->verbose);
+    natsMsg_Destroy(job->msg);
+    free(job);
+    slot_give(b);
+    return NULL;
+  }
   natsMsg *reply = NULL;
   natsStatus s = natsConnection_RequestMsg(&reply, b->nc, job->msg, job->timeout_ms);
   char text[512];
@@ -763,18 +793,26 @@ static void on_import_call(ackrpc_call *call, const uint8_t *body, size_t len,
 
 static int run_import(bridge *b) {
   if (nats_connect(b) != NATS_OK) return EXIT_FAIL;
+  if (b->js.stream && ackrpc_nats_js_setup(b->nc, &b->js, b->prefix) != 0) {
+    ackrpc_nats_js_close(&b->js);
+    natsConnection_Destroy(b->nc);
+    return EXIT_FAIL;
+  }
   ackrpc_server_options so = {.address = b->socket};
   ackrpc_status st = ackrpc_server_new(&so, &b->server);
   if (st == ACKRPC_OK) st = ackrpc_server_set_fallback(b->server, on_import_call, b);
   if (st != ACKRPC_OK) {
     logf_("cannot serve %s: %s", b->socket, ackrpc_strerror(st));
     b->server = ackrpc_server_free(b->server);
+    ackrpc_nats_js_close(&b->js);
     natsConnection_Destroy(b->nc);
     return EXIT_FAIL;
   }
   char shown[512];
-  logf_("importing %s.> from %s on %s", b->prefix,
-        url_for_log(b->nats_url, shown, sizeof shown), b->socket);
+  logf_("importing %s.> from %s on %s%s%s", b->prefix,
+        url_for_log(b->nats_url, shown, sizeof shown), b->socket,
+        b->js.stream ? " into JetStream stream " : "",
+        b->js.stream ? b->js.stream : "");
   logf_("ready");
   /* NATS's threads were made with the stop signals blocked; the loop's
    * thread takes them (ackrpc_server_run_until_signal()). */
@@ -789,6 +827,7 @@ static int run_import(bridge *b) {
   if (slots_wait_idle(b, b->default_timeout_ms + 1000) != 0)
     logf_("calls still in flight at exit");
   b->server = ackrpc_server_free(b->server);
+  ackrpc_nats_js_close(&b->js);
   natsConnection_Destroy(b->nc);
   return st == ACKRPC_OK ? 0 : EXIT_FAIL;
 }
@@ -842,6 +881,13 @@ static const char usage[] =
     "  --nkey PUBLIC-KEY        with --nkey-seed-file: log in as this nkey user\n"
     "  --nkey-seed-file FILE    its seed (read by nats.c when it signs)\n"
     "  --creds FILE             a .creds file (user JWT and seed)\n"
+    "  -J, --jetstream STREAM   durable delivery through JetStream stream STREAM:\n"
+    "                           import publishes each call into it (call id as\n"
+    "                           Nats-Msg-Id) and answers OK once stored; export\n"
+    "                           delivers from a durable consumer (--durable)\n"
+    "  -D, --durable NAME       export, with -J: the durable consumer's name\n"
+    "      --create-stream      with -J: create STREAM (subjects PREFIX.>) if missing\n"
+    "      --replicas N         with --create-stream: its replicas (1-5, default 1)\n"
     "  -v, --verbose            log each call\n"
     "  -h, --help               this help\n";
 
@@ -868,6 +914,10 @@ int main(int argc, char **argv) {
       {"timeout-ms", required_argument, NULL, 't'},
       {"trust-request-info", no_argument, NULL, 'T'},
       {"allow", required_argument, NULL, 'a'},
+      {"jetstream", required_argument, NULL, 'J'},
+      {"durable", required_argument, NULL, 'D'},
+      {"create-stream", no_argument, NULL, 'C'},
+      {"replicas", required_argument, NULL, 'R'},
       {"verbose", no_argument, NULL, 'v'},
       {"tls-ca", required_argument, NULL, OPT_TLS_CA},
       {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
@@ -883,7 +933,8 @@ int main(int argc, char **argv) {
   int c;
   uint64_t num;
   optind = 2;
-  while ((c = getopt_long(argc, argv, "s:l:n:S:p:q:m:t:Ta:vh", longs, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "s:l:n:S:p:q:m:t:Ta:J:D:vh", longs, NULL)) !=
+         -1) {
     switch (c) {
     case 's':
     case 'l':
@@ -926,6 +977,16 @@ int main(int argc, char **argv) {
       }
       b.allow[b.n_allow++] = optarg;
       break;
+    case 'J': b.js.stream = optarg; break;
+    case 'D': b.js.durable = optarg; break;
+    case 'C': b.js.create_stream = 1; break;
+    case 'R':
+      if (ackrpc_nats_dec_decode(optarg, 5, &num) != 0 || num == 0) {
+        fprintf(stderr, PROG ": bad --replicas: %s (1 to 5)\n", optarg);
+        return EXIT_USAGE;
+      }
+      b.js.replicas = (int)num;
+      break;
     case 'v': b.verbose = 1; break;
     case OPT_TLS_CA: b.auth.tls_ca = optarg; break;
     case OPT_TLS_CERT: b.auth.tls_cert = optarg; break;
@@ -963,6 +1024,26 @@ int main(int argc, char **argv) {
   if (!is_export && (b.n_services || b.trust_request_info || b.n_allow)) {
     fprintf(stderr, PROG " import: --service, --trust-request-info and --allow are "
                          "for export\n");
+    return EXIT_USAGE;
+  }
+  if (!b.js.stream && (b.js.durable || b.js.create_stream || b.js.replicas)) {
+    fprintf(stderr,
+            PROG ": --durable, --create-stream and --replicas need --jetstream\n");
+    return EXIT_USAGE;
+  }
+  if (b.js.replicas && !b.js.create_stream) {
+    fprintf(stderr, PROG ": --replicas is for --create-stream\n");
+    return EXIT_USAGE;
+  }
+  if (b.js.stream && is_export == !b.js.durable) {
+    fprintf(stderr, PROG " %s: --durable is %s with --jetstream\n", cmd,
+            is_export ? "required" : "for export");
+    return EXIT_USAGE;
+  }
+  if (b.js.stream && (b.n_services > 1 || b.trust_request_info)) {
+    fprintf(stderr,
+            PROG " export: with --jetstream, one --service at most and no "
+                 "--trust-request-info (a stored message names no requester)\n");
     return EXIT_USAGE;
   }
   char auth_err[256];

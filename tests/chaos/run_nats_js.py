@@ -1,0 +1,476 @@
+#!/usr/bin/env python3
+"""Durable delivery through JetStream (ctest nats_js_single, nats_js_cluster;
+docs/SCALE.md, "Durable delivery (JetStream)").
+
+The path under test, with real processes only:
+
+  mailbox_sender (outbox) -> ackrpc-nats import --jetstream STREAM
+      -> nats-server (JetStream, file store) -> ackrpc-nats export
+      --jetstream STREAM --durable NAME -> mailbox_receiver (reply store)
+
+single   one nats-server -js. N letters stored once, in order; export
+         stopped while M more letters are acked into the stream (none reach
+         the receiver), restarted: the rest arrive, once, in order; a call
+         sent twice with one call id is stored once (the second PubAck says
+         duplicate); a letter the receiver refuses for good (ALREADY_EXISTS:
+         same sender and seq, another call id) is terminated, not retried
+         forever, and the letters behind it still arrive; a message put into
+         the stream without a call id (a plain NATS publish) is terminated,
+         never delivered; both bridges exit 0 on SIGTERM.
+cluster  three clustered nats-servers (routes on ports picked beforehand),
+         stream replicas 3; the sender and import bridge on "host 1", the
+         export bridge and receiver on "host 2"; bridges connect with the
+         list of all three URLs. While 10,000 letters go through, a NATS node
+         that holds a bridge's connection is SIGKILLed and restarted, and the
+         receiver is SIGKILLed twice (restarted each time): every letter
+         stored exactly once, in order; the outbox empty.
+
+Everything is bounded in time; every process started is killed and the
+temporary directory removed on the way out. Exit 77 (skipped) when
+nats-server is not installed.
+
+usage: run_nats_js.py single|cluster --bridge PATH --sender PATH
+                      --receiver PATH --cli PATH [--letters N] [--seed S]
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+SENDER = "js-sender"
+
+
+class Fail(Exception):
+    pass
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Run:
+    def __init__(self, args, budget_s):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="ackrpc-natsjs.")
+        self.procs = []
+        self.started = time.monotonic()
+        self.budget = budget_s
+        self.runs = {}
+
+    def left(self):
+        return self.budget - (time.monotonic() - self.started)
+
+    def check_time(self, what):
+        if self.left() <= 0:
+            raise Fail(f"out of time ({self.budget} s) while {what}")
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def start(self, name, argv):
+        """Starts argv with its output to NAME<run>.log; returns (proc, log)."""
+        self.runs[name] = self.runs.get(name, 0) + 1
+        log = self.path(f"{name}{self.runs[name]}.log")
+        with open(log, "w") as f:
+            p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p, log
+
+    def wait_text(self, p, log, text, within=15):
+        end = time.monotonic() + within
+        while time.monotonic() < end:
+            with open(log, errors="replace") as f:
+                if text in f.read():
+                    return
+            if p.poll() is not None:
+                raise Fail(f"{log} exited with {p.returncode} before '{text}'")
+            time.sleep(0.02)
+        raise Fail(f"no '{text}' in {log} within {within} s")
+
+    def kill(self, p, sig=signal.SIGKILL):
+        p.send_signal(sig)
+        return p.wait(timeout=20)
+
+    def cleanup(self, failed):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if failed:
+            for name in sorted(os.listdir(self.tmp)):
+                if name.endswith(".log"):
+                    with open(self.path(name), errors="replace") as f:
+                        tail = f.read()[-2000:]
+                    print(f"--- {name} (tail):\n{tail}", file=sys.stderr)
+        if not self.args.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- the pieces ---
+
+    def receiver(self, sock, db):
+        p, log = self.start("receiver", [self.args.receiver, sock, db])
+        self.wait_text(p, log, "receiving ")
+        return p
+
+    def bridge(self, name, argv, ready="ready"):
+        p, log = self.start(name, [self.args.bridge] + argv)
+        self.wait_text(p, log, ready, within=45)
+        return p, log
+
+    def sender(self, sock, count_sock, outbox, n, wait_ms):
+        return self.start("sender", [self.args.sender, "--attempts", "0", "--timeout",
+                                     "2000", "--wait", str(wait_ms), "--sender",
+                                     SENDER, "--outbox", outbox, "--count-socket",
+                                     count_sock, sock, str(n)])
+
+
+def letters(db, sender=SENDER):
+    """(seq list in storage order, total) from the receiver's database."""
+    if not os.path.exists(db):
+        return [], 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            seqs = [r[0] for r in con.execute(
+                "SELECT seq FROM letters WHERE sender = ? ORDER BY id", (sender,))]
+            total = con.execute("SELECT count(*) FROM letters").fetchone()[0]
+            return seqs, total
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return [], -1
+
+
+def check_letters(db, first, last, sender=SENDER):
+    seqs, _ = letters(db, sender)
+    want = list(range(first, last + 1))
+    if seqs[:len(want)] != want or len(seqs) != len(want):
+        dup = len(seqs) - len(set(seqs))
+        missing = len(set(want) - set(seqs))
+        disorder = sum(1 for a, b in zip(seqs, seqs[1:]) if b <= a)
+        raise Fail(f"the receiver holds {len(seqs)} letters from {sender}, want "
+                   f"{first}..{last}: {dup} duplicate(s), {missing} missing, "
+                   f"{disorder} out of order")
+
+
+def check_outbox(odb):
+    con = sqlite3.connect(odb)
+    pending = con.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    dead = con.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+    con.close()
+    if pending or dead:
+        raise Fail(f"the outbox still holds {pending} pending, {dead} dead")
+
+
+def finish_sender(run, p, log, n):
+    try:
+        rc = p.wait(timeout=max(run.left(), 1))
+    except subprocess.TimeoutExpired:
+        raise Fail(f"the sender did not finish within {run.budget} s overall")
+    with open(log) as f:
+        text = f.read()
+    if rc != 0:
+        raise Fail(f"the sender exited with {rc}:\n{text[-3000:]}")
+    if f"{n} of {n} letters acknowledged (outbox: 0 pending, 0 dead)" not in text:
+        raise Fail("the sender did not report an empty outbox")
+
+
+def letter_bytes(sender, seq, body):
+    """A mailbox Letter, protobuf-encoded (fields 1 string, 2 uint64, 3 string)."""
+    def varint(v):
+        out = bytearray()
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            out.append(b | (0x80 if v else 0))
+            if not v:
+                return bytes(out)
+
+    def field_str(num, s):
+        b = s.encode()
+        return bytes([num << 3 | 2]) + varint(len(b)) + b
+    return field_str(1, sender) + bytes([2 << 3]) + varint(seq) + field_str(3, body)
+
+
+def cli_deliver(run, sock, call_id, sender, seq):
+    """One Deliver call through `ackrpc call --binary` with that call id."""
+    r = subprocess.run([run.args.cli, "call", "--binary", "--call-id", call_id, "-v",
+                        sock, "ackrpc.mailbox.Mailbox/Deliver"],
+                       input=letter_bytes(sender, seq, f"letter {seq}"),
+                       capture_output=True, timeout=30)
+    return r.returncode, r.stderr.decode(errors="replace")
+
+
+def raw_publish(url, subject, payload):
+    """A plain NATS publish (no headers, so no call id), straight into the
+    stream: what a client other than the import bridge could send."""
+    host, port = url.rsplit("//", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        f = s.makefile("rb")
+        f.readline()  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' +
+                  f"PUB {subject} {len(payload)}\r\n".encode() + payload +
+                  b"\r\nPING\r\n")
+        line = f.readline()
+        if not line.startswith(b"PONG"):
+            raise Fail(f"nats-server answered {line!r} to a publish")
+
+
+def single(run, n):
+    a = run.args
+    nats, nlog = run.start("nats", [a.nats_server, "-a", "127.0.0.1", "-p", "-1",
+                                    "-js", "-sd", run.path("js"), "--ports_file_dir",
+                                    run.tmp])
+    ports = run.path(f"nats-server_{nats.pid}.ports")
+    end = time.monotonic() + 15
+    while not os.path.exists(ports) or "nats://" not in open(ports).read():
+        run.check_time("waiting for nats-server")
+        if time.monotonic() > end:
+            raise Fail("nats-server wrote no ports file")
+        time.sleep(0.02)
+    url = json.load(open(ports))["nats"][0]
+    rsock, rdb = run.path("mailbox.sock"), run.path("mailbox.db")
+    isock, odb = run.path("import.sock"), run.path("outbox.db")
+    run.receiver(rsock, rdb)
+    # A list with a URL where nobody listens: the bridge takes the other.
+    imp, _ = run.bridge("import", ["import", "--listen", isock, "--nats",
+                                   f"nats://127.0.0.1:{free_port()},{url}",
+                                   "--jetstream", "MAIL", "--create-stream", "--verbose"])
+    export_argv = ["export", "--socket", rsock, "--nats", url, "--jetstream", "MAIL",
+                   "--durable", "mailbox", "--timeout-ms", "3000"]
+    exp, _ = run.bridge("export", export_argv)
+
+    # 1. n letters through the stream.
+    p, log = run.sender(isock, rsock, odb, n, 60000)
+    finish_sender(run, p, log, n)
+    check_letters(rdb, 1, n)
+    print(f"nats_js: {n} letters stored once, in order "
+          f"({time.monotonic() - run.started:.1f} s)", flush=True)
+
+    # 2. The export stopped: the letters are acked into the stream and wait
+    # there; restarted, it delivers them.
+    if run.kill(exp, signal.SIGTERM) != 0:
+        raise Fail("export did not exit 0 on SIGTERM")
+    m = n + n // 2
+    p, log = run.sender(isock, rsock, odb, m, 60000)
+    run.wait_text(p, log, f"ack seq={m} ", within=max(run.left(), 1))
+    time.sleep(0.3)
+    seqs, _ = letters(rdb)
+    if len(seqs) != n:
+        raise Fail(f"with the export stopped the receiver got {len(seqs) - n} more "
+                   f"letters: the import did not store them in the stream")
+    exp, _ = run.bridge("export", export_argv)
+    finish_sender(run, p, log, m)
+    check_letters(rdb, 1, m)
+    print(f"nats_js: export stopped while {m - n} letters were acked into the stream; "
+          f"restarted, they arrived once, in order", flush=True)
+
+    # 3. One call id twice: stored once, the second PubAck a duplicate.
+    cid = "c0ffee" * 4
+    for attempt in (1, 2):
+        rc, err = cli_deliver(run, isock, cid, "cli", 1)
+        if rc != 0:
+            raise Fail(f"ackrpc call (attempt {attempt}) exited {rc}: {err}")
+    with open(run.path(f"import{run.runs['import']}.log")) as f:
+        ilog = f.read()
+    if f"call_id={cid}: already stored in stream MAIL" not in ilog:
+        raise Fail("the second call with one call id was not a duplicate PubAck")
+
+    # 4. A letter refused for good (same sender and seq, another call id):
+    # terminated; the next letter still arrives.
+    rc, err = cli_deliver(run, isock, "0badc0de", "cli", 1)
+    if rc != 0:
+        raise Fail(f"ackrpc call (refused letter) exited {rc}: {err}")
+    rc, err = cli_deliver(run, isock, "0badc0df", "cli", 2)
+    if rc != 0:
+        raise Fail(f"ackrpc call (letter 2) exited {rc}: {err}")
+    end = time.monotonic() + 15
+    while letters(rdb, "cli")[0] != [1, 2]:
+        run.check_time("waiting for the cli letters")
+        if time.monotonic() > end:
+            raise Fail(f"cli letters: {letters(rdb, 'cli')[0]}, want [1, 2] (stored "
+                       f"once; the refused one terminated, not blocking the next)")
+        time.sleep(0.05)
+    elog = open(run.path(f"export{run.runs['export']}.log")).read()
+    if "call_id=0badc0de: ackrpc.mailbox.Mailbox/Deliver refused: ALREADY_EXISTS" \
+            not in elog or "terminated" not in elog:
+        raise Fail("the export did not log the refused letter as terminated")
+    # 5. A message in the stream without a call id (not from an import
+    # bridge): terminated, never delivered; the next letter arrives.
+    raw_publish(url, "ackrpc.ackrpc.mailbox.Mailbox.Deliver",
+                letter_bytes("cli", 99, "no call id"))
+    rc, err = cli_deliver(run, isock, "0badc0e0", "cli", 3)
+    if rc != 0:
+        raise Fail(f"ackrpc call (letter 3) exited {rc}: {err}")
+    end = time.monotonic() + 15
+    while letters(rdb, "cli")[0] != [1, 2, 3]:
+        run.check_time("waiting for cli letter 3")
+        if time.monotonic() > end:
+            raise Fail(f"cli letters: {letters(rdb, 'cli')[0]}, want [1, 2, 3] (the "
+                       f"message without a call id terminated, not delivered)")
+        time.sleep(0.05)
+    elog = open(run.path(f"export{run.runs['export']}.log")).read()
+    if "no Ackrpc-Call-Id of 1 to 64 bytes in lowercase hex: terminated" not in elog:
+        raise Fail("the export did not log the message without a call id as "
+                   "terminated")
+    check_outbox(odb)
+    print("nats_js: a repeated call id stored once; a refused letter terminated, "
+          "the next delivered; a message without a call id terminated", flush=True)
+    for name, p in (("import", imp), ("export", exp)):
+        if run.kill(p, signal.SIGTERM) != 0:
+            raise Fail(f"{name} did not exit 0 on SIGTERM")
+
+
+def cluster(run, n, rnd):
+    a = run.args
+    nodes = []
+    client = [free_port() for _ in range(3)]
+    route = [free_port() for _ in range(3)]
+    monitor = [free_port() for _ in range(3)]
+    for i in range(3):
+        routes = ", ".join(f"nats-route://127.0.0.1:{route[j]}" for j in range(3)
+                           if j != i)
+        conf = run.path(f"n{i + 1}.conf")
+        with open(conf, "w") as f:
+            f.write(f"""server_name: n{i + 1}
+listen: 127.0.0.1:{client[i]}
+http: 127.0.0.1:{monitor[i]}
+jetstream {{ store_dir: "{run.path(f'js{i + 1}')}" }}
+cluster {{
+  name: ackrpc
+  listen: 127.0.0.1:{route[i]}
+  routes: [{routes}]
+}}
+""")
+        nodes.append(conf)
+    urls = [f"nats://127.0.0.1:{p}" for p in client]
+    procs = [None, None, None]
+
+    def start_node(i):
+        p, log = run.start(f"n{i + 1}-", [a.nats_server, "-c", nodes[i]])
+        run.wait_text(p, log, "Server is ready")
+        procs[i] = p
+
+    for i in range(3):
+        start_node(i)
+    rsock, rdb = run.path("mailbox.sock"), run.path("mailbox.db")
+    isock, odb = run.path("import.sock"), run.path("outbox.db")
+    # host 1 lists node 1 first, host 2 node 2 (nats.c shuffles the list).
+    host1 = ",".join([urls[0], urls[1], urls[2]])
+    host2 = ",".join([urls[1], urls[2], urls[0]])
+    receiver = run.receiver(rsock, rdb)
+    run.bridge("import", ["import", "--listen", isock, "--nats", host1, "--jetstream",
+                          "MAIL", "--create-stream", "--replicas", "3"])
+    run.bridge("export", ["export", "--socket", rsock, "--nats", host2, "--jetstream",
+                          "MAIL", "--durable", "mailbox", "--timeout-ms", "3000"])
+    print(f"nats_js: cluster up, bridges ready ({time.monotonic() - run.started:.1f} s)",
+          flush=True)
+    sender, slog = run.sender(isock, rsock, odb, n,
+                              max(int(run.left() * 1000) - 10000, 1000))
+
+    def bridged_node():
+        """A node holding a bridge's connection (from its /connz)."""
+        held = []
+        for i in range(3):
+            try:
+                with urllib.request.urlopen(
+                        f"http://127.0.0.1:{monitor[i]}/connz", timeout=5) as r:
+                    conns = json.load(r).get("connections") or []
+                if any(c.get("name") == "ackrpc-nats" for c in conns):
+                    held.append(i)
+            except OSError:
+                pass
+        return rnd.choice(held) if held else rnd.randrange(3)
+
+    plan = [(int(n * 0.2), "receiver"), (int(n * 0.4), "nats"),
+            (int(n * 0.7), "receiver")]
+    kills = []
+    for at, who in plan:
+        while True:
+            run.check_time(f"waiting for {at} letters to kill the {who}")
+            if sender.poll() is not None:
+                raise Fail(f"the sender exited ({sender.returncode}) before the "
+                           f"kills were done ({kills})")
+            if len(letters(rdb)[0]) >= at:
+                break
+            time.sleep(0.02)
+        time.sleep(rnd.uniform(0, 0.05))
+        if who == "receiver":
+            run.kill(receiver)
+            time.sleep(rnd.uniform(0, 0.3))
+            receiver = run.receiver(rsock, rdb)
+            kills.append("receiver")
+        else:
+            i = bridged_node()
+            run.kill(procs[i])
+            time.sleep(rnd.uniform(0.5, 1.5))
+            start_node(i)
+            kills.append(f"nats node n{i + 1}")
+        print(f"nats_js: SIGKILL {kills[-1]} at {len(letters(rdb)[0])} letters stored "
+              f"({time.monotonic() - run.started:.1f} s)", flush=True)
+    finish_sender(run, sender, slog, n)
+    if run.kill(receiver, signal.SIGTERM) != 0:
+        raise Fail("the receiver did not exit 0 on SIGTERM")
+    check_letters(rdb, 1, n)
+    check_outbox(odb)
+    print(f"nats_js: cluster: {n} letters stored once, in order; outbox empty; "
+          f"killed {', '.join(kills)}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["single", "cluster"])
+    ap.add_argument("--bridge", required=True)
+    ap.add_argument("--sender", required=True)
+    ap.add_argument("--receiver", required=True)
+    ap.add_argument("--cli", required=True)
+    ap.add_argument("--letters", type=int, default=None)
+    ap.add_argument("--budget", type=int, default=None, help="seconds overall")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    args.nats_server = shutil.which("nats-server") or next(
+        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server")
+         if os.access(p, os.X_OK)), None)
+    if not args.nats_server:
+        print("nats_js: nats-server is not installed: skipped")
+        return 77
+    seed = args.seed if args.seed is not None else int(time.time() * 1000) % 100000
+    rnd = random.Random(seed)
+    single_mode = args.mode == "single"
+    n = args.letters or (300 if single_mode else 10000)
+    budget = args.budget or (100 if single_mode else 160)
+    run = Run(args, budget)
+    print(f"nats_js {args.mode}: {n} letters, seed {seed}, in {run.tmp}", flush=True)
+    failed = True
+    try:
+        if single_mode:
+            single(run, n)
+        else:
+            cluster(run, n, rnd)
+        failed = False
+        print(f"nats_js {args.mode}: ok ({time.monotonic() - run.started:.1f} s)",
+              flush=True)
+        return 0
+    except (Fail, subprocess.TimeoutExpired, OSError) as e:
+        print(f"nats_js {args.mode}: FAIL (seed {seed}): {e}", file=sys.stderr)
+        return 1
+    finally:
+        run.cleanup(failed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+/* jetstream.c: durable delivery through a JetStream stream; see jetstream.h
+ * and docs/SCALE.md, "Durable delivery (JetStream)".
+ *
+ * The guarantee rests on two de-duplications by call id: JetStream's
+ * (Nats-Msg-Id, within the stream's duplicate window) for the sender's
+ * retries into the stream, and the receiver's durable reply store for
+ * redeliveries out of it (an ack to JetStream that was lost). Nothing is
+ * acked on either side before the next hop has it on disk. */
+#include "jetstream.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bridge.h"
+#include "envelope.h"
+
+#define SETUP_TRIES 60    /* 500 ms apart: 30 s for a cluster to elect */
+#define FETCH_WAIT_MS 500 /* how often the consumer looks at the stop flag */
+#define NAK_MIN_MS 100
+#define NAK_MAX_MS 5000
+/* AckWait beyond the local call's deadline: the bridge answers JetStream
+ * (ack, nak or term) well within it, so a redelivery by AckWait means the
+ * bridge is gone. */
+#define ACK_WAIT_MARGIN_MS 10000
+
+static void sleep_ms(unsigned ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* What went wrong, for the log: the status, nats.c's explanation on this
+ * thread, and JetStream's error code. */
+static const char *js_text(natsStatus s, jsErrCode jerr, char *buf, size_t cap) {
+  natsStatus last = NATS_OK;
+  const char *why = nats_GetLastError(&last);
+  if (last != s || !why || !why[0]) why = natsStatus_GetText(s);
+  if (jerr)
+    snprintf(buf, cap, "%s (JetStream error %d)", why, (int)jerr);
+  else
+    snprintf(buf, cap, "%s", why);
+  return buf;
+}
+
+/* Whether a failed JetStream API call may succeed later: the cluster is
+ * electing leaders or the connection is moving (not a refusal, such as a
+ * stream that does not exist or a consumer with other settings). */
+static int transient(natsStatus s, jsErrCode jerr) {
+  return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ||
+         (jerr != 0 && jerr != JSStreamNotFoundErr);
+}
+
+/* --- setup ------------------------------------------------------------- */
+
+static natsStatus stream_check(ackrpc_nats_js *j, const char *prefix, jsErrCode *jerr) {
+  jsStreamInfo *si = NULL;
+  *jerr = 0;
+  natsStatus s = js_GetStreamInfo(&si, j->js, j->stream, NULL, jerr);
+  if (s == NATS_OK) {
+    jsStreamInfo_Destroy(si);
+    return NATS_OK;
+  }
+  if (!j->create_stream || *jerr != JSStreamNotFoundErr) return s;
+  char subject[512];
+  snprintf(subject, sizeof subject, "%s.>", prefix);
+  const char *subjects[] = {subject};
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  sc.Name = j->stream;
+  sc.Subjects = subjects;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  sc.Replicas = j->replicas > 0 ? j->replicas : 1;
+  *jerr = 0;
+  s = js_AddStream(&si, j->js, &sc, NULL, jerr);
+  if (s == NATS_OK) {
+    logf_("created stream %s (subjects %s, replicas %d)", j->stream, subject,
+          (int)sc.Replicas);
+    jsStreamInfo_Destroy(si);
+  } else if (*jerr == JSStreamNameExistErr) {
+    s = NATS_OK; /* another bridge made it meanwhile */
+  }
+  return s;
+}
+
+int ackrpc_nats_js_setup(natsConnection *nc, ackrpc_nats_js *j, const char *prefix) {
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  natsStatus s = natsConnection_JetStream(&j->js, nc, &jo);
+  if (s != NATS_OK) {
+    logf_("cannot use JetStream: %s", natsStatus_GetText(s));
+    return -1;
+  }
+  jsErrCode jerr = 0;
+  char text[256];
+  for (int i = 0; i < SETUP_TRIES; i++) {
+    s = stream_check(j, prefix, &jerr);
+    if (s == NATS_OK) return 0;
+    if (!transient(s, jerr)) break;
+    sleep_ms(500);
+  }
+  logf_("stream %s: %s%s", j->stream, js_text(s, jerr, text, sizeof text),
+        jerr == JSStreamNotFoundErr ? " (create it, or pass --create-stream)" : "");
+  return -1;
+}
+
+void ackrpc_nats_js_close(ackrpc_nats_js *j) {
+  if (j->js) jsCtx_Destroy(j->js);
+  j->js = NULL;
+}
+
+/* --- import: publish, answer after the PubAck --------------------------- */
+
+void ackrpc_nats_js_import_one(const ackrpc_nats_js *j, ackrpc_call *call, natsMsg *msg,
+                               int64_t timeout_ms, int verbose) {
+  const char *id_hex = NULL;
+  char text[512], why[256];
+  if (natsMsgHeader_Get(msg, ACKRPC_NATS_H_CALL_ID, &id_hex) != NATS_OK ||
+      id_hex[0] == '\0') {
+    /* The protocol requires a call id, so this does not happen through an
+     * ackrpc socket; without one there would be no de-duplication. */
+    ackrpc_call_reply_encoded(call, ACKRPC_INVALID_ARGUMENT,
+                              "a message for JetStream needs a call id", NULL, 0);
+    return;
+  }
+  natsMsgHeader_Delete(msg, ACKRPC_NATS_H_TIMEOUT);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = id_hex;
+  po.ExpectStream = j->stream;
+  po.MaxWait = timeout_ms > 0 ? timeout_ms : 1;
+  jsPubAck *pa = NULL;
+  jsErrCode jerr = 0;
+  natsStatus s = js_PublishMsg(&pa, j->js, msg, &po, &jerr);
+  if (s == NATS_OK) {
+    snprintf(text, sizeof text, "%s in stream %s as message %llu",
+             pa->Duplicate ? "already stored" : "stored", pa->Stream,
+             (unsigned long long)pa->Sequence);
+    ackrpc_call_reply_encoded(call, ACKRPC_OK, text, NULL, 0);
+  } else if (s == NATS_TIMEOUT) {
+    /* The message may be stored: a retry with the same call id is stored
+     * once (within the duplicate window). */
+    snprintf(text, sizeof text, "no PubAck from stream %s before the deadline",
+             j->stream);
+    ackrpc_call_reply_encoded(call, ACKRPC_DEADLINE_EXCEEDED, text, NULL, 0);
+  } else {
+    snprintf(text, sizeof text, "stream %s did not store the message: %s", j->stream,
+             js_text(s, jerr, why, sizeof why));
+    ackrpc_call_reply_encoded(call, ACKRPC_UNAVAILABLE, text, NULL, 0);
+  }
+  if (verbose)
+    logf_("%s call_id=%s: %s", natsMsg_GetSubject(msg), id_hex,
+          s == NATS_OK ? text : js_text(s, jerr, why, sizeof why));
+  jsPubAck_Destroy(pa);
+}
+
+/* --- export: a durable consumer delivering to the local server ---------- */
+
+typedef struct consumer {
+  const ackrpc_nats_js *j;
+  ackrpc_client *client;
+  const char *prefix;
+  uint32_t timeout_ms;
+  int verbose;
+  natsSubscription *sub;
+  atomic_int stop;
+} consumer;
+
+/* Statuses after which the message is offered again (as the outbox's
+ * default retry_on). */
+static int retryable(ackrpc_status st) {
+  return st == ACKRPC_UNAVAILABLE || st == ACKRPC_DEADLINE_EXCEEDED ||
+         st == ACKRPC_RESOURCE_EXHAUSTED || st == ACKRPC_ABORTED;
+}
+
+static uint64_t stream_seq(natsMsg *msg, uint64_t *delivered) {
+  jsMsgMetaData *meta = NULL;
+  uint64_t seq = 0;
+  *delivered = 1;
+  if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+    seq = meta->Sequence.Stream;
+    *delivered = meta->NumDelivered ? meta->NumDelivered : 1;
+    jsMsgMetaData_Destroy(meta);
+  }
+  return seq;
+}
+
+/* Delivers one message to the local server and settles it on JetStream. */
+static void deliver_one(consumer *c, natsMsg *msg) {
+  uint64_t delivered = 1;
+  unsigned long long seq = (unsigned long long)stream_seq(msg, &delivered);
+  char method[ACKRPC_MAX_METHOD_NAME + 1], text[256];
+  uint8_t call_id[ACKRPC_MAX_CALL_ID];
+  size_t call_id_len = 0;
+  const char *v = NULL, *why = NULL;
+  md_buf *mb = calloc(1, sizeof *mb);
+  if (!mb) {
+    natsMsg_NakWithDelay(msg, NAK_MAX_MS, NULL); /* out of memory: later */
+    return;
+  }
+  if (ackrpc_nats_method(c->prefix, natsMsg_GetSubject(msg), method, sizeof method) !=
+      0)
+    why = "the subject names no method";
+  else if (natsMsgHeader_Get(msg, ACKRPC_NATS_H_CALL_ID, &v) != NATS_OK ||
+           ackrpc_nats_hex_decode(v, call_id, sizeof call_id, &call_id_len) != 0 ||
+           call_id_len == 0)
+    why = "no Ackrpc-Call-Id of 1 to 64 bytes in lowercase hex";
+  else
+    md_decode(msg, mb, &why);
+  if (why) {
+    /* Not an envelope we can deliver: it never will be. */
+    logf_("stream message %llu (%s): %s: terminated", seq, natsMsg_GetSubject(msg),
+          why);
+    natsMsg_Term(msg, NULL);
+    free(mb);
+    return;
+  }
+  ackrpc_call_options o = {.timeout_ms = c->timeout_ms,
+                           .call_id = call_id,
+                           .call_id_len = call_id_len,
+                           .metadata = mb->md,
+                           .metadata_count = mb->n};
+  ackrpc_result r = {0};
+  ackrpc_status st =
+      ackrpc_client_call_raw(c->client, method, (const uint8_t *)natsMsg_GetData(msg),
+                             (size_t)natsMsg_GetDataLength(msg), &o, &r);
+  ackrpc_outcome out = ackrpc_status_outcome(st);
+  const char *msg_text = r.message ? r.message : ackrpc_strerror(st);
+  if (st == ACKRPC_OK) {
+    /* Acked on JetStream only now. If this ack is lost, JetStream
+     * redelivers and the server's reply store answers the repeat. */
+    jsErrCode jerr = 0;
+    natsStatus s = natsMsg_AckSync(msg, NULL, &jerr);
+    if (s != NATS_OK)
+      logf_("stream message %llu call_id=%s: delivered, ack to JetStream failed: %s "
+            "(it will be redelivered)",
+            seq, v, js_text(s, jerr, text, sizeof text));
+    else if (c->verbose)
+      logf_("stream message %llu call_id=%s: %s OK", seq, v, method);
+  } else if ((out == ACKRPC_OUTCOME_ACKED && retryable(st)) ||
+             (out != ACKRPC_OUTCOME_ACKED && st != ACKRPC_E_INVAL)) {
+    uint64_t delay = NAK_MIN_MS;
+    for (uint64_t i = 1; i < delivered && delay < NAK_MAX_MS; i++)
+      delay *= 2;
+    if (delay > NAK_MAX_MS) delay = NAK_MAX_MS;
+    if (c->verbose || delivered == 1)
+      logf_("stream message %llu call_id=%s: %s: %s (delivery %llu): again in %llu ms",
+            seq, v, ackrpc_status_name(st), msg_text, (unsigned long long)delivered,
+            (unsigned long long)delay);
+    natsMsg_NakWithDelay(msg, (int64_t)delay, NULL);
+  } else {
+    /* A refusal for good: redelivering it would get the same answer and,
+     * with MaxAckPending 1, hold up every message behind it. */
+    logf_("stream message %llu call_id=%s: %s refused: %s: %s: terminated", seq, v,
+          method, ackrpc_status_name(st), msg_text);
+    natsMsg_Term(msg, NULL);
+  }
+  ackrpc_result_clear(&r);
+  md_free(mb);
+  free(mb);
+}
+
+static void *consume(void *arg) {
+  consumer *c = arg;
+  char text[256];
+  natsStatus last = NATS_OK;
+  while (!atomic_load(&c->stop)) {
+    natsMsgList list = {0};
+    jsErrCode jerr = 0;
+    natsStatus s = natsSubscription_Fetch(&list, c->sub, 1, FETCH_WAIT_MS, &jerr);
+    if (s == NATS_OK) {
+      for (int i = 0; i < list.Count; i++) {
+        if (!atomic_load(&c->stop))
+          deliver_one(c, list.Msgs[i]);
+        else
+          natsMsg_Nak(list.Msgs[i], NULL); /* now, not after AckWait */
+      }
+      natsMsgList_Destroy(&list);
+    } else if (s != NATS_TIMEOUT) {
+      /* The connection is moving to another node, or the consumer's
+       * leader is being elected: try again shortly (logged once a run). */
+      if (s != last) logf_("fetch: %s", js_text(s, jerr, text, sizeof text));
+      sleep_ms(250);
+    }
+    if (s != NATS_TIMEOUT) last = s;
+  }
+  return NULL;
+}
+
+int ackrpc_nats_js_export(const ackrpc_nats_js *j, ackrpc_client *client,
+                          const char *prefix, const char *service, uint32_t timeout_ms,
+                          int verbose, int (*wait_stop)(void)) {
+  consumer c = {.j = j,
+                .client = client,
+                .prefix = prefix,
+                .timeout_ms = timeout_ms,
+                .verbose = verbose};
+  atomic_init(&c.stop, 0);
+  char filter[512], text[256];
+  if (service)
+    snprintf(filter, sizeof filter, "%s.%s.*", prefix, service);
+  else
+    snprintf(filter, sizeof filter, "%s.>", prefix);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = j->stream;
+  so.Config.Durable = j->durable;
+  so.Config.AckPolicy = js_AckExplicit;
+  so.Config.DeliverPolicy = js_DeliverAll;
+  /* One message in flight: delivery in stream order, a Nak'ed message
+   * before any later one. */
+  so.Config.MaxAckPending = 1;
+  so.Config.AckWait = ((int64_t)timeout_ms + ACK_WAIT_MARGIN_MS) * 1000000;
+  natsStatus s = NATS_ERR;
+  jsErrCode jerr = 0;
+  for (int i = 0; i < SETUP_TRIES; i++) {
+    jerr = 0;
+    s = js_PullSubscribe(&c.sub, j->js, filter, j->durable, NULL, &so, &jerr);
+    if (s == NATS_OK || !transient(s, jerr)) break;
+    sleep_ms(500);
+  }
+  if (s != NATS_OK) {
+    logf_("cannot consume %s from stream %s as %s: %s", filter, j->stream, j->durable,
+          js_text(s, jerr, text, sizeof text));
+    return -1;
+  }
+  pthread_t t;
+  if (pthread_create(&t, NULL, consume, &c) != 0) {
+    logf_("cannot start the consumer's thread");
+    natsSubscription_Destroy(c.sub);
+    return -1;
+  }
+  logf_("delivering %s from stream %s (durable consumer %s) to the local server",
+        filter, j->stream, j->durable);
+  logf_("ready");
+  int sig = wait_stop();
+  logf_("%s: stopping", strsignal(sig));
+  atomic_store(&c.stop, 1);
+  pthread_join(t, NULL);
+  /* Not Unsubscribe: that would delete the durable consumer. */
+  natsSubscription_Destroy(c.sub);
+  return 0;
+}
