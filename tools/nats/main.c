@@ -430,14 +430,14 @@ static void *export_one(void *arg) {
 
   if (why) {
     if (b->verbose) logf_("refused %s: %s", natsMsg_GetSubject(msg), why);
-    publish_answer(b, reply_to, id_hex, bad, why, NULL, 0);
     if (bad != ACKRPC_UNIMPLEMENTED)
       nd_count(b->disc, method, bad, why, (now_us() - t0) * 1000u);
+    publish_answer(b, reply_to, id_hex, bad, why, NULL, 0);
   } else if (timeout_ms == 0) {
-    publish_answer(b, reply_to, id_hex, ACKRPC_DEADLINE_EXCEEDED,
-                   "the deadline passed before the bridge could call", NULL, 0);
     nd_count(b->disc, method, ACKRPC_DEADLINE_EXCEEDED, "no time left",
              (now_us() - t0) * 1000u);
+    publish_answer(b, reply_to, id_hex, ACKRPC_DEADLINE_EXCEEDED,
+                   "the deadline passed before the bridge could call", NULL, 0);
   } else {
     ackrpc_call_options o = {.timeout_ms = (uint32_t)timeout_ms,
                              .call_id = call_id_len ? call_id : NULL,
@@ -451,6 +451,9 @@ static void *export_one(void *arg) {
     ackrpc_nats_hex_encode(r.call_id, r.call_id_len, id_hex);
     ackrpc_outcome out = ackrpc_status_outcome(st);
     if (b->verbose) logf_("%s -> %s", method, ackrpc_status_name(st));
+    /* Counted before the answer goes: a caller that asks $SRV.STATS once
+     * it has its answer sees its call. */
+    nd_count(b->disc, method, st, r.message, (now_us() - t0) * 1000u);
     if (out == ACKRPC_OUTCOME_ACKED) {
       publish_answer(b, reply_to, id_hex, st, r.message, r.reply_bytes,
                      r.reply_bytes_len);
@@ -465,7 +468,6 @@ static void *export_one(void *arg) {
     }
     /* Delivered, no ack: no answer, so the caller's own deadline ends the
      * call as "delivered, no ack" too (docs/SCALE.md). */
-    nd_count(b->disc, method, st, r.message, (now_us() - t0) * 1000u);
     ackrpc_result_clear(&r);
   }
   if (mb) md_free(mb);
