@@ -326,6 +326,78 @@ Test(nats_identity, tls_with_client_certificates) {
   fx_finish();
 }
 
+/* --- nkeys ---------------------------------------------------------------- */
+
+/* A new nkey user (make_nkey.py, with the openssl command): its seed in the
+ * test's dir as NAME.nk, its public key ("U...") in `pub`. */
+static void make_nkey(const char *name, char *pub, size_t cap) {
+  char seed[256], out[256], cmd[1024];
+  snprintf(seed, sizeof seed, "%s.nk", name);
+  snprintf(out, sizeof out, "%s.pub", name);
+  snprintf(cmd, sizeof cmd, "python3 '%s' '%s' > '%s' 2>&1", ACKRPC_NATS_MAKE_NKEY,
+           fx_path(seed), fx_path(out));
+  int st = system(cmd);
+  char *text = nh_slurp(fx_path(out));
+  cr_assert(st == 0 && text && text[0] == 'U', "make_nkey.py failed (%d): %s", st,
+            text ? text : "");
+  text[strcspn(text, "\n")] = '\0';
+  cr_assert_lt(strlen(text), cap);
+  snprintf(pub, cap, "%s", text);
+  free(text);
+}
+
+Test(nats_identity, nkey_users_log_in_and_the_callers_key_is_its_principal) {
+  char bridge[128], alice[128], mallory[128];
+  make_nkey("bridge", bridge, sizeof bridge);
+  make_nkey("alice", alice, sizeof alice);
+  make_nkey("mallory", mallory, sizeof mallory); /* not a user of the server */
+  char conf[2048];
+  snprintf(conf, sizeof conf,
+           "accounts: {\n"
+           "  SVC: { users: [{nkey: %s}], exports: [{service: \"ackrpc.>\"}] }\n"
+           "  CLI: { users: [{nkey: %s}],\n"
+           "         imports: [{service: {account: SVC, subject: \"ackrpc.>\"}, "
+           "share: true}] }\n"
+           "}\n",
+           bridge, alice);
+  int nats = nh_start_nats("nats", conf, NULL, nats_url, sizeof nats_url);
+  char principal[256];
+  snprintf(principal, sizeof principal, "nats:CLI/%s", alice);
+  fx_server *srv = start_server(principal);
+  const char *const exp_args[] = {
+      "--service=ackrpc.test.Test", "--trust-request-info", "--nkey", bridge,
+      "--nkey-seed-file",           fx_path("bridge.nk"),   NULL};
+  int exp = start_ready("export", fx_sock(), "export.log", exp_args);
+  const char *alice_sock = fx_path("alice.sock");
+  const char *const alice_args[] = {"--nkey", alice, "--nkey-seed-file",
+                                    fx_path("alice.nk"), NULL};
+  int imp = start_ready("import", alice_sock, "alice.log", alice_args);
+  expect_admitted(alice_sock, principal);
+
+  /* A key the server does not know, and alice's key signed with another
+   * seed: refused. */
+  const char *const unknown[] = {"--nkey", mallory, "--nkey-seed-file",
+                                 fx_path("mallory.nk"), NULL};
+  expect_refused("import", fx_path("x1.sock"), "unknown.log", unknown,
+                 "cannot connect to NATS");
+  const char *const forged[] = {"--nkey", alice, "--nkey-seed-file",
+                                fx_path("mallory.nk"), NULL};
+  expect_refused("import", fx_path("x2.sock"), "forged.log", forged,
+                 "cannot connect to NATS");
+  /* No seed in any log. */
+  const char *logs[] = {"export.log", "alice.log", "unknown.log", "forged.log"};
+  for (size_t i = 0; i < sizeof logs / sizeof *logs; i++) {
+    char *s = nh_slurp(fx_path(logs[i]));
+    cr_assert(s && !strstr(s, "SUA"), "%s:\n%s", logs[i], s ? s : "");
+    free(s);
+  }
+  nh_stop_clean(imp, "alice.log");
+  nh_stop_clean(exp, "export.log");
+  nh_stop_child(nats);
+  fx_server_stop(srv);
+  fx_finish();
+}
+
 int main(int argc, char *argv[]) {
   return nh_main(argc, argv);
 }
