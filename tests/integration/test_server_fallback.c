@@ -264,10 +264,9 @@ FX_TEST(fallback, without_one_unknown_is_unimplemented_and_typed_replies_are_ref
   stop(&r);
 }
 
-Test(fallback, set_and_remove) {
+FX_TEST(fallback, set_and_remove) {
   cr_assert_eq(ackrpc_server_set_fallback(NULL, fallback_inline, NULL), ACKRPC_E_INVAL);
   ackrpc_server *s = NULL;
-  fx_setup();
   cr_assert_eq(ackrpc_server_new(&(ackrpc_server_options){.address = fx_sock()}, &s),
                ACKRPC_OK);
   cr_assert_eq(ackrpc_server_set_fallback(s, fallback_inline, NULL), ACKRPC_OK);
