@@ -6,6 +6,7 @@
  * (ackrpc-bench serve, the demo's demo_server) drain and remove socket and
  * lock file on SIGTERM. Servers run in child processes where a test kills
  * them. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -413,6 +414,43 @@ static void print_log(const char *log) {
   fclose(f);
 }
 
+/* The socket inodes process `pid` holds, into ino[] (at most `max`);
+ * returns how many, or -1 if its fd table cannot be read. */
+static int sockets_of(pid_t pid, unsigned long *ino, int max) {
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL && n < max;) {
+    char path[320], target[64];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    ssize_t len = readlink(path, target, sizeof target - 1);
+    if (len <= 0) continue;
+    target[len] = '\0';
+    if (sscanf(target, "socket:[%lu]", &ino[n]) == 1) n++;
+  }
+  closedir(d);
+  return n;
+}
+
+/* Waits up to 10 s for process `pid` to hold a socket that is not in
+ * old[0..n_old): the connection it accepted. */
+static int accepted(pid_t pid, const unsigned long *old, int n_old) {
+  for (int i = 0; i < 1000; i++) {
+    unsigned long now[256];
+    int n = sockets_of(pid, now, 256);
+    for (int j = 0; j < n; j++) {
+      int seen = 0;
+      for (int k = 0; k < n_old && !seen; k++)
+        seen = now[j] == old[k];
+      if (!seen) return 1;
+    }
+    fx_sleep_ms(10);
+  }
+  return 0;
+}
+
 /* Starts `argv` (a server serving on `sock`), starts a call whose request is
  * half sent, sends SIGTERM, checks that the server stops accepting and
  * removes its files at once, then completes the call (it must be served:
@@ -428,11 +466,18 @@ static void sigterm_drains(char *const argv[], const char *sock, const char *met
 
   uint8_t *frame;
   size_t n = hs_frame(&frame, method, 10000000, body, body_len);
+  unsigned long before[256];
+  int n_before = sockets_of(pid, before, 256);
+  cr_assert_geq(n_before, 0, "cannot read the fds of %s", argv[0]);
   int fd = hs_connect(sock);
   cr_assert_geq(fd, 0, "connect: %s", strerror(errno));
   size_t half = n / 2;
   cr_assert_eq(hs_send_all(fd, frame, half), 0);
-  fx_sleep_ms(100); /* accepted and partly read */
+  /* Accepted (a connection still in the backlog would be reset with the
+   * listener: not what this tests), then partly read. */
+  cr_assert(accepted(pid, before, n_before), "%s did not accept the call within 10 s",
+            argv[0]);
+  fx_sleep_ms(50);
 
   uint64_t t0 = fx_now_us();
   kill(pid, SIGTERM);
