@@ -45,8 +45,8 @@ int ackrpc_nats_subject(const char *prefix, const char *method, char *out, size_
 int ackrpc_nats_method(const char *prefix, const char *subject, char *out, size_t cap) {
   if (prefix == NULL || subject == NULL || out == NULL) return -1;
   size_t plen = strlen(prefix), slen = strlen(subject);
-  if (plen == 0 || slen <= plen + 1 || memcmp(subject, prefix, plen) != 0 ||
-      subject[plen] != '.')
+  if (plen == 0 || !is_dotted(prefix, plen) || slen <= plen + 1 ||
+      memcmp(subject, prefix, plen) != 0 || subject[plen] != '.')
     return -1;
   const char *name = subject + plen + 1;
   size_t nlen = slen - plen - 1;

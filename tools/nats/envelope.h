@@ -34,9 +34,10 @@
 int ackrpc_nats_subject(const char *prefix, const char *method, char *out, size_t cap);
 
 /* The reverse of ackrpc_nats_subject(): the method name of `subject` under
- * `prefix`, to out[0..cap) with its NUL. Returns 0, or -1 if `subject` is
- * not prefix "." service "." method with well-formed identifiers, or the
- * name does not fit. */
+ * `prefix`, to out[0..cap) with its NUL. Returns 0, or -1 if `prefix` is
+ * not well formed (as ackrpc_nats_subject() requires), `subject` is not
+ * prefix "." service "." method with well-formed identifiers, or the name
+ * does not fit. */
 int ackrpc_nats_method(const char *prefix, const char *subject, char *out, size_t cap);
 
 /* Characters that ackrpc_nats_b64_encode() writes for `len` bytes, without
