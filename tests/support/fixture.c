@@ -593,13 +593,9 @@ static void *server_main(void *arg) {
   return NULL;
 }
 
-fx_server *fx_server_start(const ackrpc_server_options *options) {
-  return fx_server_start_setup(options, NULL, NULL);
-}
-
-fx_server *fx_server_start_setup(const ackrpc_server_options *options,
-                                 void (*setup)(ackrpc_server *server, void *user),
-                                 void *user) {
+static fx_server *server_start(const ackrpc_server_options *options, bool own_methods,
+                               void (*setup)(ackrpc_server *server, void *user),
+                               void *user) {
   cr_assert_lt(g.n_servers, FX_MAX_SERVERS);
   fx_server *fs = calloc(1, sizeof *fs);
   cr_assert_not_null(fs);
@@ -611,16 +607,37 @@ fx_server *fx_server_start_setup(const ackrpc_server_options *options,
   g.servers[g.n_servers++] = fs;
   fs->drain_ms = options->drain_timeout_ms ? options->drain_timeout_ms : 5000;
   snprintf(fs->address, sizeof fs->address, "%s", options->address);
-  cr_assert_eq(ackrpc_server_add_method(fs->srv, &fx_echo_method, fx_echo_handler, &fs->srv),
-               ACKRPC_OK);
-  cr_assert_eq(ackrpc_server_add_method(fs->srv, &fx_strict_method, fx_strict_handler, NULL),
-               ACKRPC_OK);
-  cr_assert_eq(ackrpc_server_add_method(fs->srv, &fx_probe_method, probe_handler, &fs->srv),
-               ACKRPC_OK);
+  if (own_methods) {
+    cr_assert_eq(
+        ackrpc_server_add_method(fs->srv, &fx_echo_method, fx_echo_handler, &fs->srv),
+        ACKRPC_OK);
+    cr_assert_eq(
+        ackrpc_server_add_method(fs->srv, &fx_strict_method, fx_strict_handler, NULL),
+        ACKRPC_OK);
+    cr_assert_eq(
+        ackrpc_server_add_method(fs->srv, &fx_probe_method, probe_handler, &fs->srv),
+        ACKRPC_OK);
+  }
   if (setup) setup(fs->srv, user);
   cr_assert_eq(pthread_create(&fs->thr, NULL, server_main, fs), 0);
   fs->running = 1;
   return fs;
+}
+
+fx_server *fx_server_start(const ackrpc_server_options *options) {
+  return server_start(options, true, NULL, NULL);
+}
+
+fx_server *fx_server_start_setup(const ackrpc_server_options *options,
+                                 void (*setup)(ackrpc_server *server, void *user),
+                                 void *user) {
+  return server_start(options, true, setup, user);
+}
+
+fx_server *fx_server_start_bare(const ackrpc_server_options *options,
+                                void (*setup)(ackrpc_server *server, void *user),
+                                void *user) {
+  return server_start(options, false, setup, user);
 }
 
 ackrpc_server *fx_server_get(const fx_server *fs) { return fs->srv; }

@@ -122,10 +122,17 @@ typedef struct fx_server fx_server;
  * FX_PROBE, and runs ackrpc_server_run() in a new thread. */
 fx_server *fx_server_start(const ackrpc_server_options *options);
 /* The same, calling setup(server, user) after the registrations and before
- * the loop runs: for what must be installed first (method policies). */
+ * the loop runs: for what must be installed first (method policies, a
+ * fallback). */
 fx_server *fx_server_start_setup(const ackrpc_server_options *options,
                                  void (*setup)(ackrpc_server *server, void *user),
                                  void *user);
+/* As fx_server_start_setup() but registering none of the fixture's methods:
+ * setup registers the test's own (FX_ECHO with another handler, say).
+ * fx_server_connections() does not work on such a server (no FX_PROBE). */
+fx_server *fx_server_start_bare(const ackrpc_server_options *options,
+                                void (*setup)(ackrpc_server *server, void *user),
+                                void *user);
 ackrpc_server *fx_server_get(const fx_server *fs);
 /* ackrpc_server_stop() only. */
 void fx_server_request_stop(fx_server *fs);
