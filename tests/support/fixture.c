@@ -12,10 +12,12 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1044,6 +1046,31 @@ uint8_t *fx_raw_read_all(int fd, uint32_t ms, size_t *ret_len, int *ret_eof) {
   *ret_len = len;
   if (ret_eof) *ret_eof = eof;
   return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Child processes */
+
+pid_t fx_spawn(char *const argv[], const char *log) {
+  fflush(NULL);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127); /* the parent died before prctl */
+    int fd =
+        open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);
+    /* A clean signal state for the program: nothing blocked or ignored. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  return pid;
 }
 
 /* ------------------------------------------------------------------------ */

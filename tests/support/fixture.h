@@ -235,6 +235,15 @@ int fx_raw_send(int fd, const void *buf, size_t len);
  * teardown), its length in *ret_len, and *ret_eof nonzero if EOF came. */
 uint8_t *fx_raw_read_all(int fd, uint32_t ms, size_t *ret_len, int *ret_eof);
 
+/* --- Child processes --- */
+
+/* Forks a child that runs argv[0] (execv) with stdout and stderr appended
+ * to `log` (created 0600; NULL: /dev/null), no signal blocked, SIGPIPE at
+ * its default, and PR_SET_PDEATHSIG(SIGKILL): it dies with the test
+ * process. The child exits 127 if it cannot open the log or run argv[0].
+ * Returns its pid (fork asserted); the caller keeps it and reaps it. */
+pid_t fx_spawn(char *const argv[], const char *log);
+
 /* --- Listeners of another user --- */
 
 /* A listening, non-blocking socket bound to `address` whose listen() was
