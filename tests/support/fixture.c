@@ -1051,7 +1051,7 @@ uint8_t *fx_raw_read_all(int fd, uint32_t ms, size_t *ret_len, int *ret_eof) {
 /* ------------------------------------------------------------------------ */
 /* Child processes */
 
-pid_t fx_spawn(char *const argv[], const char *log) {
+pid_t fx_fork(void) {
   fflush(NULL);
   pid_t parent = getpid();
   pid_t pid = fork();
@@ -1059,6 +1059,13 @@ pid_t fx_spawn(char *const argv[], const char *log) {
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127); /* the parent died before prctl */
+  }
+  return pid;
+}
+
+pid_t fx_spawn(char *const argv[], const char *log) {
+  pid_t pid = fx_fork();
+  if (pid == 0) {
     int fd =
         open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);

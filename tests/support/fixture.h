@@ -237,10 +237,16 @@ uint8_t *fx_raw_read_all(int fd, uint32_t ms, size_t *ret_len, int *ret_eof);
 
 /* --- Child processes --- */
 
-/* Forks a child that runs argv[0] (execv) with stdout and stderr appended
- * to `log` (created 0600; NULL: /dev/null), no signal blocked, SIGPIPE at
- * its default, and PR_SET_PDEATHSIG(SIGKILL): it dies with the test
- * process. The child exits 127 if it cannot open the log or run argv[0].
+/* fork() for a child that must not outlive the test process: the child
+ * (0 returned) has PR_SET_PDEATHSIG(SIGKILL) and exits 127 at once if the
+ * parent is already gone. stdio is flushed first. Returns the pid in the
+ * parent (fork asserted). */
+pid_t fx_fork(void);
+
+/* Forks (fx_fork) a child that runs argv[0] (execv) with stdout and
+ * stderr appended to `log` (created 0600; NULL: /dev/null), no signal
+ * blocked and SIGPIPE at its default. The child exits 127 if it cannot
+ * open the log or run argv[0].
  * Returns its pid (fork asserted); the caller keeps it and reaps it. */
 pid_t fx_spawn(char *const argv[], const char *log);
 

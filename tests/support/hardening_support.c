@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -222,15 +221,8 @@ static void forget_child(pid_t pid) {
 }
 
 pid_t hs_fork(hs_child_fn fn, void *arg) {
-  fflush(NULL);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(99);
-    _exit(fn(arg));
-  }
+  pid_t pid = fx_fork();
+  if (pid == 0) _exit(fn(arg));
   register_child(pid);
   return pid;
 }
