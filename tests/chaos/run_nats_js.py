@@ -39,18 +39,17 @@ import random
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
+from mailcheck import check_letters, check_outbox, finish_sender, letters, wait_letters, \
+    wait_stored
+import procs
+from procs import Fail
+
 SENDER = "js-sender"
-
-
-class Fail(Exception):
-    pass
 
 
 def free_port():
@@ -61,64 +60,12 @@ def free_port():
     return port
 
 
-class Run:
+class Run(procs.Run):
+    """A procs.Run that starts the pieces of the mailbox-through-JetStream path."""
+
     def __init__(self, args, budget_s):
+        super().__init__("ackrpc-natsjs.", budget_s, keep=args.keep)
         self.args = args
-        self.tmp = tempfile.mkdtemp(prefix="ackrpc-natsjs.")
-        self.procs = []
-        self.started = time.monotonic()
-        self.budget = budget_s
-        self.runs = {}
-
-    def left(self):
-        return self.budget - (time.monotonic() - self.started)
-
-    def check_time(self, what):
-        if self.left() <= 0:
-            raise Fail(f"out of time ({self.budget} s) while {what}")
-
-    def path(self, name):
-        return os.path.join(self.tmp, name)
-
-    def start(self, name, argv):
-        """Starts argv with its output to NAME<run>.log; returns (proc, log)."""
-        self.runs[name] = self.runs.get(name, 0) + 1
-        log = self.path(f"{name}{self.runs[name]}.log")
-        with open(log, "w") as f:
-            p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
-        self.procs.append(p)
-        return p, log
-
-    def wait_text(self, p, log, text, within=15):
-        end = time.monotonic() + within
-        while time.monotonic() < end:
-            with open(log, errors="replace") as f:
-                if text in f.read():
-                    return
-            if p.poll() is not None:
-                raise Fail(f"{log} exited with {p.returncode} before '{text}'")
-            time.sleep(0.02)
-        raise Fail(f"no '{text}' in {log} within {within} s")
-
-    def kill(self, p, sig=signal.SIGKILL):
-        p.send_signal(sig)
-        return p.wait(timeout=20)
-
-    def cleanup(self, failed):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if failed:
-            for name in sorted(os.listdir(self.tmp)):
-                if name.endswith(".log"):
-                    with open(self.path(name), errors="replace") as f:
-                        tail = f.read()[-2000:]
-                    print(f"--- {name} (tail):\n{tail}", file=sys.stderr)
-        if not self.args.keep:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    # --- the pieces ---
 
     def receiver(self, sock, db):
         p, log = self.start("receiver", [self.args.receiver, sock, db])
@@ -135,57 +82,6 @@ class Run:
                                      "2000", "--wait", str(wait_ms), "--sender",
                                      SENDER, "--outbox", outbox, "--count-socket",
                                      count_sock, sock, str(n)])
-
-
-def letters(db, sender=SENDER):
-    """(seq list in storage order, total) from the receiver's database."""
-    if not os.path.exists(db):
-        return [], 0
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            seqs = [r[0] for r in con.execute(
-                "SELECT seq FROM letters WHERE sender = ? ORDER BY id", (sender,))]
-            total = con.execute("SELECT count(*) FROM letters").fetchone()[0]
-            return seqs, total
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return [], -1
-
-
-def check_letters(db, first, last, sender=SENDER):
-    seqs, _ = letters(db, sender)
-    want = list(range(first, last + 1))
-    if seqs[:len(want)] != want or len(seqs) != len(want):
-        dup = len(seqs) - len(set(seqs))
-        missing = len(set(want) - set(seqs))
-        disorder = sum(1 for a, b in zip(seqs, seqs[1:]) if b <= a)
-        raise Fail(f"the receiver holds {len(seqs)} letters from {sender}, want "
-                   f"{first}..{last}: {dup} duplicate(s), {missing} missing, "
-                   f"{disorder} out of order")
-
-
-def check_outbox(odb):
-    con = sqlite3.connect(odb)
-    pending = con.execute("SELECT count(*) FROM outbox").fetchone()[0]
-    dead = con.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
-    con.close()
-    if pending or dead:
-        raise Fail(f"the outbox still holds {pending} pending, {dead} dead")
-
-
-def finish_sender(run, p, log, n):
-    try:
-        rc = p.wait(timeout=max(run.left(), 1))
-    except subprocess.TimeoutExpired:
-        raise Fail(f"the sender did not finish within {run.budget} s overall")
-    with open(log) as f:
-        text = f.read()
-    if rc != 0:
-        raise Fail(f"the sender exited with {rc}:\n{text[-3000:]}")
-    if f"{n} of {n} letters acknowledged (outbox: 0 pending, 0 dead)" not in text:
-        raise Fail("the sender did not report an empty outbox")
 
 
 def letter_bytes(sender, seq, body):
@@ -235,12 +131,12 @@ def single(run, n):
                                     "-js", "-sd", run.path("js"), "--ports_file_dir",
                                     run.tmp])
     ports = run.path(f"nats-server_{nats.pid}.ports")
-    end = time.monotonic() + 15
-    while not os.path.exists(ports) or "nats://" not in open(ports).read():
-        run.check_time("waiting for nats-server")
-        if time.monotonic() > end:
-            raise Fail("nats-server wrote no ports file")
-        time.sleep(0.02)
+
+    def ports_written():
+        return os.path.exists(ports) and "nats://" in open(ports).read()
+
+    if not run.wait_for(ports_written, "nats-server"):
+        raise Fail("nats-server wrote no ports file")
     url = json.load(open(ports))["nats"][0]
     rsock, rdb = run.path("mailbox.sock"), run.path("mailbox.db")
     isock, odb = run.path("import.sock"), run.path("outbox.db")
@@ -256,9 +152,9 @@ def single(run, n):
     # 1. n letters through the stream.
     p, log = run.sender(isock, rsock, odb, n, 60000)
     finish_sender(run, p, log, n)
-    check_letters(rdb, 1, n)
+    check_letters(rdb, SENDER, 1, n)
     print(f"nats_js: {n} letters stored once, in order "
-          f"({time.monotonic() - run.started:.1f} s)", flush=True)
+          f"({run.elapsed():.1f} s)", flush=True)
 
     # 2. The export stopped: the letters are acked into the stream and wait
     # there; restarted, it delivers them.
@@ -268,13 +164,13 @@ def single(run, n):
     p, log = run.sender(isock, rsock, odb, m, 60000)
     run.wait_text(p, log, f"ack seq={m} ", within=max(run.left(), 1))
     time.sleep(0.3)
-    seqs, _ = letters(rdb)
+    seqs, _ = letters(rdb, SENDER)
     if len(seqs) != n:
         raise Fail(f"with the export stopped the receiver got {len(seqs) - n} more "
                    f"letters: the import did not store them in the stream")
     exp, _ = run.bridge("export", export_argv)
     finish_sender(run, p, log, m)
-    check_letters(rdb, 1, m)
+    check_letters(rdb, SENDER, 1, m)
     print(f"nats_js: export stopped while {m - n} letters were acked into the stream; "
           f"restarted, they arrived once, in order", flush=True)
 
@@ -284,7 +180,7 @@ def single(run, n):
         rc, err = cli_deliver(run, isock, cid, "cli", 1)
         if rc != 0:
             raise Fail(f"ackrpc call (attempt {attempt}) exited {rc}: {err}")
-    with open(run.path(f"import{run.runs['import']}.log")) as f:
+    with open(run.log("import")) as f:
         ilog = f.read()
     if f"call_id={cid}: already stored in stream MAIL" not in ilog:
         raise Fail("the second call with one call id was not a duplicate PubAck")
@@ -297,14 +193,9 @@ def single(run, n):
     rc, err = cli_deliver(run, isock, "0badc0df", "cli", 2)
     if rc != 0:
         raise Fail(f"ackrpc call (letter 2) exited {rc}: {err}")
-    end = time.monotonic() + 15
-    while letters(rdb, "cli")[0] != [1, 2]:
-        run.check_time("waiting for the cli letters")
-        if time.monotonic() > end:
-            raise Fail(f"cli letters: {letters(rdb, 'cli')[0]}, want [1, 2] (stored "
-                       f"once; the refused one terminated, not blocking the next)")
-        time.sleep(0.05)
-    elog = open(run.path(f"export{run.runs['export']}.log")).read()
+    wait_letters(run, rdb, "cli", [1, 2],
+                 "stored once; the refused one terminated, not blocking the next")
+    elog = open(run.log("export")).read()
     if "call_id=0badc0de: ackrpc.mailbox.Mailbox/Deliver refused: ALREADY_EXISTS" \
             not in elog or "terminated" not in elog:
         raise Fail("the export did not log the refused letter as terminated")
@@ -315,14 +206,9 @@ def single(run, n):
     rc, err = cli_deliver(run, isock, "0badc0e0", "cli", 3)
     if rc != 0:
         raise Fail(f"ackrpc call (letter 3) exited {rc}: {err}")
-    end = time.monotonic() + 15
-    while letters(rdb, "cli")[0] != [1, 2, 3]:
-        run.check_time("waiting for cli letter 3")
-        if time.monotonic() > end:
-            raise Fail(f"cli letters: {letters(rdb, 'cli')[0]}, want [1, 2, 3] (the "
-                       f"message without a call id terminated, not delivered)")
-        time.sleep(0.05)
-    elog = open(run.path(f"export{run.runs['export']}.log")).read()
+    wait_letters(run, rdb, "cli", [1, 2, 3],
+                 "the message without a call id terminated, not delivered")
+    elog = open(run.log("export")).read()
     if "no Ackrpc-Call-Id of 1 to 64 bytes in lowercase hex: terminated" not in elog:
         raise Fail("the export did not log the message without a call id as "
                    "terminated")
@@ -357,12 +243,12 @@ cluster {{
 """)
         nodes.append(conf)
     urls = [f"nats://127.0.0.1:{p}" for p in client]
-    procs = [None, None, None]
+    servers = [None, None, None]
 
     def start_node(i):
         p, log = run.start(f"n{i + 1}-", [a.nats_server, "-c", nodes[i]])
         run.wait_text(p, log, "Server is ready")
-        procs[i] = p
+        servers[i] = p
 
     for i in range(3):
         start_node(i)
@@ -376,8 +262,7 @@ cluster {{
                           "MAIL", "--create-stream", "--replicas", "3"])
     run.bridge("export", ["export", "--socket", rsock, "--nats", host2, "--jetstream",
                           "MAIL", "--durable", "mailbox", "--timeout-ms", "3000"])
-    print(f"nats_js: cluster up, bridges ready ({time.monotonic() - run.started:.1f} s)",
-          flush=True)
+    print(f"nats_js: cluster up, bridges ready ({run.elapsed():.1f} s)", flush=True)
     sender, slog = run.sender(isock, rsock, odb, n,
                               max(int(run.left() * 1000) - 10000, 1000))
 
@@ -399,14 +284,7 @@ cluster {{
             (int(n * 0.7), "receiver")]
     kills = []
     for at, who in plan:
-        while True:
-            run.check_time(f"waiting for {at} letters to kill the {who}")
-            if sender.poll() is not None:
-                raise Fail(f"the sender exited ({sender.returncode}) before the "
-                           f"kills were done ({kills})")
-            if len(letters(rdb)[0]) >= at:
-                break
-            time.sleep(0.02)
+        wait_stored(run, rdb, SENDER, at, sender, f"kill the {who}")
         time.sleep(rnd.uniform(0, 0.05))
         if who == "receiver":
             run.kill(receiver)
@@ -415,16 +293,17 @@ cluster {{
             kills.append("receiver")
         else:
             i = bridged_node()
-            run.kill(procs[i])
+            run.kill(servers[i])
             time.sleep(rnd.uniform(0.5, 1.5))
             start_node(i)
             kills.append(f"nats node n{i + 1}")
-        print(f"nats_js: SIGKILL {kills[-1]} at {len(letters(rdb)[0])} letters stored "
-              f"({time.monotonic() - run.started:.1f} s)", flush=True)
+        stored = len(letters(rdb, SENDER)[0])
+        print(f"nats_js: SIGKILL {kills[-1]} at {stored} letters stored "
+              f"({run.elapsed():.1f} s)", flush=True)
     finish_sender(run, sender, slog, n)
     if run.kill(receiver, signal.SIGTERM) != 0:
         raise Fail("the receiver did not exit 0 on SIGTERM")
-    check_letters(rdb, 1, n)
+    check_letters(rdb, SENDER, 1, n)
     check_outbox(odb)
     print(f"nats_js: cluster: {n} letters stored once, in order; outbox empty; "
           f"killed {', '.join(kills)}", flush=True)
@@ -462,8 +341,7 @@ def main():
         else:
             cluster(run, n, rnd)
         failed = False
-        print(f"nats_js {args.mode}: ok ({time.monotonic() - run.started:.1f} s)",
-              flush=True)
+        print(f"nats_js {args.mode}: ok ({run.elapsed():.1f} s)", flush=True)
         return 0
     except (Fail, subprocess.TimeoutExpired, OSError) as e:
         print(f"nats_js {args.mode}: FAIL (seed {seed}): {e}", file=sys.stderr)

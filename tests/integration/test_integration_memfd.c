@@ -135,14 +135,30 @@ static ackrpc_status by_session(void *ctx, const ackrpc_method *m,
   return ackrpc_session_call(ctx, m, req, NULL, r);
 }
 
+/* An EchoRequest whose blob is the n bytes at data (not copied). */
+static Ackrpc__Test__EchoRequest blob_request(uint8_t *data, size_t n) {
+  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+  req.blob.data = data;
+  req.blob.len = n;
+  return req;
+}
+
+/* A sealed body (ackrpc_body_from_message) of an EchoRequest whose blob is
+ * fx_pattern(n, seed); those bytes in *ret_data. The test frees both. */
+static ackrpc_body *pattern_body(size_t n, unsigned seed, uint8_t **ret_data) {
+  *ret_data = fx_pattern(n, seed);
+  Ackrpc__Test__EchoRequest req = blob_request(*ret_data, n);
+  ackrpc_body *b;
+  cr_assert_eq(ackrpc_body_from_message(&req.base, &b), ACKRPC_OK);
+  return b;
+}
+
 /* Sends a blob of n bytes, checks that it came back byte for byte and how
  * the request's body travelled. */
 static void round_trip(call_fn fn, void *ctx, size_t n, unsigned seed,
                        const char *how) {
   uint8_t *data = fx_pattern(n, seed);
-  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
-  req.blob.data = data;
-  req.blob.len = n;
+  Ackrpc__Test__EchoRequest req = blob_request(data, n);
   ackrpc_result r = {0};
   cr_assert_eq(fn(ctx, &blob_method, &req.base, &r), ACKRPC_OK, "%zu bytes: %s", n,
                r.message ? r.message : "");
@@ -181,9 +197,7 @@ HS_TEST(memfd, large_bodies_round_trip_in_memfds_one_shot_and_in_sessions) {
 /* The reply frame of a raw request sent with accept_body_memfd: whether
  * its body came in a memfd (then its bytes are checked against `want`). */
 static int reply_in_memfd(const uint8_t *want, size_t n) {
-  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
-  req.blob.data = (uint8_t *)want;
-  req.blob.len = n;
+  Ackrpc__Test__EchoRequest req = blob_request((uint8_t *)want, n);
   Ackrpc__Wire__RequestHead h = ACKRPC__WIRE__REQUEST_HEAD__INIT;
   h.method = BLOB;
   h.call_id.data = (uint8_t *)"memfd-reply";
@@ -260,12 +274,9 @@ HS_TEST(memfd, a_body_built_in_place_is_read_in_place_by_a_raw_method) {
   srv v;
   srv_start(&v, 0);
   ackrpc_client *c = client(SIZE_MAX); /* only options.body sends a memfd */
-  uint8_t *data = fx_pattern(3 * MiB, 5);
-  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
-  req.blob.data = data;
-  req.blob.len = 3 * MiB;
-  ackrpc_body *b;
-  cr_assert_eq(ackrpc_body_from_message(&req.base, &b), ACKRPC_OK);
+  uint8_t *data;
+  ackrpc_body *b = pattern_body(3 * MiB, 5, &data);
+  Ackrpc__Test__EchoRequest req = blob_request(data, 3 * MiB);
   size_t n = ackrpc_body_len(b);
   cr_assert_null(ackrpc_body_data(b), "a sealed body is not writable");
   uint8_t *enc = malloc(n);
@@ -360,9 +371,7 @@ static void async_round_trips(ackrpc_client *c, int session, const size_t *sizes
                          .how = sizes[i] >= (64u << 10) ? how_large : "inline"};
     uint8_t *copy = malloc(sizes[i]);
     memcpy(copy, sl[i].data, sizes[i]);
-    Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
-    req.blob.data = copy;
-    req.blob.len = sizes[i];
+    Ackrpc__Test__EchoRequest req = blob_request(copy, sizes[i]);
     ackrpc_status st = session
                            ? ackrpc_async_session_call(s, &blob_method, &req.base, NULL,
                                                        on_async, &sl[i])
@@ -401,11 +410,6 @@ HS_TEST(memfd, large_bodies_round_trip_in_memfds_on_the_asynchronous_paths) {
 
 /* --- a server that does not take bodies in memfds ------------------------ */
 
-static ackrpc_status by_one(void *ctx, const ackrpc_method *m,
-                            const ProtobufCMessage *req, ackrpc_result *r) {
-  return ackrpc_client_call(ctx, m, req, NULL, r);
-}
-
 /* A blocking session opened on the client ctx for one call. */
 static ackrpc_status by_new_session(void *ctx, const ackrpc_method *m,
                                     const ProtobufCMessage *req, ackrpc_result *r) {
@@ -420,7 +424,7 @@ HS_TEST(memfd, a_refused_memfd_body_is_sent_again_inline_once_and_the_refusal_ke
   int fds_before = fx_fd_count(); /* as above */
   srv v;
   srv_start(&v, 1); /* refuse_body_memfd: UNIMPLEMENTED, the call not run */
-  call_fn paths[] = {by_one, by_new_session};
+  call_fn paths[] = {by_client, by_new_session};
   for (int p = 0; p < 2; p++) {
     ackrpc_client *c = client(64 << 10); /* knows nothing of the server yet */
     for (unsigned i = 0; i < 3; i++) {
@@ -432,12 +436,8 @@ HS_TEST(memfd, a_refused_memfd_body_is_sent_again_inline_once_and_the_refusal_ke
     }
   }
   /* A body built in a memfd: read back from it, sent inline. */
-  uint8_t *data = fx_pattern(2 * MiB, 55);
-  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
-  req.blob.data = data;
-  req.blob.len = 2 * MiB;
-  ackrpc_body *b;
-  cr_assert_eq(ackrpc_body_from_message(&req.base, &b), ACKRPC_OK);
+  uint8_t *data;
+  ackrpc_body *b = pattern_body(2 * MiB, 55, &data);
   ackrpc_call_options o = {.body = b};
   ackrpc_client *c = client(SIZE_MAX);
   for (int i = 0; i < 2; i++) { /* learnt, then known */
@@ -570,7 +570,7 @@ HS_TEST(memfd, an_old_server_gets_the_body_inline_with_the_same_call_id) {
   old_srv o;
   old_start(&o);
   ackrpc_client *c = client(64 << 10);
-  round_trip(by_one, c, 1 * MiB, 60, "inline");
+  round_trip(by_client, c, 1 * MiB, 60, "inline");
   cr_assert_eq(atomic_load(&o.stubs), 1, "the body was not tried in a memfd first");
   cr_assert_eq(atomic_load(&o.served), 1);
   cr_assert_eq(o.stub_id_len, o.inline_id_len);
@@ -578,7 +578,7 @@ HS_TEST(memfd, an_old_server_gets_the_body_inline_with_the_same_call_id) {
             "sent again under another call id");
   /* Known now: later calls of this client, in sessions too, go inline at
    * once. */
-  round_trip(by_one, c, 8 * MiB, 61, "inline");
+  round_trip(by_client, c, 8 * MiB, 61, "inline");
   round_trip(by_new_session, c, 1 * MiB, 62, "inline");
   const size_t sizes[] = {1 * MiB};
   async_round_trips(c, 0, sizes, 1, "inline");
@@ -613,13 +613,11 @@ HS_TEST(memfd, a_handler_refusal_from_a_server_known_to_take_memfds_is_final) {
                                        &ackrpc__test__echo_reply__descriptor};
   cr_assert_eq(ackrpc_server_add_method(v.s, &reject, reject_handler, NULL), ACKRPC_OK);
   uint8_t *data = fx_pattern(1 * MiB, 71);
-  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
-  req.blob.data = data;
-  req.blob.len = 1 * MiB;
+  Ackrpc__Test__EchoRequest req = blob_request(data, 1 * MiB);
   /* 0: a new client's first call; 1: after a memfd body was served. */
   for (int known = 0; known < 2; known++) {
     ackrpc_client *c = client(64 << 10);
-    if (known) round_trip(by_one, c, 1 * MiB, 70, "memfd");
+    if (known) round_trip(by_client, c, 1 * MiB, 70, "memfd");
     unsigned before = atomic_load(&handled);
     ackrpc_result r = {0};
     cr_assert_eq(ackrpc_client_call(c, &reject, &req.base, NULL, &r),
@@ -744,9 +742,7 @@ HS_TEST(memfd, hostile_body_descriptors_are_refused_and_nothing_is_kept) {
   const uint8_t stub[2] = {0x00, 0x00};
   char *msg;
   /* A good one first (the server's pools and buffers are warm after it). */
-  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
-  req.blob.len = 3 * MiB;
-  req.blob.data = calloc(1, req.blob.len);
+  Ackrpc__Test__EchoRequest req = blob_request(calloc(1, 3 * MiB), 3 * MiB);
   size_t n = ackrpc__test__echo_request__get_packed_size(&req);
   int good = memfd_of(n, 0);
   uint8_t *map = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED, good, 0);

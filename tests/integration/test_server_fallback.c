@@ -103,33 +103,16 @@ static void fallback_typed(ackrpc_call *call, const uint8_t *body, size_t len,
   ackrpc_call_reply(call, ACKRPC_OK, NULL, &r.base);
 }
 
-typedef struct running {
-  ackrpc_server *server;
-  pthread_t thread;
-} running;
-
-static void *run(void *arg) {
-  ackrpc_server_run(arg);
-  return NULL;
+/* Sets the fallback `user` points to (a NULL one: none). */
+static void set_fallback(ackrpc_server *s, void *user) {
+  ackrpc_fallback_fn fn = *(ackrpc_fallback_fn *)user;
+  if (fn) cr_assert_eq(ackrpc_server_set_fallback(s, fn, NULL), ACKRPC_OK);
 }
 
-static running start(ackrpc_fallback_fn fn) {
-  running r = {0};
-  cr_assert_eq(
-      ackrpc_server_new(&(ackrpc_server_options){.address = fx_sock()}, &r.server),
-      ACKRPC_OK);
-  cr_assert_eq(
-      ackrpc_server_add_method(r.server, &fx_echo_method, fx_echo_handler, NULL),
-      ACKRPC_OK);
-  if (fn) cr_assert_eq(ackrpc_server_set_fallback(r.server, fn, NULL), ACKRPC_OK);
-  cr_assert_eq(pthread_create(&r.thread, NULL, run, r.server), 0);
-  return r;
-}
-
-static void stop(running *r) {
-  ackrpc_server_stop(r->server);
-  pthread_join(r->thread, NULL);
-  r->server = ackrpc_server_free(r->server);
+/* A fixture server (its Echo registered) with fallback fn. */
+static fx_server *start(ackrpc_fallback_fn fn) {
+  return fx_server_start_setup(&(ackrpc_server_options){.address = fx_sock()},
+                               set_fallback, &fn);
 }
 
 static ackrpc_status raw(ackrpc_client *c, const char *method, const char *body,
@@ -145,7 +128,7 @@ static ackrpc_status raw(ackrpc_client *c, const char *method, const char *body,
 }
 
 FX_TEST(fallback, unknown_methods_reach_it_with_name_body_id_and_metadata) {
-  running r = start(fallback_inline);
+  fx_server *r = start(fallback_inline);
   ackrpc_client *c = fx_client(fx_sock(), 5000);
   ackrpc_result res = {0};
   cr_assert_eq(raw(c, ELSEWHERE, "hello", &res), ACKRPC_OK, "%s",
@@ -179,7 +162,7 @@ FX_TEST(fallback, unknown_methods_reach_it_with_name_body_id_and_metadata) {
   cr_assert_str_eq(fx_echo_reply(&res)->text, "typed");
   cr_assert_eq(seen.calls, before, "the echo call did not reach the fallback");
   ackrpc_result_clear(&res);
-  stop(&r);
+  fx_server_stop(r);
 }
 
 /* A large call in one thread. */
@@ -198,7 +181,7 @@ static void *call_big(void *arg) {
 }
 
 FX_TEST(fallback, body_lives_until_the_call_is_answered) {
-  running r = start(fallback_deferred);
+  fx_server *r = start(fallback_deferred);
   /* Bodies over the spare store's threshold: while a call waits for its
    * handler, the server gives its input buffer back to the spare store,
    * and the next connection's frame lands in it. Each reply must still be
@@ -225,11 +208,11 @@ FX_TEST(fallback, body_lives_until_the_call_is_answered) {
   }
   for (size_t i = 0; i < n_held; i++)
     pthread_join(held_threads[i], NULL);
-  stop(&r);
+  fx_server_stop(r);
 }
 
 FX_TEST(fallback, a_body_in_a_memfd_reaches_it) {
-  running r = start(fallback_deferred);
+  fx_server *r = start(fallback_deferred);
   enum { LEN = 200 << 10 };
   ackrpc_client *c = fx_client_opts(&(ackrpc_client_options){
       .address = fx_sock(), .timeout_ms = 10000, .memfd_threshold = 4096});
@@ -246,22 +229,22 @@ FX_TEST(fallback, a_body_in_a_memfd_reaches_it) {
   free(b.body);
   for (size_t i = 0; i < n_held; i++)
     pthread_join(held_threads[i], NULL);
-  stop(&r);
+  fx_server_stop(r);
 }
 
 FX_TEST(fallback, without_one_unknown_is_unimplemented_and_typed_replies_are_refused) {
-  running r = start(NULL);
+  fx_server *r = start(NULL);
   ackrpc_client *c = fx_client(fx_sock(), 5000);
   ackrpc_result res = {0};
   cr_assert_eq(raw(c, ELSEWHERE, "x", &res), ACKRPC_UNIMPLEMENTED);
   ackrpc_result_clear(&res);
-  stop(&r);
+  fx_server_stop(r);
 
   r = start(fallback_typed);
   c = fx_client(fx_sock(), 5000);
   cr_assert_eq(raw(c, ELSEWHERE, "x", &res), ACKRPC_INTERNAL);
   ackrpc_result_clear(&res);
-  stop(&r);
+  fx_server_stop(r);
 }
 
 FX_TEST(fallback, set_and_remove) {

@@ -9,7 +9,6 @@
  * One process plays both parts: with `bridges` naming this process's uid
  * its connections are a bridge's; with `bridges` naming another uid they are
  * a local peer's. */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,21 +52,19 @@ static void keep_log(void *user, ackrpc_log_level level, const char *message) {
   if (n > 0 && debug_len + (size_t)n < sizeof debug_log) debug_len += (size_t)n;
 }
 
-typedef struct running {
-  ackrpc_server *server;
-  pthread_t thread;
-} running;
-
-static void *run(void *arg) {
-  ackrpc_server_run(arg);
-  return NULL;
+/* Registers Echo and Open, both answered by who(); Echo gets the policy
+ * `user` points to (NULL: none). */
+static void who_methods(ackrpc_server *s, void *user) {
+  const ackrpc_policy *echo_policy = user;
+  cr_assert_eq(ackrpc_server_add_method(s, &fx_echo_method, who, NULL), ACKRPC_OK);
+  cr_assert_eq(ackrpc_server_add_method(s, &open_method, who, NULL), ACKRPC_OK);
+  if (echo_policy)
+    cr_assert_eq(ackrpc_server_set_method_policy(s, FX_ECHO, echo_policy), ACKRPC_OK);
 }
 
 /* A server whose bridges are the peers of uid `bridge_uid`; Echo has
  * `echo_policy` (NULL: none), Open none. */
-static running start(uid_t bridge_uid, const ackrpc_policy *echo_policy,
-                     int reply_cache) {
-  running r = {0};
+static fx_server *start(uid_t bridge_uid, ackrpc_policy *echo_policy, int reply_cache) {
   static uid_t bridge;
   bridge = bridge_uid;
   ackrpc_policy bridges = {.uids = &bridge, .n_uids = 1};
@@ -78,21 +75,7 @@ static running start(uid_t bridge_uid, const ackrpc_policy *echo_policy,
                              .log_level = ACKRPC_LOG_DEBUG};
   debug_len = 0;
   debug_log[0] = '\0';
-  cr_assert_eq(ackrpc_server_new(&o, &r.server), ACKRPC_OK);
-  cr_assert_eq(ackrpc_server_add_method(r.server, &fx_echo_method, who, NULL),
-               ACKRPC_OK);
-  cr_assert_eq(ackrpc_server_add_method(r.server, &open_method, who, NULL), ACKRPC_OK);
-  if (echo_policy)
-    cr_assert_eq(ackrpc_server_set_method_policy(r.server, FX_ECHO, echo_policy),
-                 ACKRPC_OK);
-  cr_assert_eq(pthread_create(&r.thread, NULL, run, r.server), 0);
-  return r;
-}
-
-static void stop(running *r) {
-  ackrpc_server_stop(r->server);
-  pthread_join(r->thread, NULL);
-  r->server = ackrpc_server_free(r->server);
+  return fx_server_start_bare(&o, who_methods, echo_policy);
 }
 
 /* Calls `method` as `principal` (NULL: no principal key); returns the
@@ -120,7 +103,7 @@ static const Ackrpc__Test__EchoReply *reply_of(const ackrpc_result *r) {
 FX_TEST(principal, a_listed_principal_passes_another_and_anonymous_do_not) {
   const char *const names[] = {ALICE};
   ackrpc_policy only_alice = {.principals = names, .n_principals = 1};
-  running s = start(getuid(), &only_alice, 0);
+  fx_server *s = start(getuid(), &only_alice, 0);
   ackrpc_client *c = fx_client(fx_sock(), 5000);
   ackrpc_result r;
 
@@ -167,7 +150,7 @@ FX_TEST(principal, a_listed_principal_passes_another_and_anonymous_do_not) {
                ACKRPC_INVALID_ARGUMENT);
   ackrpc_result_clear(&r);
 
-  stop(&s);
+  fx_server_stop(s);
   cr_assert(strstr(debug_log, "method=" FX_ECHO " status=OK") &&
                 strstr(debug_log, "bridged=1 principal=\"" ALICE "\""),
             "the DEBUG line names the principal:\n%s", debug_log);
@@ -177,7 +160,7 @@ FX_TEST(principal, a_uid_policy_does_not_admit_a_bridged_call) {
   /* The bridge runs as this uid, which same_uid and uids name: still no. */
   uid_t me = getuid();
   ackrpc_policy by_uid = {.same_uid = 1, .uids = &me, .n_uids = 1};
-  running s = start(me, &by_uid, 0);
+  fx_server *s = start(me, &by_uid, 0);
   ackrpc_client *c = fx_client(fx_sock(), 5000);
   ackrpc_result r;
   cr_assert_eq(call_as(c, FX_ECHO, NULL, NULL, &r), ACKRPC_PERMISSION_DENIED,
@@ -187,7 +170,7 @@ FX_TEST(principal, a_uid_policy_does_not_admit_a_bridged_call) {
                "the bridge's own uid admitted alice");
   ackrpc_result_clear(&r);
   cr_assert_eq(__atomic_load_n(&handled, __ATOMIC_SEQ_CST), 0);
-  stop(&s);
+  fx_server_stop(s);
 
   /* The same policy, the same process, not a bridge: a local call passes
    * by its uid, and a principal policy admits no local call. */
@@ -197,18 +180,18 @@ FX_TEST(principal, a_uid_policy_does_not_admit_a_bridged_call) {
   cr_assert_str_eq(reply_of(&r)->method, "local");
   cr_assert_str_eq(reply_of(&r)->text, "-");
   ackrpc_result_clear(&r);
-  stop(&s);
+  fx_server_stop(s);
   const char *const names[] = {ALICE};
   s = start(me + 1, &(ackrpc_policy){.principals = names, .n_principals = 1}, 0);
   c = fx_client(fx_sock(), 5000);
   cr_assert_eq(call_as(c, FX_ECHO, NULL, NULL, &r), ACKRPC_PERMISSION_DENIED);
   ackrpc_result_clear(&r);
-  stop(&s);
+  fx_server_stop(s);
 }
 
 FX_TEST(principal, the_key_from_a_peer_that_is_no_bridge_is_refused) {
   /* Bridges are another uid's peers: this process is a local peer. */
-  running s = start(getuid() + 1, NULL, 0);
+  fx_server *s = start(getuid() + 1, NULL, 0);
   ackrpc_client *c = fx_client(fx_sock(), 5000);
   ackrpc_result r;
   cr_assert_eq(call_as(c, OPEN, ALICE, NULL, &r), ACKRPC_PERMISSION_DENIED,
@@ -221,27 +204,21 @@ FX_TEST(principal, the_key_from_a_peer_that_is_no_bridge_is_refused) {
   cr_assert_eq(call_as(c, OPEN, NULL, NULL, &r), ACKRPC_OK);
   cr_assert_str_eq(reply_of(&r)->method, "local");
   ackrpc_result_clear(&r);
-  stop(&s);
+  fx_server_stop(s);
   /* No bridges option at all: the same. */
-  ackrpc_server *srv = NULL;
-  cr_assert_eq(ackrpc_server_new(&(ackrpc_server_options){.address = fx_sock()}, &srv),
-               ACKRPC_OK);
-  cr_assert_eq(ackrpc_server_add_method(srv, &open_method, who, NULL), ACKRPC_OK);
-  pthread_t t;
-  cr_assert_eq(pthread_create(&t, NULL, run, srv), 0);
+  s = fx_server_start_bare(&(ackrpc_server_options){.address = fx_sock()}, who_methods,
+                           NULL);
   c = fx_client(fx_sock(), 5000);
   cr_assert_eq(call_as(c, OPEN, ALICE, NULL, &r), ACKRPC_PERMISSION_DENIED);
   ackrpc_result_clear(&r);
-  ackrpc_server_stop(srv);
-  pthread_join(t, NULL);
-  ackrpc_server_free(srv);
+  fx_server_stop(s);
 }
 
 FX_TEST(principal, the_principal_is_in_the_digest) {
   /* Reply cache on: the same call id and body from another principal
    * behind the same bridge is another request, never answered with the
    * first one's reply. */
-  running s = start(getuid(), NULL, 1);
+  fx_server *s = start(getuid(), NULL, 1);
   ackrpc_client *c = fx_client(fx_sock(), 5000);
   ackrpc_result r;
   cr_assert_eq(call_as(c, OPEN, ALICE, "id-1", &r), ACKRPC_OK);
@@ -256,7 +233,7 @@ FX_TEST(principal, the_principal_is_in_the_digest) {
   cr_assert_eq(call_as(c, OPEN, NULL, "id-1", &r), ACKRPC_INVALID_ARGUMENT,
                "an anonymous caller got alice's answer");
   ackrpc_result_clear(&r);
-  stop(&s);
+  fx_server_stop(s);
 }
 
 FX_TEST(principal, policies_with_principals_are_checked) {

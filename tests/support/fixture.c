@@ -12,10 +12,12 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -593,13 +595,9 @@ static void *server_main(void *arg) {
   return NULL;
 }
 
-fx_server *fx_server_start(const ackrpc_server_options *options) {
-  return fx_server_start_setup(options, NULL, NULL);
-}
-
-fx_server *fx_server_start_setup(const ackrpc_server_options *options,
-                                 void (*setup)(ackrpc_server *server, void *user),
-                                 void *user) {
+static fx_server *server_start(const ackrpc_server_options *options, bool own_methods,
+                               void (*setup)(ackrpc_server *server, void *user),
+                               void *user) {
   cr_assert_lt(g.n_servers, FX_MAX_SERVERS);
   fx_server *fs = calloc(1, sizeof *fs);
   cr_assert_not_null(fs);
@@ -611,16 +609,37 @@ fx_server *fx_server_start_setup(const ackrpc_server_options *options,
   g.servers[g.n_servers++] = fs;
   fs->drain_ms = options->drain_timeout_ms ? options->drain_timeout_ms : 5000;
   snprintf(fs->address, sizeof fs->address, "%s", options->address);
-  cr_assert_eq(ackrpc_server_add_method(fs->srv, &fx_echo_method, fx_echo_handler, &fs->srv),
-               ACKRPC_OK);
-  cr_assert_eq(ackrpc_server_add_method(fs->srv, &fx_strict_method, fx_strict_handler, NULL),
-               ACKRPC_OK);
-  cr_assert_eq(ackrpc_server_add_method(fs->srv, &fx_probe_method, probe_handler, &fs->srv),
-               ACKRPC_OK);
+  if (own_methods) {
+    cr_assert_eq(
+        ackrpc_server_add_method(fs->srv, &fx_echo_method, fx_echo_handler, &fs->srv),
+        ACKRPC_OK);
+    cr_assert_eq(
+        ackrpc_server_add_method(fs->srv, &fx_strict_method, fx_strict_handler, NULL),
+        ACKRPC_OK);
+    cr_assert_eq(
+        ackrpc_server_add_method(fs->srv, &fx_probe_method, probe_handler, &fs->srv),
+        ACKRPC_OK);
+  }
   if (setup) setup(fs->srv, user);
   cr_assert_eq(pthread_create(&fs->thr, NULL, server_main, fs), 0);
   fs->running = 1;
   return fs;
+}
+
+fx_server *fx_server_start(const ackrpc_server_options *options) {
+  return server_start(options, true, NULL, NULL);
+}
+
+fx_server *fx_server_start_setup(const ackrpc_server_options *options,
+                                 void (*setup)(ackrpc_server *server, void *user),
+                                 void *user) {
+  return server_start(options, true, setup, user);
+}
+
+fx_server *fx_server_start_bare(const ackrpc_server_options *options,
+                                void (*setup)(ackrpc_server *server, void *user),
+                                void *user) {
+  return server_start(options, false, setup, user);
 }
 
 ackrpc_server *fx_server_get(const fx_server *fs) { return fs->srv; }
@@ -1027,6 +1046,38 @@ uint8_t *fx_raw_read_all(int fd, uint32_t ms, size_t *ret_len, int *ret_eof) {
   *ret_len = len;
   if (ret_eof) *ret_eof = eof;
   return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Child processes */
+
+pid_t fx_fork(void) {
+  fflush(NULL);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127); /* the parent died before prctl */
+  }
+  return pid;
+}
+
+pid_t fx_spawn(char *const argv[], const char *log) {
+  pid_t pid = fx_fork();
+  if (pid == 0) {
+    int fd =
+        open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);
+    /* A clean signal state for the program: nothing blocked or ignored. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  return pid;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -122,10 +122,17 @@ typedef struct fx_server fx_server;
  * FX_PROBE, and runs ackrpc_server_run() in a new thread. */
 fx_server *fx_server_start(const ackrpc_server_options *options);
 /* The same, calling setup(server, user) after the registrations and before
- * the loop runs: for what must be installed first (method policies). */
+ * the loop runs: for what must be installed first (method policies, a
+ * fallback). */
 fx_server *fx_server_start_setup(const ackrpc_server_options *options,
                                  void (*setup)(ackrpc_server *server, void *user),
                                  void *user);
+/* As fx_server_start_setup() but registering none of the fixture's methods:
+ * setup registers the test's own (FX_ECHO with another handler, say).
+ * fx_server_connections() does not work on such a server (no FX_PROBE). */
+fx_server *fx_server_start_bare(const ackrpc_server_options *options,
+                                void (*setup)(ackrpc_server *server, void *user),
+                                void *user);
 ackrpc_server *fx_server_get(const fx_server *fs);
 /* ackrpc_server_stop() only. */
 void fx_server_request_stop(fx_server *fs);
@@ -227,6 +234,21 @@ int fx_raw_send(int fd, const void *buf, size_t len);
 /* Reads until EOF or `ms` pass; returns a malloc'd buffer (freed at
  * teardown), its length in *ret_len, and *ret_eof nonzero if EOF came. */
 uint8_t *fx_raw_read_all(int fd, uint32_t ms, size_t *ret_len, int *ret_eof);
+
+/* --- Child processes --- */
+
+/* fork() for a child that must not outlive the test process: the child
+ * (0 returned) has PR_SET_PDEATHSIG(SIGKILL) and exits 127 at once if the
+ * parent is already gone. stdio is flushed first. Returns the pid in the
+ * parent (fork asserted). */
+pid_t fx_fork(void);
+
+/* Forks (fx_fork) a child that runs argv[0] (execv) with stdout and
+ * stderr appended to `log` (created 0600; NULL: /dev/null), no signal
+ * blocked and SIGPIPE at its default. The child exits 127 if it cannot
+ * open the log or run argv[0].
+ * Returns its pid (fork asserted); the caller keeps it and reaps it. */
+pid_t fx_spawn(char *const argv[], const char *log);
 
 /* --- Listeners of another user --- */
 

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -222,41 +221,14 @@ static void forget_child(pid_t pid) {
 }
 
 pid_t hs_fork(hs_child_fn fn, void *arg) {
-  fflush(NULL);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(99);
-    _exit(fn(arg));
-  }
+  pid_t pid = fx_fork();
+  if (pid == 0) _exit(fn(arg));
   register_child(pid);
   return pid;
 }
 
 pid_t hs_spawn(char *const argv[], const char *log_path) {
-  fflush(NULL);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(99);
-    int out = open(log_path ? log_path : "/dev/null",
-                   O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (out >= 0) {
-      dup2(out, 1);
-      dup2(out, 2);
-    }
-    /* A clean signal state for the program: nothing blocked or ignored. */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], argv);
-    _exit(127);
-  }
+  pid_t pid = fx_spawn(argv, log_path);
   register_child(pid);
   return pid;
 }

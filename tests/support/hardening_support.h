@@ -69,8 +69,9 @@ typedef int (*hs_child_fn)(void *arg);
 /* Forks a child that runs fn(arg) and _exit()s with its result. Registered:
  * hs_finish()/hs_teardown() kill it if it is still there. */
 pid_t hs_fork(hs_child_fn fn, void *arg);
-/* Forks a child that runs argv[0] (execv) with stdout and stderr appended
- * to `log_path` (NULL: /dev/null). Registered like hs_fork(). */
+/* fx_spawn(argv, log_path): a child that runs argv[0] with stdout and
+ * stderr appended to `log_path` (NULL: /dev/null). Registered like
+ * hs_fork(). */
 pid_t hs_spawn(char *const argv[], const char *log_path);
 /* Waits up to `ms` for the child to end; 0 and its wait status in
  * *ret_status if it did, -1 if it still runs. */

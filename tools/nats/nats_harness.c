@@ -1,13 +1,10 @@
 /* nats_harness.c: see nats_harness.h. */
 #include "nats_harness.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,21 +45,7 @@ int nh_start_child(char *const argv[], const char *log) {
   while (slot < NH_MAX_CHILDREN && children[slot] > 0)
     slot++;
   cr_assert_lt(slot, NH_MAX_CHILDREN, "too many children");
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  children[slot] = pid;
+  children[slot] = fx_spawn(argv, log);
   return slot;
 }
 

@@ -3,8 +3,9 @@
  * integration fixture's temp dir (tests/support/fixture.h), so fx_setup()
  * must have run.
  *
- * Children are started with stdout and stderr appended to a log file, an
- * empty signal mask, and PR_SET_PDEATHSIG: they die with the test process.
+ * Children are started by the fixture's fx_spawn(): stdout and stderr
+ * appended to a log file, a clean signal state, and PR_SET_PDEATHSIG: they
+ * die with the test process.
  * Each gets a slot (0 to NH_MAX_CHILDREN-1); nh_kill_children() in the
  * suite's teardown reaps whatever is left. Every wait is bounded (10 s). */
 #ifndef ACKRPC_NATS_HARNESS_H
