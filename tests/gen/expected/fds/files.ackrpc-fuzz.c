@@ -5,6 +5,19 @@
  * registered, with handlers that answer a default reply, through the real
  * socket and framing code. ackrpc_generate() builds it when
  * ACKRPC_GENERATE_FUZZ is ON; libFuzzer (or a replay main) supplies main().
+ *
+ * This file declares descriptor fields, so the first byte of an input says
+ * which descriptors go with the connection's first frame, and the rest is
+ * the connection's bytes. Bits 0-1: how many (0 to 3); bits 2-3, 4-5, 6-7:
+ * the kind of the first, second, third: 0 a sealed memfd, 1 an unsealed
+ * memfd, 2 the read end of a pipe, 3 /dev/null. They travel in one
+ * SCM_RIGHTS message with the first 12 + H + B bytes (the first frame as its
+ * prefix announces it, or all of them if fewer), and only if there is at
+ * least one; the entry closes its copies once they are sent. The server
+ * takes at most 2 descriptors per call (max_fds_per_call), so three are
+ * over its limit. A memfd holds a fixed body (one unknown field), which a
+ * frame with body_memfd (docs/PROTOCOL.md 2.6) may take as its own. An
+ * input of one byte is an empty connection.
  * Naming scheme and usage: docs/GENERATOR.md of ackrpc. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -16,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -25,6 +39,58 @@
 #include "fds/files.ackrpc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Descriptors (this file declares ackrpc.Fd fields). The first byte of an
+ * input chooses those sent with the connection's first frame: bits 0-1
+ * how many (0 to 3), bits 2-3, 4-5 and 6-7 the kind of each in turn. The
+ * server takes at most AKRGEN_FUZZ_MAX_FDS - 1 per call: a third one is
+ * cut off by the kernel, and the frame refused. */
+#define AKRGEN_FUZZ_MAX_FDS 3
+
+/* What a memfd holds: an unknown field (number 1000, 4 bytes), which a
+ * request type without a field 1000 decodes and drops. */
+static const char akrgen_fuzz_memfd[] = "\302\076\004fuzz";
+
+/* A new descriptor of kind `kind`: 0 a sealed memfd (as a body in a memfd
+ * is, docs/PROTOCOL.md 2.6), 1 the same unsealed, 2 the read end of a pipe
+ * (its write end closed), 3 /dev/null. abort() if the system refuses:
+ * descriptors the server leaks end there. */
+static int akrgen_fuzz_open(unsigned kind) {
+  int fd, p[2];
+  switch (kind) {
+  case 0:
+  case 1:
+    fd = memfd_create("ackrpc-fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 ||
+        write(fd, akrgen_fuzz_memfd, sizeof akrgen_fuzz_memfd - 1) !=
+            (ssize_t)(sizeof akrgen_fuzz_memfd - 1) ||
+        (kind == 0 &&
+         fcntl(fd, F_ADD_SEALS,
+               F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0))
+      abort();
+    return fd;
+  case 2:
+    if (pipe2(p, O_CLOEXEC) != 0) abort();
+    close(p[1]);
+    return p[0];
+  default:
+    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0) abort();
+    return fd;
+  }
+}
+
+/* How many bytes the descriptors go with: the first frame, as its prefix
+ * announces it (docs/PROTOCOL.md 2.5), or all of the input if that is
+ * shorter. */
+static size_t akrgen_fuzz_first(const uint8_t *data, size_t size) {
+  uint64_t len = 12;
+  int i;
+  if (size < 12) return size;
+  for (i = 0; i < 4; i++)
+    len += ((uint64_t)data[4 + i] + data[8 + i]) << (8 * i);
+  return len < size ? (size_t)len : size;
+}
 
 /* fds.Files/Read: walks the decoded request, answers a default reply. */
 static void akrgen_fuzz_0_0(ackrpc_call *call, const Fds__ReadRequest *request,
@@ -94,6 +160,7 @@ static void akrgen_fuzz_setup(void) {
   options.address = address;
   options.read_timeout_ms = 2000;
   options.log = ackrpc_log_discard;
+  options.max_fds_per_call = AKRGEN_FUZZ_MAX_FDS - 1;
   if (ackrpc_server_new(&options, &akrgen_fuzz_server) != ACKRPC_OK) abort();
   akrgen_fuzz_register_0(akrgen_fuzz_server);
   memset(&akrgen_fuzz_addr, 0, sizeof akrgen_fuzz_addr);
@@ -111,15 +178,56 @@ typedef struct akrgen_fuzz_conn {
   size_t size, sent;
   int closed;
   struct event *ev;
+  int fds[AKRGEN_FUZZ_MAX_FDS]; /* ours until sent, fds[0..n_fds) */
+  size_t n_fds;
+  size_t first; /* the bytes they go with */
 } akrgen_fuzz_conn;
 
 static void akrgen_fuzz_io(evutil_socket_t fd, short what, void *arg);
+
+static void akrgen_fuzz_close_fds(akrgen_fuzz_conn *c) {
+  while (c->n_fds > 0)
+    close(c->fds[--c->n_fds]);
+}
+
+/* Sends the descriptors, in one SCM_RIGHTS message, with (up to) the first
+ * c->first bytes, and closes our copies once sent, or once the send failed
+ * for good. */
+static ssize_t akrgen_fuzz_sendmsg(akrgen_fuzz_conn *c) {
+  union {
+    char buf[CMSG_SPACE(AKRGEN_FUZZ_MAX_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct msghdr msg;
+  struct iovec iov;
+  struct cmsghdr *cm;
+  ssize_t n;
+  memset(&control, 0, sizeof control);
+  memset(&msg, 0, sizeof msg);
+  iov.iov_base = (void *)c->data;
+  iov.iov_len = c->first;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = CMSG_SPACE(c->n_fds * sizeof(int));
+  cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(c->n_fds * sizeof(int));
+  memcpy(CMSG_DATA(cm), c->fds, c->n_fds * sizeof(int));
+  n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+  if (n < 0 && errno == EAGAIN) return n;
+  akrgen_fuzz_close_fds(c);
+  return n;
+}
 
 /* Writes the input; once it is all sent (or the server closed first: it
  * may refuse early), half-closes and waits for the end of the reply. */
 static void akrgen_fuzz_send(akrgen_fuzz_conn *c) {
   while (c->sent < c->size) {
-    ssize_t n = send(c->fd, c->data + c->sent, c->size - c->sent, MSG_NOSIGNAL);
+    ssize_t n = c->n_fds > 0 ? akrgen_fuzz_sendmsg(c)
+                             : send(c->fd, c->data + c->sent, c->size - c->sent,
+                                    MSG_NOSIGNAL);
     if (n < 0 && errno == EAGAIN) return;
     if (n <= 0) break;
     c->sent += (size_t)n;
@@ -155,11 +263,23 @@ static void akrgen_fuzz_io(evutil_socket_t fd, short what, void *arg) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   akrgen_fuzz_conn c;
   struct event_base *base;
+  unsigned spec = 0;
   if (akrgen_fuzz_server == NULL) akrgen_fuzz_setup();
   base = ackrpc_server_base(akrgen_fuzz_server);
   memset(&c, 0, sizeof c);
+  if (size > 0) {
+    spec = data[0];
+    data++;
+    size--;
+  }
   c.data = data;
   c.size = size;
+  /* Descriptors need a byte to go with. */
+  while (size > 0 && c.n_fds < (spec & 3)) {
+    c.fds[c.n_fds] = akrgen_fuzz_open((spec >> (2 + 2 * c.n_fds)) & 3);
+    c.n_fds++;
+  }
+  c.first = akrgen_fuzz_first(data, size);
   c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c.fd < 0) abort();
   /* The listening socket has a backlog: connect() completes at once. */
@@ -172,5 +292,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (event_base_loop(base, EVLOOP_ONCE) < 0) abort();
   event_free(c.ev);
   close(c.fd);
+  akrgen_fuzz_close_fds(&c); /* not sent: the connection failed first */
   return 0;
 }
