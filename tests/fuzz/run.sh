@@ -27,31 +27,42 @@ cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWith
   -DACKRPC_BUILD_TESTS=ON -DACKRPC_BUILD_TOOLS=ON -DACKRPC_BUILD_EXAMPLES=OFF >/dev/null
 
 status=0
-# The targets: tests/fuzz/fuzz_*.c (corpus in tests/fuzz/corpus/NAME/) and
-# tools/ackrpc/fuzz/fuzz_*.c (the ackrpc tool's codec; corpus beside it).
-for src in "$here"/fuzz_*.c "$root"/tools/ackrpc/fuzz/fuzz_*.c; do
-  [ -f "$src" ] || continue
-  name=$(basename "$src" .c)
-  corpus=${name#fuzz_}
-  srcdir=$(dirname "$src")
+# fuzz TARGET BIN_DIR CORPUS_DIR DICT: builds TARGET, fuzzes a scratch copy of
+# CORPUS_DIR with BIN_DIR/TARGET for $seconds (DICT may be empty).
+fuzz() {
+  name=$1
+  corpus=$(basename "$3")
   cmake --build "$build" --target "$name" -j "$(nproc)" >/dev/null
   work="$build/fuzz-work/$corpus"
   artifacts="$build/fuzz-artifacts"
   rm -rf "$work"
   mkdir -p "$work" "$artifacts"
-  cp "$srcdir/corpus/$corpus"/* "$work"/
+  cp "$3"/* "$work"/
   dict=""
-  if [ -f "$srcdir/$corpus.dict" ]; then dict="-dict=$srcdir/$corpus.dict"; fi
+  if [ -n "$4" ] && [ -f "$4" ]; then dict="-dict=$4"; fi
   echo "== $name: ${seconds}s on $(ls "$work" | wc -l) seeds"
   # shellcheck disable=SC2086 # ACKRPC_FUZZ_ARGS is a list of flags
-  bin="$build/tests/fuzz/$name"
-  [ -x "$bin" ] || bin="$build/tools/ackrpc/fuzz/$name"
-  if ! "$bin" -max_total_time="$seconds" -print_final_stats=1 \
+  if ! "$2/$name" -max_total_time="$seconds" -print_final_stats=1 \
       -artifact_prefix="$artifacts/$name-" $dict ${ACKRPC_FUZZ_ARGS:-} "$work"; then
     echo "fuzz: $name: FAILED, see $artifacts/" >&2
     status=1
   else
     echo "fuzz: $name: ok (${seconds} s, no crash)"
   fi
+}
+
+# The targets: tests/fuzz/fuzz_*.c (corpus in tests/fuzz/corpus/NAME/) and
+# tools/ackrpc/fuzz/fuzz_*.c (the ackrpc tool's codec; corpus beside it).
+for src in "$here"/fuzz_*.c "$root"/tools/ackrpc/fuzz/fuzz_*.c; do
+  [ -f "$src" ] || continue
+  name=$(basename "$src" .c)
+  srcdir=$(dirname "$src")
+  bindir="$build/tests/fuzz"
+  [ "$srcdir" = "$here" ] || bindir="$build/tools/ackrpc/fuzz"
+  fuzz "$name" "$bindir" "$srcdir/corpus/${name#fuzz_}" "$srcdir/${name#fuzz_}.dict"
 done
+# The entry protoc-gen-ackrpc generates for tests/gen/fixtures/fds/files.proto,
+# which passes descriptors (docs/GENERATOR.md); its seeds are the real frames
+# of tests/gen/test_gen_fuzz_fds.c (ACKRPC_FUZZ_SEEDS=DIR writes them).
+fuzz gen_fixtures_fuzz_fds_files "$build/tests/gen" "$here/corpus/gen_fds" "$here/frame.dict"
 exit $status

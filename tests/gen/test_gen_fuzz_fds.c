@@ -166,6 +166,24 @@ static void finish(void) {
                fx_fd_count(), fds_at_start);
 }
 
+/* With ACKRPC_FUZZ_SEEDS=DIR, each input is also written to DIR, named by
+ * its bytes' FNV-1a hash: the seed corpus of the entry's libFuzzer binary
+ * (tests/fuzz/corpus/gen_fds/, tests/fuzz/run.sh) is made so: the real
+ * frames of the first two tests, not the garbage (libFuzzer makes its own). */
+static void save_seed(const input *in) {
+  const char *dir = getenv("ACKRPC_FUZZ_SEEDS");
+  if (!dir || !*dir) return;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < in->len; i++)
+    h = (h ^ in->buf[i]) * 1099511628211ull;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/seed-%016llx", dir, (unsigned long long)h);
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f, "%s", path);
+  cr_assert_eq(fwrite(in->buf, 1, in->len, f), in->len);
+  cr_assert_eq(fclose(f), 0);
+}
+
 static void run(const input *in) {
   for (int i = 0; i < RUNS; i++)
     cr_assert_eq(LLVMFuzzerTestOneInput(in->buf, in->len), 0);
@@ -176,6 +194,7 @@ static void run(const input *in) {
 static void expect_n(input *in, const char *method, ackrpc_status code,
                      unsigned per_run) {
   uint64_t before = answered(method, code);
+  save_seed(in);
   run(in);
   uint64_t after = answered(method, code);
   cr_assert_eq(after, before + (uint64_t)RUNS * per_run,
