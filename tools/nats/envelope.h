@@ -16,6 +16,10 @@
 #define ACKRPC_NATS_H_STATUS "Ackrpc-Status"
 #define ACKRPC_NATS_H_MESSAGE "Ackrpc-Message"
 #define ACKRPC_NATS_H_MD_PREFIX "Ackrpc-Md-"
+/* The error headers of NATS services (the micro protocol): on an answer
+ * whose status is not OK, the status's name and message, and its code. */
+#define ACKRPC_NATS_H_SERVICE_ERROR "Nats-Service-Error"
+#define ACKRPC_NATS_H_SERVICE_ERROR_CODE "Nats-Service-Error-Code"
 /* An empty metadata value on NATS: "=" (never base64 output). Its base64,
  * "", is not carried: nats.c 3.4 reads an empty header value wrongly (it
  * takes the next header line as the value). */

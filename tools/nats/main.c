@@ -244,6 +244,14 @@ static void publish_answer(bridge *b, const char *reply_to, const char *call_id_
   if (s == NATS_OK) s = natsMsgHeader_Set(m, ACKRPC_NATS_H_STATUS, code);
   if (s == NATS_OK && clean[0] != '\0')
     s = natsMsgHeader_Set(m, ACKRPC_NATS_H_MESSAGE, clean);
+  if (s == NATS_OK && status != ACKRPC_OK) {
+    /* For NATS's own service clients, which know no Ackrpc-Status. */
+    char err[1100];
+    snprintf(err, sizeof err, "%s%s%s", ackrpc_status_name(status),
+             clean[0] ? ": " : "", clean);
+    s = natsMsgHeader_Set(m, ACKRPC_NATS_H_SERVICE_ERROR, err);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, ACKRPC_NATS_H_SERVICE_ERROR_CODE, code);
+  }
   if (s == NATS_OK) s = natsConnection_PublishMsg(b->nc, m);
   if (s != NATS_OK) logf_("cannot publish a reply: %s", natsStatus_GetText(s));
   natsMsg_Destroy(m);

@@ -242,6 +242,52 @@ Test(nats_discovery, ping_info_and_stats_of_an_export) {
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "export: status %d", st);
 }
 
+/* A call straight from NATS (no import), the request's bytes as the body;
+ * returns the answer. */
+static natsMsg *call_over_nats(uint32_t status, const char *message) {
+  Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
+  req.text = "micro";
+  req.reply_status = status;
+  req.reply_message = (char *)message;
+  uint8_t buf[256];
+  size_t len = protobuf_c_message_pack(&req.base, buf);
+  natsMsg *reply = NULL;
+  natsStatus s = natsConnection_Request(&reply, nc, "ackrpc.ackrpc.test.Test.Echo", buf,
+                                        (int)len, 3000);
+  cr_assert_eq(s, NATS_OK, "%s", natsStatus_GetText(s));
+  return reply;
+}
+
+static const char *header(natsMsg *m, const char *key) {
+  const char *v = NULL;
+  return natsMsgHeader_Get(m, key, &v) == NATS_OK ? v : NULL;
+}
+
+/* NATS's own service clients know no Ackrpc-Status: an error answer also
+ * carries the micro protocol's error headers, an OK one does not. */
+Test(nats_discovery, an_error_answer_carries_the_service_error_headers) {
+  nh_start_nats("nats", NULL, NULL, nats_url, sizeof nats_url);
+  fx_server_start(&(ackrpc_server_options){.address = fx_sock()});
+  start_export("export.log");
+  connect_nats();
+
+  natsMsg *m = call_over_nats(ACKRPC_FAILED_PRECONDITION, "not now");
+  cr_assert_str_eq(header(m, "Ackrpc-Status"), "9");
+  const char *code = header(m, "Nats-Service-Error-Code");
+  const char *err = header(m, "Nats-Service-Error");
+  cr_assert_not_null(code);
+  cr_assert_not_null(err);
+  cr_assert_str_eq(code, "9");
+  cr_assert_str_eq(err, "FAILED_PRECONDITION: not now");
+  natsMsg_Destroy(m);
+
+  m = call_over_nats(ACKRPC_OK, NULL);
+  cr_assert_str_eq(header(m, "Ackrpc-Status"), "0");
+  cr_assert_null(header(m, "Nats-Service-Error"));
+  cr_assert_null(header(m, "Nats-Service-Error-Code"));
+  natsMsg_Destroy(m);
+}
+
 Test(nats_discovery, two_exports_answer_with_two_ids) {
   nh_start_nats("nats", NULL, NULL, nats_url, sizeof nats_url);
   fx_server *srv = fx_server_start(&(ackrpc_server_options){.address = fx_sock()});
