@@ -24,7 +24,8 @@ case "$cc" in *clang*) ;; *) echo "run.sh: CC must be clang (got $cc)" >&2; exit
 
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DACKRPC_ENABLE_FUZZING=ON -DACKRPC_ENABLE_ASAN=ON -DACKRPC_ENABLE_UBSAN=ON \
-  -DACKRPC_BUILD_TESTS=ON -DACKRPC_BUILD_TOOLS=ON -DACKRPC_BUILD_EXAMPLES=OFF >/dev/null
+  -DACKRPC_BUILD_TESTS=ON -DACKRPC_BUILD_TOOLS=ON -DACKRPC_BUILD_EXAMPLES=OFF \
+  -DACKRPC_GENERATE_FUZZ=ON >/dev/null
 
 status=0
 # fuzz TARGET BIN_DIR CORPUS_DIR DICT: builds TARGET, fuzzes a scratch copy of
@@ -63,6 +64,8 @@ for src in "$here"/fuzz_*.c "$root"/tools/ackrpc/fuzz/fuzz_*.c; do
 done
 # The entry protoc-gen-ackrpc generates for tests/gen/fixtures/fds/files.proto,
 # which passes descriptors (docs/GENERATOR.md); its seeds are the real frames
-# of tests/gen/test_gen_fuzz_fds.c (ACKRPC_FUZZ_SEEDS=DIR writes them).
+# of tests/gen/test_gen_fuzz_fds.c (ACKRPC_FUZZ_SEEDS=DIR writes them); ctest
+# replays them, and a regress-* input committed beside them, as
+# fuzz_gen_fds_replay (tests/gen/CMakeLists.txt).
 fuzz gen_fixtures_fuzz_fds_files "$build/tests/gen" "$here/corpus/gen_fds" "$here/frame.dict"
 exit $status
