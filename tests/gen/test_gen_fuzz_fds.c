@@ -59,27 +59,12 @@ static input *input_new(unsigned spec) {
 }
 
 /* Appends a request frame of `method` whose head announces `fd_count`
- * descriptors (and, if body_memfd, a body in the last of them: the frame's
- * body is then the byte 0x00), with `body` (NULL: empty). */
+ * descriptors (and, if body_memfd, a body in the last of them), with
+ * `body` (NULL: empty): fx_frame_request_fds(). */
 static void add_frame(input *in, const char *method, uint32_t fd_count, int body_memfd,
                       const ProtobufCMessage *body) {
-  Ackrpc__Wire__RequestHead h = ACKRPC__WIRE__REQUEST_HEAD__INIT;
-  h.method = (char *)method;
-  h.call_id.data = (uint8_t *)"gen-fuzz-fds";
-  h.call_id.len = 12;
-  h.fd_count = fd_count;
-  h.body_memfd = body_memfd;
-  size_t hl = protobuf_c_message_get_packed_size(&h.base);
-  size_t bl = body_memfd ? 1 : body ? protobuf_c_message_get_packed_size(body) : 0;
-  cr_assert_leq(in->len + 12 + hl + bl, sizeof in->buf);
-  uint8_t *p = in->buf + in->len;
-  fx_frame_prefix(p, 1, (uint32_t)hl, (uint32_t)bl);
-  protobuf_c_message_pack(&h.base, p + 12);
-  if (body_memfd)
-    p[12 + hl] = 0x00;
-  else if (body)
-    protobuf_c_message_pack(body, p + 12 + hl);
-  in->len += 12 + hl + bl;
+  in->len += fx_frame_request_fds(in->buf + in->len, sizeof in->buf - in->len, method,
+                                  fd_count, body_memfd, body);
 }
 
 /* --- The entry's server, watched from outside --- */

@@ -361,30 +361,14 @@ FX_TEST(fds, pipelined_frames_keep_their_own_descriptors) {
 
 /* --- hostile peers, with raw sockets --- */
 
-/* A request frame for `method` whose head says fd_count = `count`
- * (appended as field 5 when not 0); malloc'd (the fixture's own frame is
- * freed at teardown). */
+/* A request frame for `method` whose head says fd_count = `count`, with an
+ * empty EchoRequest; malloc'd. */
 static size_t frame_counting(uint8_t **ret, const char *method, unsigned count) {
   Ackrpc__Test__EchoRequest req = ACKRPC__TEST__ECHO_REQUEST__INIT;
-  uint8_t *f;
-  size_t len = fx_frame_request(&f, method, 0, NULL, 0, &req.base);
-  if (!count) {
-    *ret = malloc(len);
-    memcpy(*ret, f, len);
-    return len;
-  }
-  uint32_t head = (uint32_t)f[4] | (uint32_t)f[5] << 8 | (uint32_t)f[6] << 16 |
-                  (uint32_t)f[7] << 24;
-  uint8_t *g = malloc(len + 2);
-  memcpy(g, f, 12 + head);
-  g[12 + head] = 0x28; /* field 5, varint */
-  g[13 + head] = (uint8_t)count;
-  memcpy(g + 14 + head, f + 12 + head, len - 12 - head);
-  head += 2;
-  g[4] = (uint8_t)head;
-  g[5] = (uint8_t)(head >> 8);
-  *ret = g;
-  return len + 2;
+  enum { CAP = 512 };
+  *ret = malloc(CAP);
+  cr_assert_not_null(*ret);
+  return fx_frame_request_fds(*ret, CAP, method, count, 0, &req.base);
 }
 
 static void send_with(int s, const uint8_t *buf, size_t len, const int *fds, size_t n) {

@@ -968,6 +968,26 @@ size_t fx_frame_request(uint8_t **ret_frame, const char *method, uint64_t timeou
   return build_frame(ret_frame, 1, &h.base, body);
 }
 
+size_t fx_frame_request_fds(uint8_t *out, size_t cap, const char *method, uint32_t fd_count,
+                            int body_memfd, const ProtobufCMessage *body) {
+  Ackrpc__Wire__RequestHead h = ACKRPC__WIRE__REQUEST_HEAD__INIT;
+  h.method = (char *)method;
+  h.call_id.data = (uint8_t *)"fixture-call-id";
+  h.call_id.len = 15;
+  h.fd_count = fd_count;
+  h.body_memfd = body_memfd;
+  size_t hl = protobuf_c_message_get_packed_size(&h.base);
+  size_t bl = body_memfd ? 1 : body ? protobuf_c_message_get_packed_size(body) : 0;
+  cr_assert_leq(12 + hl + bl, cap, "a frame of %zu bytes in %zu", 12 + hl + bl, cap);
+  fx_frame_prefix(out, 1, (uint32_t)hl, (uint32_t)bl);
+  protobuf_c_message_pack(&h.base, out + 12);
+  if (body_memfd)
+    out[12 + hl] = 0x00;
+  else if (body)
+    protobuf_c_message_pack(body, out + 12 + hl);
+  return 12 + hl + bl;
+}
+
 size_t fx_parse_reply(const uint8_t *buf, size_t len, uint32_t *ret_status,
                       char **ret_message, const uint8_t **ret_body,
                       size_t *ret_body_len) {

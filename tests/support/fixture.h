@@ -217,6 +217,13 @@ void fx_frame_prefix(uint8_t out[12], uint8_t type, uint32_t head_len,
 size_t fx_frame_request(uint8_t **ret_frame, const char *method,
                         uint64_t timeout_us, const uint8_t *call_id,
                         size_t call_id_len, const ProtobufCMessage *body);
+/* A request frame written to out[0..cap) (asserted to fit), whose head
+ * announces `fd_count` descriptors and, if `body_memfd`, a body in the last
+ * of them (docs/PROTOCOL.md §2.5-2.6: the frame's body is then the one byte
+ * 0x00 and `body` is ignored); else `body` (NULL: empty). Call id
+ * "fixture-call-id", no timeout. Returns the frame's length. */
+size_t fx_frame_request_fds(uint8_t *out, size_t cap, const char *method, uint32_t fd_count,
+                            int body_memfd, const ProtobufCMessage *body);
 /* Parses the reply frame at buf[0..len): returns its length, 0 if it is
  * not a complete, well-formed reply frame. Status and message (malloc'd,
  * may be NULL) go to the outputs; the body stays in buf. */
