@@ -255,10 +255,16 @@ step_fuzz() {
     bash "$ROOT/tests/fuzz/run.sh" "$secs" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   n=$(grep -c '^fuzz: .*: ok' "$log" || true)
+  local which
+  which=$(sed -n 's/^fuzz: failed: *//p' "$log" | tail -n 1)
   rm -f "$log"
   if [ "$rc" -ne 0 ]; then
     tests_failed=$((tests_failed + 1))
-    record fuzz FAIL $((SECONDS - start)) "a target crashed or did not build"
+    if [ -n "$which" ]; then
+      record fuzz FAIL $((SECONDS - start)) "failed: $which (report above)"
+    else
+      record fuzz FAIL $((SECONDS - start)) "a target did not build"
+    fi
     return 1
   fi
   tests_passed=$((tests_passed + n))

@@ -10,6 +10,11 @@
 # and makes this script fail: minimise it, fix the bug, and commit the input
 # as corpus/NAME/regress-* so that ctest (fuzz_NAME_replay) keeps checking it.
 #
+# Each target's libFuzzer output goes to $BUILD/fuzz-logs/NAME.log; this script
+# prints its final stats, and, for a target that failed, the sanitizer report
+# and the crashing input (base64, first 4 KiB) again at the very end, so that
+# a CI log that keeps only its tail still says what broke and how to replay it.
+#
 # Environment: ACKRPC_FUZZ_BUILD_DIR (default build-fuzz at the top of the
 # tree), CC (default clang), ACKRPC_FUZZ_ARGS (extra libFuzzer flags, e.g.
 # "-jobs=4 -workers=4").
@@ -28,6 +33,7 @@ cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWith
   -DACKRPC_GENERATE_FUZZ=ON >/dev/null
 
 status=0
+failed=""
 # fuzz TARGET BIN_DIR CORPUS_DIR DICT: builds TARGET, fuzzes a scratch copy of
 # CORPUS_DIR with BIN_DIR/TARGET for $seconds (DICT may be empty).
 fuzz() {
@@ -36,20 +42,40 @@ fuzz() {
   cmake --build "$build" --target "$name" -j "$(nproc)" >/dev/null
   work="$build/fuzz-work/$corpus"
   artifacts="$build/fuzz-artifacts"
+  log="$build/fuzz-logs/$name.log"
   rm -rf "$work"
-  mkdir -p "$work" "$artifacts"
+  mkdir -p "$work" "$artifacts" "$build/fuzz-logs"
   cp "$3"/* "$work"/
   dict=""
   if [ -n "$4" ] && [ -f "$4" ]; then dict="-dict=$4"; fi
   echo "== $name: ${seconds}s on $(ls "$work" | wc -l) seeds"
   # shellcheck disable=SC2086 # ACKRPC_FUZZ_ARGS is a list of flags
   if ! "$2/$name" -max_total_time="$seconds" -print_final_stats=1 \
-      -artifact_prefix="$artifacts/$name-" $dict ${ACKRPC_FUZZ_ARGS:-} "$work"; then
-    echo "fuzz: $name: FAILED, see $artifacts/" >&2
+      -artifact_prefix="$artifacts/$name-" $dict ${ACKRPC_FUZZ_ARGS:-} "$work" \
+      >"$log" 2>&1; then
+    echo "fuzz: $name: FAILED, see $log and $artifacts/" >&2
     status=1
+    failed="$failed $name"
   else
+    grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs)' "$log" || tail -n 3 "$log"
     echo "fuzz: $name: ok (${seconds} s, no crash)"
   fi
+}
+
+# report NAME: what a failed target left, for a log read from its tail.
+report() {
+  log="$build/fuzz-logs/$1.log"
+  echo "==== fuzz: $1 failed; the end of its report ($log):"
+  # From the sanitizer's or libFuzzer's first error line on, bounded.
+  awk '/^==[0-9]+==|^(ERROR|SUMMARY): |deadly signal|out-of-memory|timeout/ { on = 1 }
+       on { print; if (++n >= 80) exit }' "$log"
+  [ -s "$log" ] && ! grep -qE '^==[0-9]+==|deadly signal|out-of-memory|timeout' "$log" &&
+    tail -n 40 "$log"
+  for a in "$build/fuzz-artifacts/$1-"*; do
+    [ -f "$a" ] || continue
+    echo "==== input $(basename "$a") ($(wc -c <"$a") bytes), base64 of its first 4 KiB:"
+    head -c 4096 "$a" | base64
+  done
 }
 
 # The targets: tests/fuzz/fuzz_*.c (corpus in tests/fuzz/corpus/NAME/) and
@@ -68,4 +94,6 @@ done
 # replays them, and a regress-* input committed beside them, as
 # fuzz_gen_fds_replay (tests/gen/CMakeLists.txt).
 fuzz gen_fixtures_fuzz_fds_files "$build/tests/gen" "$here/corpus/gen_fds" "$here/frame.dict"
+for name in $failed; do report "$name"; done
+[ -z "$failed" ] || echo "fuzz: failed:$failed" >&2
 exit $status
