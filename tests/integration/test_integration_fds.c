@@ -372,23 +372,7 @@ static size_t frame_counting(uint8_t **ret, const char *method, unsigned count) 
 }
 
 static void send_with(int s, const uint8_t *buf, size_t len, const int *fds, size_t n) {
-  union {
-    struct cmsghdr a;
-    char b[CMSG_SPACE(8 * sizeof(int))];
-  } ctl;
-  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (n) {
-    memset(&ctl, 0, sizeof ctl);
-    m.msg_control = ctl.b;
-    m.msg_controllen = CMSG_SPACE(n * sizeof(int));
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(n * sizeof(int));
-    memcpy(CMSG_DATA(c), fds, n * sizeof(int));
-  }
-  cr_assert_eq(sendmsg(s, &m, MSG_NOSIGNAL), (ssize_t)len);
+  cr_assert_eq(fx_raw_send_fds(s, buf, len, fds, n), 0);
 }
 
 /* Sends `parts` as separate sendmsg() calls, descriptors with part

@@ -651,23 +651,7 @@ static size_t memfd_frame(uint8_t *out, uint32_t fd_count, const uint8_t *stub,
 }
 
 static void send_with(int s, const uint8_t *buf, size_t len, int fd) {
-  union {
-    struct cmsghdr a;
-    char b[CMSG_SPACE(sizeof(int))];
-  } ctl;
-  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (fd >= 0) {
-    memset(&ctl, 0, sizeof ctl);
-    m.msg_control = ctl.b;
-    m.msg_controllen = sizeof ctl.b;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  cr_assert_eq(sendmsg(s, &m, MSG_NOSIGNAL), (ssize_t)len);
+  cr_assert_eq(fx_raw_send_fds(s, buf, len, &fd, fd >= 0), 0);
 }
 
 /* Sends the memfd frame with `fd` (-1: none; fd_count says 1 either way

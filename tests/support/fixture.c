@@ -1035,6 +1035,33 @@ int fx_raw_send(int fd, const void *buf, size_t len) {
   return 0;
 }
 
+int fx_raw_send_fds(int fd, const void *buf, size_t len, const int *fds, size_t n_fds) {
+  if (!n_fds) return fx_raw_send(fd, buf, len);
+  if (!len || n_fds > FX_MAX_SEND_FDS) return -1;
+  union {
+    struct cmsghdr align;
+    char bytes[CMSG_SPACE(FX_MAX_SEND_FDS * sizeof(int))];
+  } ctl;
+  memset(&ctl, 0, sizeof ctl);
+  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+  struct msghdr m = {.msg_iov = &iov,
+                     .msg_iovlen = 1,
+                     .msg_control = ctl.bytes,
+                     .msg_controllen = CMSG_SPACE(n_fds * sizeof(int))};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+  memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+  ssize_t n;
+  do
+    n = sendmsg(fd, &m, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) return -1;
+  /* The descriptors went with the first byte; the rest goes plain. */
+  return fx_raw_send(fd, (const uint8_t *)buf + n, len - (size_t)n);
+}
+
 uint8_t *fx_raw_read_all(int fd, uint32_t ms, size_t *ret_len, int *ret_eof) {
   size_t cap = 65536, len = 0;
   uint8_t *buf = malloc(cap);

@@ -238,6 +238,13 @@ size_t fx_parse_reply(const uint8_t *buf, size_t len, uint32_t *ret_status,
 int fx_raw_connect(const char *address);
 /* Writes everything (MSG_NOSIGNAL); 0 or -1. */
 int fx_raw_send(int fd, const void *buf, size_t len);
+/* Most descriptors fx_raw_send_fds() sends at once. */
+#define FX_MAX_SEND_FDS 16
+/* Writes everything, as fx_raw_send(), with fds[0..n_fds) in one
+ * SCM_RIGHTS message on the first sendmsg() (n_fds 0: none). The caller
+ * keeps its own descriptors (the peer gets copies). 0, or -1 if a send
+ * fails or n_fds is over FX_MAX_SEND_FDS or len is 0 with descriptors. */
+int fx_raw_send_fds(int fd, const void *buf, size_t len, const int *fds, size_t n_fds);
 /* Reads until EOF or `ms` pass; returns a malloc'd buffer (freed at
  * teardown), its length in *ret_len, and *ret_eof nonzero if EOF came. */
 uint8_t *fx_raw_read_all(int fd, uint32_t ms, size_t *ret_len, int *ret_eof);
