@@ -16,7 +16,13 @@ single   one nats-server -js. N letters stored once, in order; export
          same sender and seq, another call id) is terminated, not retried
          forever, and the letters behind it still arrive; a message put into
          the stream without a call id (a plain NATS publish) is terminated,
-         never delivered; both bridges exit 0 on SIGTERM.
+         never delivered; both bridges exit 0 on SIGTERM. The export runs
+         with --dead-letter: the two terminated messages are stored, once
+         each, in the dead-letter stream it created, with their body, call
+         id and Ackrpc-Dead-* headers (read back through the JetStream API);
+         an export whose dead-letter subject no stream stores does not
+         start; with that stream deleted, a refused letter is kept (and the
+         letters behind it wait) until the stream is back, then stored there.
 cluster  three clustered nats-servers (routes on ports picked beforehand),
          stream replicas 3; the sender and import bridge on "host 1", the
          export bridge and receiver on "host 2"; bridges connect with the
@@ -33,6 +39,7 @@ usage: run_nats_js.py single|cluster --bridge PATH --sender PATH
                       --receiver PATH --cli PATH [--letters N] [--seed S]
 """
 import argparse
+import base64
 import json
 import os
 import random
@@ -125,6 +132,52 @@ def raw_publish(url, subject, payload):
             raise Fail(f"nats-server answered {line!r} to a publish")
 
 
+def nats_request(url, subject, payload, timeout=10):
+    """One request over a raw NATS connection: the reply's payload."""
+    host, port = url.rsplit("//", 1)[1].split(":")
+    inbox = "_INBOX.natsjs_test"
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        f = s.makefile("rb")
+        f.readline()  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' +
+                  f"SUB {inbox} 1\r\nPUB {subject} {inbox} {len(payload)}\r\n".encode() +
+                  payload + b"\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                raise Fail(f"nats-server closed the connection on a request to {subject}")
+            if line.startswith(b"PING"):
+                s.sendall(b"PONG\r\n")
+            elif line.startswith(b"MSG "):
+                data = f.read(int(line.split()[-1]))
+                f.readline()
+                return data
+            elif line.startswith(b"-ERR"):
+                raise Fail(f"nats-server: {line!r}")
+
+
+def dead_letters(url, stream):
+    """The messages of `stream`, through the JetStream API: a list of
+    (headers dict, body bytes)."""
+    info = json.loads(nats_request(url, f"$JS.API.STREAM.INFO.{stream}", b""))
+    if "error" in info:
+        raise Fail(f"stream {stream}: {info['error']}")
+    out = []
+    for seq in range(1, info["state"]["messages"] + 1):
+        r = json.loads(nats_request(url, f"$JS.API.STREAM.MSG.GET.{stream}",
+                                    json.dumps({"seq": seq}).encode()))
+        if "error" in r:
+            raise Fail(f"stream {stream} message {seq}: {r['error']}")
+        m = r["message"]
+        headers = {}
+        for h in base64.b64decode(m.get("hdrs", "")).decode().split("\r\n")[1:]:
+            if ":" in h:
+                k, v = h.split(":", 1)
+                headers[k.strip()] = v.strip()
+        out.append((headers, base64.b64decode(m.get("data", ""))))
+    return out
+
+
 def single(run, n):
     a = run.args
     nats, nlog = run.start("nats", [a.nats_server, "-a", "127.0.0.1", "-p", "-1",
@@ -145,8 +198,30 @@ def single(run, n):
     imp, _ = run.bridge("import", ["import", "--listen", isock, "--nats",
                                    f"nats://127.0.0.1:{free_port()},{url}",
                                    "--jetstream", "MAIL", "--create-stream", "--verbose"])
+    # Dead-letter subjects the export refuses before it connects.
+    for subject, why in (("ackrpc.dead", "is under the prefix"),
+                         ("dead.*", "must be literal"), ("dead..x", "empty token")):
+        r = subprocess.run([a.bridge, "export", "--socket", rsock, "--nats", url,
+                            "--jetstream", "MAIL", "--durable", "mailbox",
+                            "--dead-letter", subject], capture_output=True, text=True,
+                           timeout=10)
+        if r.returncode != 64 or why not in r.stderr:
+            raise Fail(f"--dead-letter {subject}: exit {r.returncode}, {r.stderr!r}")
+    # No stream stores the dead-letter subject: the export does not start.
+    p, log = run.start("export-nodead", [a.bridge, "export", "--socket", rsock, "--nats",
+                                         url, "--jetstream", "MAIL", "--durable",
+                                         "mailbox", "--dead-letter", "dead.mail"])
+    try:
+        rc = p.wait(timeout=max(run.left(), 1))
+    except subprocess.TimeoutExpired:
+        raise Fail("an export with no stream for its dead letters did not exit")
+    if rc == 0 or "no stream stores the dead-letter subject dead.mail" \
+            not in open(log).read():
+        raise Fail(f"an export with no stream for its dead letters exited {rc} "
+                   "without saying why")
     export_argv = ["export", "--socket", rsock, "--nats", url, "--jetstream", "MAIL",
-                   "--durable", "mailbox", "--timeout-ms", "3000"]
+                   "--durable", "mailbox", "--timeout-ms", "3000",
+                   "--dead-letter", "dead.mail", "--create-stream"]
     exp, _ = run.bridge("export", export_argv)
 
     # 1. n letters through the stream.
@@ -197,7 +272,8 @@ def single(run, n):
                  "stored once; the refused one terminated, not blocking the next")
     elog = open(run.log("export")).read()
     if "call_id=0badc0de: ackrpc.mailbox.Mailbox/Deliver refused: ALREADY_EXISTS" \
-            not in elog or "terminated" not in elog:
+            not in elog or "stored on dead.mail as message 1 of stream MAIL_DEAD: " \
+            "terminated" not in elog:
         raise Fail("the export did not log the refused letter as terminated")
     # 5. A message in the stream without a call id (not from an import
     # bridge): terminated, never delivered; the next letter arrives.
@@ -209,12 +285,71 @@ def single(run, n):
     wait_letters(run, rdb, "cli", [1, 2, 3],
                  "the message without a call id terminated, not delivered")
     elog = open(run.log("export")).read()
-    if "no Ackrpc-Call-Id of 1 to 64 bytes in lowercase hex: terminated" not in elog:
+    if "no Ackrpc-Call-Id of 1 to 64 bytes in lowercase hex: a dead letter" \
+            not in elog or "as message 2 of stream MAIL_DEAD: terminated" not in elog:
         raise Fail("the export did not log the message without a call id as "
                    "terminated")
+    # Both are in the dead-letter stream, once each, as they were sent.
+    dead = dead_letters(url, "MAIL_DEAD")
+    if len(dead) != 2:
+        raise Fail(f"the dead-letter stream holds {len(dead)} messages, not 2")
+    (h1, b1), (h2, b2) = dead
+    want1 = {"Ackrpc-Call-Id": "0badc0de", "Ackrpc-Dead-Status": "6",
+             "Ackrpc-Dead-Subject": "ackrpc.ackrpc.mailbox.Mailbox.Deliver",
+             "Ackrpc-Dead-Stream": "MAIL"}
+    for k, v in want1.items():
+        if h1.get(k) != v:
+            raise Fail(f"dead letter 1: {k} is {h1.get(k)!r}, not {v!r} ({h1})")
+    if not h1.get("Ackrpc-Dead-Reason", "").startswith("ALREADY_EXISTS: ") or \
+            b1 != letter_bytes("cli", 1, "letter 1"):
+        raise Fail(f"dead letter 1: reason or body wrong: {h1}, {b1!r}")
+    if "Ackrpc-Call-Id" in h2 or "Ackrpc-Dead-Status" in h2 or \
+            not h2.get("Ackrpc-Dead-Reason", "").startswith("no Ackrpc-Call-Id") or \
+            b2 != letter_bytes("cli", 99, "no call id"):
+        raise Fail(f"dead letter 2 wrong: {h2}, {b2!r}")
+    for h in (h1, h2):
+        # Its own Nats-Msg-Id (so that a redelivery is stored once), none of
+        # the original's JetStream headers.
+        nats_h = {k: v for k, v in h.items() if k.startswith("Nats-")}
+        if nats_h != {"Nats-Msg-Id": f"MAIL-{h.get('Ackrpc-Dead-Seq')}"}:
+            raise Fail(f"a dead letter's Nats-* headers are {nats_h}")
+    if int(h1["Ackrpc-Dead-Seq"]) >= int(h2["Ackrpc-Dead-Seq"]):
+        raise Fail(f"dead letters' stream sequences out of order: {h1}, {h2}")
     check_outbox(odb)
     print("nats_js: a repeated call id stored once; a refused letter terminated, "
-          "the next delivered; a message without a call id terminated", flush=True)
+          "the next delivered; a message without a call id terminated; both in the "
+          "dead-letter stream", flush=True)
+
+    # 6. The dead-letter stream gone: a refused letter is kept (Nak'ed), not
+    # terminated, and the letter behind it waits; with the stream back, the
+    # refused one is stored there and terminated, and the next arrives.
+    r = json.loads(nats_request(url, "$JS.API.STREAM.DELETE.MAIL_DEAD", b""))
+    if not r.get("success"):
+        raise Fail(f"could not delete the dead-letter stream: {r}")
+    rc, err = cli_deliver(run, isock, "0badc0e1", "cli", 2)  # seq 2 again: refused
+    if rc != 0:
+        raise Fail(f"ackrpc call (refused letter, no dead-letter stream) exited {rc}: {err}")
+    rc, err = cli_deliver(run, isock, "0badc0e2", "cli", 4)
+    if rc != 0:
+        raise Fail(f"ackrpc call (letter 4) exited {rc}: {err}")
+    elog_path = run.log("export")
+    run.wait_text(exp, elog_path, "cannot store it on dead.mail")
+    time.sleep(0.5)  # dropped, letter 4 would follow at once
+    seqs, _ = letters(rdb, "cli")
+    if 4 in seqs:
+        raise Fail("the letter behind a dead letter that could not be stored was "
+                   "delivered: the dead letter was dropped")
+    r = json.loads(nats_request(url, "$JS.API.STREAM.CREATE.MAIL_DEAD", json.dumps(
+        {"name": "MAIL_DEAD", "subjects": ["dead.mail"], "storage": "file"}).encode()))
+    if "error" in r:
+        raise Fail(f"could not create the dead-letter stream again: {r}")
+    wait_letters(run, rdb, "cli", [1, 2, 3, 4],
+                 "delivered once the dead letter before it was stored")
+    dead = dead_letters(url, "MAIL_DEAD")
+    if len(dead) != 1 or dead[0][0].get("Ackrpc-Call-Id") != "0badc0e1":
+        raise Fail(f"the kept dead letter is not the one in the new stream: {dead}")
+    print("nats_js: with no dead-letter stream a refused letter was kept, not "
+          "dropped; stored there once the stream was back", flush=True)
     for name, p in (("import", imp), ("export", exp)):
         if run.kill(p, signal.SIGTERM) != 0:
             raise Fail(f"{name} did not exit 0 on SIGTERM")

@@ -18,6 +18,15 @@
 #define ACKRPC_NATS_H_MD_PREFIX "Ackrpc-Md-"
 /* The error headers of NATS services (the micro protocol): on an answer
  * whose status is not OK, the status's name and message, and its code. */
+/* On a message export --jetstream --dead-letter stored there (jetstream.h):
+ * why it was terminated (one line), the ackrpc status code of the local
+ * server's refusal (decimal; absent when the message was never delivered),
+ * and where it was: subject, stream, stream sequence. */
+#define ACKRPC_NATS_H_DEAD_REASON "Ackrpc-Dead-Reason"
+#define ACKRPC_NATS_H_DEAD_STATUS "Ackrpc-Dead-Status"
+#define ACKRPC_NATS_H_DEAD_SUBJECT "Ackrpc-Dead-Subject"
+#define ACKRPC_NATS_H_DEAD_STREAM "Ackrpc-Dead-Stream"
+#define ACKRPC_NATS_H_DEAD_SEQ "Ackrpc-Dead-Seq"
 #define ACKRPC_NATS_H_SERVICE_ERROR "Nats-Service-Error"
 #define ACKRPC_NATS_H_SERVICE_ERROR_CODE "Nats-Service-Error-Code"
 /* An empty metadata value on NATS: "=" (never base64 output). Its base64,

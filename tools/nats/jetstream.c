@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "bridge.h"
@@ -27,6 +28,7 @@
  * (ack, nak or term) well within it, so a redelivery by AckWait means the
  * bridge is gone. */
 #define ACK_WAIT_MARGIN_MS 10000
+#define DEAD_PUB_WAIT_MS 5000 /* a dead letter's PubAck */
 
 static void sleep_ms(unsigned ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -107,6 +109,85 @@ int ackrpc_nats_js_setup(natsConnection *nc, ackrpc_nats_js *j, const char *pref
   logf_("stream %s: %s%s", j->stream, js_text(s, jerr, text, sizeof text),
         jerr == JSStreamNotFoundErr ? " (create it, or pass --create-stream)" : "");
   return -1;
+}
+
+int ackrpc_nats_js_dead_letter_ok(const char *subject, const char *prefix, char *why,
+                                  size_t cap) {
+  size_t n = strlen(subject), plen = strlen(prefix);
+  const char *bad = NULL;
+  if (n == 0 || n > 255)
+    bad = "must be 1 to 255 bytes";
+  else if (subject[0] == '.' || subject[n - 1] == '.' || strstr(subject, ".."))
+    bad = "has an empty token";
+  for (size_t i = 0; !bad && i < n; i++)
+    if (subject[i] <= ' ' || subject[i] > '~')
+      bad = "may hold printable ASCII only, no spaces";
+    else if (subject[i] == '*' || subject[i] == '>')
+      bad = "must be literal (no wildcard)";
+  if (!bad && strncmp(subject, prefix, plen) == 0 &&
+      (subject[plen] == '.' || subject[plen] == '\0'))
+    bad = "is under the prefix, whose subjects the export consumes";
+  if (!bad) return 0;
+  snprintf(why, cap, "the dead-letter subject '%s' %s", subject, bad);
+  return -1;
+}
+
+int ackrpc_nats_js_dead_letter_setup(ackrpc_nats_js *j) {
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Info.SubjectsFilter = j->dead_letter;
+  jsStreamNamesList *list = NULL;
+  jsErrCode jerr = 0;
+  char text[256];
+  natsStatus s = NATS_ERR;
+  for (int i = 0; i < SETUP_TRIES; i++) {
+    jerr = 0;
+    s = js_StreamNames(&list, j->js, &o, &jerr);
+    if (s == NATS_OK || s == NATS_NOT_FOUND || !transient(s, jerr)) break;
+    sleep_ms(500);
+  }
+  if (s == NATS_OK) {
+    logf_("dead letters go to %s (stream %s)", j->dead_letter, list->List[0]);
+    jsStreamNamesList_Destroy(list);
+    return 0;
+  }
+  if (s != NATS_NOT_FOUND) {
+    logf_("cannot look for the stream of %s: %s", j->dead_letter,
+          js_text(s, jerr, text, sizeof text));
+    return -1;
+  }
+  if (!j->create_stream) {
+    logf_("no stream stores the dead-letter subject %s (create one, or pass "
+          "--create-stream)",
+          j->dead_letter);
+    return -1;
+  }
+  char name[300];
+  snprintf(name, sizeof name, "%s_DEAD", j->stream);
+  const char *subjects[] = {j->dead_letter};
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  sc.Name = name;
+  sc.Subjects = subjects;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  sc.Replicas = j->replicas > 0 ? j->replicas : 1;
+  jsStreamInfo *si = NULL;
+  for (int i = 0; i < SETUP_TRIES; i++) {
+    jerr = 0;
+    s = js_AddStream(&si, j->js, &sc, NULL, &jerr);
+    if (s == NATS_OK || jerr == JSStreamNameExistErr || !transient(s, jerr)) break;
+    sleep_ms(500);
+  }
+  jsStreamInfo_Destroy(si);
+  if (s != NATS_OK && jerr != JSStreamNameExistErr) {
+    logf_("cannot create stream %s for %s: %s", name, j->dead_letter,
+          js_text(s, jerr, text, sizeof text));
+    return -1;
+  }
+  logf_("dead letters go to %s (stream %s%s)", j->dead_letter, name,
+        s == NATS_OK ? ", created" : "");
+  return 0;
 }
 
 void ackrpc_nats_js_close(ackrpc_nats_js *j) {
@@ -190,6 +271,77 @@ static uint64_t stream_seq(natsMsg *msg, uint64_t *delivered) {
   return seq;
 }
 
+/* Copies msg's headers to d, but not JetStream's own (Nats-*). */
+static natsStatus copy_headers(natsMsg *msg, natsMsg *d) {
+  const char **keys = NULL;
+  int n = 0;
+  natsStatus s = natsMsgHeader_Keys(msg, &keys, &n);
+  if (s == NATS_NOT_FOUND) return NATS_OK; /* no headers */
+  for (int i = 0; s == NATS_OK && i < n; i++) {
+    if (strncasecmp(keys[i], "Nats-", 5) == 0) continue;
+    const char **values = NULL;
+    int nv = 0;
+    s = natsMsgHeader_Values(msg, keys[i], &values, &nv);
+    for (int k = 0; s == NATS_OK && k < nv; k++)
+      s = natsMsgHeader_Add(d, keys[i], values[k]);
+    free((void *)values);
+  }
+  free((void *)keys);
+  return s;
+}
+
+/* A message that will never be delivered: terminated, after it is stored
+ * on the dead-letter subject when there is one; kept (Nak'ed) when it
+ * cannot be stored there. `status` is the local server's refusal, or -1 if
+ * it was never delivered. */
+static void terminate(consumer *c, natsMsg *msg, unsigned long long seq,
+                      const char *reason, int status) {
+  const ackrpc_nats_js *j = c->j;
+  if (!j->dead_letter) {
+    natsMsg_Term(msg, NULL);
+    return;
+  }
+  char line[512], num[32], id[300], text[256];
+  natsMsg *d = NULL;
+  natsStatus s = natsMsg_Create(&d, j->dead_letter, NULL, natsMsg_GetData(msg),
+                                natsMsg_GetDataLength(msg));
+  if (s == NATS_OK) s = copy_headers(msg, d);
+  ackrpc_nats_message_clean(reason, line, sizeof line);
+  if (s == NATS_OK) s = natsMsgHeader_Set(d, ACKRPC_NATS_H_DEAD_REASON, line);
+  if (s == NATS_OK && status >= 0) {
+    snprintf(num, sizeof num, "%d", status);
+    s = natsMsgHeader_Set(d, ACKRPC_NATS_H_DEAD_STATUS, num);
+  }
+  if (s == NATS_OK)
+    s = natsMsgHeader_Set(d, ACKRPC_NATS_H_DEAD_SUBJECT, natsMsg_GetSubject(msg));
+  if (s == NATS_OK) s = natsMsgHeader_Set(d, ACKRPC_NATS_H_DEAD_STREAM, j->stream);
+  snprintf(num, sizeof num, "%llu", seq);
+  if (s == NATS_OK) s = natsMsgHeader_Set(d, ACKRPC_NATS_H_DEAD_SEQ, num);
+  jsPubAck *pa = NULL;
+  jsErrCode jerr = 0;
+  if (s == NATS_OK) {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    snprintf(id, sizeof id, "%s-%llu", j->stream, seq);
+    po.MsgId = id; /* a redelivery (this Term lost) is stored once */
+    po.MaxWait = DEAD_PUB_WAIT_MS;
+    s = js_PublishMsg(&pa, j->js, d, &po, &jerr);
+  }
+  if (s == NATS_OK) {
+    logf_("stream message %llu: stored on %s as message %llu of stream %s%s: "
+          "terminated",
+          seq, j->dead_letter, (unsigned long long)pa->Sequence, pa->Stream,
+          pa->Duplicate ? " (already there)" : "");
+    natsMsg_Term(msg, NULL);
+  } else {
+    logf_("stream message %llu: cannot store it on %s: %s: kept, again in %d ms", seq,
+          j->dead_letter, js_text(s, jerr, text, sizeof text), NAK_MAX_MS);
+    natsMsg_NakWithDelay(msg, NAK_MAX_MS, NULL);
+  }
+  jsPubAck_Destroy(pa);
+  natsMsg_Destroy(d);
+}
+
 /* Delivers one message to the local server and settles it on JetStream. */
 static void deliver_one(consumer *c, natsMsg *msg) {
   uint64_t delivered = 1;
@@ -214,9 +366,9 @@ static void deliver_one(consumer *c, natsMsg *msg) {
     md_decode(msg, mb, &why);
   if (why) {
     /* Not an envelope we can deliver: it never will be. */
-    logf_("stream message %llu (%s): %s: terminated", seq, natsMsg_GetSubject(msg),
-          why);
-    natsMsg_Term(msg, NULL);
+    logf_("stream message %llu (%s): %s: %s", seq, natsMsg_GetSubject(msg), why,
+          c->j->dead_letter ? "a dead letter" : "terminated");
+    terminate(c, msg, seq, why, -1);
     free(mb);
     return;
   }
@@ -256,9 +408,11 @@ static void deliver_one(consumer *c, natsMsg *msg) {
   } else {
     /* A refusal for good: redelivering it would get the same answer and,
      * with MaxAckPending 1, hold up every message behind it. */
-    logf_("stream message %llu call_id=%s: %s refused: %s: %s: terminated", seq, v,
-          method, ackrpc_status_name(st), msg_text);
-    natsMsg_Term(msg, NULL);
+    logf_("stream message %llu call_id=%s: %s refused: %s: %s: %s", seq, v, method,
+          ackrpc_status_name(st), msg_text,
+          c->j->dead_letter ? "a dead letter" : "terminated");
+    snprintf(text, sizeof text, "%s: %s", ackrpc_status_name(st), msg_text);
+    terminate(c, msg, seq, text, out == ACKRPC_OUTCOME_ACKED ? (int)st : -1);
   }
   ackrpc_result_clear(&r);
   md_free(mb);

@@ -19,11 +19,12 @@
 #include <ackrpc/ackrpc.h>
 
 typedef struct ackrpc_nats_js {
-  const char *stream;  /* --jetstream; NULL: plain request/reply */
-  const char *durable; /* export: --durable */
-  int create_stream;   /* import and export: --create-stream */
-  int replicas;        /* for --create-stream (1 to 5) */
-  jsCtx *js;           /* ackrpc_nats_js_setup()'s */
+  const char *stream;      /* --jetstream; NULL: plain request/reply */
+  const char *durable;     /* export: --durable */
+  int create_stream;       /* import and export: --create-stream */
+  int replicas;            /* for --create-stream (1 to 5) */
+  const char *dead_letter; /* export: --dead-letter SUBJECT; NULL: none */
+  jsCtx *js;               /* ackrpc_nats_js_setup()'s */
 } ackrpc_nats_js;
 
 /* Makes j->js on `nc` and checks that j->stream exists, creating it (all
@@ -32,6 +33,20 @@ typedef struct ackrpc_nats_js {
  * again for up to 30 s. Returns 0, or -1 after logging why (then j->js may
  * be set: ackrpc_nats_js_close()). */
 int ackrpc_nats_js_setup(natsConnection *nc, ackrpc_nats_js *j, const char *prefix);
+
+/* Whether `subject` may be a dead-letter subject for an export with
+ * `prefix`: a literal NATS subject (1 to 255 bytes, dot-separated non-empty
+ * tokens of printable ASCII, no wildcard) outside PREFIX.> (which the
+ * export consumes). 0, or -1 with the reason in why[0..cap). */
+int ackrpc_nats_js_dead_letter_ok(const char *subject, const char *prefix, char *why,
+                                  size_t cap);
+
+/* export, after ackrpc_nats_js_setup(), with j->dead_letter set: checks that
+ * a stream stores j->dead_letter, creating stream "STREAM_DEAD" (that
+ * subject only, j->replicas, file storage) when none does and
+ * j->create_stream. Tries again while JetStream is not ready (up to 30 s).
+ * Returns 0, or -1 after logging why. */
+int ackrpc_nats_js_dead_letter_setup(ackrpc_nats_js *j);
 
 /* Releases j->js (NULL is fine). */
 void ackrpc_nats_js_close(ackrpc_nats_js *j);
@@ -58,7 +73,11 @@ void ackrpc_nats_js_import_one(const ackrpc_nats_js *j, ackrpc_call *call, natsM
  * RESOURCE_EXHAUSTED, ABORTED) or a call not delivered or not acked is
  * Nak'ed with a backoff (0.1 s doubling to 5 s, by delivery count); any
  * other status, and a message that is not an ackrpc envelope with a call
- * id, is terminated (Term) and logged. Calls `wait_stop()` on this thread;
+ * id, is terminated (Term) and logged. With j->dead_letter, such a message
+ * is first published to that subject (its body and Ackrpc-* headers, and
+ * the Ackrpc-Dead-* headers of envelope.h; Nats-Msg-Id "STREAM-SEQ", so a
+ * redelivery is stored once) and terminated only after the PubAck; if it
+ * cannot be stored it is Nak'ed (5 s) and kept. Calls `wait_stop()` on this thread;
  * when it returns, stops after the message in hand and returns 0, or -1 if
  * the consumer could not be set up (logged). */
 int ackrpc_nats_js_export(const ackrpc_nats_js *j, ackrpc_client *client,

@@ -559,6 +559,7 @@ static int run_js_export(bridge *b) {
   int rc = EXIT_FAIL;
   if (nats_connect(b) == NATS_OK &&
       ackrpc_nats_js_setup(b->nc, &b->js, b->prefix) == 0 &&
+      (!b->js.dead_letter || ackrpc_nats_js_dead_letter_setup(&b->js) == 0) &&
       ackrpc_nats_js_export(&b->js, b->client, b->prefix,
                             b->n_services ? b->services[0] : NULL,
                             b->default_timeout_ms, b->verbose, wait_for_signal) == 0)
@@ -855,6 +856,7 @@ enum {
   OPT_NKEY,
   OPT_NKEY_SEED_FILE,
   OPT_CREDS,
+  OPT_DEAD_LETTER,
 };
 
 static const char usage[] =
@@ -898,6 +900,10 @@ static const char usage[] =
     "  -D, --durable NAME       export, with -J: the durable consumer's name\n"
     "      --create-stream      with -J: create STREAM (subjects PREFIX.>) if missing\n"
     "      --replicas N         with --create-stream: its replicas (1-5, default 1)\n"
+    "      --dead-letter SUBJECT  export, with -J: store each message terminated\n"
+    "                           (refused for good, or not an envelope) on SUBJECT\n"
+    "                           before terminating it (with --create-stream: in\n"
+    "                           stream STREAM_DEAD if no stream stores SUBJECT)\n"
     "  -v, --verbose            log each call\n"
     "  -h, --help               this help\n";
 
@@ -928,6 +934,7 @@ int main(int argc, char **argv) {
       {"durable", required_argument, NULL, 'D'},
       {"create-stream", no_argument, NULL, 'C'},
       {"replicas", required_argument, NULL, 'R'},
+      {"dead-letter", required_argument, NULL, OPT_DEAD_LETTER},
       {"verbose", no_argument, NULL, 'v'},
       {"tls-ca", required_argument, NULL, OPT_TLS_CA},
       {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
@@ -1007,6 +1014,7 @@ int main(int argc, char **argv) {
     case OPT_NKEY: b.auth.nkey = optarg; break;
     case OPT_NKEY_SEED_FILE: b.auth.nkey_seed_file = optarg; break;
     case OPT_CREDS: b.auth.creds = optarg; break;
+    case OPT_DEAD_LETTER: b.js.dead_letter = optarg; break;
     case 'h': fputs(usage, stdout); return 0;
     default: fputs(usage, stderr); return EXIT_USAGE;
     }
@@ -1040,6 +1048,18 @@ int main(int argc, char **argv) {
     fprintf(stderr,
             PROG ": --durable, --create-stream and --replicas need --jetstream\n");
     return EXIT_USAGE;
+  }
+  if (b.js.dead_letter) {
+    char why[400];
+    if (!is_export || !b.js.stream) {
+      fprintf(stderr, PROG ": --dead-letter is for export --jetstream\n");
+      return EXIT_USAGE;
+    }
+    if (ackrpc_nats_js_dead_letter_ok(b.js.dead_letter, b.prefix, why, sizeof why) !=
+        0) {
+      fprintf(stderr, PROG " export: %s\n", why);
+      return EXIT_USAGE;
+    }
   }
   if (b.js.replicas && !b.js.create_stream) {
     fprintf(stderr, PROG ": --replicas is for --create-stream\n");
