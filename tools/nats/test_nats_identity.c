@@ -14,6 +14,10 @@
  *   (verify_and_map). A call crosses export and import over TLS, with the
  *   caller's certificate subject as its principal; a bridge without a
  *   client certificate, or with one from another CA, exits 69 saying why.
+ * - nkey users, and JWT users (--creds): an operator and accounts in JWTs
+ *   the server preloads (make_nkey.py --creds); the caller's principal is
+ *   its account's and its own public key; a user of an unknown account, or
+ *   a broken .creds file, exits 69.
  *
  * Real nats-server, real bridges (nats_harness.h), the fixture's echo
  * handler in a server of this process. Exit 77 (skipped) without
@@ -386,6 +390,69 @@ Test(nats_identity, nkey_users_log_in_and_the_callers_key_is_its_principal) {
                  "cannot connect to NATS");
   /* No seed in any log. */
   const char *logs[] = {"export.log", "alice.log", "unknown.log", "forged.log"};
+  for (size_t i = 0; i < sizeof logs / sizeof *logs; i++) {
+    char *s = nh_slurp(fx_path(logs[i]));
+    cr_assert(s && !strstr(s, "SUA"), "%s:\n%s", logs[i], s ? s : "");
+    free(s);
+  }
+  nh_stop_clean(imp, "alice.log");
+  nh_stop_clean(exp, "export.log");
+  nh_stop_child(nats);
+  fx_server_stop(srv);
+  fx_finish();
+}
+
+/* --- JWT users (.creds files) ---------------------------------------------- */
+
+/* The first line of file NAME in the test's dir, into out[0..cap). */
+static void read_line(const char *name, char *out, size_t cap) {
+  char *text = nh_slurp(fx_path(name));
+  cr_assert_not_null(text, "%s", name);
+  text[strcspn(text, "\n")] = '\0';
+  cr_assert_lt(strlen(text), cap);
+  snprintf(out, cap, "%s", text);
+  free(text);
+}
+
+Test(nats_identity, creds_users_log_in_and_the_callers_jwt_names_its_principal) {
+  /* An operator, accounts SVC (exports ackrpc.>) and CLI (imports it with
+   * share: true) in JWTs the server preloads, and a .creds file per user
+   * (make_nkey.py --creds, with the openssl command). */
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "python3 '%s' --creds '%s' > '%s' 2> '%s'",
+           ACKRPC_NATS_MAKE_NKEY, fx_dir(), fx_path("jwt.conf"), fx_path("creds.err"));
+  int st = system(cmd);
+  char *conf = nh_slurp(fx_path("jwt.conf"));
+  cr_assert(st == 0 && conf && strstr(conf, "resolver_preload"),
+            "make_nkey.py --creds failed (%d)", st);
+  int nats = nh_start_nats("nats", conf, NULL, nats_url, sizeof nats_url);
+  free(conf);
+  /* The caller as nats-server's request info names a JWT user: its
+   * account's and its own public key. */
+  char cli[128], alice[128], principal[300];
+  read_line("CLI.pub", cli, sizeof cli);
+  read_line("alice.pub", alice, sizeof alice);
+  snprintf(principal, sizeof principal, "nats:%s/%s", cli, alice);
+  fx_server *srv = start_server(principal);
+  const char *const exp_args[] = {"--service=ackrpc.test.Test", "--trust-request-info",
+                                  "--creds", fx_path("bridge.creds"), NULL};
+  int exp = start_ready("export", fx_sock(), "export.log", exp_args);
+  const char *alice_sock = fx_path("alice.sock");
+  const char *const alice_args[] = {"--creds", fx_path("alice.creds"), NULL};
+  int imp = start_ready("import", alice_sock, "alice.log", alice_args);
+  expect_admitted(alice_sock, principal);
+
+  /* A user of an account the server does not know (signed by the same
+   * operator), and a file that is no .creds file: refused. */
+  const char *const stranger[] = {"--creds", fx_path("stranger.creds"), NULL};
+  expect_refused("import", fx_path("x1.sock"), "stranger.log", stranger,
+                 "cannot connect to NATS");
+  write_file("bad.creds", "-----BEGIN NATS USER JWT-----\nnot.a.jwt\n"
+                          "------END NATS USER JWT------\n");
+  const char *const bad[] = {"--creds", fx_path("bad.creds"), NULL};
+  expect_refused("import", fx_path("x2.sock"), "bad.log", bad, "NATS");
+  /* No seed in any log. */
+  const char *logs[] = {"export.log", "alice.log", "stranger.log", "bad.log"};
   for (size_t i = 0; i < sizeof logs / sizeof *logs; i++) {
     char *s = nh_slurp(fx_path(logs[i]));
     cr_assert(s && !strstr(s, "SUA"), "%s:\n%s", logs[i], s ? s : "");
