@@ -350,6 +350,15 @@ static void make_nkey(const char *name, char *pub, size_t cap) {
   free(text);
 }
 
+/* No user seed ("SUA...") in any of the logs (NULL-terminated). */
+static void expect_no_seed(const char *const logs[]) {
+  for (size_t i = 0; logs[i]; i++) {
+    char *s = nh_slurp(fx_path(logs[i]));
+    cr_assert(s && !strstr(s, "SUA"), "%s:\n%s", logs[i], s ? s : "");
+    free(s);
+  }
+}
+
 Test(nats_identity, nkey_users_log_in_and_the_callers_key_is_its_principal) {
   char bridge[128], alice[128], mallory[128];
   make_nkey("bridge", bridge, sizeof bridge);
@@ -388,13 +397,8 @@ Test(nats_identity, nkey_users_log_in_and_the_callers_key_is_its_principal) {
                                 fx_path("mallory.nk"), NULL};
   expect_refused("import", fx_path("x2.sock"), "forged.log", forged,
                  "cannot connect to NATS");
-  /* No seed in any log. */
-  const char *logs[] = {"export.log", "alice.log", "unknown.log", "forged.log"};
-  for (size_t i = 0; i < sizeof logs / sizeof *logs; i++) {
-    char *s = nh_slurp(fx_path(logs[i]));
-    cr_assert(s && !strstr(s, "SUA"), "%s:\n%s", logs[i], s ? s : "");
-    free(s);
-  }
+  const char *logs[] = {"export.log", "alice.log", "unknown.log", "forged.log", NULL};
+  expect_no_seed(logs);
   nh_stop_clean(imp, "alice.log");
   nh_stop_clean(exp, "export.log");
   nh_stop_child(nats);
@@ -451,13 +455,8 @@ Test(nats_identity, creds_users_log_in_and_the_callers_jwt_names_its_principal) 
                           "------END NATS USER JWT------\n");
   const char *const bad[] = {"--creds", fx_path("bad.creds"), NULL};
   expect_refused("import", fx_path("x2.sock"), "bad.log", bad, "NATS");
-  /* No seed in any log. */
-  const char *logs[] = {"export.log", "alice.log", "stranger.log", "bad.log"};
-  for (size_t i = 0; i < sizeof logs / sizeof *logs; i++) {
-    char *s = nh_slurp(fx_path(logs[i]));
-    cr_assert(s && !strstr(s, "SUA"), "%s:\n%s", logs[i], s ? s : "");
-    free(s);
-  }
+  const char *logs[] = {"export.log", "alice.log", "stranger.log", "bad.log", NULL};
+  expect_no_seed(logs);
   nh_stop_clean(imp, "alice.log");
   nh_stop_clean(exp, "export.log");
   nh_stop_child(nats);
