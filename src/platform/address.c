@@ -185,13 +185,16 @@ ackrpc_status akr_listen(const akr_address *address, mode_t mode, gid_t group,
     st = errno == EADDRINUSE ? ACKRPC_E_ADDR_IN_USE : ACKRPC_E_SYSTEM;
     goto fail;
   }
-  if (!address->abstract) {
-    st = own_socket_file(&l, mode, group);
-    if (st != ACKRPC_OK) goto fail;
-  }
+  /* Listening at once: a client that sees the file appear and connects is
+   * refused until listen(), so nothing more goes in between. The owner-only
+   * mode still holds until own_socket_file() widens it. */
   if (listen(l.fd, backlog) != 0) {
     st = ACKRPC_E_SYSTEM;
     goto fail;
+  }
+  if (!address->abstract) {
+    st = own_socket_file(&l, mode, group);
+    if (st != ACKRPC_OK) goto fail;
   }
   *ret = l;
   return ACKRPC_OK;

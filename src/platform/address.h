@@ -52,8 +52,10 @@ typedef struct akr_listener {
  *   - with the lock held, a stale socket file is removed; a symlink or any
  *     other non-socket file is left alone (E_EXISTS); a socket that still
  *     accepts (a server that takes no lock) gives E_ADDR_IN_USE;
- *   - the socket is bound with owner-only permissions, given `group` (unless
- *     (gid_t)-1), then set to `mode`: it is never wider than `mode`.
+ *   - the socket is bound with owner-only permissions and listens at once
+ *     (the file appears at bind(); a connect before listen() is refused),
+ *     then is given `group` (unless (gid_t)-1) and set to `mode`: it is
+ *     never wider than `mode`.
  * On failure nothing is left behind, *ret is untouched, and if `why` is not
  * NULL and the failure has a reason worth a log line (an unsafe directory),
  * `why` (AKR_WHY_MAX bytes) says which directory and why; else it is "". */

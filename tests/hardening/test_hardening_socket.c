@@ -469,7 +469,13 @@ static void sigterm_drains(char *const argv[], const char *sock, const char *met
   unsigned long before[256];
   int n_before = sockets_of(pid, before, 256);
   cr_assert_geq(n_before, 0, "cannot read the fds of %s", argv[0]);
+  /* The file appears at bind(), a moment before listen(): a connect in
+   * between is refused. */
   int fd = hs_connect(sock);
+  for (int i = 0; i < 200 && fd < 0 && errno == ECONNREFUSED; i++) {
+    fx_sleep_ms(10);
+    fd = hs_connect(sock);
+  }
   cr_assert_geq(fd, 0, "connect: %s", strerror(errno));
   size_t half = n / 2;
   cr_assert_eq(hs_send_all(fd, frame, half), 0);
