@@ -180,14 +180,27 @@ int ackrpc_nats_js_dead_letter_setup(ackrpc_nats_js *j) {
     sleep_ms(500);
   }
   jsStreamInfo_Destroy(si);
-  if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-    logf_("cannot create stream %s for %s: %s", name, j->dead_letter,
-          js_text(s, jerr, text, sizeof text));
+  if (s == NATS_OK) {
+    logf_("dead letters go to %s (stream %s, created)", j->dead_letter, name);
+    return 0;
+  }
+  if (jerr == JSStreamNameExistErr) {
+    /* Another export made it meanwhile (then it stores the subject now),
+     * or a stream of that name with other subjects is in the way. */
+    s = js_StreamNames(&list, j->js, &o, &jerr);
+    if (s == NATS_OK) {
+      logf_("dead letters go to %s (stream %s)", j->dead_letter, list->List[0]);
+      jsStreamNamesList_Destroy(list);
+      return 0;
+    }
+    logf_("cannot create stream %s for %s: a stream of that name exists and does not "
+          "store it",
+          name, j->dead_letter);
     return -1;
   }
-  logf_("dead letters go to %s (stream %s%s)", j->dead_letter, name,
-        s == NATS_OK ? ", created" : "");
-  return 0;
+  logf_("cannot create stream %s for %s: %s", name, j->dead_letter,
+        js_text(s, jerr, text, sizeof text));
+  return -1;
 }
 
 void ackrpc_nats_js_close(ackrpc_nats_js *j) {
@@ -290,22 +303,15 @@ static natsStatus copy_headers(natsMsg *msg, natsMsg *d) {
   return s;
 }
 
-/* A message that will never be delivered: terminated, after it is stored
- * on the dead-letter subject when there is one; kept (Nak'ed) when it
- * cannot be stored there. `status` is the local server's refusal, or -1 if
- * it was never delivered. */
-static void terminate(consumer *c, natsMsg *msg, unsigned long long seq,
-                      const char *reason, int status) {
-  const ackrpc_nats_js *j = c->j;
-  if (!j->dead_letter) {
-    natsMsg_Term(msg, NULL);
-    return;
-  }
-  char line[512], num[32], id[300], text[256];
+/* The dead letter of `msg`: its body, its headers but JetStream's own
+ * (unless `copy` is 0: none of them), and the Ackrpc-Dead-* headers. */
+static natsStatus dead_msg(const consumer *c, natsMsg *msg, unsigned long long seq,
+                           const char *reason, int status, int copy, natsMsg **ret) {
+  char line[512], num[32];
   natsMsg *d = NULL;
-  natsStatus s = natsMsg_Create(&d, j->dead_letter, NULL, natsMsg_GetData(msg),
+  natsStatus s = natsMsg_Create(&d, c->j->dead_letter, NULL, natsMsg_GetData(msg),
                                 natsMsg_GetDataLength(msg));
-  if (s == NATS_OK) s = copy_headers(msg, d);
+  if (s == NATS_OK && copy) s = copy_headers(msg, d);
   ackrpc_nats_message_clean(reason, line, sizeof line);
   if (s == NATS_OK) s = natsMsgHeader_Set(d, ACKRPC_NATS_H_DEAD_REASON, line);
   if (s == NATS_OK && status >= 0) {
@@ -314,16 +320,59 @@ static void terminate(consumer *c, natsMsg *msg, unsigned long long seq,
   }
   if (s == NATS_OK)
     s = natsMsgHeader_Set(d, ACKRPC_NATS_H_DEAD_SUBJECT, natsMsg_GetSubject(msg));
-  if (s == NATS_OK) s = natsMsgHeader_Set(d, ACKRPC_NATS_H_DEAD_STREAM, j->stream);
+  if (s == NATS_OK) s = natsMsgHeader_Set(d, ACKRPC_NATS_H_DEAD_STREAM, c->j->stream);
   snprintf(num, sizeof num, "%llu", seq);
   if (s == NATS_OK) s = natsMsgHeader_Set(d, ACKRPC_NATS_H_DEAD_SEQ, num);
+  if (s != NATS_OK) {
+    natsMsg_Destroy(d);
+    d = NULL;
+  }
+  *ret = d;
+  return s;
+}
+
+/* Whether publishing a dead letter may work later: nobody answered (the
+ * stream is gone, JetStream is down), no PubAck in time, the connection
+ * is moving, or memory ran out. A refusal by the stream (too large, full
+ * with DiscardNew) or the server (over max_payload) will not change. */
+static int dead_retry(natsStatus s) {
+  /* (nats.c sets a JetStream error code with NATS_NO_RESPONDERS too.) */
+  return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS || s == NATS_CONNECTION_CLOSED ||
+         s == NATS_CONNECTION_DISCONNECTED || s == NATS_NO_MEMORY;
+}
+
+/* A message that will never be delivered: terminated, after it is stored
+ * on the dead-letter subject when there is one. While the dead letter may
+ * yet be stored it is kept (Nak'ed); refused for good there, it is
+ * terminated anyway (and stays in its stream under the stream's limits, as
+ * without --dead-letter). `status` is the local server's refusal, or -1 if
+ * it was never delivered. */
+static void terminate(consumer *c, natsMsg *msg, unsigned long long seq,
+                      const char *reason, int status) {
+  const ackrpc_nats_js *j = c->j;
+  if (!j->dead_letter) {
+    natsMsg_Term(msg, NULL);
+    return;
+  }
+  char id[300], text[256], why[600];
+  natsMsg *d = NULL;
+  natsStatus s = dead_msg(c, msg, seq, reason, status, 1, &d);
+  if (s != NATS_OK && s != NATS_NO_MEMORY) {
+    /* Headers nats.c cannot read back (a peer's malformed header block):
+     * the body and why, without them. */
+    snprintf(why, sizeof why, "%s (its headers could not be read: %s)", reason,
+             natsStatus_GetText(s));
+    s = dead_msg(c, msg, seq, why, status, 0, &d);
+  }
   jsPubAck *pa = NULL;
   jsErrCode jerr = 0;
   if (s == NATS_OK) {
     jsPubOptions po;
     jsPubOptions_Init(&po);
     snprintf(id, sizeof id, "%s-%llu", j->stream, seq);
-    po.MsgId = id; /* a redelivery (this Term lost) is stored once */
+    /* A redelivery (this Term lost) is stored once, within the dead-letter
+     * stream's duplicate window; without a sequence, no id. */
+    po.MsgId = seq ? id : NULL;
     po.MaxWait = DEAD_PUB_WAIT_MS;
     s = js_PublishMsg(&pa, j->js, d, &po, &jerr);
   }
@@ -333,10 +382,15 @@ static void terminate(consumer *c, natsMsg *msg, unsigned long long seq,
           seq, j->dead_letter, (unsigned long long)pa->Sequence, pa->Stream,
           pa->Duplicate ? " (already there)" : "");
     natsMsg_Term(msg, NULL);
-  } else {
+  } else if (dead_retry(s)) {
     logf_("stream message %llu: cannot store it on %s: %s: kept, again in %d ms", seq,
           j->dead_letter, js_text(s, jerr, text, sizeof text), NAK_MAX_MS);
     natsMsg_NakWithDelay(msg, NAK_MAX_MS, NULL);
+  } else {
+    logf_("stream message %llu: %s refused it: %s: terminated without a dead letter "
+          "(it stays in stream %s under its limits)",
+          seq, j->dead_letter, js_text(s, jerr, text, sizeof text), j->stream);
+    natsMsg_Term(msg, NULL);
   }
   jsPubAck_Destroy(pa);
   natsMsg_Destroy(d);

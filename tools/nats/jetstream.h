@@ -74,12 +74,15 @@ void ackrpc_nats_js_import_one(const ackrpc_nats_js *j, ackrpc_call *call, natsM
  * Nak'ed with a backoff (0.1 s doubling to 5 s, by delivery count); any
  * other status, and a message that is not an ackrpc envelope with a call
  * id, is terminated (Term) and logged. With j->dead_letter, such a message
- * is first published to that subject (its body and Ackrpc-* headers, and
- * the Ackrpc-Dead-* headers of envelope.h; Nats-Msg-Id "STREAM-SEQ", so a
- * redelivery is stored once) and terminated only after the PubAck; if it
- * cannot be stored it is Nak'ed (5 s) and kept. Calls `wait_stop()` on this thread;
- * when it returns, stops after the message in hand and returns 0, or -1 if
- * the consumer could not be set up (logged). */
+ * is first published to that subject (its body, its headers but
+ * JetStream's own Nats-*, and the Ackrpc-Dead-* headers of envelope.h;
+ * Nats-Msg-Id "STREAM-SEQ", so a redelivery is stored once within the
+ * dead-letter stream's duplicate window) and terminated only after the
+ * PubAck. While it may yet be stored (no responders, no PubAck in time,
+ * the connection moving) it is Nak'ed (5 s) and kept; refused for good
+ * there (too large, a full stream) it is terminated, logged. Calls
+ * `wait_stop()` on this thread; when it returns, stops after the message in
+ * hand and returns 0, or -1 if the consumer could not be set up (logged). */
 int ackrpc_nats_js_export(const ackrpc_nats_js *j, ackrpc_client *client,
                           const char *prefix, const char *service, uint32_t timeout_ms,
                           int verbose, int (*wait_stop)(void));

@@ -900,10 +900,10 @@ static const char usage[] =
     "  -D, --durable NAME       export, with -J: the durable consumer's name\n"
     "      --create-stream      with -J: create STREAM (subjects PREFIX.>) if missing\n"
     "      --replicas N         with --create-stream: its replicas (1-5, default 1)\n"
-    "      --dead-letter SUBJECT  export, with -J: store each message terminated\n"
-    "                           (refused for good, or not an envelope) on SUBJECT\n"
+    "      --dead-letter SUBJ   export, with -J: store each message terminated\n"
+    "                           (refused for good, or not an envelope) on SUBJ\n"
     "                           before terminating it (with --create-stream: in\n"
-    "                           stream STREAM_DEAD if no stream stores SUBJECT)\n"
+    "                           stream STREAM_DEAD if no stream stores SUBJ)\n"
     "  -v, --verbose            log each call\n"
     "  -h, --help               this help\n";
 

@@ -350,12 +350,24 @@ static void make_nkey(const char *name, char *pub, size_t cap) {
   free(text);
 }
 
-/* No user seed ("SUA...") in any of the logs (NULL-terminated). */
-static void expect_no_seed(const char *const logs[]) {
-  for (size_t i = 0; logs[i]; i++) {
-    char *s = nh_slurp(fx_path(logs[i]));
-    cr_assert(s && !strstr(s, "SUA"), "%s:\n%s", logs[i], s ? s : "");
-    free(s);
+/* No seed of the files `seeds` (an .nk file, or a .creds file: its line
+ * that starts with "SU") in any of the logs. Both lists NULL-terminated. */
+static void expect_no_seed(const char *const logs[], const char *const seeds[]) {
+  for (size_t k = 0; seeds[k]; k++) {
+    char *text = nh_slurp(fx_path(seeds[k]));
+    cr_assert_not_null(text, "%s", seeds[k]);
+    char *seed = strncmp(text, "SU", 2) == 0 ? text : strstr(text, "\nSU");
+    cr_assert_not_null(seed, "no seed in %s", seeds[k]);
+    if (seed != text) seed++;
+    seed[strcspn(seed, "\n")] = '\0';
+    cr_assert_gt(strlen(seed), 40, "%s: %s", seeds[k], seed);
+    for (size_t i = 0; logs[i]; i++) {
+      char *s = nh_slurp(fx_path(logs[i]));
+      cr_assert(s && !strstr(s, seed), "%s holds the seed of %s:\n%s", logs[i],
+                seeds[k], s ? s : "");
+      free(s);
+    }
+    free(text);
   }
 }
 
@@ -398,7 +410,8 @@ Test(nats_identity, nkey_users_log_in_and_the_callers_key_is_its_principal) {
   expect_refused("import", fx_path("x2.sock"), "forged.log", forged,
                  "cannot connect to NATS");
   const char *logs[] = {"export.log", "alice.log", "unknown.log", "forged.log", NULL};
-  expect_no_seed(logs);
+  const char *seeds[] = {"bridge.nk", "alice.nk", "mallory.nk", NULL};
+  expect_no_seed(logs, seeds);
   nh_stop_clean(imp, "alice.log");
   nh_stop_clean(exp, "export.log");
   nh_stop_child(nats);
@@ -454,9 +467,11 @@ Test(nats_identity, creds_users_log_in_and_the_callers_jwt_names_its_principal) 
   write_file("bad.creds", "-----BEGIN NATS USER JWT-----\nnot.a.jwt\n"
                           "------END NATS USER JWT------\n");
   const char *const bad[] = {"--creds", fx_path("bad.creds"), NULL};
-  expect_refused("import", fx_path("x2.sock"), "bad.log", bad, "NATS");
+  expect_refused("import", fx_path("x2.sock"), "bad.log", bad,
+                 "no nkey user seed found");
   const char *logs[] = {"export.log", "alice.log", "stranger.log", "bad.log", NULL};
-  expect_no_seed(logs);
+  const char *seeds[] = {"bridge.creds", "alice.creds", "stranger.creds", NULL};
+  expect_no_seed(logs, seeds);
   nh_stop_clean(imp, "alice.log");
   nh_stop_clean(exp, "export.log");
   nh_stop_child(nats);
