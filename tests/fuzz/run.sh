@@ -10,7 +10,9 @@
 # and makes this script fail: minimise it, fix the bug, and commit the input
 # as corpus/NAME/regress-* so that ctest (fuzz_NAME_replay) keeps checking it.
 #
-# Each target's libFuzzer output goes to $BUILD/fuzz-logs/NAME.log; this script
+# Each target's build and libFuzzer output go to $BUILD/fuzz-logs/NAME.log
+# (with -jobs=N in ACKRPC_FUZZ_ARGS, libFuzzer writes fuzz-N.log files in
+# the current directory instead); this script
 # prints its final stats, and, for a target that failed, the sanitizer report
 # and the crashing input (base64, first 4 KiB) again at the very end, so that
 # a CI log that keeps only its tail still says what broke and how to replay it.
@@ -39,12 +41,18 @@ failed=""
 fuzz() {
   name=$1
   corpus=$(basename "$3")
-  cmake --build "$build" --target "$name" -j "$(nproc)" >/dev/null
   work="$build/fuzz-work/$corpus"
   artifacts="$build/fuzz-artifacts"
   log="$build/fuzz-logs/$name.log"
   rm -rf "$work"
   mkdir -p "$work" "$artifacts" "$build/fuzz-logs"
+  rm -f "$artifacts/$name-"* # a report shows this run's inputs only
+  if ! cmake --build "$build" --target "$name" -j "$(nproc)" >"$log" 2>&1; then
+    echo "fuzz: $name: FAILED to build, see $log" >&2
+    status=1
+    failed="$failed $name"
+    return 0
+  fi
   cp "$3"/* "$work"/
   dict=""
   if [ -n "$4" ] && [ -f "$4" ]; then dict="-dict=$4"; fi
@@ -62,15 +70,19 @@ fuzz() {
   fi
 }
 
+# The first line of a sanitizer's or libFuzzer's report.
+first_error='^==[0-9]+==|runtime error:|^(ERROR|SUMMARY): |deadly signal|out-of-memory|timeout after'
+
 # report NAME: what a failed target left, for a log read from its tail.
 report() {
   log="$build/fuzz-logs/$1.log"
   echo "==== fuzz: $1 failed; the end of its report ($log):"
-  # From the sanitizer's or libFuzzer's first error line on, bounded.
-  awk '/^==[0-9]+==|^(ERROR|SUMMARY): |deadly signal|out-of-memory|timeout/ { on = 1 }
-       on { print; if (++n >= 80) exit }' "$log"
-  [ -s "$log" ] && ! grep -qE '^==[0-9]+==|deadly signal|out-of-memory|timeout' "$log" &&
-    tail -n 40 "$log"
+  if grep -qE "$first_error" "$log"; then
+    # From the first error line on, bounded.
+    awk -v re="$first_error" '$0 ~ re { on = 1 } on { print; if (++n >= 80) exit }' "$log"
+  else
+    tail -n 40 "$log" # a build failure, or a report this script does not know
+  fi
   for a in "$build/fuzz-artifacts/$1-"*; do
     [ -f "$a" ] || continue
     echo "==== input $(basename "$a") ($(wc -c <"$a") bytes), base64 of its first 4 KiB:"
