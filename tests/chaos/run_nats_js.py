@@ -211,35 +211,28 @@ def single(run, n):
                            timeout=10)
         if r.returncode != 64 or why not in r.stderr:
             raise Fail(f"--dead-letter {subject}: exit {r.returncode}, {r.stderr!r}")
+    def export_refused(name, extra, says, what):
+        p, log = run.start(name, [a.bridge, "export", "--socket", rsock, "--nats", url,
+                                  "--jetstream", "MAIL", "--durable", "mailbox"] + extra)
+        try:
+            rc = p.wait(timeout=max(run.left(), 1))
+        except subprocess.TimeoutExpired:
+            raise Fail(f"an export {what} did not exit")
+        if rc == 0 or says not in open(log).read():
+            raise Fail(f"an export {what} exited {rc} without saying why")
+
     # No stream stores the dead-letter subject: the export does not start.
-    p, log = run.start("export-nodead", [a.bridge, "export", "--socket", rsock, "--nats",
-                                         url, "--jetstream", "MAIL", "--durable",
-                                         "mailbox", "--dead-letter", "dead.mail"])
-    try:
-        rc = p.wait(timeout=max(run.left(), 1))
-    except subprocess.TimeoutExpired:
-        raise Fail("an export with no stream for its dead letters did not exit")
-    if rc == 0 or "no stream stores the dead-letter subject dead.mail" \
-            not in open(log).read():
-        raise Fail(f"an export with no stream for its dead letters exited {rc} "
-                   "without saying why")
+    export_refused("export-nodead", ["--dead-letter", "dead.mail"],
+                   "no stream stores the dead-letter subject dead.mail",
+                   "with no stream for its dead letters")
     # A stream named MAIL_DEAD that stores other subjects: not taken for it.
     r = json.loads(nats_request(url, "$JS.API.STREAM.CREATE.MAIL_DEAD", json.dumps(
         {"name": "MAIL_DEAD", "subjects": ["other.x"], "storage": "file"}).encode()))
     if "error" in r:
         raise Fail(f"could not create a stream MAIL_DEAD: {r}")
-    p, log = run.start("export-taken", [a.bridge, "export", "--socket", rsock, "--nats",
-                                        url, "--jetstream", "MAIL", "--durable",
-                                        "mailbox", "--dead-letter", "dead.mail",
-                                        "--create-stream"])
-    try:
-        rc = p.wait(timeout=max(run.left(), 1))
-    except subprocess.TimeoutExpired:
-        raise Fail("an export whose STREAM_DEAD stores other subjects did not exit")
-    if rc == 0 or "a stream of that name exists and does not store it" \
-            not in open(log).read():
-        raise Fail(f"an export whose STREAM_DEAD stores other subjects exited {rc} "
-                   "without saying why")
+    export_refused("export-taken", ["--dead-letter", "dead.mail", "--create-stream"],
+                   "a stream of that name exists and does not store it",
+                   "whose STREAM_DEAD stores other subjects")
     r = json.loads(nats_request(url, "$JS.API.STREAM.DELETE.MAIL_DEAD", b""))
     if not r.get("success"):
         raise Fail(f"could not delete stream MAIL_DEAD: {r}")
