@@ -59,6 +59,24 @@ static int transient(natsStatus s, jsErrCode jerr) {
 
 /* --- setup ------------------------------------------------------------- */
 
+/* Creates stream `name` storing `subject` (file storage, j->replicas). */
+static natsStatus add_stream(const ackrpc_nats_js *j, const char *name,
+                             const char *subject, jsErrCode *jerr) {
+  const char *subjects[] = {subject};
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  sc.Name = name;
+  sc.Subjects = subjects;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  sc.Replicas = j->replicas > 0 ? j->replicas : 1;
+  jsStreamInfo *si = NULL;
+  *jerr = 0;
+  natsStatus s = js_AddStream(&si, j->js, &sc, NULL, jerr);
+  jsStreamInfo_Destroy(si);
+  return s;
+}
+
 static natsStatus stream_check(ackrpc_nats_js *j, const char *prefix, jsErrCode *jerr) {
   jsStreamInfo *si = NULL;
   *jerr = 0;
@@ -70,20 +88,10 @@ static natsStatus stream_check(ackrpc_nats_js *j, const char *prefix, jsErrCode 
   if (!j->create_stream || *jerr != JSStreamNotFoundErr) return s;
   char subject[512];
   snprintf(subject, sizeof subject, "%s.>", prefix);
-  const char *subjects[] = {subject};
-  jsStreamConfig sc;
-  jsStreamConfig_Init(&sc);
-  sc.Name = j->stream;
-  sc.Subjects = subjects;
-  sc.SubjectsLen = 1;
-  sc.Storage = js_FileStorage;
-  sc.Replicas = j->replicas > 0 ? j->replicas : 1;
-  *jerr = 0;
-  s = js_AddStream(&si, j->js, &sc, NULL, jerr);
+  s = add_stream(j, j->stream, subject, jerr);
   if (s == NATS_OK) {
     logf_("created stream %s (subjects %s, replicas %d)", j->stream, subject,
-          (int)sc.Replicas);
-    jsStreamInfo_Destroy(si);
+          j->replicas > 0 ? j->replicas : 1);
   } else if (*jerr == JSStreamNameExistErr) {
     s = NATS_OK; /* another bridge made it meanwhile */
   }
@@ -164,22 +172,11 @@ int ackrpc_nats_js_dead_letter_setup(ackrpc_nats_js *j) {
   }
   char name[300];
   snprintf(name, sizeof name, "%s_DEAD", j->stream);
-  const char *subjects[] = {j->dead_letter};
-  jsStreamConfig sc;
-  jsStreamConfig_Init(&sc);
-  sc.Name = name;
-  sc.Subjects = subjects;
-  sc.SubjectsLen = 1;
-  sc.Storage = js_FileStorage;
-  sc.Replicas = j->replicas > 0 ? j->replicas : 1;
-  jsStreamInfo *si = NULL;
   for (int i = 0; i < SETUP_TRIES; i++) {
-    jerr = 0;
-    s = js_AddStream(&si, j->js, &sc, NULL, &jerr);
+    s = add_stream(j, name, j->dead_letter, &jerr);
     if (s == NATS_OK || jerr == JSStreamNameExistErr || !transient(s, jerr)) break;
     sleep_ms(500);
   }
-  jsStreamInfo_Destroy(si);
   if (s == NATS_OK) {
     logf_("dead letters go to %s (stream %s, created)", j->dead_letter, name);
     return 0;
